@@ -1,0 +1,176 @@
+"""The command line: what users type, what they see, and exit codes."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from vggspec.cli import main
+
+from .conftest import ROOT, SPECS
+
+
+def run(*args: str, env: dict | None = None, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """The real process, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "vggspec", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        input=stdin,
+        timeout=120,
+    )
+
+
+def test_analyze_params_prints_table_2(capsys):
+    assert main(["analyze", "--params"]) == 0
+    out = capsys.readouterr().out
+    header = out.splitlines()[0].split()
+    assert header == ["A", "A-LRN", "B", "C", "D", "E"]
+    row = next(line for line in out.splitlines() if line.startswith("params (millions)"))
+    assert row.split()[2:] == ["133", "133", "133", "134", "138", "144"]
+    assert "132,863,336" in out and "143,667,240" in out
+
+
+def test_analyze_one_spec_is_a_per_layer_table(capsys):
+    assert main(["analyze", str(SPECS / "D.vgg")]) == 0
+    out = capsys.readouterr().out
+    pool5 = next(line for line in out.splitlines() if " pool5 " in line)
+    assert pool5.split()[-3:] == ["212", "32", "90"]
+    assert "15,470,264,320" in out and "138,357,544" in out
+    assert "FLOPs = 2 × MACs" in out
+
+
+def test_analyze_columns_follow_the_flags(capsys):
+    assert main(["analyze", str(SPECS / "A.vgg"), "--params"]) == 0
+    out = capsys.readouterr().out
+    assert "params" in out and "MACs" not in out and "RF" not in out
+
+
+def test_analyze_json_for_scripts(capsys):
+    assert main(["analyze", "--format", "json", str(SPECS / "D.vgg"), str(SPECS / "E.vgg")]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [d["name"] for d in data] == ["D", "E"]
+    assert data[0]["source"].endswith("D.vgg")
+    assert data[0]["total"]["macs"] == 15_470_264_320
+    assert data[1]["total"]["params"] == 143_667_240
+    assert data[0]["layers"][17]["name"] == "pool5" and data[0]["layers"][17]["receptive_field"] == 212
+
+
+def test_analyze_at_another_input_size(capsys):
+    assert main(["analyze", str(SPECS / "D.vgg"), "--input", "384", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)[0]
+    assert data["input"] == [3, 384, 384]
+    assert data["min_input_size"] == 32
+    assert next(la for la in data["layers"] if la["name"] == "pool5")["output_shape"] == [512, 12, 12]
+
+
+def test_analyze_a_directory_puts_table_1_first(capsys):
+    assert main(["analyze", str(SPECS), "--params"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].split() == ["A", "A-LRN", "B", "C", "D", "E"]
+
+
+def test_bad_spec_exits_2_with_a_located_error_and_no_traceback(tmp_path):
+    bad = tmp_path / "bad.vgg"
+    bad.write_text("conv3-64\nmaxpol\nFC-10\n")
+    result = run("analyze", str(bad))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert f"{bad}:2:1: error: unknown layer 'maxpol'" in result.stderr
+    assert "^^^^^^" in result.stderr and "did you mean 'maxpool'?" in result.stderr
+
+
+def test_missing_file_exits_2(tmp_path):
+    result = run("analyze", str(tmp_path / "missing.vgg"))
+    assert result.returncode == 2 and "no such spec file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_too_small_input_is_a_shape_error(capsys):
+    assert main(["analyze", str(SPECS / "D.vgg"), "--input", "16"]) == 2
+    err = capsys.readouterr().err
+    assert "D.vgg:15:1" in err and "spatial size reaches zero" in err and "at least 32×32" in err
+
+
+def test_bad_flag_value_is_a_usage_error():
+    result = run("analyze", "--input", "zero")
+    assert result.returncode == 2 and "expected a whole number" in result.stderr
+
+
+def test_analyze_never_imports_torch(tmp_path):
+    poison = tmp_path / "torch"
+    poison.mkdir()
+    (poison / "__init__.py").write_text("raise ImportError('vggspec analyze imported torch')\n")
+    env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    for args in (["analyze"], ["analyze", "specs/D.vgg", "--format", "json"], ["table"], ["fmt", "specs/E.vgg"]):
+        result = run(*args, env=env)
+        assert result.returncode == 0, result.stderr
+
+
+def test_fmt_prints_canonical_text_and_check_and_write(tmp_path, capsys):
+    messy = tmp_path / "messy.vgg"
+    messy.write_text("# my net\nconv3-64,conv3-64 # twins\nmaxpool\nFC-10\n")
+    assert main(["fmt", str(messy)]) == 0
+    assert capsys.readouterr().out == "# my net\ninput: 224x224 RGB\n\nconv3-64 ×2  # twins\nmaxpool\nFC-10\n"
+    assert main(["fmt", "--check", str(messy)]) == 1
+    assert main(["fmt", "--write", str(messy)]) == 0
+    assert main(["fmt", "--check", str(messy)]) == 0
+
+
+def test_bundled_specs_are_canonical(capsys):
+    files = sorted(str(p) for p in SPECS.rglob("*.vgg"))
+    assert len(files) >= 10
+    assert main(["fmt", "--check", *files]) == 0
+
+
+def test_fmt_reads_standard_input():
+    result = run("fmt", "-", stdin="conv3-8 x2, FC-10")
+    assert result.returncode == 0 and result.stdout.endswith("conv3-8 ×2\nFC-10\n")
+
+
+def test_table_renders_table_1_as_markdown(capsys):
+    assert main(["table"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "| A | A-LRN | B | C | D | E |"
+    assert lines[2] == "| 11 weight layers | 11 weight layers | 13 weight layers | 16 weight layers | 16 weight layers | 19 weight layers |"
+    assert lines[5] == "|  | LRN | conv3-64 | conv3-64 | conv3-64 | conv3-64 |"
+    assert "| conv3-256 | conv3-256 | conv3-256 | conv1-256 | conv3-256 | conv3-256 |" not in lines
+    assert "|  |  |  | conv1-256 | conv3-256 | conv3-256 |" in lines
+    assert "|  |  |  |  |  | conv3-256 |" in lines
+    assert sum(line.startswith("| maxpool") for line in lines) == 5
+    assert lines[-1] == "| soft-max | soft-max | soft-max | soft-max | soft-max | soft-max |"
+
+
+def test_graph_writes_dot_source(tmp_path):
+    out = tmp_path / "d.dot"
+    assert main(["graph", str(SPECS / "D.vgg"), "-o", str(out)]) == 0
+    source = out.read_text()
+    assert "conv1_1 -> conv1_2" in source and "512×7×7" in source and "102,764,544 params" in source
+
+
+@pytest.mark.skipif(
+    shutil.which("dot") is None and not os.environ.get("CI"),
+    reason="needs Graphviz's dot: bash tools/install-system-deps.sh (CI installs it, and fails without it)",
+)
+@pytest.mark.parametrize("fmt", ["svg", "png"])
+def test_graph_renders_with_dot(tmp_path, fmt):
+    out = tmp_path / f"e.{fmt}"
+    assert main(["graph", str(SPECS / "E.vgg"), "-o", str(out)]) == 0
+    data = out.read_bytes()
+    if fmt == "svg":
+        assert b"<svg" in data and b"conv5_4" in data
+    else:
+        assert data.startswith(b"\x89PNG")
+
+
+def test_help_explains_every_command():
+    result = run("--help")
+    assert result.returncode == 0
+    for command in ("analyze", "fmt", "table", "graph"):
+        assert command in result.stdout
+    analyze_help = run("analyze", "--help").stdout
+    for flag in ("--params", "--flops", "--memory", "--receptive-field", "--shapes", "--input", "--format"):
+        assert flag in analyze_help

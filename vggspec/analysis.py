@@ -1,0 +1,224 @@
+"""Static analysis of the layer graph: shapes, parameters, MACs, activations, receptive fields.
+
+Pure arithmetic over the graph, no tensors and no torch: a full VGG analyses in well under a
+millisecond. Conventions are those of :mod:`vggspec.layers` (MACs as fvcore counts them:
+multiply-accumulates of conv and FC layers, biases excluded; FLOPs = 2 × MACs). Receptive
+fields follow Araujo et al. (Distill 2019): for each layer with kernel k, stride s, padding p,
+
+    r ← r + (k − 1)·j,   P ← P + p·j,   j ← j·s        (r = 1, j = 1, P = 0 at the input)
+
+where r is the receptive field size, j the effective stride and P the effective padding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import networkx as nx
+
+from .errors import ShapeError
+from .graph import INPUT, layer_nodes, to_graph
+from .layers import FC, LayerSpec, Shape, SoftMax
+from .spec import Spec
+
+BYTES_PER_ACTIVATION = 4  # float32
+
+
+@dataclass(frozen=True)
+class LayerAnalysis:
+    index: int
+    name: str
+    kind: str
+    spelling: str
+    line: int
+    column: int
+    input_shape: Shape
+    output_shape: Shape
+    params: int
+    macs: int
+    activations: int
+    receptive_field: int
+    effective_stride: int
+    effective_padding: int
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["input_shape"] = list(self.input_shape)
+        out["output_shape"] = list(self.output_shape)
+        return out
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Per-layer and total numbers for one spec at one input size."""
+
+    spec: Spec
+    input_shape: Shape
+    layers: tuple[LayerAnalysis, ...]
+    min_input_size: int
+
+    @property
+    def params(self) -> int:
+        return sum(layer.params for layer in self.layers)
+
+    @property
+    def macs(self) -> int:
+        return sum(layer.macs for layer in self.layers)
+
+    @property
+    def flops(self) -> int:
+        """2 × MACs: one multiply and one add each."""
+        return 2 * self.macs
+
+    @property
+    def activations(self) -> int:
+        """Output elements of every layer, per image (the input image not included)."""
+        return sum(layer.activations for layer in self.layers)
+
+    @property
+    def activation_bytes(self) -> int:
+        return self.activations * BYTES_PER_ACTIVATION
+
+    @property
+    def weight_layers(self) -> int:
+        return sum(1 for layer in self.layers if layer.params)
+
+    def layer(self, name: str) -> LayerAnalysis:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+    def to_dict(self) -> dict:
+        """The object ``vggspec analyze --format json`` prints for this spec."""
+        return {
+            "name": self.spec.display_name,
+            "source": self.spec.source,
+            "input": list(self.input_shape),
+            "min_input_size": self.min_input_size,
+            "layers": [layer.to_dict() for layer in self.layers],
+            "total": {
+                "params": self.params,
+                "macs": self.macs,
+                "flops": self.flops,
+                "activations": self.activations,
+                "activation_bytes": self.activation_bytes,
+                "weight_layers": self.weight_layers,
+            },
+        }
+
+
+def analyze(spec: Spec, input_size: int | None = None) -> Analysis:
+    """Analyse ``spec`` at its declared input size, or at ``input_size``×``input_size``.
+
+    At another input size the network is taken as if declared for it: the first FC layer
+    flattens whatever map reaches it.
+    """
+    if input_size is not None and input_size != spec.input.size:
+        spec = spec.with_input_size(input_size)
+    return analyze_graph(to_graph(spec))
+
+
+def analyze_graph(graph: nx.DiGraph) -> Analysis:
+    spec: Spec = graph.graph["spec"]
+    nodes = layer_nodes(graph)
+    _check_structure(spec, graph, nodes)
+    shape: Shape = graph.nodes[INPUT]["shape"]
+    rf, jump, pad = 1, 1, 0
+    results: list[LayerAnalysis] = []
+    trail: list[tuple[str, int]] = [("input", shape[1])]
+    for name in nodes:
+        layer: LayerSpec = graph.nodes[name]["layer"]
+        out = layer.output_shape(shape)
+        if out[1] < 1 or out[2] < 1:
+            raise _too_small(spec, name, layer, shape, trail)
+        kernel, stride, padding = layer.window(shape)
+        rf += (kernel - 1) * jump
+        pad += padding * jump
+        jump *= stride
+        results.append(
+            LayerAnalysis(
+                index=graph.nodes[name]["index"],
+                name=name,
+                kind=layer.kind,
+                spelling=layer.word(),
+                line=layer.line,
+                column=layer.column,
+                input_shape=shape,
+                output_shape=out,
+                params=layer.params(shape),
+                macs=layer.macs(shape, out),
+                activations=out[0] * out[1] * out[2],
+                receptive_field=rf,
+                effective_stride=jump,
+                effective_padding=pad,
+            )
+        )
+        if out[1] != shape[1]:
+            trail.append((name, out[1]))
+        shape = out
+    return Analysis(spec, graph.nodes[INPUT]["shape"], tuple(results), min_input_size(spec))
+
+
+def min_input_size(spec: Spec) -> int:
+    """The smallest input side for which no spatial size reaches zero."""
+    need = 1
+    for layer in reversed(spec.layers):
+        if layer.SPATIAL:
+            need = layer.min_input(need)
+    return need
+
+
+def _check_structure(spec: Spec, graph: nx.DiGraph, nodes: list[str]) -> None:
+    """A VGG is feature layers, then fully-connected layers, then at most a soft-max."""
+    if not nodes:
+        raise ShapeError(
+            "the spec has no layers",
+            line=max(1, (spec.text or "").count("\n")),
+            hint="write the layers one per line: conv3-64, maxpool, ..., FC-1000, soft-max",
+        )
+    first_fc: LayerSpec | None = None
+    for position, name in enumerate(nodes):
+        layer: LayerSpec = graph.nodes[name]["layer"]
+        if isinstance(layer, SoftMax) and position != len(nodes) - 1:
+            raise ShapeError(
+                "soft-max must be the last layer",
+                line=layer.line,
+                column=layer.column,
+                width=len(layer.word()),
+                hint="the network ends: ..., FC-1000, soft-max",
+            )
+        if isinstance(layer, FC) and first_fc is None:
+            first_fc = layer
+        if layer.SPATIAL and first_fc is not None:
+            raise ShapeError(
+                f"{layer.word()} comes after the fully-connected layer {first_fc.word()} "
+                f"(line {first_fc.line}); feature layers must come before the classifier",
+                line=layer.line,
+                column=layer.column,
+                width=len(layer.word()),
+            )
+    if first_fc is None:
+        last: LayerSpec = graph.nodes[nodes[-1]]["layer"]
+        raise ShapeError(
+            "the network has no classifier: it must end with a fully-connected layer",
+            line=last.line,
+            column=last.column,
+            width=len(last.word()),
+            hint="end with the classifier, e.g. FC-4096, FC-4096, FC-1000, soft-max",
+        )
+
+
+def _too_small(spec: Spec, name: str, layer: LayerSpec, shape: Shape, trail: list[tuple[str, int]]) -> ShapeError:
+    kernel = layer.window(shape)[0]
+    sizes = " → ".join(f"{n} {s}" for n, s in trail)
+    smallest = min_input_size(spec)
+    return ShapeError(
+        f"{name} ({layer.word()}) needs at least a {kernel}×{kernel} map but gets {shape[1]}×{shape[2]}: "
+        f"the spatial size reaches zero (sizes: {sizes} → {name} 0)",
+        line=layer.line,
+        column=layer.column,
+        width=len(layer.word()),
+        hint=f"this network needs inputs of at least {smallest}×{smallest} "
+        f"(the input is {spec.input.size}×{spec.input.size}): raise the input size or remove a maxpool",
+    )

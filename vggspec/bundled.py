@@ -1,0 +1,28 @@
+"""The specs that ship with vggspec: Table 1's six configurations and a few small networks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PAPER_CONFIGS = ("A", "A-LRN", "B", "C", "D", "E")
+"""Table 1's columns, in the paper's order."""
+
+
+def specs_dir() -> Path:
+    """``vggspec/_specs`` in an installed wheel, the repository's ``specs/`` in a checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "_specs", here.parent / "specs"):
+        if (candidate / "D.vgg").is_file():
+            return candidate
+    raise FileNotFoundError("the bundled specs are missing from this installation of vggspec")
+
+
+def paper_specs() -> list[Path]:
+    return [specs_dir() / f"{name}.vgg" for name in PAPER_CONFIGS]
+
+
+def spec_files(path: Path) -> list[Path]:
+    """The ``.vgg`` files of a directory: Table 1's configurations first, in its order."""
+    files = list(path.glob("*.vgg"))
+    order = {name: i for i, name in enumerate(PAPER_CONFIGS)}
+    return sorted(files, key=lambda p: (order.get(p.stem, len(order)), p.name))

@@ -1,0 +1,250 @@
+"""The ``vggspec`` command: a thin shell over the Python API.
+
+Exit codes: 0 success, 1 ``fmt --check`` found files to reformat, 2 bad input (a spec error,
+a missing file) — reported as ``file:line:col: error: ...``, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import __version__
+from .analysis import Analysis, analyze
+from .bundled import paper_specs, spec_files
+from .errors import SpecError
+from .formatter import format_spec
+from .parser import load, parse
+from .report import Columns, per_layer, side_by_side, table1
+from .spec import Spec
+
+EXIT_BAD_INPUT = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    try:
+        return args.run(args)
+    except SpecError as err:
+        print(err, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except BrokenPipeError:  # `vggspec analyze | head`
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+# -- commands ----------------------------------------------------------------------------
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    specs, failed = _load_all(args.specs)
+    analyses = []
+    for spec in specs:
+        try:
+            analyses.append(analyze(spec, input_size=args.input))
+        except SpecError as err:
+            print(err.located(spec.source, spec.text), file=sys.stderr)
+            failed = True
+    if args.format == "json":
+        print(json.dumps([a.to_dict() for a in analyses], indent=2))
+    elif analyses:
+        columns = Columns(args.shapes, args.params, args.flops, args.memory, args.receptive_field)
+        if len(analyses) == 1 or args.per_layer:
+            print("\n\n".join(per_layer(a, columns) for a in analyses))
+        else:
+            print(side_by_side(analyses, columns))
+        _note_input_override(analyses, args.input)
+    return EXIT_BAD_INPUT if failed else 0
+
+
+def _note_input_override(analyses: list[Analysis], size: int | None) -> None:
+    changed = [a.spec.display_name for a in analyses if size is not None]
+    if changed:
+        print(
+            f"\nnote: analysed at {size}×{size}; fully-connected layers flatten the map that reaches "
+            "them at that size, so their parameter counts follow the input.",
+            file=sys.stderr,
+        )
+
+
+def _fmt(args: argparse.Namespace) -> int:
+    if args.check and args.write:
+        raise SpecError("--check and --write exclude each other")
+    failed = False
+    unformatted = []
+    for name in args.specs:
+        try:
+            if name == "-":
+                text, source = sys.stdin.read(), "<stdin>"
+                spec = parse(text, source)
+            else:
+                source = name
+                text = Path(name).read_text(encoding="utf-8") if Path(name).is_file() else ""
+                spec = load(name)
+        except SpecError as err:
+            print(err, file=sys.stderr)
+            failed = True
+            continue
+        formatted = format_spec(spec)
+        if args.check:
+            if formatted != text:
+                unformatted.append(source)
+                print(f"would reformat {source}", file=sys.stderr)
+        elif args.write and name != "-":
+            if formatted != text:
+                Path(name).write_text(formatted, encoding="utf-8")
+                print(f"reformatted {source}", file=sys.stderr)
+        else:
+            sys.stdout.write(formatted)
+    if failed:
+        return EXIT_BAD_INPUT
+    return 1 if unformatted else 0
+
+
+def _table(args: argparse.Namespace) -> int:
+    specs, failed = _load_all(args.specs)
+    if specs:
+        markdown = table1(specs)
+        if args.output:
+            Path(args.output).write_text(markdown, encoding="utf-8")
+            print(f"wrote {args.output}", file=sys.stderr)
+        else:
+            sys.stdout.write(markdown)
+    return EXIT_BAD_INPUT if failed else 0
+
+
+def _graph(args: argparse.Namespace) -> int:
+    from .drawing import draw
+
+    spec = load(args.spec)
+    output = Path(args.output or f"{Path(args.spec).stem}.{args.format or 'svg'}")
+    written = draw(analyze(spec, input_size=args.input), output, args.format)
+    print(f"wrote {written}", file=sys.stderr)
+    return 0
+
+
+# -- helpers -----------------------------------------------------------------------------
+
+
+def _load_all(names: list[str]) -> tuple[list[Spec], bool]:
+    """Specs from files and directories (all .vgg files in it); none given: Table 1's six."""
+    paths: list[Path] = []
+    for name in names:
+        path = Path(name)
+        if path.is_dir():
+            found = spec_files(path)
+            if not found:
+                raise SpecError(f"no .vgg spec files in {path}")
+            paths.extend(found)
+        else:
+            paths.append(path)
+    if not names:
+        paths = paper_specs()
+    specs, failed = [], False
+    for path in paths:
+        try:
+            specs.append(load(path))
+        except SpecError as err:
+            print(err, file=sys.stderr)
+            failed = True
+    return specs, failed
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vggspec",
+        description="Describe VGG networks the way Table 1 of Simonyan & Zisserman writes them, "
+        "and check them: shapes, parameters, FLOPs, memory, receptive fields.",
+        epilog="Run 'vggspec COMMAND --help' for a command's options. Exit codes: 0 ok, "
+        "1 'fmt --check' would reformat, 2 bad input.",
+    )
+    parser.add_argument("--version", action="version", version=f"vggspec {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    specs_help = "spec files or directories of them (default: Table 1's A, A-LRN, B, C, D, E, bundled)"
+
+    p = commands.add_parser(
+        "analyze",
+        help="shapes, parameters, MACs/FLOPs, memory and receptive fields of specs",
+        description="Analyse specs without building them (torch is not imported). One spec: a "
+        "row per layer. Several: a column per spec ('vggspec analyze --params' prints Table 2). "
+        "With no number chosen, all are shown.",
+    )
+    p.add_argument("specs", nargs="*", metavar="SPEC", help=specs_help)
+    p.add_argument("--params", action="store_true", help="parameters (weights + biases)")
+    p.add_argument(
+        "--flops", action="store_true", help="compute: MACs of conv and FC layers (fvcore's count), FLOPs = 2 × MACs"
+    )
+    p.add_argument("--memory", action="store_true", help="activations: output values per image, float32 bytes")
+    p.add_argument(
+        "--receptive-field",
+        action="store_true",
+        help="receptive field, effective stride and effective padding (Araujo et al., Distill 2019)",
+    )
+    p.add_argument("--shapes", action="store_true", help="output shapes and the smallest valid input size")
+    p.add_argument(
+        "--input",
+        type=_positive_int,
+        metavar="N",
+        help="analyse at N×N inputs instead of the declared size (e.g. 384, a dense-evaluation scale)",
+    )
+    p.add_argument("--per-layer", action="store_true", help="a per-layer table for every spec, not side by side")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
+    p.set_defaults(run=_analyze)
+
+    p = commands.add_parser(
+        "fmt",
+        help="print specs in canonical form",
+        description="Print specs in canonical form (comments kept, runs of equal layers as ×N). "
+        "parse(fmt(spec)) is the same network.",
+    )
+    p.add_argument("specs", nargs="+", metavar="SPEC", help="spec files ('-' reads standard input)")
+    p.add_argument("--check", action="store_true", help="change nothing; exit 1 if a file is not canonical")
+    p.add_argument("-w", "--write", action="store_true", help="rewrite the files in place")
+    p.set_defaults(run=_fmt)
+
+    p = commands.add_parser(
+        "table",
+        help="render Table 1 (markdown) from spec files, side by side",
+        description="Render the specs as the paper's Table 1: a column per spec, a row per layer, "
+        "stages aligned at the max-pooling layers. Markdown.",
+    )
+    p.add_argument("specs", nargs="*", metavar="SPEC", help=specs_help)
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
+    p.set_defaults(run=_table)
+
+    p = commands.add_parser(
+        "graph",
+        help="draw a spec with graphviz (SVG, PNG, PDF or DOT)",
+        description="Draw the layer graph, each node with its output shape and parameters. SVG, PNG "
+        "and PDF need Graphviz's 'dot' program (apt-get install graphviz); DOT source does not.",
+    )
+    p.add_argument("spec", metavar="SPEC", help="a spec file")
+    p.add_argument("-o", "--output", metavar="FILE", help="output file (default: SPEC's name with the format's suffix)")
+    p.add_argument("--format", choices=("svg", "png", "pdf", "dot"), help="default: from -o's suffix, else svg")
+    p.add_argument("--input", type=_positive_int, metavar="N", help="draw the shapes at N×N inputs")
+    p.set_defaults(run=_graph)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Errors a spec can have, each pointing at the spot in the source that causes it.
+
+Every error raised for bad input is a :class:`SpecError`, so callers (and the CLI, which turns
+them into exit code 2) need to catch only one type. ``str(error)`` renders the compiler-style
+report: ``file:line:col: error: ...``, the offending line, a caret under the spot, what was
+expected, and a hint such as "did you mean 'maxpool'?".
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class SpecError(Exception):
+    """A spec that cannot be parsed, is inconsistent, or does not fit its input size."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        line: int | None = None,
+        column: int | None = None,
+        width: int = 1,
+        filename: str | None = None,
+        text: str | None = None,
+        expected: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+        self.column = column
+        self.width = max(1, width)
+        self.filename = filename
+        self.text = text
+        self.expected = expected
+        self.hint = hint
+
+    def located(self, filename: str | None, text: str | None) -> SpecError:
+        """Attach the source so the report can name the file and draw the caret."""
+        if self.filename is None:
+            self.filename = filename
+        if self.text is None:
+            self.text = text
+        return self
+
+    def __str__(self) -> str:
+        return self.render()
+
+    def render(self) -> str:
+        where = self.filename or ("<spec>" if self.line is not None else "")
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        out = [f"{where}: error: {self.message}" if where else f"error: {self.message}"]
+        source_line = self._source_line()
+        if source_line is not None:
+            gutter = f"{self.line:>5} | "
+            out.append(gutter + source_line)
+            if self.column is not None:
+                # Tabs stay tabs so the caret lines up however the terminal expands them.
+                pad = "".join("\t" if ch == "\t" else " " for ch in source_line[: self.column - 1])
+                out.append(" " * (len(gutter) - 2) + "| " + pad + "^" * self.width)
+        if self.expected:
+            out.append(f"expected: {self.expected}")
+        if self.hint:
+            out.append(f"hint: {self.hint}")
+        return "\n".join(out)
+
+    def _source_line(self) -> str | None:
+        if self.text is None or self.line is None:
+            return None
+        lines = self.text.splitlines()
+        if 1 <= self.line <= len(lines):
+            return lines[self.line - 1].rstrip()
+        return None
+
+
+class SpecSyntaxError(SpecError):
+    """The text does not follow the grammar (grammar.lark)."""
+
+
+class UnknownLayerError(SpecError):
+    """A word in layer position that no layer kind recognises."""
+
+
+class SpecValueError(SpecError):
+    """Well-formed text with a value that makes no sense: a kernel of 2, 0 channels, a bad attribute."""
+
+
+class ShapeError(SpecError):
+    """The network does not fit its input: a spatial size reaches zero, a layer after the classifier."""
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
+    """The closest candidate, compared case-insensitively and ignoring '-' and '_'."""
+
+    def norm(s: str) -> str:
+        return s.lower().replace("-", "").replace("_", "")
+
+    by_norm = {norm(c): c for c in candidates}
+    if norm(word) in by_norm:
+        return by_norm[norm(word)]
+    close = difflib.get_close_matches(norm(word), list(by_norm), n=1, cutoff=0.7)
+    return by_norm[close[0]] if close else None

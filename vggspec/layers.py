@@ -1,0 +1,361 @@
+"""The layer kinds of the language: one class per kind, and the registry that finds them.
+
+Everything vggspec knows about a kind lives in its class: the word that spells it in a
+``.vgg`` file (``conv3-64``), the attributes it accepts (``[bn]``), its output shape,
+parameters, multiply-accumulates and receptive-field step. To add a kind, write one class
+here and decorate it with :func:`register`; the parser, formatter, analyzer and CLI find it
+through :data:`LAYER_KINDS`.
+
+Conventions (shapes are ``(channels, height, width)``; after a fully-connected layer ``(F, 1, 1)``):
+
+* Every weight layer but the classifier is followed by ReLU, as in the paper (no own entry).
+* ``params`` counts learnable parameters: weights plus biases (plus batch norm's scale and
+  shift); batch norm's running statistics are buffers, not parameters.
+* ``macs`` counts the multiply-accumulates of convolutions and fully-connected layers,
+  biases not counted: fvcore's convention ("one fused multiply-add is one flop").
+  Pooling, LRN, batch norm, ReLU and soft-max count zero. FLOPs = 2 × MACs.
+* The receptive-field step of a layer is ``(kernel, stride, padding)`` along one axis, for
+  the recurrences of Araujo et al. (Distill 2019). A fully-connected layer behaves like a
+  convolution whose kernel covers its whole input map (that is what it becomes in dense
+  evaluation).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Shape = tuple[int, int, int]
+"""A tensor shape without the batch: (channels, height, width)."""
+
+MAX_WIDTH = 1 << 20  # channels or features: generous, but keeps numbers printable
+MAX_KERNEL = 255
+
+
+class LayerSpec(BaseModel):
+    """One layer of a spec, with the source position it came from."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: str
+    line: int = Field(default=0, description="1-based source line (0 when built in code)")
+    column: int = Field(default=0, description="1-based source column")
+
+    # -- the language ------------------------------------------------------------------
+    WORD: ClassVar[re.Pattern[str]]
+    """Full match of the layer word; named groups become fields."""
+    EXAMPLES: ClassVar[tuple[str, ...]]
+    """Spellings shown in docs and offered by 'did you mean'."""
+    ATTRIBUTES: ClassVar[tuple[str, ...]] = ()
+    """Field names settable as ``[name=value]`` after the word."""
+    LOOSE: ClassVar[re.Pattern[str] | None] = None
+    """A near-miss spelling (``conv3_64``, ``FC4096``) whose groups rebuild the right word."""
+    SPATIAL: ClassVar[bool] = True
+    """Works on feature maps, so it must come before the classifier."""
+    NAME: ClassVar[str]
+    """Caffe-style layer name pattern: {stage}, {nth} are filled in (conv1_1, pool1, fc6)."""
+    ENDS_STAGE: ClassVar[bool] = False
+    """The next layer starts a new stage (pooling, and each fully-connected layer)."""
+
+    @classmethod
+    def fields_from_word(cls, match: re.Match[str]) -> dict[str, object]:
+        return {k: int(v) for k, v in match.groupdict().items()}
+
+    @classmethod
+    def suggest(cls, word: str) -> str | None:
+        """The correct spelling of a near miss, or None."""
+        if cls.LOOSE is None:
+            return None
+        m = cls.LOOSE.fullmatch(word)
+        return cls.EXAMPLES[0].format(**m.groupdict()) if m else None
+
+    def word(self) -> str:
+        """The canonical spelling in a spec (what the formatter prints)."""
+        raise NotImplementedError
+
+    def attributes(self) -> dict[str, object]:
+        """Attributes that differ from their defaults (what the formatter prints)."""
+        out = {}
+        for name in self.ATTRIBUTES:
+            value = getattr(self, name)
+            if value != type(self).model_fields[name].default:
+                out[name] = value
+        return out
+
+    def same_as(self, other: object) -> bool:
+        """Equal as layers, wherever they were written."""
+        return isinstance(other, LayerSpec) and _semantic(self) == _semantic(other)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LayerSpec):
+            return NotImplemented
+        return self.same_as(other)
+
+    def __hash__(self) -> int:
+        return hash(tuple(_semantic(self).items()))
+
+    # -- analysis ----------------------------------------------------------------------
+    def output_shape(self, x: Shape) -> Shape:
+        return x
+
+    def params(self, x: Shape) -> int:
+        return 0
+
+    def macs(self, x: Shape, y: Shape) -> int:
+        return 0
+
+    def window(self, x: Shape) -> tuple[int, int, int]:
+        """(kernel, stride, padding) along one spatial axis, for receptive fields."""
+        return (1, 1, 0)
+
+    def min_input(self, out: int) -> int:
+        """Smallest input side that still gives an output side of ``out``."""
+        return out
+
+    def __str__(self) -> str:
+        return self.word()
+
+
+def _semantic(layer: LayerSpec) -> dict[str, object]:
+    return layer.model_dump(exclude={"line", "column"})
+
+
+LAYER_KINDS: dict[str, type[LayerSpec]] = {}
+"""Every layer kind of the language, by its ``kind`` name."""
+
+
+def register(cls: type[LayerSpec]) -> type[LayerSpec]:
+    LAYER_KINDS[cls.model_fields["kind"].default] = cls
+    return cls
+
+
+def _in_range(what: str, value: int, high: int = MAX_WIDTH) -> int:
+    if value < 1:
+        raise ValueError(f"{what} must be at least 1, got {value}")
+    if value > high:
+        raise ValueError(f"{what} of {value:,} is larger than vggspec supports ({high:,})")
+    return value
+
+
+@register
+class Conv(LayerSpec):
+    """``conv<k>-<C>``: a k×k convolution to C channels, stride 1, padding k//2 (size kept), ReLU.
+
+    ``[bn]`` puts batch normalisation between the convolution and the ReLU (torchvision's
+    ``vgg*_bn``).
+    """
+
+    kind: Literal["conv"] = "conv"
+    kernel: int
+    channels: int
+    bn: bool = False
+
+    WORD = re.compile(r"conv(?P<kernel>[0-9]+)-(?P<channels>[0-9]+)")
+    EXAMPLES = ("conv{kernel}-{channels}", "conv3-64", "conv1-256", "conv7-512")
+    ATTRIBUTES = ("bn",)
+    LOOSE = re.compile(
+        r"(?i:conv(?:olution)?)\s*[_-]?(?P<kernel>[0-9]+)(?:x[0-9]+)?\s*[_\-x×:/]?\s*(?P<channels>[0-9]+)"
+    )
+    NAME = "conv{stage}_{nth}"
+
+    @field_validator("kernel")
+    @classmethod
+    def _odd_kernel(cls, k: int) -> int:
+        if k < 1 or k % 2 == 0:
+            raise ValueError(
+                f"kernel size must be odd (1, 3, 5, ...) so that padding {k}//2 keeps the "
+                f"spatial size; got {k}"
+            )
+        if k > MAX_KERNEL:
+            raise ValueError(f"kernel size {k} is larger than vggspec supports ({MAX_KERNEL})")
+        return k
+
+    @field_validator("channels")
+    @classmethod
+    def _channels(cls, c: int) -> int:
+        return _in_range("the channel count", c)
+
+    def word(self) -> str:
+        return f"conv{self.kernel}-{self.channels}"
+
+    def output_shape(self, x: Shape) -> Shape:
+        return (self.channels, x[1], x[2])
+
+    def params(self, x: Shape) -> int:
+        weights = self.kernel * self.kernel * x[0] * self.channels
+        return weights + self.channels + (2 * self.channels if self.bn else 0)
+
+    def macs(self, x: Shape, y: Shape) -> int:
+        return self.kernel * self.kernel * x[0] * y[0] * y[1] * y[2]
+
+    def window(self, x: Shape) -> tuple[int, int, int]:
+        return (self.kernel, 1, self.kernel // 2)
+
+
+@register
+class MaxPool(LayerSpec):
+    """``maxpool``: max pooling, 2×2 window, stride 2 (``[size=3, stride=2]`` to change)."""
+
+    kind: Literal["maxpool"] = "maxpool"
+    size: int = 2
+    stride: int = 2
+
+    WORD = re.compile(r"maxpool")
+    EXAMPLES = ("maxpool",)
+    ATTRIBUTES = ("size", "stride")
+    NAME = "pool{stage}"
+    ENDS_STAGE = True
+
+    @field_validator("size", "stride")
+    @classmethod
+    def _window(cls, v: int) -> int:
+        return _in_range("the pooling window and stride", v, MAX_KERNEL)
+
+    def word(self) -> str:
+        return "maxpool"
+
+    def output_shape(self, x: Shape) -> Shape:
+        return (x[0], self._side(x[1]), self._side(x[2]))
+
+    def _side(self, n: int) -> int:
+        return (n - self.size) // self.stride + 1 if n >= self.size else 0
+
+    def window(self, x: Shape) -> tuple[int, int, int]:
+        return (self.size, self.stride, 0)
+
+    def min_input(self, out: int) -> int:
+        return (out - 1) * self.stride + self.size
+
+
+@register
+class LRN(LayerSpec):
+    """``LRN``: local response normalisation across channels (A-LRN).
+
+    b_c = a_c · (k + α/n · Σ a_j²)^(−β) over the n channels around c. The spec's ``alpha`` is
+    the paper's α = 1e-4, and vggspec, like Caffe and PyTorch's ``LocalResponseNorm``,
+    divides it by n. Defaults are Krizhevsky et al.'s: n=5, α=1e-4, β=0.75, k=2.
+    """
+
+    kind: Literal["lrn"] = "lrn"
+    n: int = 5
+    alpha: float = 1e-4
+    beta: float = 0.75
+    k: float = 2.0
+
+    WORD = re.compile(r"LRN")
+    EXAMPLES = ("LRN",)
+    ATTRIBUTES = ("n", "alpha", "beta", "k")
+    NAME = "norm{stage}"
+
+    @field_validator("n")
+    @classmethod
+    def _size(cls, n: int) -> int:
+        return _in_range("the LRN size n", n, MAX_KERNEL)
+
+    @field_validator("alpha", "beta", "k")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        if not math.isfinite(v):
+            raise ValueError(f"LRN parameters must be finite numbers, got {v}")
+        return v
+
+    def word(self) -> str:
+        return "LRN"
+
+
+@register
+class FC(LayerSpec):
+    """``FC-<F>``: a fully-connected layer with F outputs, then ReLU and dropout.
+
+    The last FC layer is the classifier: no ReLU, no dropout, F = the number of classes.
+    Dropout defaults to the paper's 0.5 on every other FC layer; ``[dropout=0]`` turns it off.
+    """
+
+    kind: Literal["fc"] = "fc"
+    features: int
+    dropout: float | None = Field(default=None, description="None until the parser resolves the default")
+
+    WORD = re.compile(r"FC-(?P<features>[0-9]+)")
+    EXAMPLES = ("FC-{features}", "FC-4096", "FC-1000")
+    ATTRIBUTES = ("dropout",)
+    LOOSE = re.compile(r"(?i:fc|fully[-_]?connected|linear|dense)\s*[_\-:]?\s*(?P<features>[0-9]+)")
+    SPATIAL = False
+    NAME = "fc{stage}"
+    ENDS_STAGE = True
+
+    @field_validator("features")
+    @classmethod
+    def _features(cls, f: int) -> int:
+        return _in_range("the output count", f)
+
+    @field_validator("dropout")
+    @classmethod
+    def _probability(cls, p: float | None) -> float | None:
+        if p is not None and not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout is a probability in [0, 1), got {p}")
+        return p
+
+    @staticmethod
+    def default_dropout(is_classifier: bool) -> float:
+        return 0.0 if is_classifier else 0.5
+
+    def word(self) -> str:
+        return f"FC-{self.features}"
+
+    def output_shape(self, x: Shape) -> Shape:
+        return (self.features, 1, 1)
+
+    def params(self, x: Shape) -> int:
+        return x[0] * x[1] * x[2] * self.features + self.features
+
+    def macs(self, x: Shape, y: Shape) -> int:
+        return x[0] * x[1] * x[2] * self.features
+
+    def window(self, x: Shape) -> tuple[int, int, int]:
+        return (x[1], 1, 0)
+
+
+@register
+class SoftMax(LayerSpec):
+    """``soft-max``: turns the classifier's scores into class posteriors (applied by the loss)."""
+
+    kind: Literal["softmax"] = "softmax"
+
+    WORD = re.compile(r"soft-max")
+    EXAMPLES = ("soft-max",)
+    SPATIAL = False
+    NAME = "prob"
+
+    def word(self) -> str:
+        return "soft-max"
+
+
+def kind_for_word(word: str) -> tuple[type[LayerSpec], re.Match[str]] | None:
+    for cls in LAYER_KINDS.values():
+        m = cls.WORD.fullmatch(word)
+        if m:
+            return cls, m
+    return None
+
+
+def suggest_word(word: str) -> str | None:
+    """A correct layer word close to ``word``: 'maxpol' → 'maxpool', 'FC4096' → 'FC-4096'."""
+    from .errors import did_you_mean
+
+    for cls in LAYER_KINDS.values():
+        fixed = cls.suggest(word)
+        if fixed:
+            return fixed
+    # A repetition glued to the word: conv3-64x2
+    glued = re.fullmatch(r"(.+?)[x×]([0-9]+)", word)
+    if glued and kind_for_word(glued.group(1)):
+        return f"{glued.group(1)} ×{glued.group(2)}"
+    fixed_words = [cls.EXAMPLES[0] for cls in LAYER_KINDS.values() if "{" not in cls.EXAMPLES[0]]
+    return did_you_mean(word, fixed_words)
+
+
+def spelling_examples() -> list[str]:
+    return [ex for cls in LAYER_KINDS.values() for ex in cls.EXAMPLES if "{" not in ex]

@@ -1,0 +1,209 @@
+"""Analyses → text: per-layer tables, specs side by side, and Table 1 as markdown.
+
+Plain text with aligned columns, so the output reads the same in a terminal, a pipe or a log
+file. Every number says its unit and convention (MACs vs FLOPs, parameters with biases).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from .analysis import Analysis, LayerAnalysis
+from .formatter import format_layer
+from .layers import MaxPool
+from .spec import Spec
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which groups of numbers to show; all when none is chosen."""
+
+    shapes: bool = False
+    params: bool = False
+    flops: bool = False
+    memory: bool = False
+    receptive_field: bool = False
+
+    def resolved(self) -> Columns:
+        if any((self.shapes, self.params, self.flops, self.memory, self.receptive_field)):
+            return self
+        return Columns(True, True, True, True, True)
+
+
+def render_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str | None = None) -> str:
+    """Columns padded to width; ``align`` has one 'l' or 'r' per column (numbers right)."""
+    align = align or "l" + "r" * (len(header) - 1)
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        parts = [str(c).ljust(w) if a == "l" else str(c).rjust(w) for c, w, a in zip(cells, widths, align)]
+        return "  ".join(parts).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(header), rule, *(line(r) for r in rows)])
+
+
+def human(n: float, unit: str = "") -> str:
+    """1.55e10 → '15.5 G' (SI prefixes; what people mean by '15.5 GFLOPs')."""
+    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= factor:
+            return f"{n / factor:.3g} {prefix}{unit}".rstrip()
+    return f"{n:g} {unit}".rstrip()
+
+
+def human_bytes(n: int) -> str:
+    for factor, prefix in ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
+        if n >= factor:
+            return f"{n / factor:.3g} {prefix}"
+    return f"{n} B"
+
+
+def shape_text(shape: Sequence[int]) -> str:
+    return "×".join(str(s) for s in shape)
+
+
+def per_layer(analysis: Analysis, columns: Columns) -> str:
+    """One spec: a row per layer, totals last."""
+    columns = columns.resolved()
+    spec = analysis.spec
+    # (title, alignment, the cell of a layer, the cell of the totals row)
+    table: list[tuple[str, str, Callable[[LayerAnalysis], str], str]] = [
+        ("#", "r", lambda la: str(la.index), ""),
+        ("name", "l", lambda la: la.name, "total"),
+        ("layer", "l", lambda la: format_layer(spec.layers[la.index]), f"{analysis.weight_layers} weight layers"),
+        ("line", "r", lambda la: str(la.line), ""),
+    ]
+    if columns.shapes:
+        table.append(("output (C×H×W)", "r", lambda la: shape_text(la.output_shape), ""))
+    if columns.params:
+        table.append(("params", "r", lambda la: f"{la.params:,}", f"{analysis.params:,}"))
+    if columns.flops:
+        table.append(("MACs", "r", lambda la: f"{la.macs:,}", f"{analysis.macs:,}"))
+    if columns.memory:
+        table.append(("activations", "r", lambda la: f"{la.activations:,}", f"{analysis.activations:,}"))
+    if columns.receptive_field:
+        table.append(("RF", "r", lambda la: str(la.receptive_field), ""))
+        table.append(("stride", "r", lambda la: str(la.effective_stride), ""))
+        table.append(("padding", "r", lambda la: str(la.effective_padding), ""))
+    rows = [[cell(la) for _, _, cell, _ in table] for la in analysis.layers]
+    rows.append([total for *_, total in table])
+    header = [title for title, *_ in table]
+    align = "".join(a for _, a, _, _ in table)
+
+    title = f"{spec.display_name}" + (f" ({spec.source})" if spec.source else "")
+    title += f": input {shape_text(analysis.input_shape)}"
+    lines = [title, "", render_table(header, rows, align), ""]
+    lines += _totals(analysis, columns)
+    return "\n".join(lines)
+
+
+def _totals(analysis: Analysis, columns: Columns) -> list[str]:
+    out = []
+    if columns.params:
+        out.append(f"parameters:  {analysis.params:,} ({analysis.params / 1e6:.0f} million; weights and biases)")
+    if columns.flops:
+        out.append(
+            f"compute:     {human(analysis.macs)}MACs = {human(analysis.flops)}FLOPs per image "
+            "(MACs: multiply-accumulates of conv and FC layers, biases excluded, as fvcore counts; FLOPs = 2 × MACs)"
+        )
+    if columns.memory:
+        out.append(
+            f"activations: {analysis.activations:,} values = {human_bytes(analysis.activation_bytes)} per image "
+            "in float32 (every layer's output, forward pass)"
+        )
+    if columns.receptive_field:
+        last = _last_feature_layer(analysis)
+        if last is not None:
+            out.append(
+                f"receptive field at {last.name}: {last.receptive_field} px, effective stride "
+                f"{last.effective_stride}, effective padding {last.effective_padding}"
+            )
+    if columns.shapes:
+        out.append(
+            f"input size:  smallest valid {analysis.min_input_size}×{analysis.min_input_size} "
+            f"(analysed at {analysis.input_shape[1]}×{analysis.input_shape[2]})"
+        )
+    return out
+
+
+def _last_feature_layer(analysis: Analysis):
+    feature = [la for la in analysis.layers if analysis.spec.layers[la.index].SPATIAL]
+    return feature[-1] if feature else None
+
+
+def side_by_side(analyses: Sequence[Analysis], columns: Columns) -> str:
+    """Several specs: a column per spec, a row per number (``--params`` gives Table 2's row)."""
+    columns = columns.resolved()
+    header = ["", *(a.spec.display_name for a in analyses)]
+    rows: list[list[str]] = [["weight layers", *(str(a.weight_layers) for a in analyses)]]
+    if columns.shapes:
+        rows.append(["input", *(shape_text(a.input_shape) for a in analyses)])
+        rows.append(["smallest valid input", *(f"{a.min_input_size}×{a.min_input_size}" for a in analyses)])
+    if columns.params:
+        rows.append(["params (millions)", *(_millions(a.params) for a in analyses)])
+        rows.append(["params", *(f"{a.params:,}" for a in analyses)])
+    if columns.flops:
+        rows.append(["MACs", *(human(a.macs) for a in analyses)])
+        rows.append(["FLOPs (2 × MACs)", *(human(a.flops) for a in analyses)])
+    if columns.memory:
+        rows.append(["activations", *(human(a.activations) for a in analyses)])
+        rows.append(["activation memory (fp32)", *(human_bytes(a.activation_bytes) for a in analyses)])
+    if columns.receptive_field:
+        lasts = [_last_feature_layer(a) for a in analyses]
+        rows.append(["last feature layer", *(la.name if la else "-" for la in lasts)])
+        rows.append(["  receptive field (px)", *(str(la.receptive_field) if la else "-" for la in lasts)])
+        rows.append(["  effective stride", *(str(la.effective_stride) if la else "-" for la in lasts)])
+        rows.append(["  effective padding", *(str(la.effective_padding) if la else "-" for la in lasts)])
+    notes = []
+    if columns.params:
+        notes.append("params: weights and biases.")
+    if columns.flops:
+        notes.append("MACs: multiply-accumulates of conv and FC layers per image, biases excluded (fvcore's count).")
+    if columns.memory:
+        notes.append("activations: every layer's output per image.")
+    return render_table(header, rows) + ("\n\n" + "\n".join(notes) if notes else "")
+
+
+def _millions(n: int) -> str:
+    """Table 2's rounding (133, 138, 144); small networks keep three significant digits."""
+    return f"{n / 1e6:.0f}" if n >= 10_000_000 else f"{n / 1e6:.3g}"
+
+
+def table1(specs: Sequence[Spec]) -> str:
+    """Table 1 of the paper, from spec files: one column per spec, one row per layer, aligned by stage."""
+    stages = [_stages(spec) for spec in specs]
+    depth = max(len(s) for s in stages)
+    header = [spec.display_name for spec in specs]
+    weight_layers = [sum(1 for layer in spec.layers if layer.kind in ("conv", "fc")) for spec in specs]
+    rows: list[list[str]] = [[f"{n} weight layers" for n in weight_layers]]
+    inputs = [f"input ({s.input.size} × {s.input.size} {_colour(s)} image)" for s in specs]
+    rows.append(inputs)
+    for k in range(depth):
+        layers_k = [s[k][0] if k < len(s) else [] for s in stages]
+        for r in range(max(len(layers) for layers in layers_k)):
+            rows.append([format_layer(layers[r]) if r < len(layers) else "" for layers in layers_k])
+        pools = [s[k][1] if k < len(s) else None for s in stages]
+        if any(pools):
+            rows.append([format_layer(p) if p else "" for p in pools])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _colour(spec: Spec) -> str:
+    return {3: "RGB", 1: "gray"}.get(spec.input.channels, f"{spec.input.channels}-channel")
+
+
+def _stages(spec: Spec) -> list[tuple[list, MaxPool | None]]:
+    """The layers between pools, each stage with the pool that ends it (the last has none)."""
+    stages: list[tuple[list, MaxPool | None]] = []
+    current: list = []
+    for layer in spec.layers:
+        if isinstance(layer, MaxPool):
+            stages.append((current, layer))
+            current = []
+        else:
+            current.append(layer)
+    stages.append((current, None))
+    return stages
