@@ -12,7 +12,8 @@ where r is the receptive field size, j the effective stride and P the effective 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import networkx as nx
 
@@ -24,8 +25,9 @@ from .spec import Spec
 BYTES_PER_ACTIVATION = 4  # float32
 
 
-@dataclass(frozen=True)
-class LayerAnalysis:
+class LayerAnalysis(NamedTuple):
+    """One layer's numbers (a named tuple: cheap to make, immutable)."""
+
     index: int
     name: str
     kind: str
@@ -42,7 +44,7 @@ class LayerAnalysis:
     effective_padding: int
 
     def to_dict(self) -> dict:
-        out = asdict(self)
+        out = self._asdict()
         out["input_shape"] = list(self.input_shape)
         out["output_shape"] = list(self.output_shape)
         return out
@@ -116,7 +118,12 @@ def analyze(spec: Spec, input_size: int | None = None) -> Analysis:
     """
     if input_size is not None and input_size != spec.input.size:
         spec = spec.with_input_size(input_size)
-    return analyze_graph(to_graph(spec))
+    cached = spec._analysis
+    if isinstance(cached, Analysis) and cached.spec is spec:  # a copy of the spec is analysed anew
+        return cached
+    analysis = analyze_graph(to_graph(spec))
+    spec._analysis = analysis
+    return analysis
 
 
 def analyze_graph(graph: nx.DiGraph) -> Analysis:

@@ -74,6 +74,7 @@ class Spec(BaseModel):
     source: str | None = Field(default=None, description="the file it was loaded from")
     comments: tuple[Comment, ...] = ()
     _text: str | None = PrivateAttr(default=None)
+    _analysis: object = PrivateAttr(default=None)  # the parser's check, reused by analyze()
 
     @property
     def display_name(self) -> str:
