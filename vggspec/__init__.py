@@ -6,7 +6,16 @@ torch.
 """
 
 from .analysis import Analysis, LayerAnalysis, analyze
-from .errors import ShapeError, SpecError, SpecSyntaxError, SpecValueError, UnknownLayerError
+from .errors import (
+    CheckpointError,
+    InputSizeError,
+    ShapeError,
+    SpecError,
+    SpecSyntaxError,
+    SpecValueError,
+    UnknownLayerError,
+    WeightsError,
+)
 from .formatter import format_spec
 from .graph import to_graph
 from .layers import LAYER_KINDS
@@ -15,8 +24,30 @@ from .spec import InputShape, Spec
 
 __version__ = "0.1.0"
 
+# Compiling needs torch; importing vggspec must not (``vggspec analyze`` runs without it).
+_TORCH_API = {
+    "VGG": "compiler",
+    "build": "compiler",
+    "INITS": "compiler",
+}
+
+
+def __getattr__(name: str):
+    if name in _TORCH_API:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_TORCH_API[name]}", __name__), name)
+    raise AttributeError(f"module 'vggspec' has no attribute '{name}'")
+
+
 __all__ = [
+    "INITS",
     "LAYER_KINDS",
+    "VGG",
+    "CheckpointError",
+    "InputSizeError",
+    "WeightsError",
+    "build",
     "Analysis",
     "InputShape",
     "LayerAnalysis",

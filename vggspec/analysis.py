@@ -97,6 +97,7 @@ class Analysis:
             "name": self.spec.display_name,
             "source": self.spec.source,
             "input": list(self.input_shape),
+            "dense": self.spec.is_dense,
             "min_input_size": self.min_input_size,
             "layers": [layer.to_dict() for layer in self.layers],
             "total": {
@@ -110,12 +111,16 @@ class Analysis:
         }
 
 
-def analyze(spec: Spec, input_size: int | None = None) -> Analysis:
+def analyze(spec: Spec, input_size: int | None = None, *, dense: bool = False) -> Analysis:
     """Analyse ``spec`` at its declared input size, or at ``input_size``×``input_size``.
 
     At another input size the network is taken as if declared for it: the first FC layer
-    flattens whatever map reaches it.
+    flattens whatever map reaches it. With ``dense``, the FC layers are applied as
+    convolutions (:meth:`Spec.dense`, Section 3.2): weights stay those of the declared size
+    and a larger input gives a class score map (D at 384: 1000×6×6).
     """
+    if dense:
+        spec = spec.dense()
     if input_size is not None and input_size != spec.input.size:
         spec = spec.with_input_size(input_size)
     cached = spec._analysis
@@ -171,8 +176,7 @@ def min_input_size(spec: Spec) -> int:
     """The smallest input side for which no spatial size reaches zero."""
     need = 1
     for layer in reversed(spec.layers):
-        if layer.SPATIAL:
-            need = layer.min_input(need)
+        need = layer.min_input(need)
     return need
 
 

@@ -94,6 +94,18 @@ class ShapeError(SpecError):
     """The network does not fit its input: a spatial size reaches zero, a layer after the classifier."""
 
 
+class InputSizeError(SpecError, ValueError):
+    """A tensor that does not have the shape the spec declares."""
+
+
+class WeightsError(SpecError):
+    """Weights that do not fit the network: another architecture, a missing layer, a bad file."""
+
+
+class CheckpointError(SpecError):
+    """A file that is not a vggspec checkpoint, or whose spec does not match."""
+
+
 def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
     """The closest candidate, compared case-insensitively and ignoring '-' and '_'."""
 

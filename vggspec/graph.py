@@ -2,7 +2,8 @@
 
 Nodes are named the Caffe way (``conv1_1``, ``pool1``, ``fc6``, ``prob``) so that numbers,
 drawings and module names agree. Each node carries its :class:`LayerSpec` (``layer``), its
-position in the spec (``index``) and, for fully-connected layers, the resolved ``dropout``.
+position in the spec (``index``) and, for fully-connected layers, the resolved ``dropout`` and
+whether it is the ``classifier`` (the last one: no ReLU).
 The VGG family is a chain, but everything downstream walks the graph in topological order,
 so a branch would only need a new layer kind.
 """
@@ -25,6 +26,7 @@ def to_graph(spec: Spec) -> nx.DiGraph:
     previous = INPUT
     stage = 1
     nth: Counter[tuple[str, int]] = Counter()
+    last_fc = max((i for i, layer in enumerate(spec.layers) if isinstance(layer, FC)), default=-1)
     for index, layer in enumerate(spec.layers):
         nth[layer.kind, stage] += 1
         name = layer.NAME.format(stage=stage, nth=nth[layer.kind, stage])
@@ -33,6 +35,7 @@ def to_graph(spec: Spec) -> nx.DiGraph:
         attrs = {"index": index, "layer": layer, "kind": layer.kind}
         if isinstance(layer, FC):
             attrs["dropout"] = spec.dropout(index)
+            attrs["classifier"] = index == last_fc
         graph.add_node(name, **attrs)
         graph.add_edge(previous, name)
         previous = name

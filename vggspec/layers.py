@@ -24,9 +24,14 @@ from __future__ import annotations
 
 import math
 import re
-from typing import ClassVar, Literal
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+if TYPE_CHECKING:
+    from torch import nn
 
 Shape = tuple[int, int, int]
 """A tensor shape without the batch: (channels, height, width)."""
@@ -115,6 +120,14 @@ class LayerSpec(BaseModel):
         """Smallest input side that still gives an output side of ``out``."""
         return out
 
+    # -- PyTorch (imported here only, when a network is compiled) ------------------------
+    def to_torch(self, x: Shape, node: Mapping[str, Any]) -> nn.Module | None:
+        """The module computing this layer on inputs of shape ``x``; None when there is none.
+
+        ``node`` is the layer's node in the layer graph (``dropout``, ``classifier`` for FC).
+        """
+        return None
+
     def __str__(self) -> str:
         return self.word()
 
@@ -194,6 +207,17 @@ class Conv(LayerSpec):
     def window(self, x: Shape) -> tuple[int, int, int]:
         return (self.kernel, 1, self.kernel // 2)
 
+    def to_torch(self, x: Shape, node: Mapping[str, Any]) -> nn.Module:
+        from torch import nn
+
+        parts: list[tuple[str, nn.Module]] = [
+            ("conv", nn.Conv2d(x[0], self.channels, self.kernel, padding=self.kernel // 2))
+        ]
+        if self.bn:
+            parts.append(("bn", nn.BatchNorm2d(self.channels)))
+        parts.append(("relu", nn.ReLU(inplace=True)))
+        return nn.Sequential(OrderedDict(parts))
+
 
 @register
 class MaxPool(LayerSpec):
@@ -228,6 +252,11 @@ class MaxPool(LayerSpec):
 
     def min_input(self, out: int) -> int:
         return (out - 1) * self.stride + self.size
+
+    def to_torch(self, x: Shape, node: Mapping[str, Any]) -> nn.Module:
+        from torch import nn
+
+        return nn.MaxPool2d(self.size, self.stride)
 
 
 @register
@@ -265,6 +294,11 @@ class LRN(LayerSpec):
     def word(self) -> str:
         return "LRN"
 
+    def to_torch(self, x: Shape, node: Mapping[str, Any]) -> nn.Module:
+        from torch import nn
+
+        return nn.LocalResponseNorm(self.n, alpha=self.alpha, beta=self.beta, k=self.k)
+
 
 @register
 class FC(LayerSpec):
@@ -272,11 +306,17 @@ class FC(LayerSpec):
 
     The last FC layer is the classifier: no ReLU, no dropout, F = the number of classes.
     Dropout defaults to the paper's 0.5 on every other FC layer; ``[dropout=0]`` turns it off.
+
+    For dense evaluation (Section 3.2) :meth:`Spec.dense` sets ``kernel``: the layer is then
+    applied as a ``kernel``×``kernel`` convolution without padding (the first FC layer's kernel
+    is the map size that reaches it at the training input, the others' 1), so it slides over
+    larger maps and yields a class score map. Not written in specs.
     """
 
     kind: Literal["fc"] = "fc"
     features: int
-    dropout: float | None = Field(default=None, description="None until the parser resolves the default")
+    dropout: float | None = Field(default=None, description="as written; None: the paper's default")
+    kernel: int | None = Field(default=None, description="dense evaluation: applied as a k×k convolution")
 
     WORD = re.compile(r"FC-(?P<features>[0-9]+)")
     EXAMPLES = ("FC-{features}", "FC-4096", "FC-1000")
@@ -305,17 +345,41 @@ class FC(LayerSpec):
     def word(self) -> str:
         return f"FC-{self.features}"
 
+    def _kernel(self, x: Shape) -> tuple[int, int]:
+        return (self.kernel, self.kernel) if self.kernel else (x[1], x[2])
+
     def output_shape(self, x: Shape) -> Shape:
-        return (self.features, 1, 1)
+        kh, kw = self._kernel(x)
+        return (self.features, x[1] - kh + 1, x[2] - kw + 1)
 
     def params(self, x: Shape) -> int:
-        return x[0] * x[1] * x[2] * self.features + self.features
+        kh, kw = self._kernel(x)
+        return x[0] * kh * kw * self.features + self.features
 
     def macs(self, x: Shape, y: Shape) -> int:
-        return x[0] * x[1] * x[2] * self.features
+        kh, kw = self._kernel(x)
+        return x[0] * kh * kw * self.features * y[1] * y[2]
 
     def window(self, x: Shape) -> tuple[int, int, int]:
-        return (x[1], 1, 0)
+        return (self._kernel(x)[0], 1, 0)
+
+    def min_input(self, out: int) -> int:
+        # Fully connected, it takes any map; applied densely, its kernel must fit.
+        return out + self.kernel - 1 if self.kernel else 1
+
+    def to_torch(self, x: Shape, node: Mapping[str, Any]) -> nn.Module:
+        from torch import nn
+
+        if self.kernel:
+            layer: nn.Module = nn.Conv2d(x[0], self.features, self.kernel)
+        else:
+            layer = nn.Linear(x[0] * x[1] * x[2], self.features)
+        parts: list[tuple[str, nn.Module]] = [("fc", layer)]
+        if not node["classifier"]:
+            parts.append(("relu", nn.ReLU(inplace=True)))
+        if node["dropout"] > 0:
+            parts.append(("dropout", nn.Dropout(node["dropout"])))
+        return nn.Sequential(OrderedDict(parts))
 
 
 @register

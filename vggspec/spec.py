@@ -98,6 +98,31 @@ class Spec(BaseModel):
         is_classifier = not any(isinstance(later, FC) for later in self.layers[index + 1 :])
         return FC.default_dropout(is_classifier)
 
+    @property
+    def is_dense(self) -> bool:
+        return any(isinstance(layer, FC) and layer.kernel for layer in self.layers)
+
+    def dense(self) -> Spec:
+        """The fully-convolutional network of Section 3.2: every FC layer applied as a convolution.
+
+        The first FC layer's kernel is the map size that reaches it at the declared input (7 for
+        the paper's networks), the others' 1; weights keep their number, only their shape
+        changes. At the declared input the result is the same network; on larger images it
+        yields a class score map.
+        """
+        from .analysis import analyze
+
+        if self.is_dense:
+            return self
+        analysis = analyze(self)
+        layers = tuple(
+            layer.model_copy(update={"kernel": stats.input_shape[1]}) if isinstance(layer, FC) else layer
+            for layer, stats in zip(self.layers, analysis.layers)
+        )
+        spec = self.model_copy(update={"layers": layers})
+        spec._text = self._text
+        return spec
+
     def with_input_size(self, size: int) -> Spec:
         """The same network declared for ``size``×``size`` inputs."""
         spec = self.model_copy(update={"input": self.input.model_copy(update={"size": size})})

@@ -1,0 +1,242 @@
+"""Layer graph → ``torch.nn.Module``: the network a spec describes, initialised the paper's way.
+
+Each layer kind makes its own module (:meth:`LayerSpec.to_torch`); this module assembles them
+under their Caffe names (``model.features.conv1_1.conv``, ``model.classifier.fc6.fc``),
+initialises the weights, and loads torchvision-format state dicts. Models are built on the
+``meta`` device first and materialised once, so no time goes into a default initialisation that
+is overwritten anyway.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .analysis import analyze
+from .errors import InputSizeError, WeightsError
+from .graph import to_graph
+from .spec import Spec
+
+InitFn = Callable[[nn.Module, "torch.Generator | None"], None]
+
+
+def _normal(std: float) -> InitFn:
+    def init(module: nn.Module, generator: torch.Generator | None) -> None:
+        nn.init.normal_(module.weight, 0.0, std, generator=generator)
+
+    return init
+
+
+def _glorot(module: nn.Module, generator: torch.Generator | None) -> None:
+    nn.init.xavier_uniform_(module.weight, generator=generator)
+
+
+def _kaiming(module: nn.Module, generator: torch.Generator | None) -> None:
+    if isinstance(module, nn.Conv2d):
+        nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu", generator=generator)
+    else:
+        nn.init.normal_(module.weight, 0.0, 0.01, generator=generator)
+
+
+INITS: dict[str, InitFn] = {
+    "paper": _normal(0.1),  # "normal distribution with zero mean and 10^-2 variance"
+    "caffe": _normal(0.01),  # what Caffe-era code used: std 0.01
+    "glorot": _glorot,  # Glorot & Bengio (2010) uniform, which the authors found needs no pre-training
+    "kaiming": _kaiming,  # He et al. (2015), fan-out, for convs; N(0, 0.01) for FC: torchvision's
+}
+"""Weight initialisations by name; biases are always zero, batch norm starts as the identity."""
+
+
+class VGG(nn.Module):
+    """A network compiled from a spec: ``features`` (conv/pool/LRN), then ``classifier`` (FC).
+
+    ``forward`` returns class scores before the soft-max, like torchvision's models; the spec's
+    ``soft-max`` is applied by the loss in training and by the evaluator. Inputs must have the
+    spec's declared shape (no adaptive pooling hides a wrong size).
+
+    A dense model (:func:`vggspec.to_dense`, ``spec.is_dense``) takes any image at least as large
+    as the declared input and returns a class score map ``(N, classes, h, w)``.
+    """
+
+    def __init__(self, spec: Spec, features: nn.Sequential, classifier: nn.Sequential) -> None:
+        super().__init__()
+        self.spec = spec
+        self.dense = spec.is_dense
+        self.input_shape = spec.input.shape
+        self.min_input_size = analyze(spec).min_input_size
+        self.features = features
+        self.classifier = classifier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x)
+        x = self.features(x)
+        if not self.dense:
+            x = torch.flatten(x, 1)
+        return self.classifier(x)
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if self.dense:
+            if x.dim() != 4 or x.shape[1] != self.input_shape[0] or min(x.shape[2:]) < self.min_input_size:
+                c, m = self.input_shape[0], self.min_input_size
+                raise InputSizeError(
+                    f"dense {self.spec.display_name} takes inputs of shape (N, {c}, H, W) with H, W ≥ {m}, "
+                    f"got {tuple(x.shape)}"
+                )
+        elif x.dim() != 4 or tuple(x.shape[1:]) != self.input_shape:
+            c, h, w = self.input_shape
+            raise InputSizeError(
+                f"{self.spec.display_name} expects inputs of shape (N, {c}, {h}, {w}), got {tuple(x.shape)}: "
+                f"the spec declares 'input: {self.spec.input.describe()}'. To classify larger images, "
+                "evaluate densely: vggspec.to_dense(model)"
+            )
+
+    def extra_repr(self) -> str:
+        return f"spec={self.spec.display_name!r}, input_shape={self.input_shape}, dense={self.dense}"
+
+
+def build(
+    spec: Spec,
+    *,
+    init: str = "paper",
+    weights: Mapping[str, torch.Tensor] | str | Path | None = None,
+    seed: int | None = None,
+    device: str | torch.device | None = None,
+) -> VGG:
+    """Compile ``spec`` into a :class:`VGG` module.
+
+    ``init`` names one of :data:`INITS`; ``weights`` (a state dict, vggspec's or torchvision's,
+    or a path to one) replaces the initialisation; ``seed`` makes it reproducible without
+    touching the global RNG; ``device="meta"`` builds the structure without allocating weights.
+    """
+    if init not in INITS:
+        raise ValueError(f"unknown initialisation '{init}': choose one of {', '.join(INITS)}")
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    with torch.device("meta"):
+        model = _assemble(spec)
+    if device.type == "meta":
+        return model
+    model = model.to_empty(device=device)
+    if weights is not None:
+        load_weights(model, weights)
+    else:
+        initialise(model, init, seed=seed)
+    return model
+
+
+def _assemble(spec: Spec) -> VGG:
+    graph = to_graph(spec)
+    features: list[tuple[str, nn.Module]] = []
+    classifier: list[tuple[str, nn.Module]] = []
+    for layer in analyze(spec).layers:
+        node = graph.nodes[layer.name]
+        module = node["layer"].to_torch(layer.input_shape, node)
+        if module is not None:
+            (features if node["layer"].SPATIAL else classifier).append((layer.name, module))
+    return VGG(spec, nn.Sequential(OrderedDict(features)), nn.Sequential(OrderedDict(classifier)))
+
+
+def initialise(model: nn.Module, init: str = "paper", *, seed: int | None = None) -> None:
+    """Weights by ``init``, zero biases, batch norm as the identity with fresh statistics."""
+    weight_init = INITS[init]
+    generator = None
+    if seed is not None:
+        device = next(model.parameters()).device
+        generator = torch.Generator(device=device)
+        generator.manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                weight_init(module, generator)
+                if module.bias is not None:
+                    module.bias.zero_()
+            elif isinstance(module, nn.BatchNorm2d):
+                module.reset_parameters()
+
+
+# -- weights ---------------------------------------------------------------------------
+
+_WEIGHT_MODULES = (nn.Conv2d, nn.BatchNorm2d, nn.Linear)
+
+
+def load_weights(model: VGG, weights: Mapping[str, torch.Tensor] | str | Path) -> None:
+    """Load a state dict: vggspec's own keys, or torchvision's ``features.0.weight`` layout.
+
+    torchvision's keys are matched to this model's layers in order (conv, batch norm, linear),
+    every shape checked; anything that does not fit is a :class:`WeightsError` naming the layer.
+    """
+    if isinstance(weights, (str, Path)):
+        weights = read_state_dict(weights)
+    own = model.state_dict()
+    if set(weights) == set(own):
+        _check_shapes(own, weights, {k: k for k in own})
+        model.load_state_dict(weights)
+        return
+    mapping = _map_by_order(model, weights)
+    _check_shapes(own, weights, mapping)
+    model.load_state_dict({ours: weights[theirs] for ours, theirs in mapping.items()})
+
+
+def read_state_dict(path: str | Path) -> Mapping[str, torch.Tensor]:
+    """A state dict from a ``.pth`` file, never unpickling anything but tensors."""
+    try:
+        data = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise WeightsError(f"no such weights file: {path}") from None
+    except Exception as err:  # noqa: BLE001 - torch raises several types for a bad file
+        raise WeightsError(f"{path} is not a loadable state dict ({type(err).__name__}: {err})") from None
+    if isinstance(data, Mapping) and "state_dict" in data and isinstance(data["state_dict"], Mapping):
+        data = data["state_dict"]  # a checkpoint that wraps its state dict
+    if not isinstance(data, Mapping) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise WeightsError(f"{path} does not hold a state dict (a mapping of names to tensors)")
+    return data
+
+
+def _map_by_order(model: VGG, weights: Mapping[str, torch.Tensor]) -> dict[str, str]:
+    """Our key → their key, pairing weight-carrying modules in order of appearance."""
+    ours = [(name, module) for name, module in model.named_modules() if isinstance(module, _WEIGHT_MODULES)]
+    theirs = _group_by_module(weights)
+    kinds = {nn.Conv2d: "conv", nn.BatchNorm2d: "batch norm", nn.Linear: "linear"}
+    if len(ours) != len(theirs):
+        ours_text = ", ".join(f"{sum(isinstance(m, t) for _, m in ours)} {k}" for t, k in kinds.items())
+        our_bn = any(isinstance(m, nn.BatchNorm2d) for _, m in ours)
+        their_bn = any("running_mean" in keys for _, keys in theirs)
+        raise WeightsError(
+            f"the weights have {len(theirs)} layers with parameters, {model.spec.display_name} has "
+            f"{len(ours)} ({ours_text}): they belong to another network",
+            hint="one has batch norm and the other not: torchvision's vgg*_bn needs 'conv3-64 [bn]' layers"
+            if our_bn != their_bn
+            else None,
+        )
+    mapping: dict[str, str] = {}
+    for (name, module), (prefix, keys) in zip(ours, theirs):
+        expected = set(module.state_dict())
+        if set(keys) != expected:
+            raise WeightsError(
+                f"layer {name} ({kinds[type(module)]}) expects {sorted(expected)}, the weights have "
+                f"{prefix}.{{{', '.join(sorted(keys))}}}: the layers do not line up"
+            )
+        for key in keys:
+            mapping[f"{name}.{key}"] = f"{prefix}.{key}" if prefix else key
+    return mapping
+
+
+def _group_by_module(weights: Mapping[str, torch.Tensor]) -> list[tuple[str, list[str]]]:
+    groups: dict[str, list[str]] = {}
+    for key in weights:
+        prefix, _, leaf = key.rpartition(".")
+        groups.setdefault(prefix, []).append(leaf)
+    return list(groups.items())
+
+
+def _check_shapes(own: Mapping[str, torch.Tensor], weights: Mapping[str, torch.Tensor], mapping: dict[str, str]) -> None:
+    for ours, theirs in mapping.items():
+        if own[ours].shape != weights[theirs].shape:
+            layer = ours.rsplit(".", 2)[0].split(".")[-1]
+            raise WeightsError(
+                f"layer {layer}: {ours} has shape {tuple(own[ours].shape)} but the weights' {theirs} has "
+                f"{tuple(weights[theirs].shape)}"
+            )
