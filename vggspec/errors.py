@@ -72,7 +72,7 @@ class SpecError(Exception):
     def _source_line(self) -> str | None:
         if self.text is None or self.line is None:
             return None
-        lines = self.text.splitlines()
+        lines = source_lines(self.text)
         if 1 <= self.line <= len(lines):
             return lines[self.line - 1].rstrip()
         return None
@@ -104,6 +104,11 @@ class WeightsError(SpecError):
 
 class CheckpointError(SpecError):
     """A file that is not a vggspec checkpoint, or whose spec does not match."""
+
+
+def source_lines(text: str) -> list[str]:
+    """Lines as the parser counts them: split at '\n' only (not at '\f', '\x85', ... as splitlines does)."""
+    return [line.removesuffix("\r") for line in text.split("\n")]
 
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:

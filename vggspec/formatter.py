@@ -8,6 +8,7 @@ layers they were written beside.
 
 from __future__ import annotations
 
+from .errors import source_lines
 from .layers import LayerSpec
 from .spec import Spec
 
@@ -69,7 +70,7 @@ def _runs(layers: tuple[LayerSpec, ...], comment_lines: set[int]) -> list[tuple[
 def _name_line(spec: Spec) -> int:
     if spec.text is None or spec.name is None:
         return -1
-    for number, line in enumerate(spec.text.splitlines(), start=1):
+    for number, line in enumerate(source_lines(spec.text), start=1):
         if line.strip().startswith("name") and spec.name in line:
             return number
     return -1

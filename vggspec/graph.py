@@ -32,6 +32,9 @@ def to_graph(spec: Spec) -> nx.DiGraph:
         name = layer.NAME.format(stage=stage, nth=nth[layer.kind, stage])
         if nth[layer.kind, stage] > 1 and "{nth}" not in layer.NAME:
             name += f"_{nth[layer.kind, stage]}"
+        base, suffix = name, 2
+        while name in graph:  # e.g. two soft-max layers (an error the analysis reports)
+            name, suffix = f"{base}_{suffix}", suffix + 1
         attrs = {"index": index, "layer": layer, "kind": layer.kind}
         if isinstance(layer, FC):
             attrs["dropout"] = spec.dropout(index)

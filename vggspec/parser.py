@@ -15,7 +15,7 @@ from pathlib import Path
 from lark import Lark, Token, Transformer, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 from pydantic import ValidationError
 
-from .errors import SpecError, SpecSyntaxError, SpecValueError, UnknownLayerError, did_you_mean
+from .errors import SpecError, SpecSyntaxError, SpecValueError, UnknownLayerError, did_you_mean, source_lines
 from .layers import LayerSpec, kind_for_word, spelling_examples, suggest_word
 from .spec import COLOUR_MODELS, Comment, InputShape, Spec
 
@@ -111,8 +111,8 @@ class _ToStatements(Transformer):
         return size, channels, size_token
 
     def size(self, items):
-        height = int(items[0])
-        if len(items) > 1 and int(items[1]) != height:
+        height = _int(items[0])
+        if len(items) > 1 and _int(items[1]) != height:
             raise SpecValueError(
                 f"non-square inputs are not supported yet: {items[0]}x{items[1]}",
                 line=items[0].line,
@@ -124,8 +124,12 @@ class _ToStatements(Transformer):
 
     def channels(self, items):
         if len(items) == 1:
-            return COLOUR_MODELS[items[0].lower()]
-        return int(items[0])
+            # casefold, not lower: the grammar's case-insensitive match accepts 'ſ' for 's'
+            channels = COLOUR_MODELS.get(items[0].casefold())
+            if channels is None:
+                raise _at(SpecValueError, f"unknown colour model '{items[0]}'", items[0], expected="RGB or gray")
+            return channels
+        return _int(items[0])
 
     def layer_list(self, items):
         return list(items)
@@ -148,10 +152,9 @@ class _ToStatements(Transformer):
 
     def number(self, items):
         text = str(items[0])
-        try:
-            return int(text)
-        except ValueError:
+        if "." in text or "e" in text.lower():
             return float(text)
+        return _int(items[0])
 
     def word(self, items):
         return str(items[0])
@@ -226,7 +229,7 @@ def _comments(text: str, first_statement_line: int) -> tuple[Comment, ...]:
     In text that parsed, every '#' starts a comment: no other token may contain one.
     """
     found = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(source_lines(text), start=1):
         col = line.find("#")
         if col >= 0:
             found.append(
@@ -253,6 +256,9 @@ def _build_layer(item: _LayerItem) -> LayerSpec:
             hint=f"did you mean '{suggestion}'?" if suggestion else None,
         )
     cls, match = found
+    if any(len(value) > MAX_DIGITS for value in match.groupdict().values()):
+        shown = word if len(word) <= 24 else word[:20] + "..."
+        raise _at(SpecValueError, f"'{shown}' has a number too large to mean anything", item.word)
     fields = cls.fields_from_word(match)
     for key, value in item.attributes:
         if key not in cls.ATTRIBUTES:
@@ -282,10 +288,21 @@ def _build_layer(item: _LayerItem) -> LayerSpec:
 def _repeat_count(token: Token | None) -> int:
     if token is None:
         return 1
-    count = int(str(token).lstrip("x×*").strip())
+    count = _int(token, str(token).lstrip("x×*").strip())
     if not 1 <= count <= MAX_REPEAT:
         raise _at(SpecValueError, f"a layer can be repeated 1 to {MAX_REPEAT} times, not {count}", token)
     return count
+
+
+MAX_DIGITS = 9
+
+
+def _int(token: Token, digits: str | None = None) -> int:
+    """An integer from the source; absurdly long numbers are an error, not a 4300-digit int."""
+    digits = str(token) if digits is None else digits
+    if len(digits.lstrip("+-")) > MAX_DIGITS:
+        raise _at(SpecValueError, f"the number {digits[:12]}... is too large", token)
+    return int(digits)
 
 
 def _validation_message(err: ValidationError) -> str:
@@ -375,7 +392,7 @@ def _syntax_error(err: UnexpectedInput, text: str) -> SpecSyntaxError:
 
 
 def _eof_error(err: UnexpectedInput, text: str) -> SpecSyntaxError:
-    lines = text.splitlines() or [""]
+    lines = source_lines(text)
     return SpecSyntaxError(
         "unexpected end of file",
         line=len(lines),
