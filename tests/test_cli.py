@@ -174,3 +174,57 @@ def test_help_explains_every_command():
     analyze_help = run("analyze", "--help").stdout
     for flag in ("--params", "--flops", "--memory", "--receptive-field", "--shapes", "--input", "--format"):
         assert flag in analyze_help
+
+
+# -- compile ---------------------------------------------------------------------------
+
+NARROW_A = str(SPECS / "small" / "A-narrow-32.vgg")
+
+
+def test_compile_without_output_checks_the_network_against_the_analysis(capsys):
+    assert main(["compile", NARROW_A, "--seed", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "OK: every layer's output shape and parameter count equal the analysis" in out
+    assert "153,530" in out  # the analysed total, printed from the real module
+
+
+def test_compile_dense_on_larger_images(capsys):
+    assert main(["compile", NARROW_A, "--dense", "--input", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "(dense)" in out and "output 10×2×2" in out
+
+
+def test_compile_to_a_checkpoint_and_load_it(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    import vggspec
+
+    out = tmp_path / "a.pt"
+    assert main(["compile", NARROW_A, "-o", str(out), "--init", "glorot", "--seed", "1"]) == 0
+    model = vggspec.load_model(out)
+    assert model.spec.display_name == "A narrow 32"
+    reference = vggspec.build(vggspec.load(NARROW_A), init="glorot", seed=1)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), reference.state_dict().values()))
+
+
+def test_compile_with_weights_and_transfer(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    import vggspec
+
+    weights = tmp_path / "w.pth"
+    torch.save(vggspec.build(vggspec.load(NARROW_A), seed=2).state_dict(), weights)
+    assert main(["compile", NARROW_A, "--weights", str(weights)]) == 0
+    a_ckpt = tmp_path / "a.pt"
+    assert main(["compile", NARROW_A, "--weights", str(weights), "-o", str(a_ckpt)]) == 0
+    capsys.readouterr()
+    d_narrow = str(SPECS / "small" / "D-narrow-32-bn.vgg")
+    assert main(["compile", d_narrow, "--init-from", str(a_ckpt)]) == 0
+    err = capsys.readouterr().err
+    assert "Initialised D narrow 32 bn from A narrow 32 (Section 3.1): 7 layers copied, 9 left random" in err
+    # weights of another network: a clear error, exit 2
+    assert main(["compile", d_narrow, "--weights", str(weights)]) == 2
+    assert "belong to another network" in capsys.readouterr().err
+
+
+def test_compile_errors_exit_2_without_traceback(tmp_path):
+    result = run("compile", NARROW_A, "--init-from", str(tmp_path / "missing.pt"))
+    assert result.returncode == 2 and "no such checkpoint" in result.stderr and "Traceback" not in result.stderr

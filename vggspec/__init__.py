@@ -29,6 +29,11 @@ _TORCH_API = {
     "VGG": "compiler",
     "build": "compiler",
     "INITS": "compiler",
+    "to_dense": "dense",
+    "load_model": "checkpoint",
+    "save_checkpoint": "checkpoint",
+    "transfer_from": "transfer",
+    "export_model": "export",
 }
 
 
@@ -48,6 +53,11 @@ __all__ = [
     "InputSizeError",
     "WeightsError",
     "build",
+    "export_model",
+    "load_model",
+    "save_checkpoint",
+    "to_dense",
+    "transfer_from",
     "Analysis",
     "InputShape",
     "LayerAnalysis",

@@ -50,7 +50,7 @@ def _analyze(args: argparse.Namespace) -> int:
     analyses = []
     for spec in specs:
         try:
-            analyses.append(analyze(spec, input_size=args.input))
+            analyses.append(analyze(spec, input_size=args.input, dense=args.dense))
         except SpecError as err:
             print(err.located(spec.source, spec.text), file=sys.stderr)
             failed = True
@@ -67,8 +67,7 @@ def _analyze(args: argparse.Namespace) -> int:
 
 
 def _note_input_override(analyses: list[Analysis], size: int | None) -> None:
-    changed = [a.spec.display_name for a in analyses if size is not None]
-    if changed:
+    if size is not None and not any(a.spec.is_dense for a in analyses):
         print(
             f"\nnote: analysed at {size}×{size}; fully-connected layers flatten the map that reaches "
             "them at that size, so their parameter counts follow the input.",
@@ -108,6 +107,55 @@ def _fmt(args: argparse.Namespace) -> int:
     if failed:
         return EXIT_BAD_INPUT
     return 1 if unformatted else 0
+
+
+SUFFIX_FORMATS = {
+    ".pt": "checkpoint",
+    ".pth": "checkpoint",
+    ".ckpt": "checkpoint",
+    ".ts": "torchscript",
+    ".torchscript": "torchscript",
+    ".jit": "torchscript",
+    ".onnx": "onnx",
+    ".py": "python",
+}
+
+
+def _compile(args: argparse.Namespace) -> int:
+    spec = load(args.spec)  # spec errors first, before the seconds torch takes to import
+    print(f"building {spec.display_name} with PyTorch ...", file=sys.stderr)
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise SpecError("vggspec compile needs PyTorch: pip install 'vggspec[torch]'") from None
+    from .compiler import build
+    from .dense import to_dense
+    from .transfer import transfer_from
+
+    model = build(spec, init=args.init, weights=args.weights, seed=args.seed)
+    if args.init_from:
+        print(transfer_from(args.init_from, model), file=sys.stderr)
+    if args.dense:
+        model = to_dense(model)
+    model.eval()
+    if not args.output:
+        from .verify import verify
+
+        result = verify(model, args.input)
+        print(result)
+        return 0 if result.ok else 1
+    output = Path(args.output)
+    fmt = args.format or SUFFIX_FORMATS.get(output.suffix.lower(), "checkpoint")
+    if fmt == "checkpoint":
+        from .checkpoint import save_checkpoint
+
+        save_checkpoint(model, output)
+    else:
+        from .export import export_model
+
+        export_model(model, output, fmt)
+    print(f"wrote {output} ({fmt}{', dense' if model.dense else ''})", file=sys.stderr)
+    return 0
 
 
 def _table(args: argparse.Namespace) -> int:
@@ -197,9 +245,50 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="analyse at N×N inputs instead of the declared size (e.g. 384, a dense-evaluation scale)",
     )
+    p.add_argument(
+        "--dense",
+        action="store_true",
+        help="the fully-convolutional network of dense evaluation (FC layers as convolutions, Section 3.2); "
+        "with --input, the class score map",
+    )
     p.add_argument("--per-layer", action="store_true", help="a per-layer table for every spec, not side by side")
     p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
     p.set_defaults(run=_analyze)
+
+    p = commands.add_parser(
+        "compile",
+        help="build a spec with PyTorch: check it, or save it as a checkpoint, TorchScript, ONNX or Python",
+        description="Compile SPEC into a PyTorch module. Without -o: build it, run one forward pass at the "
+        "spec's input size and print each layer's real output shape and parameters next to the analysis. "
+        "With -o: write a vggspec checkpoint (load it with vggspec.load_model), TorchScript, ONNX, or a "
+        "standalone PyTorch source file that does not need vggspec.",
+    )
+    p.add_argument("spec", metavar="SPEC", help="a spec file")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the compiled network to FILE")
+    p.add_argument(
+        "--format",
+        choices=("checkpoint", "torchscript", "onnx", "python"),
+        help="output format (default: from FILE's suffix: .pt checkpoint, .ts torchscript, .onnx, .py python)",
+    )
+    p.add_argument("--dense", action="store_true", help="the fully-convolutional network (Section 3.2)")
+    p.add_argument(
+        "--weights", metavar="FILE", help="a state dict to load: vggspec's or torchvision's (vgg11/13/16/19[_bn])"
+    )
+    p.add_argument(
+        "--init",
+        choices=("paper", "caffe", "glorot", "kaiming"),
+        default="paper",
+        help="random initialisation when no weights are given: paper N(0, 1e-2) (default), caffe N(0, 0.01²), "
+        "glorot (Glorot & Bengio 2010), kaiming (He et al. 2015, as torchvision)",
+    )
+    p.add_argument("--seed", type=int, help="seed of the random initialisation (reproducible weights)")
+    p.add_argument(
+        "--init-from",
+        metavar="CKPT",
+        help="a trained A's checkpoint: copy its first four conv and last three FC layers (Section 3.1)",
+    )
+    p.add_argument("--input", type=_positive_int, metavar="N", help="with --dense and no -o: run on N×N images")
+    p.set_defaults(run=_compile)
 
     p = commands.add_parser(
         "fmt",

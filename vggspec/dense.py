@@ -22,6 +22,8 @@ def to_dense(model: VGG) -> VGG:
     with torch.device("meta"):
         dense = _assemble(model.spec.dense())
     reference = next(model.parameters())
+    if reference.is_meta:
+        return dense.train(model.training)
     dense = dense.to_empty(device=reference.device).to(reference.dtype)
     own = dense.state_dict()
     dense.load_state_dict({key: value.reshape(own[key].shape) for key, value in model.state_dict().items()})

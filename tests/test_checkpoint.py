@@ -1,0 +1,83 @@
+"""Checkpoints: round trips, refusing what is not one, never unpickling arbitrary objects."""
+
+import pickle
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="needs the test extras: pip install -e '.[test]'")
+
+import vggspec  # noqa: E402
+from vggspec.checkpoint import read_checkpoint, save_checkpoint  # noqa: E402
+
+from .conftest import SPECS  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def model():
+    return vggspec.build(vggspec.load(SPECS / "small" / "D-narrow-32-bn.vgg"), init="kaiming", seed=0).eval()
+
+
+def test_round_trip(model, tmp_path):
+    path = save_checkpoint(model, tmp_path / "run" / "model.pt", epoch=3)
+    loaded = vggspec.load_model(path).eval()
+    assert loaded.spec == model.spec
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+    assert read_checkpoint(path)["epoch"] == 3
+    assert not list(path.parent.glob("*.tmp"))  # the temporary file was renamed, not left behind
+
+
+def test_dense_models_round_trip(model, tmp_path):
+    dense = vggspec.to_dense(model)
+    loaded = vggspec.load_model(save_checkpoint(dense, tmp_path / "dense.pt")).eval()
+    assert loaded.dense
+    x = torch.randn(2, 3, 48, 48)
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded(x), dense(x))
+
+
+def test_a_state_dict_is_not_a_checkpoint(model, tmp_path):
+    path = tmp_path / "weights.pt"
+    torch.save(model.state_dict(), path)
+    with pytest.raises(vggspec.CheckpointError, match="not a vggspec checkpoint") as info:
+        vggspec.load_model(path)
+    assert "weights=" in info.value.hint
+
+
+def test_arbitrary_pickles_are_never_executed(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    path = tmp_path / "evil.pt"
+    path.write_bytes(pickle.dumps({"format": "vggspec.checkpoint", "payload": Evil()}, protocol=2))
+    with pytest.raises(vggspec.CheckpointError, match="weights_only"):
+        vggspec.load_model(path)
+    assert not marker.exists()
+
+
+def test_an_altered_spec_is_caught(model, tmp_path):
+    path = save_checkpoint(model, tmp_path / "model.pt")
+    data = torch.load(path, weights_only=True)
+    data["spec"] = data["spec"].replace("FC-10", "FC-11")
+    torch.save(data, path)
+    with pytest.raises(vggspec.CheckpointError, match="does not match its hash"):
+        vggspec.load_model(path)
+
+
+def test_insisting_on_a_spec(model, tmp_path):
+    path = save_checkpoint(model, tmp_path / "model.pt")
+    reformatted = vggspec.parse("# same network, other layout\n" + vggspec.format_spec(model.spec).replace(" ×2", " x2"))
+    assert vggspec.load_model(path, spec=reformatted).spec == model.spec
+    other = vggspec.load(SPECS / "small" / "A-narrow-32.vgg")
+    with pytest.raises(vggspec.CheckpointError, match="not for 'A narrow 32'"):
+        vggspec.load_model(path, spec=other)
+
+
+def test_missing_and_garbage_files(tmp_path):
+    with pytest.raises(vggspec.CheckpointError, match="no such checkpoint"):
+        vggspec.load_model(tmp_path / "nope.pt")
+    (tmp_path / "junk.pt").write_bytes(b"\x00junk")
+    with pytest.raises(vggspec.CheckpointError, match="not a vggspec checkpoint"):
+        vggspec.load_model(tmp_path / "junk.pt")

@@ -1,0 +1,131 @@
+"""Checkpoints: a model's weights together with the spec that defines it.
+
+A checkpoint is a plain dictionary saved with ``torch.save`` and read back with
+``weights_only=True`` (nothing but tensors and plain values is ever unpickled)::
+
+    format      "vggspec.checkpoint"       what the file is
+    version     1
+    spec        the spec's canonical text  enough to rebuild the network
+    spec_hash   sha256 of that text        catches a spec edited after the fact
+    dense       bool                       FC layers applied as convolutions
+    state_dict  the weights
+    ...         more entries the trainer adds (optimizer, epoch, ...)
+
+Files are written atomically (temporary file, fsync, rename): a killed process never leaves a
+half-written checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .compiler import VGG, build
+from .errors import CheckpointError, SpecError
+from .formatter import format_spec
+from .layers import FC, LayerSpec
+from .parser import parse
+from .spec import Spec
+
+FORMAT = "vggspec.checkpoint"
+VERSION = 1
+
+
+def spec_hash(spec: Spec) -> str:
+    """A fingerprint of the network: its canonical text without comments (formatting-proof)."""
+    bare = spec.model_copy(update={"comments": (), "source": None})
+    return hashlib.sha256(format_spec(bare).encode()).hexdigest()
+
+
+def save_checkpoint(model: VGG, path: str | Path, **extra: Any) -> Path:
+    """Write ``model`` (and any ``extra`` plain values or tensors) atomically to ``path``."""
+    spec, state = model.spec, model.state_dict()
+    if model.dense:  # stored as the classifier it was made from; load_model converts again
+        spec = spec.model_copy(update={"layers": tuple(_undense(layer) for layer in spec.layers)})
+        shapes = build(spec, device="meta").state_dict()
+        state = {key: value.reshape(shapes[key].shape) for key, value in state.items()}
+    data = {
+        "format": FORMAT,
+        "version": VERSION,
+        "spec": format_spec(spec.model_copy(update={"comments": ()})),
+        "spec_hash": spec_hash(spec),
+        "dense": model.dense,
+        "state_dict": state,
+        **extra,
+    }
+    return atomic_save(data, path)
+
+
+def atomic_save(data: Mapping[str, Any], path: str | Path) -> Path:
+    """``torch.save`` through a temporary file in the same directory, fsync'ed, then renamed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(dict(data), f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint's dictionary, checked to be one; tensors on the CPU."""
+    path = Path(path)
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"no such checkpoint: {path}") from None
+    except Exception as err:  # noqa: BLE001 - pickle, zip and torch errors alike mean "not one"
+        raise CheckpointError(
+            f"{path} is not a vggspec checkpoint (it cannot be read with weights_only=True: "
+            f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+        ) from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        hint = "a plain state dict? load it with vggspec.build(spec, weights=path)" if isinstance(data, dict) else None
+        raise CheckpointError(f"{path} is not a vggspec checkpoint", hint=hint)
+    if data.get("version") != VERSION:
+        raise CheckpointError(f"{path} is a version {data.get('version')} checkpoint; this vggspec reads {VERSION}")
+    return data
+
+
+def checkpoint_spec(data: Mapping[str, Any], path: str | Path = "<checkpoint>") -> Spec:
+    """The spec stored in a checkpoint, verified against its hash."""
+    try:
+        spec = parse(data["spec"], f"{path} (stored spec)")
+    except SpecError as err:
+        raise CheckpointError(f"the spec stored in {path} does not parse: {err.message}") from None
+    if spec_hash(spec) != data.get("spec_hash"):
+        raise CheckpointError(f"the spec stored in {path} does not match its hash: the file was altered")
+    return spec
+
+
+def load_model(path: str | Path, *, spec: Spec | None = None, device: str | torch.device | None = None) -> VGG:
+    """Rebuild the network a checkpoint holds. With ``spec``, insist that it is that network."""
+    data = read_checkpoint(path)
+    stored = checkpoint_spec(data, path)
+    if spec is not None and spec_hash(spec) != data["spec_hash"]:
+        raise CheckpointError(
+            f"{path} holds weights for '{stored.display_name}', not for '{spec.display_name}' "
+            "(the specs differ: their hashes do not match)"
+        )
+    model = build(stored, weights=data["state_dict"], device=device)
+    if data.get("dense"):
+        from .dense import to_dense
+
+        model = to_dense(model)
+    return model
+
+
+def _undense(layer: LayerSpec) -> LayerSpec:
+    return layer.model_copy(update={"kernel": None}) if isinstance(layer, FC) else layer
