@@ -228,3 +228,11 @@ def test_compile_with_weights_and_transfer(tmp_path, capsys):
 def test_compile_errors_exit_2_without_traceback(tmp_path):
     result = run("compile", NARROW_A, "--init-from", str(tmp_path / "missing.pt"))
     assert result.returncode == 2 and "no such checkpoint" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("suffix, fmt", [(".onnx", "onnx"), (".py", "python"), (".ts", "torchscript")])
+def test_compile_exports_by_suffix(tmp_path, capsys, suffix, fmt):
+    out = tmp_path / f"net{suffix}"
+    assert main(["compile", NARROW_A, "--dense", "-o", str(out)]) == 0
+    assert out.is_file() and out.stat().st_size > 0
+    assert f"({fmt}, dense)" in capsys.readouterr().err

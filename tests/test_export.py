@@ -1,0 +1,302 @@
+"""Exported networks, loaded back without vggspec, compute what the compiled model computes."""
+
+from __future__ import annotations
+
+import ast
+import importlib.machinery
+import importlib.util
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import vggspec  # noqa: E402
+from vggspec.dense import to_dense  # noqa: E402
+from vggspec.export import FORMATS, class_name, export_model, python_source  # noqa: E402
+
+from .conftest import SPECS  # noqa: E402
+
+PLAIN_LRN = """\
+# plain convolutions with LRN, as in A-LRN
+name: tiny LRN
+input: 32x32 RGB
+conv3-8
+LRN
+maxpool
+conv3-16 ×2
+maxpool
+FC-32
+FC-10
+soft-max
+"""
+
+DENSE_SOURCE = """\
+name: tiny dense
+input: 32x32 RGB
+conv3-8 [bn]
+LRN [n=3, alpha=2e-4, beta=0.5, k=1]
+maxpool
+conv3-16
+maxpool
+conv3-16
+maxpool [size=3, stride=2]
+FC-24 [dropout=0.3]
+FC-7
+soft-max
+"""
+
+KINDS = ("plain-lrn", "bn", "dense")
+
+
+def _randomise_batch_norm(model: torch.nn.Module, seed: int) -> None:
+    """Non-trivial scale, shift and running statistics, so an export that drops them shows."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                n = module.num_features
+                module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
+                module.bias.copy_(torch.randn(n, generator=generator) * 0.1)
+                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
+                module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+
+
+@pytest.fixture(scope="module")
+def models() -> dict[str, vggspec.VGG]:
+    plain = vggspec.build(vggspec.parse(PLAIN_LRN), init="kaiming", seed=0)
+    bn = vggspec.build(vggspec.load(SPECS / "small" / "D-narrow-32-bn.vgg"), init="kaiming", seed=1)
+    _randomise_batch_norm(bn, 1)
+    dense = vggspec.build(vggspec.parse(DENSE_SOURCE), init="kaiming", seed=2)
+    _randomise_batch_norm(dense, 2)
+    dense = to_dense(dense)
+    assert dense.dense and not plain.dense
+    return {"plain-lrn": plain.eval(), "bn": bn.eval(), "dense": dense.eval()}
+
+
+def _inputs(model: vggspec.VGG, fmt: str) -> list[torch.Tensor]:
+    """A batch of 2; another batch size (dynamic batch); for dense models another H×W too."""
+    generator = torch.Generator().manual_seed(7)
+    c, h, w = model.input_shape
+    shapes = [(2, c, h, w)]
+    if fmt != "python":
+        shapes.append((5, c, h, w))
+    if model.dense:
+        shapes.append((3, c, h + 16, w + 8))
+    return [torch.randn(shape, generator=generator) for shape in shapes]
+
+
+def _expected(model: vggspec.VGG, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(x)
+
+
+def load_generated(path: Path, monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
+    """Import a generated file by path, with vggspec made unimportable while it runs."""
+    loader = importlib.machinery.SourceFileLoader(f"vggspec_generated_{path.stem.replace('-', '_')}", str(path))
+    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
+    with monkeypatch.context() as patch:
+        patch.setitem(sys.modules, "vggspec", None)  # `import vggspec` now raises ImportError
+        loader.exec_module(module)
+    return module
+
+
+# -- TorchScript ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_torchscript_round_trip(models, kind, tmp_path):
+    model = models[kind]
+    path = export_model(model, tmp_path / f"{kind}.pt", "torchscript")
+    assert path == tmp_path / f"{kind}.pt" and path.is_file()
+    loaded = torch.jit.load(str(path))
+    assert not isinstance(loaded, vggspec.VGG)
+    for x in _inputs(model, "torchscript"):
+        with torch.no_grad():
+            torch.testing.assert_close(loaded(x), _expected(model, x))
+
+
+def test_export_is_in_eval_mode_and_restores_training_flags(models, tmp_path):
+    model = models["bn"]
+    model.train()
+    model.features.conv1_1.bn.eval()  # a mixed state the export must give back as it was
+    try:
+        path = export_model(model, tmp_path / "bn.pt", "torchscript", batch_size=3)
+        assert model.training and model.classifier.fc6.dropout.training
+        assert not model.features.conv1_1.bn.training
+    finally:
+        model.eval()
+    x = _inputs(model, "torchscript")[0]
+    with torch.no_grad():
+        torch.testing.assert_close(torch.jit.load(str(path))(x), _expected(model, x))
+
+
+# -- ONNX -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_onnx_round_trip(models, kind, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    model = models[kind]
+    path = export_model(model, str(tmp_path / f"{kind}.onnx"), "onnx")
+    assert [p.name for p in tmp_path.iterdir()] == [f"{kind}.onnx"]  # one file, no temporaries
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (images,), (scores,) = session.get_inputs(), session.get_outputs()
+    assert (images.name, scores.name) == ("images", "scores")
+    assert isinstance(images.shape[0], str)  # dynamic batch
+    assert all(isinstance(d, str) for d in images.shape[2:]) == model.dense
+    for x in _inputs(model, "onnx"):
+        (out,) = session.run(None, {"images": x.numpy()})
+        torch.testing.assert_close(torch.from_numpy(out), _expected(model, x), atol=1e-4, rtol=1e-4)
+
+
+def test_onnx_fixed_batch_size(models, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    model = models["plain-lrn"]
+    path = export_model(model, tmp_path / "b4.onnx", "onnx", batch_size=4)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape == [4, 3, 32, 32]
+    x = torch.randn(4, 3, 32, 32)
+    (out,) = session.run(None, {"images": x.numpy()})
+    torch.testing.assert_close(torch.from_numpy(out), _expected(model, x), atol=1e-4, rtol=1e-4)
+
+
+def test_onnx_without_the_onnx_package_names_what_to_install(models, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnx", None)  # importlib.util.find_spec("onnx") → None
+    with pytest.raises(vggspec.SpecError, match="pip install onnx"):
+        export_model(models["plain-lrn"], tmp_path / "m.onnx", "onnx")
+    assert not list(tmp_path.iterdir())
+
+
+# -- Python source --------------------------------------------------------------------
+
+ALLOWED_IMPORTS = {"torch", "collections", "typing", "math"}
+
+
+def _imported_modules(source: str) -> set[str]:
+    out = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            out |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, "relative import in a standalone file"
+            out.add(node.module.split(".")[0])
+    return out
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_python_round_trip(models, kind, tmp_path, monkeypatch):
+    model = models[kind]
+    path = export_model(model, tmp_path / f"{kind}.py", "python")
+    source = path.read_text(encoding="utf-8")
+    assert _imported_modules(source) <= ALLOWED_IMPORTS
+    assert "vggspec" not in _imported_modules(source)
+
+    generated = load_generated(path, monkeypatch)
+    cls = getattr(generated, class_name(model.spec.display_name))
+    net = generated.build()
+    assert type(net) is cls
+    assert list(net.state_dict()) == list(model.state_dict())
+    net.load_state_dict(model.state_dict())  # strict: every key, every shape
+    # The module reprs print every hyperparameter: kernel, padding, eps, momentum, LRN's α...
+    assert repr(net.features) == repr(model.features)
+    assert repr(net.classifier) == repr(model.classifier)
+    net.eval()
+    for x in _inputs(model, "python"):
+        with torch.no_grad():
+            torch.testing.assert_close(net(x), _expected(model, x))
+
+
+def test_python_checks_the_input_shape(models, tmp_path, monkeypatch):
+    plain = load_generated(export_model(models["plain-lrn"], tmp_path / "plain.py", "python"), monkeypatch)
+    with pytest.raises(ValueError, match=r"tiny LRN expects inputs of shape \(N, 3, 32, 32\), got \(1, 3, 64, 64\)"):
+        plain.build()(torch.zeros(1, 3, 64, 64))
+    dense = load_generated(export_model(models["dense"], tmp_path / "dense.py", "python"), monkeypatch)
+    assert "flatten" not in Path(dense.__file__).read_text(encoding="utf-8")
+    net = dense.build().eval()
+    assert net(torch.zeros(1, 3, 64, 48)).shape == (1, 7, 5, 3)
+    with pytest.raises(ValueError, match=r"H, W >= 28, got \(1, 3, 27, 64\)"):
+        net(torch.zeros(1, 3, 27, 64))
+    with pytest.raises(ValueError, match="got"):
+        net(torch.zeros(1, 1, 64, 64))
+
+
+def test_python_header_names_the_spec_and_version(models, tmp_path):
+    model = models["bn"]
+    source = export_model(model, tmp_path / "bn.py", "python").read_text(encoding="utf-8")
+    header = source[: source.index("from collections import OrderedDict")]
+    assert f"vggspec {vggspec.__version__}" in header
+    assert str(model.spec.source) in header
+    comments = [line[4:] for line in header.splitlines() if line.startswith("#   ")]
+    spec_lines = [line.rstrip() for line in model.spec.text.splitlines() if line.strip()]
+    assert [line for line in comments if line.strip()] == spec_lines
+    assert ast.get_docstring(ast.parse(source)).startswith("VGG network 'D narrow 32 bn'")
+    assert "class VGG_D_narrow_32_bn(nn.Module):" in source
+
+
+def test_python_source_is_readable(models):
+    for model in models.values():
+        source = python_source(model)
+        assert source.endswith("\n") and "\t" not in source
+        for line in source.splitlines():
+            assert line == line.rstrip()
+            if not line.startswith("#"):  # the spec's own lines are quoted verbatim
+                assert len(line) <= 79, line
+        assert source.count("nn.Conv2d(") == sum(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+
+
+def test_python_source_of_an_unnamed_spec_with_awkward_text():
+    spec = vggspec.parse('input: 32x32 gray\n# say """hi""" \\ there\nconv3-4\nmaxpool\nFC-3\n')
+    source = python_source(vggspec.build(spec, device="meta"))
+    namespace: dict[str, object] = {}
+    exec(compile(source, "<generated>", "exec"), namespace)
+    assert namespace["build"]().features.conv1_1.conv.in_channels == 1
+    assert "#   # say \"\"\"hi\"\"\" \\ there" in source
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("D", "VGG_D"),
+        ("A-LRN", "VGG_A_LRN"),
+        ("A narrow 32", "VGG_A_narrow_32"),
+        ("VGG-11 gray, 10 classes", "VGG11_gray_10_classes"),
+        ("vgg", "VGG"),
+        ("network", "VGG_network"),
+        ("été", "VGG_t"),
+    ],
+)
+def test_class_name(name, expected):
+    assert class_name(name) == expected
+    assert expected.isidentifier()
+
+
+# -- errors ---------------------------------------------------------------------------
+
+
+def test_unknown_format_lists_the_formats(models, tmp_path):
+    with pytest.raises(vggspec.SpecError) as info:
+        export_model(models["plain-lrn"], tmp_path / "m.tflite", "tflite")
+    assert "'tflite'" in str(info.value)
+    assert all(fmt in str(info.value) for fmt in FORMATS)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_unwritable_paths(models, tmp_path, fmt):
+    with pytest.raises(vggspec.SpecError, match="does not exist"):
+        export_model(models["plain-lrn"], tmp_path / "missing" / "m.out", fmt)
+    with pytest.raises(vggspec.SpecError, match="is a directory"):
+        export_model(models["plain-lrn"], tmp_path, fmt)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(vggspec.SpecError, match="not a directory"):
+        export_model(models["plain-lrn"], tmp_path / "file" / "m.out", fmt)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 2.0, True])
+def test_bad_batch_size(models, tmp_path, batch_size):
+    with pytest.raises(vggspec.SpecError, match="batch_size"):
+        export_model(models["plain-lrn"], tmp_path / "m.pt", "torchscript", batch_size=batch_size)

@@ -1,0 +1,438 @@
+"""Compiled network → a file other programs load without vggspec: TorchScript, ONNX or Python source.
+
+:func:`export_model` writes one of :data:`FORMATS`:
+
+* ``torchscript``: the network traced (:func:`torch.jit.trace`) on an input of the spec's
+  shape and saved with :func:`torch.jit.save`; ``torch.jit.load`` gives it back.
+* ``onnx``: :func:`torch.onnx.export` with a dynamic batch dimension (and, for a dense model,
+  dynamic height and width), input ``images``, output ``scores``, checked with
+  ``onnx.checker``. It uses PyTorch's TorchScript-based exporter (``dynamo=False``): on
+  torch 2.14 it exports plain, batch-norm, LRN and dense networks alike, in a fraction of the
+  time the torch.export-based one takes, as a single file, and needs only the ``onnx``
+  package (not ``onnxscript``).
+* ``python``: a standalone PyTorch source file (:func:`python_source`) defining the same
+  network as a class whose ``state_dict()`` keys are vggspec's, so
+  ``build().load_state_dict(model.state_dict())`` works. It imports only torch.
+
+Every format is exported in evaluation mode (dropout off, batch norm on its running
+statistics); the model's own training flags are restored afterwards. Files are written to a
+temporary name beside ``path`` and renamed into place, so a failed export never leaves a
+half-written file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import re
+import unicodedata
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .compiler import VGG
+from .errors import SpecError
+
+FORMATS = ("torchscript", "onnx", "python")
+"""The formats :func:`export_model` writes."""
+
+ONNX_OPSET = 17
+"""The ONNX opset exported: every op a VGG needs, readable by runtimes of the last years."""
+ONNX_INPUT = "images"
+ONNX_OUTPUT = "scores"
+
+_LINE_LENGTH = 79  # of the generated Python source (PEP 8)
+
+
+def export_model(model: VGG, path: str | Path, fmt: str, *, batch_size: int | None = None) -> Path:
+    """Write ``model`` to ``path`` in format ``fmt`` (one of :data:`FORMATS`); returns the path.
+
+    ``batch_size`` is the batch of the example input traced for ``torchscript`` and ``onnx``
+    (default 2). For ``onnx`` it also fixes the batch dimension; without it the batch is
+    dynamic. A TorchScript trace takes any batch either way. ``python`` ignores it.
+
+    Raises :class:`~vggspec.SpecError` for an unknown format, a path that cannot be written,
+    or (``onnx``) a missing ``onnx`` package.
+    """
+    if fmt not in FORMATS:
+        raise SpecError(
+            f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}",
+            hint="a checkpoint with weights and spec is vggspec.save_checkpoint's job",
+        )
+    if not isinstance(model, VGG):
+        raise TypeError(f"export_model exports a vggspec VGG (vggspec.build), got {type(model).__name__}")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise SpecError(f"batch_size must be a positive integer or None (a dynamic batch), got {batch_size!r}")
+    path = Path(path)
+    if fmt == "onnx":
+        _require("onnx", "ONNX export")
+    _check_writable(path)
+    with _evaluation_mode(model):
+        if fmt == "torchscript":
+            _write(path, lambda tmp: _save_torchscript(model, tmp, batch_size))
+        elif fmt == "onnx":
+            _write(path, lambda tmp: _save_onnx(model, tmp, batch_size))
+        else:
+            source = python_source(model)
+            _write(path, lambda tmp: tmp.write_text(source, encoding="utf-8"))
+    return path
+
+
+# -- TorchScript and ONNX ---------------------------------------------------------------
+
+
+def example_input(model: VGG, batch_size: int | None = None) -> torch.Tensor:
+    """A reproducible random batch of the spec's declared input shape, on the model's device."""
+    reference = next(model.parameters())
+    generator = torch.Generator(device="cpu").manual_seed(0)
+    x = torch.randn((batch_size or 2, *model.input_shape), generator=generator)
+    return x.to(device=reference.device, dtype=reference.dtype)
+
+
+def _save_torchscript(model: VGG, path: Path, batch_size: int | None) -> None:
+    with _expected_warnings(), torch.no_grad():
+        traced = torch.jit.trace(model, example_input(model, batch_size))
+        try:
+            torch.jit.save(traced, str(path))
+        except RuntimeError as err:  # torch's file writer reports I/O errors as RuntimeError
+            raise SpecError(f"cannot write {path}: {err}") from None
+
+
+def _save_onnx(model: VGG, path: Path, batch_size: int | None) -> None:
+    import onnx
+
+    images: dict[int, str] = {} if batch_size else {0: "batch"}
+    scores: dict[int, str] = dict(images)
+    if model.dense:
+        images.update({2: "height", 3: "width"})
+        scores.update({2: "score_height", 3: "score_width"})
+    with _expected_warnings(), torch.no_grad():
+        torch.onnx.export(
+            model,
+            (example_input(model, batch_size),),
+            str(path),
+            dynamo=False,
+            opset_version=ONNX_OPSET,
+            input_names=[ONNX_INPUT],
+            output_names=[ONNX_OUTPUT],
+            dynamic_axes={ONNX_INPUT: images, ONNX_OUTPUT: scores} if images else None,
+        )
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except onnx.checker.ValidationError as err:
+        raise SpecError(f"torch exported an ONNX model that onnx.checker rejects: {err}") from err
+
+
+@contextlib.contextmanager
+def _expected_warnings() -> Iterator[None]:
+    """Silence the warnings every trace of a VGG gives, and only those.
+
+    The input-size check of :meth:`VGG.forward` (and an empty-input test in
+    ``F.local_response_norm``) compare shapes, which a trace records as constants; TorchScript
+    and the TorchScript-based ONNX exporter are deprecated in torch 2.x; LRN's channel window is
+    a strided slice that ONNX constant folding skips.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore",
+            message="Converting a tensor to a Python boolean",
+            category=torch.jit.TracerWarning,
+            module=r"(vggspec|torch\.nn)\.",
+        )
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=FutureWarning)
+        warnings.filterwarnings(
+            "ignore", message="You are using the legacy TorchScript-based ONNX export", category=DeprecationWarning
+        )
+        warnings.filterwarnings(
+            "ignore", message="The feature will be removed", category=DeprecationWarning, module=r"torch\.onnx"
+        )
+        warnings.filterwarnings("ignore", message="Constant folding - Only steps=1", category=UserWarning)
+        yield
+
+
+@contextlib.contextmanager
+def _evaluation_mode(model: nn.Module) -> Iterator[None]:
+    """``model.eval()`` for the block, then every submodule's own training flag back."""
+    flags = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in flags:
+            module.training = training
+
+
+def _require(package: str, what: str) -> None:
+    if importlib.util.find_spec(package) is None:
+        raise SpecError(f"{what} needs the '{package}' package, which is not installed", hint=f"pip install {package}")
+
+
+# -- files ----------------------------------------------------------------------------
+
+
+def _check_writable(path: Path) -> None:
+    if path.is_dir():
+        raise SpecError(f"cannot write {path}: it is a directory", hint="give a file name, e.g. model.onnx")
+    parent = path.parent
+    if not parent.is_dir():
+        what = "is not a directory" if parent.exists() else "does not exist"
+        raise SpecError(f"cannot write {path}: the directory {parent} {what}")
+
+
+def _write(path: Path, save: Callable[[Path], object]) -> None:
+    """``save`` to a fresh file beside ``path``, then rename it into place."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        try:
+            tmp.open("xb").close()  # a real test of writability, with the usual permissions
+        except OSError as err:
+            raise SpecError(f"cannot write {path}: {err.strerror or err}") from None
+        try:
+            save(tmp)
+            os.replace(tmp, path)
+        except OSError as err:
+            raise SpecError(f"cannot write {path}: {err.strerror or err}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# -- Python source --------------------------------------------------------------------
+
+
+def class_name(name: str) -> str:
+    """The generated class's name: ``D`` → ``VGG_D``, ``A narrow 32`` → ``VGG_A_narrow_32``."""
+    ident = re.sub(r"\W+", "_", name, flags=re.ASCII).strip("_")
+    if ident.lower().startswith("vgg"):
+        ident = ident[3:].lstrip("_")
+        return f"VGG{ident}" if ident[:1].isdigit() else f"VGG_{ident}".rstrip("_")
+    return f"VGG_{ident}".rstrip("_")
+
+
+def python_source(model: VGG) -> str:
+    """Standalone PyTorch source defining ``model``'s network (architecture only, no weights).
+
+    The class (:func:`class_name`) builds ``features`` and ``classifier`` as ``nn.Sequential``
+    of ``OrderedDict`` blocks named as vggspec names them, every module constructed with the
+    compiled one's exact hyperparameters; a module-level ``build()`` returns an instance.
+    """
+    from . import __version__
+    from .formatter import format_spec
+
+    spec = model.spec
+    name = spec.display_name
+    cls = class_name(name)
+    c, h, w = model.input_shape
+    text = spec.text if spec.text is not None else format_spec(spec)
+    origin = spec.source or "a spec given as text"
+    classes = _classes(model.classifier)
+    if model.dense:
+        io_doc = (
+            f"Input: (N, {c}, H, W) images, H and W at least {model.min_input_size}. Output: "
+            f"(N, {classes}, h, w) class score maps before the soft-max (the network applied "
+            f"densely: its fully-connected layers are convolutions)."
+        )
+    else:
+        io_doc = f"Input: (N, {c}, {h}, {w}) images. Output: (N, {classes}) class scores before the soft-max."
+
+    out = ['"""' + _doc(f"VGG network {name!r} as plain PyTorch.")]
+    out.append("")
+    dense = ", evaluated densely" if model.dense else ""
+    out += _wrap(_doc(f"Generated by vggspec {__version__} from {origin}{dense}. Needs torch only."))
+    out += [
+        "Load weights trained with vggspec (the state dict keys are the same):",
+        "",
+        "    model = build()",
+        "    model.load_state_dict(state_dict)",
+        "",
+    ]
+    out += _wrap(_doc(io_doc))[:-1]
+    out.append('"""')
+    out.append(f"# The spec it was generated from{f' ({_comment(spec.source)})' if spec.source else ''}:")
+    out.append("#")
+    out += [f"#   {_comment(line)}".rstrip() for line in text.splitlines()]
+    out += [
+        "",
+        "from collections import OrderedDict",
+        "",
+        "import torch",
+        "from torch import nn",
+        "",
+        f"SPEC_NAME = {_quote(name)}",
+        f"INPUT_SHAPE = {(c, h, w)!r}",
+    ]
+    if model.dense:
+        out.append(f"MIN_INPUT_SIZE = {model.min_input_size}")
+    out += ["", "", f"class {cls}(nn.Module):"]
+    out.append(f'    """{_doc(f"VGG {name!r}" + (" (dense)" if model.dense else ""))}: features, then classifier."""')
+    out += ["", "    def __init__(self) -> None:", "        super().__init__()"]
+    out += _assign("self.features", model.features, 8)
+    out += _assign("self.classifier", model.classifier, 8)
+    out += ["", "    def forward(self, x: torch.Tensor) -> torch.Tensor:"]
+    if model.dense:
+        out += [
+            "        if (",
+            "            x.dim() != 4",
+            "            or x.shape[1] != INPUT_SHAPE[0]",
+            "            or min(x.shape[2:]) < MIN_INPUT_SIZE",
+            "        ):",
+            "            raise ValueError(",
+            f'                f"dense {{SPEC_NAME}} takes inputs of shape (N, {c}, H, W) "',
+            f'                f"with H, W >= {{MIN_INPUT_SIZE}}, got {{tuple(x.shape)}}"',
+            "            )",
+            "        x = self.features(x)",
+            "        return self.classifier(x)",
+        ]
+    else:
+        out += [
+            "        if x.dim() != 4 or tuple(x.shape[1:]) != INPUT_SHAPE:",
+            "            raise ValueError(",
+            f'                f"{{SPEC_NAME}} expects inputs of shape (N, {c}, {h}, {w}), "',
+            '                f"got {tuple(x.shape)}"',
+            "            )",
+            "        x = self.features(x)",
+            "        x = torch.flatten(x, 1)",
+            "        return self.classifier(x)",
+        ]
+    out += [
+        "",
+        "",
+        f"def build() -> {cls}:",
+        '    """A new network with PyTorch\'s default initialisation."""',
+        f"    return {cls}()",
+        "",
+    ]
+    source = "\n".join(out)
+    compile(source, f"<vggspec export of {name}>", "exec")  # a generator bug fails here, not for the user
+    return source
+
+
+def _classes(classifier: nn.Sequential) -> int:
+    """The class count: the outputs of the classifier's last weight layer."""
+    last = [m for m in classifier.modules() if isinstance(m, (nn.Linear, nn.Conv2d))][-1]
+    return last.out_features if isinstance(last, nn.Linear) else last.out_channels
+
+
+def _assign(target: str, module: nn.Sequential, indent: int) -> list[str]:
+    lines = _expression(module, indent)
+    lines[0] = f"{' ' * indent}{target} = {lines[0].lstrip()}"
+    return lines
+
+
+def _expression(module: nn.Module, indent: int) -> list[str]:
+    """Source lines constructing ``module``, the first starting at ``indent`` (no trailing comma)."""
+    pad = " " * indent
+    if type(module) is nn.Sequential:
+        lines = [f"{pad}nn.Sequential(OrderedDict(["]
+        for child_name, child in module.named_children():
+            child_lines = _expression(child, indent + 4)
+            child_lines[0] = f"{pad}    ({_quote(child_name)}, {child_lines[0].lstrip()}"
+            child_lines[-1] += "),"
+            lines += _fit(child_lines, indent + 4)
+        lines.append(f"{pad}]))")
+        return lines
+    return [pad + _call(module)]
+
+
+def _fit(lines: list[str], indent: int) -> list[str]:
+    """A one-line entry that is too long, with its arguments one per line."""
+    if len(lines) > 1 or len(lines[0]) <= _LINE_LENGTH:
+        return lines
+    line = lines[0]
+    start = line.index("(", line.index("nn.")) + 1
+    end = line.rindex(")", 0, line.rindex(")"))  # the call's ")" before the entry's "),"
+    pad = " " * (indent + 4)
+    args = [f"{pad}{arg}," for arg in _split_arguments(line[start:end])]
+    return [line[:start], *args, f"{' ' * indent}{line[end:]}"]
+
+
+def _split_arguments(text: str) -> list[str]:
+    """``3, 64, kernel_size=(3, 5)`` → ``["3", "64", "kernel_size=(3, 5)"]``."""
+    out, depth, current = [], 0, ""
+    for ch in text:
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if ch == "," and depth == 0:
+            out.append(current.strip())
+            current = ""
+        else:
+            current += ch
+    return out + [current.strip()] if current.strip() else out
+
+
+def _call(module: nn.Module) -> str:
+    """``nn.Conv2d(3, 64, kernel_size=3, padding=1)``: the call constructing ``module`` exactly."""
+    kind = type(module)
+    if kind is nn.Conv2d:
+        args = [str(module.in_channels), str(module.out_channels), f"kernel_size={_pair(module.kernel_size)}"]
+        args += _unless(module, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, padding_mode="zeros")
+        if module.bias is None:
+            args.append("bias=False")
+        return f"nn.Conv2d({', '.join(args)})"
+    if kind is nn.BatchNorm2d:
+        args = [str(module.num_features), f"eps={module.eps!r}", f"momentum={module.momentum!r}"]
+        args += _unless(module, affine=True, track_running_stats=True)
+        return f"nn.BatchNorm2d({', '.join(args)})"
+    if kind is nn.MaxPool2d:
+        args = [f"kernel_size={_pair(module.kernel_size)}", f"stride={_pair(module.stride)}"]
+        args += _unless(module, padding=0, dilation=1, ceil_mode=False)
+        return f"nn.MaxPool2d({', '.join(args)})"
+    if kind is nn.LocalResponseNorm:
+        return (
+            f"nn.LocalResponseNorm({module.size}, alpha={float(module.alpha)!r}, "
+            f"beta={float(module.beta)!r}, k={float(module.k)!r})"
+        )
+    if kind is nn.Linear:
+        bias = "" if module.bias is not None else ", bias=False"
+        return f"nn.Linear({module.in_features}, {module.out_features}{bias})"
+    if kind is nn.ReLU:
+        return f"nn.ReLU(inplace={module.inplace})"
+    if kind is nn.Dropout:
+        return f"nn.Dropout(p={float(module.p)!r})"
+    raise SpecError(f"cannot write Python source for a {kind.__module__}.{kind.__qualname__} module")
+
+
+def _unless(module: nn.Module, **defaults: object) -> list[str]:
+    """``name=value`` for the attributes of ``module`` that differ from ``defaults``."""
+    out = []
+    for attr, default in defaults.items():
+        value = getattr(module, attr)
+        if value != default and not (isinstance(value, tuple) and len(set(value)) == 1 and value[0] == default):
+            out.append(f"{attr}={_pair(value) if isinstance(value, tuple) else repr(value)}")
+    return out
+
+
+def _pair(value: int | tuple[int, ...]) -> str:
+    if isinstance(value, tuple) and len(set(value)) == 1:
+        return str(value[0])
+    return repr(value)
+
+
+def _quote(text: str) -> str:
+    """A Python string literal, double-quoted when that needs no escapes."""
+    literal = repr(text)
+    if literal.startswith("'") and '"' not in text and "\\" not in literal:
+        return f'"{text}"'
+    return literal
+
+
+def _comment(text: str) -> str:
+    """``text`` safe inside a ``#`` comment: control characters (NUL, form feed, ...) escaped."""
+    return "".join(
+        ch if ch == "\t" or unicodedata.category(ch) != "Cc" else ch.encode("unicode_escape").decode() for ch in text
+    )
+
+
+def _doc(text: str) -> str:
+    """``text`` safe inside a triple-quoted docstring."""
+    return _comment(text).replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+
+
+def _wrap(text: str) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, _LINE_LENGTH, break_long_words=False, break_on_hyphens=False) + [""]
