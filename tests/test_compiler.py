@@ -94,7 +94,11 @@ def test_generated_specs_compile_to_what_the_analysis_says(spec):
 # -- interchangeable with torchvision ----------------------------------------------------
 
 
-@pytest.mark.parametrize("name, bn", [("A", False), ("D", False), ("A", True)], ids=["vgg11", "vgg16", "vgg11_bn"])
+@pytest.mark.parametrize(
+    "name, bn",
+    [("A", False), ("B", False), ("D", False), ("E", False), ("A", True)],
+    ids=["vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn"],
+)
 def test_torchvision_weights_give_torchvision_outputs_on_real_images(name, bn, paper_specs):
     with torch.device("meta"):
         reference = getattr(torchvision.models, TORCHVISION[name] + ("_bn" if bn else ""))()
