@@ -56,6 +56,7 @@ def save_checkpoint(model: VGG, path: str | Path, **extra: Any) -> Path:
         "spec": format_spec(spec.model_copy(update={"comments": ()})),
         "spec_hash": spec_hash(spec),
         "dense": model.dense,
+        "source": model.spec.source,  # where the spec came from: names the network when it has no name
         "state_dict": state,
         **extra,
     }
@@ -107,7 +108,8 @@ def checkpoint_spec(data: Mapping[str, Any], path: str | Path = "<checkpoint>") 
         raise CheckpointError(f"the spec stored in {path} does not parse: {err.message}") from None
     if spec_hash(spec) != data.get("spec_hash"):
         raise CheckpointError(f"the spec stored in {path} does not match its hash: the file was altered")
-    return spec
+    source = data.get("source")
+    return spec.model_copy(update={"source": source if isinstance(source, str) else None})
 
 
 def load_model(path: str | Path, *, spec: Spec | None = None, device: str | torch.device | None = None) -> VGG:

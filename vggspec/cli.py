@@ -158,6 +158,65 @@ def _compile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from .config import TrainConfig, load_config_file
+
+    values = load_config_file(args.config) if args.config else {}
+    values.update({key: value for key, value in vars(args).items() if key in TrainConfig.model_fields and value is not None})
+    if "data" not in values:
+        raise SpecError("where is the data? give --data DIR (DIR/train/<class>/*, DIR/val/<class>/*)")
+    try:
+        config = TrainConfig(**values)
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        raise SpecError(f"invalid training settings: {problems}") from None
+    load(config.spec)  # spec errors before the seconds torch takes to import
+    try:
+        from .train import train
+    except ImportError as err:
+        raise SpecError(f"vggspec train needs PyTorch: pip install 'vggspec[torch]' ({err})") from None
+    train(config)
+    return 0
+
+
+def _add_train_options(p: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field, so that --help and the configuration cannot disagree."""
+    from .config import TrainConfig
+
+    for name, field in TrainConfig.model_fields.items():
+        if name == "spec":
+            continue
+        flag = "--" + name.replace("_", "-")
+        if field.is_required():
+            default = "(required)"
+        elif field.default is None:
+            default = ""
+        else:
+            default = f"(default: {field.default})"
+        help_text = f"{field.description or ''} {default}".strip()
+        kind, choices = _flag_type(field.annotation)
+        if kind is bool:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif choices:
+            p.add_argument(flag, choices=choices, default=None, help=help_text)
+        else:
+            p.add_argument(flag, type=kind, default=None, metavar=name.split("_")[-1].upper(), help=help_text)
+
+
+def _flag_type(annotation: object) -> tuple[type, list[str]]:
+    """(type, choices) of a field: Optional[...] unwrapped, Literal[...] as choices."""
+    import types
+    import typing
+
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+    if typing.get_origin(annotation) is typing.Literal:
+        return str, list(typing.get_args(annotation))
+    return annotation if annotation in (bool, int, float) else str, []
+
+
 def _table(args: argparse.Namespace) -> int:
     specs, failed = _load_all(args.specs)
     if specs:
@@ -289,6 +348,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--input", type=_positive_int, metavar="N", help="with --dense and no -o: run on N×N images")
     p.set_defaults(run=_compile)
+
+    p = commands.add_parser(
+        "train",
+        help="train a spec with the paper's recipe on an image folder (CPU, one GPU or many)",
+        description="Train SPEC with Section 3.1's recipe (every value below can be changed; defaults are "
+        "the paper's) on DATA/train/<class>/*, validating on DATA/val/<class>/* after every epoch. "
+        "--gpus N runs N data-parallel processes (DDP over NCCL), --nproc N runs N CPU processes (gloo). "
+        "On several machines, start the same command on each with torchrun: torchrun --nnodes M "
+        "--nproc-per-node N --rdzv-backend c10d --rdzv-endpoint HOST:PORT -m vggspec train SPEC --data DIR "
+        "--gpus N. Checkpoints go to RUN/last.pt and RUN/best.pt every epoch; --resume continues a run, "
+        "mid-epoch included. Exit codes: 0 done, 2 bad input, 3 the loss diverged, 130 interrupted (saved).",
+    )
+    p.add_argument("spec", metavar="SPEC", help="the spec to train")
+    p.add_argument("--config", metavar="FILE", help="settings from a .json or .toml file; flags override them")
+    _add_train_options(p)
+    p.set_defaults(run=_train)
 
     p = commands.add_parser(
         "fmt",

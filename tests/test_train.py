@@ -1,0 +1,244 @@
+"""The trainer on small generated data: it learns, survives SIGKILL and SIGTERM bit for bit, splits
+work over processes without changing the result, and reports what goes wrong."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="needs the test extras: pip install -e '.[test]'")
+
+import vggspec  # noqa: E402
+from vggspec.config import TrainConfig  # noqa: E402
+
+from . import images  # noqa: E402
+from .conftest import ROOT  # noqa: E402
+
+# Narrow nets for 16×16 inputs: seconds on a CPU.
+SMALL_BN = "input: 16x16 RGB\nconv3-8 [bn]\nmaxpool\nconv3-16 [bn]\nmaxpool\nFC-32\nFC-3\nsoft-max\n"
+SMALL = "input: 16x16 RGB\nconv3-8\nmaxpool\nconv3-16\nmaxpool\nFC-32 [dropout=0]\nFC-3\nsoft-max\n"
+# Three stages, so that A's conv1_1, conv2_1, conv3_1, conv3_2 exist (Section 3.1's transfer).
+TINY_A = "input: 16x16 RGB\nconv3-4\nmaxpool\nconv3-8\nmaxpool\nconv3-8 ×2\nmaxpool\nFC-16 ×2\nFC-3\n"
+TINY_D = "input: 16x16 RGB\nconv3-4 ×2\nmaxpool\nconv3-8 ×2\nmaxpool\nconv3-8 ×3\nmaxpool\nFC-16 ×2\nFC-3\n"
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    return images.image_folder(tmp_path_factory.mktemp("shapes"), classes=3, train=32, val=12, size=20)
+
+
+def spec_file(tmp_path, text, name="net.vgg"):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def config(tmp_path, data, text=SMALL_BN, **overrides) -> TrainConfig:
+    values = dict(
+        spec=spec_file(tmp_path, text),
+        data=str(data),
+        out=str(tmp_path / "run"),
+        epochs=2,
+        batch_size=16,
+        lr=0.05,
+        init="kaiming",
+        workers=0,
+        stats_images=40,
+        progress=False,
+    )
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def final_weights(run) -> dict:
+    return torch.load(run / "last.pt", weights_only=True)["state_dict"]
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def cli(*args, **kw) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "vggspec", *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw
+    )
+
+
+def cli_args(cfg: TrainConfig) -> list[str]:
+    args = ["train", cfg.spec]
+    for key, value in cfg.model_dump().items():
+        if key == "spec" or value is None or value == TrainConfig.model_fields[key].default:
+            continue
+        flag = "--" + key.replace("_", "-")
+        args += [flag if value is True else f"--no-{key.replace('_', '-')}"] if isinstance(value, bool) else [flag, str(value)]
+    return args
+
+
+def wait_for(path, process, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.02)
+
+
+# -- it learns -------------------------------------------------------------------------
+
+
+def test_a_narrow_network_learns_shapes(tmp_path, shapes, capfd):
+    cfg = config(tmp_path, shapes, epochs=8, lr=0.05)
+    from vggspec.train import train
+
+    run = train(cfg)
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in metrics] == list(range(1, 9))
+    assert {"epoch", "train_loss", "val_top1_err", "val_top5_err", "lr", "images_per_s"} <= set(metrics[0])
+    best = min(m["val_top1_err"] for m in metrics)
+    assert best < 0.25, metrics  # chance is 2/3
+    assert metrics[-1]["train_loss"] < metrics[0]["train_loss"]
+    assert all(m["val_top5_err"] == 0 for m in metrics)  # 3 classes: always in the top 5
+    for name in ("last.pt", "best.pt", "config.json", "colour_stats.json", "curves.png"):
+        assert (run / name).is_file(), name
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert json.loads((run / "config.json").read_text())["batch_size"] == 16
+    model = vggspec.load_model(run / "best.pt")
+    assert model.spec == vggspec.parse(SMALL_BN)
+    err = capfd.readouterr().err
+    assert "best epoch" in err and "val top-1 error" in err and str(run) in err
+
+
+# -- never lose work ---------------------------------------------------------------------
+
+
+def test_kill_9_mid_epoch_and_resume_equals_an_uninterrupted_run(tmp_path, shapes):
+    common = dict(epochs=3, deterministic=True, checkpoint_every=1, text=SMALL_BN)
+    reference = config(tmp_path / "ref", shapes, **common)
+    subprocess.run([sys.executable, "-m", "vggspec", *cli_args(reference)], cwd=ROOT, check=True, capture_output=True)
+
+    interrupted = config(tmp_path / "killed", shapes, **common)
+    process = cli(*cli_args(interrupted))
+    run = tmp_path / "killed" / "run"
+    wait_for(run / "last.pt", process)
+    time.sleep(0.3)  # somewhere in the middle of the run
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    state = torch.load(run / "last.pt", weights_only=True)
+    assert (state["epoch"], state["step"]) != (3, 0)
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "vggspec", *cli_args(interrupted), "--resume"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stderr
+    assert_same_weights(final_weights(run), final_weights(tmp_path / "ref" / "run"))
+    metrics = (run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in metrics] == [1, 2, 3]
+
+
+def test_sigterm_saves_and_exits_cleanly(tmp_path, shapes):
+    cfg = config(tmp_path, shapes, epochs=50, checkpoint_every=2)
+    process = cli(*cli_args(cfg))
+    run = tmp_path / "run"
+    wait_for(run / "last.pt", process)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "interrupted: saved" in err and "--resume" in err and "Traceback" not in err
+    state = torch.load(run / "last.pt", weights_only=True)
+    assert state["epoch"] < 50
+
+
+def test_a_diverging_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, shapes, capfd):
+    from vggspec.train import train
+
+    cfg = config(tmp_path, shapes, lr=1e6, epochs=3, checkpoint_every=1, text=SMALL)
+    with pytest.raises(SystemExit) as info:
+        train(cfg)
+    assert info.value.code == 3
+    err = capfd.readouterr().err
+    assert "the loss became" in err and "last good checkpoint" in err
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert all(torch.isfinite(t).all() for t in state["state_dict"].values())
+
+
+def test_a_broken_image_is_skipped_and_counted(tmp_path, shapes):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(shapes, data)
+    (data / "train" / "ellipse" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    (data / "train" / "rectangle" / "empty.png").write_bytes(b"")
+    from vggspec.train import train
+
+    run = train(config(tmp_path, data, epochs=1))
+    record = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
+    assert record["broken_images"] >= 1  # whichever of the two this epoch's batches drew
+
+
+# -- several processes -----------------------------------------------------------------
+
+
+def test_two_processes_give_the_weights_of_one(tmp_path, shapes):
+    from vggspec.train import train
+
+    one = train(config(tmp_path / "one", shapes, text=SMALL, epochs=1, nproc=1))
+    two = train(config(tmp_path / "two", shapes, text=SMALL, epochs=1, nproc=2))
+    a, b = final_weights(one), final_weights(two)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+    val = [json.loads((run / "metrics.jsonl").read_text())["val_top1_err"] for run in (one, two)]
+    assert val[0] == pytest.approx(val[1])  # every validation image counted once, either way
+
+
+# -- initialisation ----------------------------------------------------------------------
+
+
+def test_init_from_a_trained_a(tmp_path, shapes, capfd):
+    from vggspec.train import train
+
+    a_run = train(config(tmp_path / "a", shapes, text=TINY_A, epochs=1))
+    capfd.readouterr()
+    d_cfg = config(tmp_path / "d", shapes, text=TINY_D, epochs=1, init_from=str(a_run))
+    train(d_cfg)
+    err = capfd.readouterr().err
+    assert "Initialised net from net (Section 3.1): 7 layers copied, 3 left random" in err
+    assert "conv1_2" in err and "random" in err
+
+
+# -- errors ------------------------------------------------------------------------------
+
+
+def test_class_count_must_match_the_classifier(tmp_path, shapes):
+    from vggspec.train import train
+
+    with pytest.raises(vggspec.SpecError, match="ends in FC-5") as info:
+        train(config(tmp_path, shapes, text=SMALL.replace("FC-3", "FC-5")))
+    assert "FC-3" in info.value.hint
+
+
+def test_more_gpus_than_the_machine_has(tmp_path, shapes):
+    from vggspec.train import train
+
+    with pytest.raises(vggspec.SpecError, match="more GPUs than this machine has"):
+        train(config(tmp_path, shapes, gpus=torch.cuda.device_count() + 1))
+
+
+def test_cli_errors_exit_2(tmp_path):
+    spec = spec_file(tmp_path, SMALL)
+    result = subprocess.run([sys.executable, "-m", "vggspec", "train", spec], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 2 and "--data" in result.stderr
+    result = subprocess.run(
+        [sys.executable, "-m", "vggspec", "train", spec, "--data", str(tmp_path / "nowhere")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "nowhere" in result.stderr

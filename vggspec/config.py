@@ -1,0 +1,120 @@
+"""The training configuration: every value of Section 3.1's recipe, each overridable.
+
+Kept apart from :mod:`vggspec.train` so that the command line can describe it (``vggspec train
+--help`` is generated from these fields) without importing torch.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .errors import SpecError
+
+
+def default_scale(input_size: int) -> int:
+    """The paper's S = 256 for 224×224 crops, in proportion for other input sizes."""
+    return round(input_size * 256 / 224)
+
+
+class TrainConfig(BaseModel):
+    """Everything a run depends on. Defaults are the paper's (Section 3.1)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    spec: str = Field(description="the .vgg spec to train")
+    data: str = Field(description="image folder: DATA/train/<class>/*, DATA/val/<class>/*")
+    out: str | None = Field(default=None, description="run directory; by default runs/<spec>-<date>-<time>")
+    train_split: str = Field(default="train", description="the training split's folder under DATA")
+    val_split: str = Field(default="val", description="the validation split's folder under DATA")
+
+    epochs: int = Field(default=74, ge=1, description="at most this many epochs (the paper: 74)")
+    batch_size: int = Field(default=256, ge=1, description="global batch, whatever the number of processes")
+    micro_batch: int | None = Field(
+        default=None, ge=1, description="images per forward pass, with gradient accumulation; by default a process's whole share"
+    )
+    lr: float = Field(default=1e-2, gt=0, description="SGD learning rate")
+    momentum: float = Field(default=0.9, ge=0, lt=1, description="SGD momentum")
+    weight_decay: float = Field(default=5e-4, ge=0, description="weight decay (L2 penalty)")
+    lr_factor: float = Field(default=0.1, gt=0, lt=1, description="lr multiplier when val accuracy plateaus")
+    lr_patience: int = Field(default=2, ge=0, description="epochs without improvement before the lr drops")
+    lr_drops: int = Field(default=3, ge=0, description="at most this many lr drops (the paper: 3)")
+
+    scale: str | None = Field(
+        default=None,
+        description="training scale S (smallest image side): '256', or '256:512' for scale jittering; by default "
+        "256 for 224 inputs, in proportion for others",
+    )
+    colour_std: float = Field(default=0.1, ge=0, description="std of the PCA colour shift's alpha")
+    flip: bool = Field(default=True, description="random horizontal flips")
+    stats_images: int = Field(default=1000, ge=1, description="training images sampled for mean RGB and PCA")
+
+    init: Literal["paper", "caffe", "glorot", "kaiming"] = Field(default="paper", description="random initialisation")
+    init_from: str | None = Field(default=None, description="a trained A's run or checkpoint (Section 3.1)")
+    weights: str | None = Field(default=None, description="a state dict to start from (vggspec or torchvision)")
+    seed: int = Field(default=0, description="seed of the initialisation, the data order and the augmentation")
+
+    gpus: int = Field(default=0, ge=0, description="data-parallel processes on GPUs (NCCL)")
+    nproc: int = Field(default=1, ge=1, description="data-parallel processes on the CPU (gloo)")
+    workers: int = Field(default=2, ge=0, description="data loader workers per process")
+    amp: Literal["bf16", "fp16"] | None = Field(default=None, description="mixed precision; by default float32")
+    channels_last: bool = Field(default=False, description="channels-last memory format (faster on many GPUs)")
+    deterministic: bool = Field(default=False, description="deterministic algorithms only (bit-exact resumes)")
+    checkpoint_every: int | None = Field(default=None, ge=1, description="also checkpoint every N steps")
+    resume: bool = Field(default=False, description="continue the run in --out from its last.pt")
+    progress: bool = Field(default=True, description="progress bars")
+
+    @field_validator("scale")
+    @classmethod
+    def _scale(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_scale(value)
+        return value
+
+    def scale_range(self, input_size: int) -> tuple[int, int]:
+        """(S_min, S_max); by default S = 256 for 224 inputs, scaled with other input sizes."""
+        if self.scale is None:
+            s = default_scale(input_size)
+            return (s, s)
+        return parse_scale(self.scale)
+
+
+def parse_scale(text: str) -> tuple[int, int]:
+    """'256' → (256, 256); '256:512' → (256, 512)."""
+    try:
+        parts = [int(p) for p in str(text).split(":")]
+    except ValueError:
+        raise ValueError(f"a scale is a number (256) or a range (256:512), not '{text}'") from None
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or parts[0] < 1 or parts[0] > parts[1]:
+        raise ValueError(f"a scale is a number (256) or a range S_min:S_max with S_min ≤ S_max, not '{text}'")
+    return parts[0], parts[1]
+
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Recipe values from a .json or .toml file (flags given on the command line win)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise SpecError(f"cannot read the config file {path}: {err.strerror}") from None
+    try:
+        if path.suffix == ".toml":
+            import tomllib
+
+            values = tomllib.loads(text)
+        else:
+            values = json.loads(text)
+    except (ValueError, json.JSONDecodeError) as err:
+        raise SpecError(f"{path} is not valid {'TOML' if path.suffix == '.toml' else 'JSON'}: {err}") from None
+    if not isinstance(values, dict):
+        raise SpecError(f"{path} must hold a table of settings")
+    unknown = set(values) - set(TrainConfig.model_fields)
+    if unknown:
+        raise SpecError(f"{path}: unknown settings {', '.join(sorted(unknown))}")
+    return {key.replace("-", "_"): value for key, value in values.items()}

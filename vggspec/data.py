@@ -1,0 +1,633 @@
+"""The training inputs of Section 3.1: image folders, mean RGB and colour PCA, crops at scale S.
+
+Read it top to bottom:
+
+* :func:`scan` lists ``DIR/<split>/<class>/*`` into an :class:`ImageFolder` (sorted, so the same
+  files always get the same indices and labels);
+* :func:`colour_stats` measures the mean RGB and the PCA of the RGB pixels that the paper's
+  preprocessing (mean subtraction) and colour shift need, on a sample of training images;
+* :class:`Augment` (training) and :class:`Evaluate` (validation) say what a sample is;
+  :class:`TrainDataset` and :class:`EvalDataset` make them: a uint8 ``(C, size, size)`` crop and
+  the image's colour shift;
+* :func:`collate` stacks samples into a :class:`Batch` (dropping unreadable images, whose indices
+  it reports) and :func:`to_device` turns a batch into network inputs on the device:
+  ``image - mean + shift`` on the 0-255 scale, the paper's only preprocessing.
+
+The training transform is the paper's (and torchvision's standard one): rescale the image
+isotropically so that its smallest side is S (fixed, or drawn per image from [S_min, S_max]:
+scale jittering), take a random ``input_size`` square crop, flip it horizontally half of the
+time, add a random PCA colour shift (Krizhevsky et al. 2012). It is computed without decoding or
+resampling pixels that the crop does not need (see :func:`render`):
+
+1. JPEGs much larger than needed are decoded at 1/2, 1/4 or 1/8 of their size in the DCT domain
+   (``Image.draft``): the largest reduction that keeps the smallest side ≥ S;
+2. only the crop's region of the image is resampled (``Image.resize(size, box=region)``), to
+   ``input_size`` × ``input_size``, with the same bilinear, antialiased filter as rescaling the
+   whole image to S and cropping would use: without step 1 the two give the same pixels up to
+   rounding, with it they differ by the DCT downscaling's small interpolation difference;
+3. the crop is flipped with ``Image.transpose`` and becomes a uint8 tensor without a float
+   conversion; the float conversion and mean subtraction happen on the device (:func:`to_device`).
+
+Randomness: everything random about sample ``index`` (S, the crop's position, the flip, the
+colour shift's alphas) is drawn from ``numpy.random.default_rng((seed, epoch, index))``, never
+from a global or per-worker generator, so a sample is the same whatever the number of processes
+or DataLoader workers and whatever the order it is asked for in, and a resumed run sees the crops
+it would have seen. :meth:`TrainDataset.draw` returns those draws.
+
+Unreadable files (not an image, empty, truncated) never raise out of ``__getitem__``: the sample
+comes back with ``ok=False`` and a zero image, :func:`collate` drops it and lists its index in
+``Batch.broken``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from .config import default_scale
+from .errors import SpecError
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "Augment",
+    "Batch",
+    "ColourStats",
+    "Draw",
+    "EvalDataset",
+    "Evaluate",
+    "ImageFolder",
+    "Sample",
+    "TrainDataset",
+    "collate",
+    "colour_stats",
+    "crop_box",
+    "default_scale",
+    "reference_image",
+    "render",
+    "rescaled_size",
+    "scan",
+    "to_device",
+]
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp", ".tif", ".tiff")
+
+LAYOUT_HINT = "the layout is DIR/<split>/<class>/<image>, e.g. DIR/train/dog/0001.jpg and DIR/val/dog/0042.jpg"
+
+# The resampling filter of torchvision's Resize on PIL images (bilinear; PIL always antialiases).
+RESAMPLE = Image.Resampling.BILINEAR
+DRAFT_FACTORS = (8, 4, 2)  # the DCT-domain reductions libjpeg offers through Image.draft
+
+
+def _mode(channels: int) -> str:
+    if channels not in (1, 3):
+        raise SpecError(
+            f"images have 1 (gray) or 3 (RGB) channels, not {channels}",
+            hint="use 'input: 224x224 RGB' or 'input: 224x224 gray' in the spec to train on image files",
+        )
+    return "L" if channels == 1 else "RGB"
+
+
+# -- the folder ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageFolder:
+    """The images of one split: ``root`` = DIR/<split>, a class per sub-folder.
+
+    ``classes`` are the sub-folders' names, sorted; ``samples`` are ``(path, class index)``
+    sorted by class, then by path relative to the class folder (sub-folders included), so that
+    the same files always give the same indices.
+    """
+
+    root: Path
+    classes: tuple[str, ...]
+    samples: tuple[tuple[str, int], ...]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+
+def _is_image(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
+
+
+def _image_files(folder: Path) -> list[str]:
+    """Image files under ``folder`` (recursively, following links), as sorted relative paths."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        rel = os.path.relpath(dirpath, folder)
+        for name in filenames:
+            if _is_image(name):
+                found.append(name if rel == "." else os.path.join(rel, name))
+    return sorted(found)
+
+
+def _listing(names: Sequence[str], limit: int = 8) -> str:
+    shown = ", ".join(f"'{n}'" for n in list(names)[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def scan(data_dir: str | Path, split: str, classes: Sequence[str] | None = None) -> ImageFolder:
+    """List the images of ``data_dir/split/<class>/*``.
+
+    ``classes``: the training split's classes, when scanning the validation split; the class
+    folders must then have the same names (a label is an index into the sorted names).
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.exists():
+        raise SpecError(f"the data directory {data_dir} does not exist", hint=LAYOUT_HINT)
+    if not data_dir.is_dir():
+        raise SpecError(f"the data directory {data_dir} is not a directory", hint=LAYOUT_HINT)
+    root = data_dir / split
+    if not root.is_dir():
+        splits = sorted(p.name for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+        holds = f"it holds {_listing(splits)}" if splits else "it holds no folders"
+        raise SpecError(
+            f"{data_dir} has no '{split}' split ({root} is not a directory; {holds})",
+            hint=LAYOUT_HINT + (f"; or choose one of {_listing(splits)} as the split" if splits else ""),
+        )
+    found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not found:
+        images_here = [p.name for p in root.iterdir() if p.is_file() and _is_image(p.name)]
+        n = len(images_here)
+        what = f"{n} image{'s' if n != 1 else ''} but no class folders" if n else "no class folders"
+        raise SpecError(
+            f"{root} holds {what}",
+            hint="put each class's images in a folder of its own: " + LAYOUT_HINT,
+        )
+    if classes is not None and tuple(found) != tuple(classes):
+        expected = set(classes)
+        missing = sorted(expected - set(found))
+        extra = sorted(set(found) - expected)
+        parts = []
+        if missing:
+            parts.append(f"it lacks {_listing(missing)}")
+        if extra:
+            parts.append(f"it has {_listing(extra)}, which the training split has not")
+        raise SpecError(
+            f"the class folders of {root} are not the training split's ({len(found)} here, "
+            f"{len(expected)} in training): " + "; ".join(parts or ["their names differ"]),
+            hint="both splits need the same class folders, so that a label means the same class in both",
+        )
+    samples: list[tuple[str, int]] = []
+    for label, name in enumerate(found):
+        files = _image_files(root / name)
+        if not files:
+            others = sorted(p.name for p in (root / name).iterdir() if not p.name.startswith("."))
+            holds = f"it holds {_listing(others)}" if others else "it is empty"
+            raise SpecError(
+                f"the class folder {root / name} holds no images ({holds})",
+                hint=f"image files end in {', '.join(IMAGE_EXTENSIONS)}; add images or remove the folder",
+            )
+        samples.extend((str(root / name / f), label) for f in files)
+    return ImageFolder(root=root, classes=tuple(found), samples=tuple(samples))
+
+
+# -- mean RGB and colour PCA ------------------------------------------------------------------
+
+
+class ColourStats(BaseModel):
+    """Mean and principal components of the training pixels' colours, stored with the run as JSON.
+
+    Conventions: ``mean`` per channel on the 0-255 scale; ``eigenvalues`` (descending) and
+    ``eigenvectors`` (C×C, columns, unit length) of the channels' covariance, also computed on
+    the 0-255 scale (so eigenvalues are in 0-255 units squared). For one channel the
+    eigenvalue is the variance and the eigenvector [[1.0]].
+
+    The colour shift (:meth:`shift`) is Krizhevsky et al.'s ``Σ αᵢ λᵢ pᵢ`` with λᵢ the
+    eigenvalues for pixel values on the 0-1 scale, as AlexNet-style implementations compute it,
+    returned on the 0-255 scale: ``P · (α ⊙ λ) / 255`` with λ in 0-255 units. (λ in 0-255
+    units squared would make shifts of hundreds of levels.) For ImageNet-like photos, with a
+    per-channel std of about 0.23 on the 0-1 scale and strongly correlated channels, λ₁ is
+    about 0.15 there, so α ~ N(0, 0.1) moves colours by a few levels out of 255.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    mean: list[float]
+    eigenvalues: list[float]
+    eigenvectors: list[list[float]]
+    images: int
+    pixels: int
+
+    @model_validator(mode="after")
+    def _shapes(self) -> ColourStats:
+        c = len(self.mean)
+        square = len(self.eigenvectors) == c and all(len(row) == c for row in self.eigenvectors)
+        if c < 1 or len(self.eigenvalues) != c or not square:
+            raise ValueError(f"colour stats need C means, C eigenvalues and C×C eigenvectors (C = {c})")
+        return self
+
+    @property
+    def channels(self) -> int:
+        return len(self.mean)
+
+    def shift(self, alpha: np.ndarray) -> np.ndarray:
+        """The colour shift (float32, C) for one image's alphas (one per eigenvector), 0-255 scale."""
+        vectors = np.asarray(self.eigenvectors, dtype=np.float64)
+        values = np.asarray(self.eigenvalues, dtype=np.float64)
+        return (vectors @ (np.asarray(alpha, dtype=np.float64) * values) / 255.0).astype(np.float32)
+
+
+def _thumbnail_pixels(path: str, mode: str, side: int) -> np.ndarray:
+    """The image reduced to ≤ side px (DCT draft for JPEGs, then a box-filtered thumbnail), as (N, C) uint8."""
+    with Image.open(path) as img:
+        img.draft(mode, (side, side))
+        if img.mode != mode:
+            img = img.convert(mode)
+        img.thumbnail((side, side), Image.Resampling.BOX, reducing_gap=None)
+        pixels = np.asarray(img)
+    return pixels.reshape(-1, 1 if mode == "L" else 3)
+
+
+class _StatsImages(torch.utils.data.Dataset):
+    """Per image: (ok, Σx, Σxxᵀ, pixel count), in float64 (exact: sums of integers < 2⁵³)."""
+
+    def __init__(self, paths: Sequence[str], mode: str, side: int) -> None:
+        self.paths, self.mode, self.side = list(paths), mode, side
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[bool, np.ndarray, np.ndarray, int]:
+        c = 1 if self.mode == "L" else 3
+        try:
+            x = _thumbnail_pixels(self.paths[index], self.mode, self.side).astype(np.float64)
+        except Exception:  # noqa: BLE001 - any unreadable file is skipped, whatever PIL raises
+            return False, np.zeros(c), np.zeros((c, c)), 0
+        return True, x.sum(axis=0), x.T @ x, len(x)
+
+
+def _unbatched(item):
+    return item
+
+
+def colour_stats(
+    folder: ImageFolder,
+    channels: int,
+    *,
+    max_images: int = 1000,
+    seed: int = 0,
+    workers: int = 0,
+    side: int = 64,
+) -> ColourStats:
+    """Mean and colour PCA of the pixels of up to ``max_images`` training images.
+
+    The images are a deterministic sample (``seed``), each reduced to at most ``side`` pixels
+    along its longer side first (JPEGs decoded at reduced size), which keeps this to about a
+    millisecond per image. The reduction averages neighbouring pixels: the mean is unchanged,
+    the covariance loses the finest texture's share of the variance. Unreadable images are
+    skipped. ``workers`` > 0 reads the images in that many processes (same result).
+    """
+    mode = _mode(channels)
+    count = len(folder.samples)
+    if count == 0:
+        raise SpecError(f"{folder.root} holds no images to compute the mean colour from", hint=LAYOUT_HINT)
+    if count <= max_images:
+        chosen = np.arange(count)
+    else:
+        chosen = np.sort(np.random.default_rng(_entropy(seed)).choice(count, size=max_images, replace=False))
+    dataset = _StatsImages([folder.samples[i][0] for i in chosen], mode, side)
+    if workers > 0:
+        items = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=workers, collate_fn=_unbatched)
+    else:
+        items = (dataset[i] for i in range(len(dataset)))
+    total, outer = np.zeros(channels), np.zeros((channels, channels))
+    images = pixels = 0
+    for ok, s, o, n in items:
+        if ok:
+            total += np.asarray(s)
+            outer += np.asarray(o)
+            images += 1
+            pixels += int(n)
+    if images == 0:
+        raise SpecError(
+            f"none of the {len(chosen)} images sampled from {folder.root} could be read",
+            hint="check that the files are images (JPEG, PNG, ...) and not empty or truncated",
+        )
+    mean = total / pixels
+    covariance = outer / pixels - np.outer(mean, mean)
+    values, vectors = np.linalg.eigh((covariance + covariance.T) / 2)
+    order = np.argsort(values)[::-1]
+    values, vectors = np.clip(values[order], 0.0, None), vectors[:, order]
+    # A deterministic sign: each eigenvector's largest component is positive.
+    signs = np.sign(vectors[np.abs(vectors).argmax(axis=0), np.arange(channels)])
+    vectors = vectors * np.where(signs == 0, 1.0, signs)
+    return ColourStats(
+        mean=[float(v) for v in mean],
+        eigenvalues=[float(v) for v in values],
+        eigenvectors=[[float(v) for v in row] for row in vectors],
+        images=images,
+        pixels=pixels,
+    )
+
+
+# -- what a sample is --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Augment:
+    """The training transform of Section 3.1.
+
+    ``scale``: (S, S) for a fixed training scale, (S_min, S_max) for scale jittering (S drawn
+    uniformly per image, integers, both ends included). S is the smallest side of the rescaled
+    image, S ≥ input_size. ``colour_std``: the std of the colour shift's alphas (0 disables it).
+    """
+
+    input_size: int
+    scale: tuple[int, int]
+    channels: int
+    stats: ColourStats
+    flip: bool = True
+    colour_std: float = 0.1
+
+    def __post_init__(self) -> None:
+        _mode(self.channels)
+        low, high = self.scale
+        if not (self.input_size <= low <= high):
+            raise SpecError(
+                f"the training scale {low}:{high} does not fit {self.input_size}×{self.input_size} crops",
+                hint=f"S is the smallest side of the rescaled image: it needs S_min ≥ {self.input_size} "
+                f"and S_min ≤ S_max (the paper: 256, 384 or 256:512 for 224)",
+            )
+        if self.stats.channels != self.channels:
+            raise SpecError(
+                f"the colour statistics have {self.stats.channels} channels but the images {self.channels}",
+                hint="compute the statistics for this spec's input (colour_stats(folder, channels))",
+            )
+        if self.colour_std < 0:
+            raise SpecError(f"colour_std must be ≥ 0, not {self.colour_std}")
+
+
+@dataclass(frozen=True)
+class Evaluate:
+    """Validation during training: rescale the smallest side to Q = ``scale``, crop the centre."""
+
+    input_size: int
+    scale: int
+    channels: int
+
+    def __post_init__(self) -> None:
+        _mode(self.channels)
+        if self.scale < self.input_size:
+            raise SpecError(
+                f"the test scale {self.scale} is smaller than the {self.input_size}×{self.input_size} crop",
+                hint=f"Q is the smallest side of the rescaled image: it needs Q ≥ {self.input_size}",
+            )
+
+
+class Draw(NamedTuple):
+    """The random choices for one training sample.
+
+    ``left`` and ``top`` are uniform in [0, 1): the crop's position as a fraction of the room the
+    rescaled image leaves (so they don't depend on the image's size, known only once it is read).
+    """
+
+    scale: int
+    left: float
+    top: float
+    flip: bool
+    alpha: np.ndarray  # (C,), one per eigenvector
+
+
+class Sample(NamedTuple):
+    image: torch.Tensor  # uint8 (C, input_size, input_size)
+    shift: torch.Tensor  # float32 (C,): the colour shift, 0-255 scale (zeros for evaluation)
+    label: int
+    ok: bool  # False: the file could not be read; the image is zeros and collate drops it
+    index: int
+
+
+class Batch(NamedTuple):
+    images: torch.Tensor  # uint8 (N, C, H, W), channels-last in memory (as decoded)
+    shifts: torch.Tensor  # float32 (N, C)
+    labels: torch.Tensor  # int64 (N,)
+    indices: torch.Tensor  # int64 (N,): dataset indices
+    broken: list[int]  # dataset indices of the unreadable images left out
+
+
+# -- geometry and decoding ---------------------------------------------------------------------
+
+
+def rescaled_size(width: int, height: int, scale: int) -> tuple[int, int]:
+    """The size with the smallest side ``scale``, rounded as torchvision's ``Resize(scale)`` rounds."""
+    if width <= height:
+        return scale, int(scale * height / width)
+    return int(scale * width / height), scale
+
+
+def crop_box(
+    width: int, height: int, scale: int, size: int, left: float | None = None, top: float | None = None
+) -> tuple[int, int, int, int]:
+    """The crop (x0, y0, x1, y1) in the image rescaled to ``scale``.
+
+    ``left``/``top`` in [0, 1) place it uniformly over ``RandomCrop``'s positions,
+    ``floor(u · (room + 1))``; ``None`` centres it as ``CenterCrop`` does.
+    """
+    w, h = rescaled_size(width, height, scale)
+    x = int(round((w - size) / 2.0)) if left is None else min(int(left * (w - size + 1)), w - size)
+    y = int(round((h - size) / 2.0)) if top is None else min(int(top * (h - size + 1)), h - size)
+    return x, y, x + size, y + size
+
+
+def _draft_factor(width: int, height: int, scale: int) -> int:
+    """The largest DCT reduction (8, 4, 2) that keeps the smallest side ≥ ``scale``, or 1."""
+    for factor in DRAFT_FACTORS:
+        if min(width, height) / factor >= scale:
+            return factor
+    return 1
+
+
+def render(
+    path: str, scale: int, size: int, left: float | None, top: float | None, flip: bool, channels: int
+) -> torch.Tensor:
+    """One crop, decoding and resampling no more than needed; raises what PIL raises for bad files.
+
+    The same pixels, up to interpolation error, as :func:`reference_image`: rescale the whole
+    image so its smallest side is ``scale`` (bilinear, antialiased), crop ``crop_box(...)``,
+    flip. Returns uint8 (C, size, size).
+    """
+    mode = _mode(channels)
+    with Image.open(path) as img:
+        width, height = img.size
+        x0, y0, x1, y1 = crop_box(width, height, scale, size, left, top)
+        w, h = rescaled_size(width, height, scale)
+        factor = _draft_factor(width, height, scale)
+        # Only JPEGs honour draft: a reduction by `factor` (and for gray, the luma alone).
+        drafted = img.draft(mode, (width // factor, height // factor) if factor > 1 else None)
+        reduced = drafted[1][2] / width if drafted else 1.0  # drafted pixels per original pixel
+        # Converting commutes with resampling only for gray → RGB (and palettes must be
+        # converted first: PIL resizes them with NEAREST), so convert first unless gray.
+        late_rgb = mode == "RGB" and img.mode == "L"
+        if img.mode != mode and not late_rgb:
+            img = img.convert(mode)
+        sx, sy = width / w * reduced, height / h * reduced  # drafted pixels per rescaled pixel
+        # (clamped: x1 · sx can exceed the width by a rounding error, which PIL refuses)
+        box = (x0 * sx, y0 * sy, min(x1 * sx, img.size[0]), min(y1 * sy, img.size[1]))
+        crop = img.resize((size, size), RESAMPLE, box=box)
+    if late_rgb:
+        crop = crop.convert("RGB")
+    if flip:
+        crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return _to_tensor(crop)
+
+
+def _to_tensor(img: Image.Image) -> torch.Tensor:
+    """uint8 (C, H, W) viewing an (H, W, C) array: no float conversion, no transposing copy."""
+    array = np.array(img)  # writable (np.asarray of a PIL image is read-only)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    return torch.from_numpy(array).permute(2, 0, 1)
+
+
+def reference_image(
+    path: str, scale: int, size: int, left: float | None, top: float | None, flip: bool, channels: int
+) -> torch.Tensor:
+    """The straightforward pipeline :func:`render` must match (for tests and the benchmark).
+
+    Decode the whole image, convert, rescale it whole with torchvision's ``Resize(scale)``
+    (bilinear, antialiased), crop the same box, flip. uint8 (C, size, size).
+    """
+    from torchvision.transforms import functional as F
+
+    with Image.open(path) as img:
+        img = img.convert(_mode(channels))
+    width, height = img.size
+    x0, y0, x1, y1 = crop_box(width, height, scale, size, left, top)
+    img = F.resize(img, scale, interpolation=F.InterpolationMode.BILINEAR)
+    crop = img.crop((x0, y0, x1, y1))
+    if flip:
+        crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return _to_tensor(crop)
+
+
+# -- datasets ----------------------------------------------------------------------------------
+
+
+def _entropy(seed: int) -> int:
+    return seed % 2**64  # SeedSequence wants non-negative integers
+
+
+def _broken(channels: int, size: int, label: int, index: int) -> Sample:
+    return Sample(
+        torch.zeros((channels, size, size), dtype=torch.uint8), torch.zeros(channels), label, False, index
+    )
+
+
+class TrainDataset(torch.utils.data.Dataset):
+    """Training samples: a random crop at a random (or fixed) scale, flip and colour shift.
+
+    The sample for ``index`` is a pure function of (seed, epoch, index): :meth:`draw`.
+    :meth:`set_epoch` before creating the epoch's DataLoader (workers copy the dataset).
+    """
+
+    def __init__(self, folder: ImageFolder, augment: Augment, seed: int) -> None:
+        self.folder, self.augment, self.seed = folder, augment, seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.folder.samples)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def draw(self, index: int, epoch: int | None = None) -> Draw:
+        """The random choices for sample ``index`` in ``epoch`` (by default the current one)."""
+        augment = self.augment
+        epoch = self.epoch if epoch is None else epoch
+        rng = np.random.default_rng((_entropy(self.seed), epoch, index))
+        low, high = augment.scale
+        scale = int(rng.integers(low, high + 1))
+        left, top = float(rng.random()), float(rng.random())
+        flip = bool(rng.random() < 0.5) and augment.flip
+        alpha = rng.normal(0.0, 1.0, augment.channels) * augment.colour_std
+        return Draw(scale, left, top, flip, alpha)
+
+    def __getitem__(self, index: int) -> Sample:
+        index = int(index)
+        path, label = self.folder.samples[index]
+        augment = self.augment
+        draw = self.draw(index)
+        try:
+            image = render(path, draw.scale, augment.input_size, draw.left, draw.top, draw.flip, augment.channels)
+        except Exception:  # noqa: BLE001 - PIL raises many types for bad files; report, never crash
+            return _broken(augment.channels, augment.input_size, label, index)
+        shift = torch.from_numpy(augment.stats.shift(draw.alpha))
+        return Sample(image, shift, label, True, index)
+
+
+class EvalDataset(torch.utils.data.Dataset):
+    """Validation samples: the centre crop of the image rescaled to Q; no flip, no colour shift."""
+
+    def __init__(self, folder: ImageFolder, evaluate: Evaluate) -> None:
+        self.folder, self.evaluate = folder, evaluate
+
+    def __len__(self) -> int:
+        return len(self.folder.samples)
+
+    def __getitem__(self, index: int) -> Sample:
+        index = int(index)
+        path, label = self.folder.samples[index]
+        e = self.evaluate
+        try:
+            image = render(path, e.scale, e.input_size, None, None, False, e.channels)
+        except Exception:  # noqa: BLE001 - as in TrainDataset
+            return _broken(e.channels, e.input_size, label, index)
+        return Sample(image, torch.zeros(e.channels), label, True, index)
+
+
+# -- batches -----------------------------------------------------------------------------------
+
+
+def collate(samples: list[Sample]) -> Batch:
+    """Stack the readable samples; the indices of the others go to ``Batch.broken``.
+
+    The images keep the decoder's memory layout, (N, H, W, C) viewed as (N, C, H, W): a copy
+    without transposing; :func:`to_device` chooses the layout on the device.
+    """
+    good = [s for s in samples if s.ok]
+    broken = [int(s.index) for s in samples if not s.ok]
+    if good:
+        images = torch.stack([s.image.permute(1, 2, 0) for s in good]).permute(0, 3, 1, 2)
+        shifts = torch.stack([s.shift for s in good]).float()
+    else:
+        c, h, w = samples[0].image.shape if samples else (0, 0, 0)
+        images = torch.zeros((0, h, w, c), dtype=torch.uint8).permute(0, 3, 1, 2)
+        shifts = torch.zeros((0, c))
+    labels = torch.tensor([s.label for s in good], dtype=torch.int64)
+    indices = torch.tensor([s.index for s in good], dtype=torch.int64)
+    return Batch(images, shifts, labels, indices, broken)
+
+
+def to_device(
+    batch: Batch,
+    stats: ColourStats,
+    device: torch.device | str,
+    *,
+    channels_last: bool = False,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inputs, labels) on ``device``: ``image - mean + shift`` per image and channel, 0-255 scale.
+
+    The paper's only preprocessing is subtracting the mean (no division by a std). The uint8
+    images cross to the device (4× less traffic than floats) and get their float32 values and
+    memory layout there, in one pass; ``dtype`` (e.g. bfloat16) is cast to last.
+    """
+    device = torch.device(device)
+    images = batch.images.to(device, non_blocking=True)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    mean = torch.tensor(stats.mean, dtype=torch.float32, device=device)
+    offset = (batch.shifts.to(device, non_blocking=True).float() - mean).view(*images.shape[:2], 1, 1)
+    inputs = images.to(torch.float32, memory_format=layout).add_(offset)  # cast and layout in one pass
+    if dtype != torch.float32:
+        inputs = inputs.to(dtype)
+    return inputs, batch.labels.to(device, non_blocking=True)

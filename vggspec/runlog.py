@@ -1,0 +1,163 @@
+"""What a training run shows and leaves behind (rank 0 only).
+
+* the resolved configuration, printed and written to ``RUN/config.json``;
+* a progress bar per epoch: loss, images/s, data-wait against compute, ETA;
+* ``RUN/metrics.jsonl``: one line per epoch (``epoch``, ``train_loss``, ``val_top1_err``,
+  ``val_top5_err``, ``lr``, ``images_per_s``, ...);
+* TensorBoard event files in ``RUN/tensorboard`` (when the ``tensorboard`` package is installed);
+* ``RUN/curves.png``: loss, errors and learning rate against epochs;
+* a closing summary: best epoch, errors, time, where the files are.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+class RunLog:
+    def __init__(self, run_dir: Path, *, enabled: bool, quiet: bool) -> None:
+        self.run_dir = run_dir
+        self.enabled = enabled  # progress bars
+        self.quiet = quiet  # not rank 0: say nothing
+        self._tensorboard = None
+
+    # -- text ----------------------------------------------------------------------------
+    def note(self, message: str) -> None:
+        if not self.quiet:
+            print(message, file=sys.stderr, flush=True)
+
+    def start(self, config, spec, train_folder, val_folder, stats, steps_per_epoch: int, world: int) -> None:
+        resolved = config.model_dump()
+        (self.run_dir / "config.json").write_text(json.dumps(resolved, indent=2) + "\n")
+        self.note("configuration (also in " + str(self.run_dir / "config.json") + "):")
+        self.note("\n".join(f"  {key:<16} {value}" for key, value in resolved.items()))
+        share = config.batch_size // world
+        micro = min(config.micro_batch or share, share)
+        self.note(
+            f"{spec.display_name}: {len(train_folder.samples)} training images in {len(train_folder.classes)} classes, "
+            f"{len(val_folder.samples)} validation images; {steps_per_epoch} steps of {config.batch_size} per epoch "
+            f"({world} process{'es' if world > 1 else ''} × {share}, micro-batches of {micro}); "
+            f"mean RGB {[round(m, 1) for m in stats.mean]}"
+        )
+
+    def progress(self, epoch: int, epochs: int, step: int, steps: int) -> _Progress:
+        return _Progress(f"epoch {epoch + 1}/{epochs}", step, steps, enabled=self.enabled)
+
+    def epoch_done(self, record: dict[str, Any], history: list[dict[str, Any]]) -> None:
+        if self.quiet:
+            return
+        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        self._write_tensorboard(record)
+        self._write_curves(history)
+        broken = f", {record['broken_images']} broken images skipped" if record.get("broken_images") else ""
+        self.note(
+            f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}, val top-1 error "
+            f"{record['val_top1_err']:.2%}, top-5 {record['val_top5_err']:.2%}, lr {record['lr']:.0e}, "
+            f"{record['images_per_s']:.0f} images/s (data wait {record['data_wait']:.0%}){broken}"
+        )
+
+    def rewrite_metrics(self, history: list[dict[str, Any]]) -> None:
+        """On resume: metrics.jsonl as the checkpoint knows it (a line written after it is dropped)."""
+        path = self.run_dir / "metrics.jsonl"
+        tmp = path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(json.dumps(record) + "\n" for record in history))
+        os.replace(tmp, path)
+
+    def finish(self, history: list[dict[str, Any]], best: dict[str, Any] | None, seconds: float) -> None:
+        if self.quiet:
+            return
+        if self._tensorboard is not None:
+            self._tensorboard.close()
+        lines = [f"done: {len(history)} epochs in {_duration(seconds)}."]
+        if best:
+            lines.append(
+                f"best epoch {best['epoch']}: val top-1 error {best['val_top1_err']:.2%}, "
+                f"top-5 {best['val_top5_err']:.2%} (train loss {best['train_loss']:.4f})"
+            )
+        lines.append(
+            f"files in {self.run_dir}: best.pt, last.pt (load with vggspec.load_model), metrics.jsonl, "
+            "curves.png, config.json, colour_stats.json" + (", tensorboard/" if self._tensorboard else "")
+        )
+        self.note("\n".join(lines))
+
+    # -- files ---------------------------------------------------------------------------
+    def _write_tensorboard(self, record: dict[str, Any]) -> None:
+        if self._tensorboard is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                self._tensorboard = False  # not installed: skip quietly (noted in the summary)
+                return
+            self._tensorboard = SummaryWriter(str(self.run_dir / "tensorboard"))
+        if self._tensorboard:
+            for key in ("train_loss", "val_top1_err", "val_top5_err", "lr", "images_per_s"):
+                self._tensorboard.add_scalar(key, record[key], record["epoch"])
+            self._tensorboard.flush()
+
+    def _write_curves(self, history: list[dict[str, Any]]) -> None:
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            return
+        epochs = [r["epoch"] for r in history]
+        fig, (loss_ax, err_ax, lr_ax) = plt.subplots(1, 3, figsize=(13, 3.6))
+        loss_ax.plot(epochs, [r["train_loss"] for r in history], marker="o")
+        loss_ax.set(title="training loss", xlabel="epoch")
+        err_ax.plot(epochs, [100 * r["val_top1_err"] for r in history], marker="o", label="top-1")
+        err_ax.plot(epochs, [100 * r["val_top5_err"] for r in history], marker="o", label="top-5")
+        err_ax.set(title="validation error (%)", xlabel="epoch")
+        err_ax.legend()
+        lr_ax.plot(epochs, [r["lr"] for r in history], marker="o", drawstyle="steps-post")
+        lr_ax.set(title="learning rate", xlabel="epoch", yscale="log")
+        for ax in (loss_ax, err_ax, lr_ax):
+            ax.grid(alpha=0.3)
+        fig.tight_layout()
+        tmp = self.run_dir / ".curves.png.tmp"
+        fig.savefig(tmp, dpi=100, format="png")
+        plt.close(fig)
+        os.replace(tmp, self.run_dir / "curves.png")
+
+
+class _Progress:
+    """A progress bar (tqdm) with loss, images/s, data-wait share and ETA."""
+
+    def __init__(self, label: str, start: int, total: int, *, enabled: bool) -> None:
+        self.bar = None
+        self.images = 0
+        self.started = time.perf_counter()
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=start, desc=label, unit="step", file=sys.stderr, mininterval=0.5)
+
+    def update(self, loss: float, images: int, data_wait: float, compute: float) -> None:
+        self.images += images
+        if self.bar is None:
+            return
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        self.bar.set_postfix(
+            loss=f"{loss:.4f}",
+            img_s=f"{self.images / elapsed:.0f}",
+            data_wait=f"{data_wait / max(data_wait + compute, 1e-9):.0%}",
+            refresh=False,
+        )
+        self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"

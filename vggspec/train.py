@@ -1,0 +1,535 @@
+"""The shared trainer: Section 3.1's recipe for any spec, on a CPU, one GPU or many.
+
+Read it top to bottom: :class:`TrainConfig` (every value of the recipe, overridable),
+:func:`train` (launches one process, or N data-parallel ones through torch's elastic launcher),
+:func:`run_worker` (what each process does), and the epoch loop in :func:`_train_epoch`.
+
+The recipe: softmax cross-entropy, SGD with momentum 0.9 and weight decay 5e-4, a global batch
+of 256 whatever the number of processes (each process takes its share of every batch, in
+micro-batches with gradient accumulation), learning rate 1e-2 divided by 10 when validation
+accuracy stops improving (at most three times), at most 74 epochs.
+
+Never losing work: checkpoints hold everything needed to continue bit for bit (weights,
+optimizer, plateau schedule, AMP scaler, RNG states, the position in the epoch, the spec and the
+configuration), are written atomically every epoch and every ``checkpoint_every`` steps, and
+``--resume`` continues from ``RUN/last.pt``. SIGTERM/SIGINT save and exit; a NaN loss stops the
+run and keeps the last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+import signal
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as distributed
+from torch import nn
+
+from . import data as datalib
+from .checkpoint import read_checkpoint, save_checkpoint, spec_hash
+from .compiler import VGG, build
+from .config import TrainConfig
+from .errors import CheckpointError, SpecError
+from .layers import FC
+from .parser import load
+from .runlog import RunLog
+from .spec import Spec
+
+CHECKPOINT_LAST = "last.pt"
+CHECKPOINT_BEST = "best.pt"
+
+
+# -- launching ---------------------------------------------------------------------------
+
+
+def train(config: TrainConfig) -> Path:
+    """Train as configured; returns the run directory. Launches N processes when asked to."""
+    spec = load(config.spec)
+    _check_devices(config)
+    config = config.model_copy(update={"out": str(_run_dir(config, spec))})
+    world = config.gpus or config.nproc
+    if world > 1 and "WORLD_SIZE" not in os.environ:
+        _launch(config, world)
+    else:
+        run_worker(config.model_dump())
+    return Path(config.out)
+
+
+def _check_devices(config: TrainConfig) -> None:
+    if config.gpus:
+        available = torch.cuda.device_count()
+        if config.gpus > available:
+            raise SpecError(
+                f"--gpus {config.gpus} asks for more GPUs than this machine has ({available})",
+                hint="use --gpus 0 (or leave it out) to train on the CPU, --nproc N for N CPU processes",
+            )
+        if config.nproc > 1:
+            raise SpecError("--gpus and --nproc exclude each other: --gpus N runs one process per GPU")
+
+
+def _run_dir(config: TrainConfig, spec: Spec) -> Path:
+    if config.out:
+        return Path(config.out)
+    if config.resume:
+        raise SpecError("--resume needs the run directory: --out RUN")
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{Path(config.spec).stem}-{stamp}"
+
+
+def _launch(config: TrainConfig, world: int) -> None:
+    """N processes on this machine through torchrun's elastic launcher (no torchrun call needed)."""
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    launch = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=world,
+        run_id=f"vggspec-{os.getpid()}",
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",
+        max_restarts=0,
+        monitor_interval=0.5,
+    )
+    try:
+        elastic_launch(launch, run_worker)(config.model_dump())
+    except Exception as err:  # noqa: BLE001 - the launcher wraps a worker's failure
+        failures = getattr(err, "failures", {}) or {}
+        codes = {getattr(f, "exitcode", None) for f in failures.values()}
+        for code in (130, 3):  # interrupted (saved) or diverged: rank 0 has said so already
+            if code in codes:
+                raise SystemExit(code) from None
+        raise SpecError(f"a training process failed: {err}") from None
+
+
+# -- one process -------------------------------------------------------------------------
+
+
+class _Stop(Exception):
+    """Leave the loop: interrupted (saved) or a non-finite loss (not saved); ``code`` is the exit status."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def run_worker(config_dict: dict[str, Any]) -> None:
+    """One data-parallel process (rank 0 alone writes files and prints)."""
+    config = TrainConfig(**config_dict)
+    env = _Distributed.setup(config)
+    try:
+        _Trainer(config, env).run()
+    finally:
+        env.close()
+
+
+class _Distributed:
+    """Rank, world size and device; a process group when there is more than one process."""
+
+    def __init__(self, rank: int, world: int, local_rank: int, device: torch.device) -> None:
+        self.rank, self.world, self.local_rank, self.device = rank, world, local_rank, device
+
+    @classmethod
+    def setup(cls, config: TrainConfig) -> _Distributed:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        rank = int(os.environ.get("RANK", "0"))
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if config.gpus:
+            device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(device)
+        else:
+            device = torch.device("cpu")
+        if world > 1:
+            distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        return cls(rank, world, local_rank, device)
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def sum(self, values: list[float]) -> list[float]:
+        tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
+        if self.world > 1:
+            distributed.all_reduce(tensor)
+        return tensor.tolist()
+
+    def any(self, flag: bool) -> bool:
+        return self.sum([1.0 if flag else 0.0])[0] > 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            distributed.barrier()
+
+    def close(self) -> None:
+        if self.world > 1 and distributed.is_initialized():
+            distributed.destroy_process_group()
+
+
+class _Trainer:
+    def __init__(self, config: TrainConfig, env: _Distributed) -> None:
+        self.config, self.env = config, env
+        self.run_dir = Path(config.out)
+        self.spec = load(config.spec)
+        self.log = RunLog(self.run_dir, enabled=env.main and config.progress, quiet=not env.main)
+        self.stop_requested = False
+
+    # -- set-up ------------------------------------------------------------------------
+    def run(self) -> None:
+        config, env = self.config, self.env
+        if config.deterministic:
+            torch.use_deterministic_algorithms(True)
+            torch.backends.cudnn.benchmark = False
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.manual_seed(config.seed + env.rank)
+
+        resume_state = self._resume_state()
+        if env.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        train_folder = datalib.scan(config.data, config.train_split)
+        val_folder = datalib.scan(config.data, config.val_split, classes=train_folder.classes)
+        self._check_classes(train_folder)
+        stats = self._colour_stats(train_folder, resume_state)
+        self.stats = stats
+
+        model = self._model(resume_state)
+        self.model = model
+        self.optimizer = torch.optim.SGD(
+            model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer,
+            mode="max",
+            factor=config.lr_factor,
+            patience=config.lr_patience,
+            min_lr=config.lr * config.lr_factor**config.lr_drops * (1 - 1e-6),
+        )
+        self.scaler = torch.amp.GradScaler(env.device.type, enabled=config.amp == "fp16")
+        self.net = model
+        if env.world > 1:
+            self.net = nn.parallel.DistributedDataParallel(
+                model, device_ids=[env.local_rank] if env.device.type == "cuda" else None
+            )
+
+        input_size = self.spec.input.size
+        scale = config.scale_range(input_size)
+        augment = datalib.Augment(
+            input_size=input_size,
+            scale=scale,
+            channels=self.spec.input.channels,
+            stats=stats,
+            flip=config.flip,
+            colour_std=config.colour_std,
+        )
+        evaluate = datalib.Evaluate(input_size=input_size, scale=(scale[0] + scale[1]) // 2, channels=augment.channels)
+        self.train_set = datalib.TrainDataset(train_folder, augment, seed=config.seed)
+        self.val_set = datalib.EvalDataset(val_folder, evaluate)
+        self.steps_per_epoch = len(self.train_set) // config.batch_size
+        if self.steps_per_epoch == 0:
+            raise SpecError(
+                f"{train_folder.root} has {len(self.train_set)} images, fewer than one batch of {config.batch_size}",
+                hint="lower --batch-size",
+            )
+        if config.batch_size % env.world:
+            raise SpecError(f"the batch of {config.batch_size} does not split evenly over {env.world} processes")
+
+        self.epoch, self.step, self.history, self.best, self.broken = 0, 0, [], None, 0
+        if resume_state is not None:
+            self._restore(resume_state)
+        if env.main:
+            self.log.start(config, self.spec, train_folder, val_folder, stats, self.steps_per_epoch, env.world)
+        previous = self._install_signal_handlers()
+        try:
+            self._loop()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _resume_state(self) -> dict[str, Any] | None:
+        if not self.config.resume:
+            if (self.run_dir / CHECKPOINT_LAST).exists():
+                raise SpecError(
+                    f"{self.run_dir} already holds a run ({CHECKPOINT_LAST})",
+                    hint="continue it with --resume, or choose another --out",
+                )
+            return None
+        path = self.run_dir / CHECKPOINT_LAST
+        if not path.exists():
+            raise SpecError(f"nothing to resume: {path} does not exist")
+        state = read_checkpoint(path)
+        if state.get("spec_hash") != spec_hash(self.spec):
+            raise CheckpointError(f"{path} was trained with another spec than {self.config.spec}")
+        return state
+
+    def _check_classes(self, folder: datalib.ImageFolder) -> None:
+        classifier = [layer for layer in self.spec.layers if isinstance(layer, FC)][-1]
+        if classifier.features != len(folder.classes):
+            raise SpecError(
+                f"{self.config.spec} ends in {classifier.word()} ({classifier.features} classes) but "
+                f"{folder.root} has {len(folder.classes)} class folders",
+                line=classifier.line,
+                column=classifier.column,
+                filename=self.config.spec,
+                text=self.spec.text,
+                hint=f"change the last FC layer to FC-{len(folder.classes)}, or train on the data it was written for",
+            )
+
+    def _colour_stats(self, folder: datalib.ImageFolder, resume_state: dict | None) -> datalib.ColourStats:
+        path = self.run_dir / "colour_stats.json"
+        if resume_state is not None and "colour_stats" in resume_state:
+            return datalib.ColourStats.model_validate_json(resume_state["colour_stats"])
+        if self.env.main:
+            self.log.note(f"computing mean RGB and colour PCA from up to {self.config.stats_images} training images ...")
+            stats = datalib.colour_stats(
+                folder,
+                self.spec.input.channels,
+                max_images=self.config.stats_images,
+                seed=self.config.seed,
+                workers=self.config.workers,
+            )
+            path.write_text(stats.model_dump_json(indent=2))
+        self.env.barrier()
+        return datalib.ColourStats.model_validate_json(path.read_text())
+
+    def _model(self, resume_state: dict | None) -> VGG:
+        config = self.config
+        model = build(self.spec, init=config.init, weights=config.weights, seed=config.seed, device=self.env.device)
+        if config.init_from and resume_state is None:
+            from .transfer import transfer_from
+
+            report = transfer_from(_checkpoint_of(config.init_from), model)
+            if self.env.main:
+                self.log.note(str(report))
+        if config.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        return model
+
+    # -- checkpoints -------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        rng = {"cpu": torch.get_rng_state()}
+        if torch.cuda.is_available() and self.env.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.env.device)
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "rng": rng,
+            "history": self.history,
+            "best": self.best,
+            "config": self.config.model_dump(),
+            "colour_stats": self.stats.model_dump_json(),
+            "classes": list(self.train_set.folder.classes),
+        }
+
+    def _save(self, *, best: bool = False) -> None:
+        """Rank 0 writes; every rank's RNG would be needed for bit-exact multi-process resumes."""
+        if not self.env.main:
+            return
+        state = self._state()
+        save_checkpoint(self.model, self.run_dir / CHECKPOINT_LAST, **state)
+        if best:
+            save_checkpoint(self.model, self.run_dir / CHECKPOINT_BEST, **state)
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["state_dict"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.step = state["epoch"], state["step"]
+        self.history, self.best = list(state["history"]), state["best"]
+        torch.set_rng_state(state["rng"]["cpu"])
+        if "cuda" in state["rng"] and self.env.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng"]["cuda"], self.env.device)
+        if self.env.main:
+            self.log.rewrite_metrics(self.history)
+            self.log.note(f"resuming {self.run_dir} at epoch {self.epoch + 1}, step {self.step}/{self.steps_per_epoch}")
+
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        """SIGTERM and SIGINT ask the loop to save and stop after the current step."""
+
+        def request_stop(signum: int, frame: Any) -> None:
+            self.stop_requested = True
+
+        return {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    # -- the loop ----------------------------------------------------------------------
+    def _loop(self) -> None:
+        config = self.config
+        started = time.perf_counter()
+        try:
+            while self.epoch < config.epochs:
+                train_loss, seen, seconds, wait = self._train_epoch()
+                top1, top5 = self._validate()
+                lr = self.optimizer.param_groups[0]["lr"]
+                improved = self.best is None or top1 < self.best["val_top1_err"]
+                record = {
+                    "epoch": self.epoch + 1,
+                    "train_loss": train_loss,
+                    "val_top1_err": top1,
+                    "val_top5_err": top5,
+                    "lr": lr,
+                    "images_per_s": seen / max(seconds, 1e-9),
+                    "data_wait": wait / max(seconds, 1e-9),
+                    "broken_images": int(self.env.sum([self.broken])[0]),
+                    "seconds": seconds,
+                }
+                self.history.append(record)
+                if improved:
+                    self.best = record
+                self.scheduler.step(1.0 - top1)
+                self.epoch, self.step = self.epoch + 1, 0
+                self._save(best=improved)
+                if self.env.main:
+                    self.log.epoch_done(record, self.history)
+        except _Stop as stop:
+            if self.env.main:
+                self.log.note(str(stop))
+            raise SystemExit(stop.code) from None
+        if self.env.main:
+            self.log.finish(self.history, self.best, time.perf_counter() - started)
+
+    def _batches(self) -> list[list[int]]:
+        """This process's micro-batches for the rest of the epoch (the order is keyed by seed and epoch)."""
+        config, env = self.config, self.env
+        generator = torch.Generator().manual_seed(config.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(len(self.train_set), generator=generator).tolist()
+        share = config.batch_size // env.world
+        micro = min(config.micro_batch or share, share)
+        batches = []
+        for step in range(self.step, self.steps_per_epoch):
+            global_batch = order[step * config.batch_size : (step + 1) * config.batch_size]
+            mine = global_batch[env.rank :: env.world]
+            batches.extend(mine[i : i + micro] for i in range(0, len(mine), micro))
+        self.micro_per_step = math.ceil(share / micro)
+        return batches
+
+    def _loader(self, dataset, batch_sampler) -> torch.utils.data.DataLoader:
+        return torch.utils.data.DataLoader(
+            dataset,
+            batch_sampler=batch_sampler,
+            num_workers=self.config.workers,
+            collate_fn=datalib.collate,
+            pin_memory=self.env.device.type == "cuda",
+            # Its own generator: a DataLoader otherwise draws its workers' base seed from the
+            # global RNG, which dropout also uses, and a resumed run would drift from the original.
+            generator=torch.Generator().manual_seed(self.config.seed),
+        )
+
+    def _autocast(self):
+        if self.config.amp is None:
+            return nullcontext()
+        dtype = torch.bfloat16 if self.config.amp == "bf16" else torch.float16
+        return torch.autocast(self.env.device.type, dtype=dtype)
+
+    def _inputs(self, batch: datalib.Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        return datalib.to_device(batch, self.stats, self.env.device, channels_last=self.config.channels_last)
+
+    def _train_epoch(self) -> tuple[float, int, float, float]:
+        config, env = self.config, self.env
+        self.train_set.set_epoch(self.epoch)
+        self.model.train()
+        share = config.batch_size // env.world
+        loader = self._loader(self.train_set, self._batches())
+        if self.step == 0:
+            self.broken = 0
+        progress = self.log.progress(self.epoch, config.epochs, self.step, self.steps_per_epoch)
+        loss_sum = seen = 0.0
+        data_wait = compute = 0.0
+        micro_index = 0
+        step_loss = 0.0
+        tick = time.perf_counter()
+        for batch in loader:
+            now = time.perf_counter()
+            data_wait += now - tick
+            self.broken += len(batch.broken)
+            images, labels = self._inputs(batch)
+            last_micro = micro_index == self.micro_per_step - 1
+            sync = nullcontext() if last_micro or env.world == 1 else self.net.no_sync()
+            with sync:
+                with self._autocast():
+                    scores = self.net(images)
+                    # sum over this micro-batch / this process's share: DDP's mean over processes
+                    # then gives the mean over the global batch, whatever the split.
+                    loss = nn.functional.cross_entropy(scores.float(), labels, reduction="sum") / share
+                self.scaler.scale(loss).backward()
+            step_loss += loss.item()
+            micro_index += 1
+            if last_micro:
+                if env.any(not math.isfinite(step_loss)):
+                    raise _Stop(
+                        f"the loss became {step_loss} at epoch {self.epoch + 1}, step {self.step + 1}: training stopped. "
+                        f"The last good checkpoint is kept ({self.run_dir / CHECKPOINT_LAST}); try a lower --lr "
+                        "or --init-from a trained A",
+                        code=3,
+                    )
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.optimizer.zero_grad(set_to_none=True)
+                global_loss = env.sum([step_loss])[0] / env.world
+                loss_sum += global_loss
+                seen += config.batch_size
+                self.step += 1
+                micro_index, step_loss = 0, 0.0
+                compute += time.perf_counter() - now
+                progress.update(global_loss, config.batch_size, data_wait, compute)
+                if config.checkpoint_every and self.step % config.checkpoint_every == 0 and self.step < self.steps_per_epoch:
+                    self._save()
+                if env.any(self.stop_requested):
+                    self._save()
+                    raise _Stop(
+                        f"interrupted: saved {self.run_dir / CHECKPOINT_LAST} at epoch {self.epoch + 1}, step "
+                        f"{self.step}; continue with: vggspec train {config.spec} --data {config.data} "
+                        f"--out {self.run_dir} --resume",
+                        code=130,
+                    )
+            else:
+                compute += time.perf_counter() - now
+            tick = time.perf_counter()
+        progress.close()
+        steps = max(1, self.steps_per_epoch)
+        return loss_sum / steps, int(seen), data_wait + compute, data_wait
+
+    @torch.no_grad()
+    def _validate(self) -> tuple[float, float]:
+        """Top-1 and top-5 error over every validation image, each counted exactly once."""
+        env = self.env
+        self.model.eval()
+        indices = list(range(env.rank, len(self.val_set), env.world))
+        batch = max(1, self.config.micro_batch or self.config.batch_size // env.world)
+        loader = self._loader(self.val_set, [indices[i : i + batch] for i in range(0, len(indices), batch)])
+        correct1 = correct5 = count = 0.0
+        for data in loader:
+            images, labels = self._inputs(data)
+            with self._autocast():
+                scores = self.model(images).float()
+            top5 = scores.topk(min(5, scores.shape[1]), dim=1).indices
+            hits = top5 == labels[:, None]
+            correct1 += hits[:, 0].sum().item()
+            correct5 += hits.any(dim=1).sum().item()
+            count += len(labels)
+        correct1, correct5, count = env.sum([correct1, correct5, count])
+        if count == 0:
+            return 1.0, 1.0
+        return 1 - correct1 / count, 1 - correct5 / count
+
+
+def _checkpoint_of(run_or_checkpoint: str) -> Path:
+    """A run directory means its best checkpoint (else its last); a file is itself."""
+    path = Path(run_or_checkpoint)
+    if path.is_dir():
+        for name in (CHECKPOINT_BEST, CHECKPOINT_LAST):
+            if (path / name).exists():
+                return path / name
+        raise CheckpointError(f"{path} holds no checkpoint ({CHECKPOINT_BEST} or {CHECKPOINT_LAST})")
+    return path
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use: vggspec train SPEC --data DIR")
