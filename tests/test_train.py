@@ -169,7 +169,7 @@ def test_a_diverging_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_p
     assert all(torch.isfinite(t).all() for t in state["state_dict"].values())
 
 
-def test_a_broken_image_is_skipped_and_counted(tmp_path, shapes):
+def test_a_broken_image_is_skipped_and_counted(tmp_path, shapes, capfd):
     import shutil
 
     data = tmp_path / "data"
@@ -181,6 +181,7 @@ def test_a_broken_image_is_skipped_and_counted(tmp_path, shapes):
     run = train(config(tmp_path, data, epochs=1))
     record = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
     assert record["broken_images"] >= 1  # whichever of the two this epoch's batches drew
+    assert "skipping an unreadable image: " in capfd.readouterr().err
 
 
 # -- several processes -----------------------------------------------------------------

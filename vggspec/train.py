@@ -178,6 +178,7 @@ class _Trainer:
         self.spec = load(config.spec)
         self.log = RunLog(self.run_dir, enabled=env.main and config.progress, quiet=not env.main)
         self.stop_requested = False
+        self.broken_reported: set[int] = set()
 
     # -- set-up ------------------------------------------------------------------------
     def run(self) -> None:
@@ -422,6 +423,13 @@ class _Trainer:
             generator=torch.Generator().manual_seed(self.config.seed),
         )
 
+    def _report_broken(self, index: int) -> None:
+        """Name each unreadable file once (every process names its own)."""
+        if index not in self.broken_reported:
+            self.broken_reported.add(index)
+            path = self.train_set.folder.samples[index][0]
+            print(f"skipping an unreadable image: {path}", file=sys.stderr, flush=True)
+
     def _autocast(self):
         if self.config.amp is None:
             return nullcontext()
@@ -449,6 +457,8 @@ class _Trainer:
             now = time.perf_counter()
             data_wait += now - tick
             self.broken += len(batch.broken)
+            for index in batch.broken:
+                self._report_broken(index)
             images, labels = self._inputs(batch)
             last_micro = micro_index == self.micro_per_step - 1
             sync = nullcontext() if last_micro or env.world == 1 else self.net.no_sync()
@@ -465,8 +475,9 @@ class _Trainer:
                 if env.any(not math.isfinite(step_loss)):
                     raise _Stop(
                         f"the loss became {step_loss} at epoch {self.epoch + 1}, step {self.step + 1}: training stopped. "
-                        f"The last good checkpoint is kept ({self.run_dir / CHECKPOINT_LAST}); try a lower --lr "
-                        "or --init-from a trained A",
+                        f"The last good checkpoint is kept ({self.run_dir / CHECKPOINT_LAST}). Try a lower --lr, "
+                        "--init glorot or --init caffe (the paper's N(0, 1e-2) suits few nets without "
+                        "--init-from a trained A), or --init-from a trained A",
                         code=3,
                     )
                 self.scaler.step(self.optimizer)
