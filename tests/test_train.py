@@ -2,6 +2,7 @@
 work over processes without changing the result, and reports what goes wrong."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -243,3 +244,12 @@ def test_cli_errors_exit_2(tmp_path):
         text=True,
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr and "nowhere" in result.stderr
+
+
+def test_bf16_autocast_channels_last_and_workers(tmp_path, shapes):
+    """The options of modern trainers run through the same path (bf16 autocast works on CPUs)."""
+    from vggspec.train import train
+
+    run = train(config(tmp_path, shapes, epochs=1, amp="bf16", channels_last=True, workers=2, micro_batch=4))
+    record = json.loads((run / "metrics.jsonl").read_text())
+    assert math.isfinite(record["train_loss"]) and 0 <= record["val_top1_err"] <= 1
