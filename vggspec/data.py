@@ -481,6 +481,26 @@ def render(
     return _to_tensor(crop)
 
 
+def rescale(path: str, scale: int, channels: int) -> torch.Tensor:
+    """The whole image with its smallest side rescaled to ``scale`` (Q at test time, Section 3.2).
+
+    uint8 (C, H, W); large JPEGs are decoded at reduced size first, as in :func:`render`.
+    """
+    mode = _mode(channels)
+    with Image.open(path) as img:
+        width, height = img.size
+        w, h = rescaled_size(width, height, scale)
+        factor = _draft_factor(width, height, scale)
+        img.draft(mode, (width // factor, height // factor) if factor > 1 else None)
+        late_rgb = mode == "RGB" and img.mode == "L"
+        if img.mode != mode and not late_rgb:
+            img = img.convert(mode)
+        out = img.resize((w, h), RESAMPLE)
+    if late_rgb:
+        out = out.convert("RGB")
+    return _to_tensor(out)
+
+
 def _to_tensor(img: Image.Image) -> torch.Tensor:
     """uint8 (C, H, W) viewing an (H, W, C) array: no float conversion, no transposing copy."""
     array = np.array(img)  # writable (np.asarray of a PIL image is read-only)

@@ -29,13 +29,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as distributed
 from torch import nn
 
 from . import data as datalib
 from .checkpoint import read_checkpoint, save_checkpoint, spec_hash
 from .compiler import VGG, build
 from .config import TrainConfig
+from .distributed import Distributed, launch
 from .errors import CheckpointError, SpecError
 from .layers import FC
 from .parser import load
@@ -54,11 +54,7 @@ def train(config: TrainConfig) -> Path:
     spec = load(config.spec)
     _check_devices(config)
     config = config.model_copy(update={"out": str(_run_dir(config, spec))})
-    world = config.gpus or config.nproc
-    if world > 1 and "WORLD_SIZE" not in os.environ:
-        _launch(config, world)
-    else:
-        run_worker(config.model_dump())
+    launch(run_worker, config.model_dump(), world=config.gpus or config.nproc)
     return Path(config.out)
 
 
@@ -83,31 +79,6 @@ def _run_dir(config: TrainConfig, spec: Spec) -> Path:
     return Path("runs") / f"{Path(config.spec).stem}-{stamp}"
 
 
-def _launch(config: TrainConfig, world: int) -> None:
-    """N processes on this machine through torchrun's elastic launcher (no torchrun call needed)."""
-    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
-
-    launch = LaunchConfig(
-        min_nodes=1,
-        max_nodes=1,
-        nproc_per_node=world,
-        run_id=f"vggspec-{os.getpid()}",
-        rdzv_backend="c10d",
-        rdzv_endpoint="localhost:0",
-        max_restarts=0,
-        monitor_interval=0.5,
-    )
-    try:
-        elastic_launch(launch, run_worker)(config.model_dump())
-    except Exception as err:  # noqa: BLE001 - the launcher wraps a worker's failure
-        failures = getattr(err, "failures", {}) or {}
-        codes = {getattr(f, "exitcode", None) for f in failures.values()}
-        for code in (130, 3):  # interrupted (saved) or diverged: rank 0 has said so already
-            if code in codes:
-                raise SystemExit(code) from None
-        raise SpecError(f"a training process failed: {err}") from None
-
-
 # -- one process -------------------------------------------------------------------------
 
 
@@ -122,57 +93,15 @@ class _Stop(Exception):
 def run_worker(config_dict: dict[str, Any]) -> None:
     """One data-parallel process (rank 0 alone writes files and prints)."""
     config = TrainConfig(**config_dict)
-    env = _Distributed.setup(config)
+    env = Distributed.setup(gpu=bool(config.gpus))
     try:
         _Trainer(config, env).run()
     finally:
         env.close()
 
 
-class _Distributed:
-    """Rank, world size and device; a process group when there is more than one process."""
-
-    def __init__(self, rank: int, world: int, local_rank: int, device: torch.device) -> None:
-        self.rank, self.world, self.local_rank, self.device = rank, world, local_rank, device
-
-    @classmethod
-    def setup(cls, config: TrainConfig) -> _Distributed:
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        rank = int(os.environ.get("RANK", "0"))
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        if config.gpus:
-            device = torch.device("cuda", local_rank)
-            torch.cuda.set_device(device)
-        else:
-            device = torch.device("cpu")
-        if world > 1:
-            distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        return cls(rank, world, local_rank, device)
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def sum(self, values: list[float]) -> list[float]:
-        tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
-        if self.world > 1:
-            distributed.all_reduce(tensor)
-        return tensor.tolist()
-
-    def any(self, flag: bool) -> bool:
-        return self.sum([1.0 if flag else 0.0])[0] > 0
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            distributed.barrier()
-
-    def close(self) -> None:
-        if self.world > 1 and distributed.is_initialized():
-            distributed.destroy_process_group()
-
-
 class _Trainer:
-    def __init__(self, config: TrainConfig, env: _Distributed) -> None:
+    def __init__(self, config: TrainConfig, env: Distributed) -> None:
         self.config, self.env = config, env
         self.run_dir = Path(config.out)
         self.spec = load(config.spec)

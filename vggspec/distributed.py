@@ -1,0 +1,99 @@
+"""Several processes: torchrun's elastic launcher, and what each process knows of the others.
+
+The trainer and the evaluator both run one function per process; :func:`launch` starts them
+(the user never calls torchrun on one machine), :class:`Distributed` is the rank, the device and
+the few collective operations they need. With one process nothing of torch.distributed is used.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.distributed as distributed
+
+from .errors import SpecError
+
+
+class Distributed:
+    """Rank, world size and device; a process group when there is more than one process."""
+
+    def __init__(self, rank: int, world: int, local_rank: int, device: torch.device) -> None:
+        self.rank, self.world, self.local_rank, self.device = rank, world, local_rank, device
+
+    @classmethod
+    def setup(cls, *, gpu: bool) -> Distributed:
+        """From torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK); one process without it."""
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        rank = int(os.environ.get("RANK", "0"))
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if gpu:
+            device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(device)
+        else:
+            device = torch.device("cpu")
+        if world > 1:
+            distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        return cls(rank, world, local_rank, device)
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def sum(self, values: list[float]) -> list[float]:
+        tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
+        if self.world > 1:
+            distributed.all_reduce(tensor)
+        return tensor.tolist()
+
+    def any(self, flag: bool) -> bool:
+        return self.sum([1.0 if flag else 0.0])[0] > 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            distributed.barrier()
+
+    def gather(self, obj: Any) -> list[Any] | None:
+        """Every process's ``obj`` on rank 0 (None elsewhere)."""
+        if self.world == 1:
+            return [obj]
+        out = [None] * self.world if self.main else None
+        distributed.gather_object(obj, out, dst=0)
+        return out
+
+    def close(self) -> None:
+        if self.world > 1 and distributed.is_initialized():
+            distributed.destroy_process_group()
+
+
+def launch(worker: Callable[[dict[str, Any]], None], config: dict[str, Any], *, world: int) -> None:
+    """``worker(config)`` in ``world`` processes on this machine, through torchrun's elastic launcher.
+
+    One process (or a process that torchrun started, on one machine of several): call it here.
+    """
+    if world <= 1 or "WORLD_SIZE" in os.environ:
+        worker(config)
+        return
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    settings = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=world,
+        run_id=f"vggspec-{os.getpid()}",
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",
+        max_restarts=0,
+        monitor_interval=0.5,
+    )
+    try:
+        elastic_launch(settings, worker)(config)
+    except Exception as err:  # noqa: BLE001 - the launcher wraps a worker's failure
+        failures = getattr(err, "failures", {}) or {}
+        codes = {getattr(f, "exitcode", None) for f in failures.values()}
+        for code in (130, 3):  # interrupted (saved) or diverged: rank 0 has said so already
+            if code in codes:
+                raise SystemExit(code) from None
+        raise SpecError(f"a training process failed: {err}") from None
