@@ -217,6 +217,45 @@ def _flag_type(annotation: object) -> tuple[type, list[str]]:
     return annotation if annotation in (bool, int, float) else str, []
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    try:
+        from .evaluate import Results, evaluate, render_rows
+    except ImportError as err:
+        raise SpecError(f"vggspec evaluate needs PyTorch: pip install 'vggspec[torch]' ({err})") from None
+    if args.from_probs:
+        results = Results.load(args.checkpoints)
+        print(render_rows(results.compute_rows()))
+        return 0
+    if not args.data:
+        raise SpecError("where is the data? give --data DIR (the images in DIR/val/<class>/*)")
+    methods = ["dense", "multi-crop", "both"] if args.method == "all" else [args.method]
+    evaluate(
+        args.checkpoints,
+        args.data,
+        split=args.split,
+        scales=args.scales,
+        methods=methods,
+        flip=not args.no_flip,
+        batch_size=args.batch_size,
+        gpus=args.gpus,
+        nproc=args.nproc,
+        json_path=args.json,
+        save_probs=args.save_probs,
+        progress=not args.no_progress,
+    )
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from .evaluate import predict
+
+    for path, top in predict(args.checkpoint, args.images, scale=args.scale, top=args.top, flip=not args.no_flip):
+        print(path)
+        for name, p in top:
+            print(f"  {p:7.2%}  {name}")
+    return 0
+
+
 def _table(args: argparse.Namespace) -> int:
     specs, failed = _load_all(args.specs)
     if specs:
@@ -364,6 +403,50 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FILE", help="settings from a .json or .toml file; flags override them")
     _add_train_options(p)
     p.set_defaults(run=_train)
+
+    p = commands.add_parser(
+        "evaluate",
+        help="top-1/top-5 error of trained networks: dense, multi-crop, several scales, fusion (Sections 3.2, 4)",
+        description="Evaluate checkpoints written by 'vggspec train' on DATA/<split>/<class>/*. Per test scale Q "
+        "the image's smallest side is rescaled to Q; 'dense' runs the fully-convolutional network on the whole "
+        "image and averages its class score map, 'multi-crop' averages 50 crops (5×5 grid × 2 flips), 'both' "
+        "averages the two; posteriors are averaged over scales and, with several checkpoints, over networks "
+        "(fusion rows last). On ILSVRC-2012 val the paper's numbers are printed beside the measured ones.",
+    )
+    p.add_argument("checkpoints", nargs="+", metavar="CKPT", help="checkpoints (RUN/best.pt); several are fused")
+    p.add_argument("--data", metavar="DIR", help="image folder: DIR/<split>/<class>/*")
+    p.add_argument("--split", default="val", help="the folder under DIR to evaluate (default: val)")
+    p.add_argument(
+        "--scales",
+        metavar="Q,...",
+        help="test scales: numbers (256,384,512) or relative to the training scale S (S-32,S,S+32; for a "
+        "jittered S: S_min,S,S_max); default: S",
+    )
+    p.add_argument("--method", choices=("dense", "multi-crop", "both", "all"), default="dense", help="(default: dense)")
+    p.add_argument("--no-flip", action="store_true", help="do not average with horizontally flipped images")
+    p.add_argument("--batch-size", type=_positive_int, default=32, metavar="N", help="images per batch (default: 32)")
+    p.add_argument("--gpus", type=int, default=0, metavar="N", help="evaluate on N GPUs (one process each)")
+    p.add_argument("--nproc", type=_positive_int, default=1, metavar="N", help="evaluate in N CPU processes")
+    p.add_argument("--json", metavar="FILE", help="also write the table as JSON")
+    p.add_argument("--save-probs", metavar="FILE", help="save every image's posteriors (to fuse later)")
+    p.add_argument(
+        "--from-probs", action="store_true", help="CKPT are files written by --save-probs: fuse them, no network runs"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=_evaluate)
+
+    p = commands.add_parser(
+        "predict",
+        help="the top classes of images, with probabilities",
+        description="Classify images with a trained checkpoint: dense evaluation at the checkpoint's training "
+        "scale (or --scale), averaged with the flipped image; class names from the training run.",
+    )
+    p.add_argument("checkpoint", metavar="CKPT", help="a checkpoint written by 'vggspec train'")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    p.add_argument("--scale", type=_positive_int, metavar="Q", help="rescale the smallest side to Q (default: S)")
+    p.add_argument("--top", type=_positive_int, default=5, metavar="K", help="how many classes (default: 5)")
+    p.add_argument("--no-flip", action="store_true", help="do not average with the flipped image")
+    p.set_defaults(run=_predict)
 
     p = commands.add_parser(
         "fmt",

@@ -1,0 +1,145 @@
+"""Evaluation (Sections 3.2 and 4) on a small trained network and generated images."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="needs the test extras: pip install -e '.[test]'")
+
+from vggspec import data as datalib  # noqa: E402
+from vggspec.config import TrainConfig  # noqa: E402
+from vggspec.evaluate import (  # noqa: E402
+    PAPER,
+    Results,
+    dense_posteriors,
+    evaluate,
+    grid_positions,
+    load_network,
+    multi_crops,
+    predict,
+    parse_test_scales,
+)
+
+from . import images  # noqa: E402
+from .conftest import ROOT  # noqa: E402
+
+SPEC = "input: 16x16 RGB\nconv3-8 [bn]\nmaxpool\nconv3-16 [bn]\nmaxpool\nFC-32\nFC-3\nsoft-max\n"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A network trained for a few epochs on shapes (seconds), and its data."""
+    from vggspec.train import train
+
+    root = tmp_path_factory.mktemp("eval")
+    data = images.image_folder(root / "data", classes=3, train=24, val=10, size=28)
+    spec = root / "shapes.vgg"
+    spec.write_text(SPEC)
+    run = train(
+        TrainConfig(
+            spec=str(spec), data=str(data), out=str(root / "run"), epochs=4, batch_size=12, lr=0.05,
+            init="kaiming", workers=0, stats_images=30, progress=False, scale="18:24",
+        )
+    )  # fmt: skip
+    return run / "best.pt", data
+
+
+def test_scales_relative_to_the_training_scale():
+    assert parse_test_scales("S-32,S,S+32", (256, 256)) == [224, 256, 288]
+    assert parse_test_scales(None, (256, 512)) == [384]  # the paper's Q for jittered S
+    assert parse_test_scales("S_min,S,S_max", (256, 512)) == [256, 384, 512]
+    assert parse_test_scales("256, 384,512", (256, 256)) == [256, 384, 512]
+    with pytest.raises(Exception, match="cannot read the test scale"):
+        parse_test_scales("S*2", (256, 256))
+
+
+def test_the_grid_covers_the_image_corner_to_corner():
+    assert grid_positions(256, 224) == [0, 8, 16, 24, 32]
+    image = torch.arange(3 * 30 * 40, dtype=torch.float32).view(3, 30, 40)
+    crops = multi_crops(image, 16)
+    assert crops.shape == (50, 3, 16, 16)
+    assert torch.equal(crops[0], image[:, :16, :16]) and torch.equal(crops[24], image[:, 14:, 24:])
+    assert torch.equal(crops[25], crops[0].flip(2))
+
+
+def test_dense_at_the_training_size_equals_the_classifier(trained):
+    net = load_network(trained[0])
+    image = torch.randint(0, 256, (3, 16, 16), dtype=torch.uint8)
+    mean = torch.tensor(net.stats.mean).view(1, 3, 1, 1)
+    with torch.inference_mode():
+        expected = net.classifier(image[None].float() - mean).softmax(1)
+    torch.testing.assert_close(dense_posteriors(net, [image], flip=False), expected)
+
+
+def test_150_crops_per_image_over_three_scales(trained, monkeypatch):
+    checkpoint, data = trained
+    net = load_network(checkpoint)
+    seen = []
+    net.classifier.register_forward_hook(lambda m, i, o: seen.append(i[0].shape[0]))
+    from vggspec import evaluate as evaluation
+
+    monkeypatch.setattr(evaluation, "load_network", lambda path, device="cpu": net)
+    folder = datalib.scan(data, "val")
+    paths = [p for p, _ in folder.samples[:3]]
+    evaluation.image_posteriors(net, paths, [18, 22, 26], ["multi-crop"])
+    assert sum(seen) == 150 * len(paths)
+
+
+def test_fusing_a_network_with_itself_changes_nothing(trained, tmp_path):
+    checkpoint, data = trained
+    alone = evaluate([checkpoint], data, methods=["dense", "multi-crop", "both"], scales="18,24", progress=False)
+    twice = evaluate([checkpoint, checkpoint], data, methods=["dense", "multi-crop", "both"], scales="18,24", progress=False)
+    single = {r.method: (r.top1_err, r.top5_err) for r in alone.rows}
+    fused = {r.method: (r.top1_err, r.top5_err) for r in twice.rows if "+" in r.network}
+    assert fused == single
+    assert single["dense"][0] < 0.5  # it learned something (chance: 2/3)
+    assert [r.network for r in twice.rows][-1] == "shapes + shapes #2"
+
+
+def test_two_processes_give_the_errors_of_one(trained, tmp_path):
+    checkpoint, data = trained
+    one, two = tmp_path / "one.json", tmp_path / "two.json"
+    evaluate([checkpoint], data, methods=["both"], json_path=one, progress=False)
+    evaluate([checkpoint], data, methods=["both"], json_path=two, nproc=2, progress=False)
+    rows = [json.loads(p.read_text()) for p in (one, two)]
+    assert rows[0]["images"] == rows[1]["images"] == 30
+    for a, b in zip(rows[0]["rows"], rows[1]["rows"]):
+        assert a["top1_err"] == pytest.approx(b["top1_err"]) and a["top5_err"] == pytest.approx(b["top5_err"])
+
+
+def test_saved_posteriors_fuse_without_the_networks(trained, tmp_path):
+    checkpoint, data = trained
+    saved = tmp_path / "probs.pt"
+    results = evaluate([checkpoint], data, methods=["dense"], save_probs=saved, progress=False)
+    again = Results.load([saved, saved])
+    rows = again.compute_rows()
+    assert rows[0].top1_err == results.rows[0].top1_err
+    assert rows[-1].network == "shapes + shapes (probs)" and rows[-1].top1_err == results.rows[0].top1_err
+
+
+def test_cli_evaluate_and_predict(trained):
+    checkpoint, data = trained
+    result = subprocess.run(
+        [sys.executable, "-m", "vggspec", "evaluate", str(checkpoint), "--data", str(data), "--method", "all",
+         "--scales", "S_min,S,S_max", "--no-progress"],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:3] == ["network", "method", "test"]
+    assert [line.split()[1] for line in lines[2:]] == ["dense", "multi-crop", "both"]
+    assert "18,21,24" in result.stdout
+
+    image = next((data / "val" / "triangle").iterdir())
+    top = predict(checkpoint, [image], top=3)
+    names = [name for name, _ in top[0][1]]
+    assert sorted(names) == ["ellipse", "rectangle", "triangle"]
+    assert sum(p for _, p in top[0][1]) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_paper_rows_are_those_of_tables_3_to_5():
+    assert PAPER[("D", 256, 512, "both", (256, 384, 512))] == (24.4, 7.2)
+    assert PAPER[("E", 256, 512, "dense", (384,))] == (25.5, 8.0)
+    assert PAPER[("A", 256, 256, "dense", (256,))] == (29.6, 10.4)

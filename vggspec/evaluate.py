@@ -1,0 +1,546 @@
+"""Evaluation as in Sections 3.2 and 4: dense, multi-crop, both, several scales, fused networks.
+
+For every image and every test scale Q (the smallest side rescaled to Q):
+
+* **dense**: the fully-convolutional network (:func:`vggspec.to_dense`) on the whole image; its
+  class score map spatially averaged, soft-maxed, and averaged with the flipped image's;
+* **multi-crop**: a 5×5 regular grid of crops of the network's input size, each also flipped
+  (50 per scale), through the classifier; the 50 soft-max outputs averaged;
+* **both**: the average of the two.
+
+Posteriors are averaged over scales, and over networks for a fusion. Top-1 and top-5 errors
+count every image exactly once, with one process or several.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import data as datalib
+from .checkpoint import load_model, read_checkpoint
+from .compiler import VGG
+from .config import TrainConfig, default_scale
+from .dense import posteriors, to_dense
+from .errors import SpecError
+
+METHODS = ("dense", "multi-crop", "both")
+GRID = 5  # crops per side in multi-crop evaluation
+
+
+# -- the networks -------------------------------------------------------------------------
+
+
+@dataclass
+class Network:
+    """A trained network ready to evaluate: classifier, dense twin, and its training facts."""
+
+    name: str
+    path: str
+    classifier: VGG
+    dense: VGG
+    stats: datalib.ColourStats
+    train_scale: tuple[int, int]
+    classes: list[str]
+
+    @property
+    def input_size(self) -> int:
+        return self.classifier.spec.input.size
+
+    @property
+    def channels(self) -> int:
+        return self.classifier.spec.input.channels
+
+
+def load_network(path: str | Path, device: torch.device | str = "cpu") -> Network:
+    """A checkpoint written by ``vggspec train`` (it knows its mean RGB, scale and classes)."""
+    data = read_checkpoint(path)
+    if "colour_stats" not in data:
+        raise SpecError(
+            f"{path} holds no training statistics (mean RGB): it was not written by vggspec train",
+            hint="evaluate checkpoints from a training run (RUN/best.pt or RUN/last.pt)",
+        )
+    model = load_model(path, device=device).eval()
+    if model.dense:
+        raise SpecError(f"{path} holds a dense network; evaluate the classifier's checkpoint")
+    config = data.get("config") or {}
+    scale = config.get("scale")
+    train_scale = TrainConfig.model_fields["scale"].default if scale is None else scale
+    scales = _parse_scale_setting(train_scale, model.spec.input.size)
+    classes = list(data.get("classes") or [])
+    return Network(
+        name=model.spec.display_name,
+        path=str(path),
+        classifier=model,
+        dense=to_dense(model).eval(),
+        stats=datalib.ColourStats.model_validate_json(data["colour_stats"]),
+        train_scale=scales,
+        classes=classes,
+    )
+
+
+def _parse_scale_setting(value: str | None, input_size: int) -> tuple[int, int]:
+    if value is None:
+        s = default_scale(input_size)
+        return (s, s)
+    from .config import parse_scale
+
+    return parse_scale(value)
+
+
+# -- scales ------------------------------------------------------------------------------
+
+
+def parse_test_scales(text: str | None, train_scale: tuple[int, int]) -> list[int]:
+    """Test scales Q from ``'256,384,512'`` or ``'S-32,S,S+32'`` (S: the training scale).
+
+    For a jittered training scale [S_min, S_max], ``S`` is its middle (the paper's Q = 384 for
+    [256, 512]) and ``S_min``/``S_max`` its ends. No text: the single scale ``S`` (Table 3).
+    """
+    low, high = train_scale
+    names = {"s": (low + high) // 2, "s_min": low, "smin": low, "s_max": high, "smax": high}
+    out = []
+    for token in (text or "S").split(","):
+        token = token.strip()
+        match = re.fullmatch(r"(?i)(s(?:_?min|_?max)?|\d+)\s*(?:([+-])\s*(\d+))?", token)
+        if not match:
+            raise SpecError(
+                f"cannot read the test scale '{token}'",
+                hint="scales are numbers or S-relative: --scales 256,384,512 or --scales S-32,S,S+32",
+            )
+        base = match.group(1)
+        value = int(base) if base.isdigit() else names[base.lower()]
+        if match.group(2):
+            value += int(match.group(3)) * (1 if match.group(2) == "+" else -1)
+        out.append(value)
+    return out
+
+
+# -- per-image posteriors ----------------------------------------------------------------
+
+
+def grid_positions(extent: int, size: int, count: int = GRID) -> list[int]:
+    """``count`` evenly spaced offsets of a ``size`` window along ``extent`` pixels, ends included."""
+    room = extent - size
+    if count == 1:
+        return [room // 2]
+    return [round(i * room / (count - 1)) for i in range(count)]
+
+
+def multi_crops(image: torch.Tensor, size: int, *, flip: bool = True) -> torch.Tensor:
+    """(25 or 50, C, size, size): the 5×5 grid of crops of one rescaled image, and their mirrors."""
+    _, h, w = image.shape
+    crops = [
+        image[:, top : top + size, left : left + size]
+        for top in grid_positions(h, size)
+        for left in grid_positions(w, size)
+    ]
+    batch = torch.stack(crops)
+    return torch.cat([batch, batch.flip(dims=(3,))]) if flip else batch
+
+
+def _normalise(images: torch.Tensor, stats: datalib.ColourStats, device: torch.device) -> torch.Tensor:
+    mean = torch.tensor(stats.mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    return images.to(device).float() - mean
+
+
+@torch.inference_mode()
+def dense_posteriors(
+    net: Network, images: Sequence[torch.Tensor], *, flip: bool = True, batch_size: int = 32
+) -> torch.Tensor:
+    """(N, classes) for images already rescaled to one Q; same-sized images share a batch."""
+    device = next(net.dense.parameters()).device
+    out = torch.empty(len(images), net.dense.classifier[-1].fc.out_channels)
+    by_size: dict[tuple[int, ...], list[int]] = defaultdict(list)
+    for i, image in enumerate(images):
+        by_size[tuple(image.shape)].append(i)
+    for indices in by_size.values():
+        for start in range(0, len(indices), batch_size):
+            chunk = indices[start : start + batch_size]
+            batch = _normalise(torch.stack([images[i] for i in chunk]), net.stats, device)
+            out[chunk] = posteriors(net.dense, batch, flip=flip).float().cpu()
+    return out
+
+
+@torch.inference_mode()
+def multi_crop_posteriors(
+    net: Network, images: Sequence[torch.Tensor], *, flip: bool = True, batch_size: int = 50
+) -> torch.Tensor:
+    """(N, classes): for each image rescaled to one Q, the mean soft-max of its 50 crops."""
+    device = next(net.classifier.parameters()).device
+    rows = []
+    for image in images:
+        crops = multi_crops(image, net.input_size, flip=flip)
+        probs = torch.cat(
+            [
+                net.classifier(_normalise(crops[i : i + batch_size], net.stats, device)).float().softmax(dim=1).cpu()
+                for i in range(0, len(crops), batch_size)
+            ]
+        )
+        rows.append(probs.mean(dim=0))
+    return torch.stack(rows)
+
+
+def image_posteriors(
+    net: Network,
+    paths: Sequence[str],
+    scales: Sequence[int],
+    methods: Sequence[str],
+    *,
+    flip: bool = True,
+    batch_size: int = 32,
+) -> dict[str, torch.Tensor]:
+    """Posteriors of ``paths`` by method (``dense``, ``multi-crop``, ``both``), averaged over scales.
+
+    Unreadable images get NaN rows (the caller counts them as errors).
+    """
+    need_dense = any(m in ("dense", "both") for m in methods)
+    need_crops = any(m in ("multi-crop", "both") for m in methods)
+    classes = net.classifier.classifier[-1].fc.out_features
+    total = {m: torch.zeros(len(paths), classes) for m in ("dense", "multi-crop")}
+    broken = torch.zeros(len(paths), dtype=torch.bool)
+    for q in scales:
+        if q < net.input_size:
+            raise SpecError(f"the test scale {q} is smaller than {net.name}'s {net.input_size}-pixel input")
+        images, ok = [], []
+        for i, path in enumerate(paths):
+            try:
+                images.append(datalib.rescale(path, q, net.channels))
+                ok.append(i)
+            except Exception:  # noqa: BLE001 - an unreadable image is counted, not fatal
+                broken[i] = True
+        if need_dense and images:
+            total["dense"][ok] += dense_posteriors(net, images, flip=flip, batch_size=batch_size)
+        if need_crops and images:
+            total["multi-crop"][ok] += multi_crop_posteriors(net, images, flip=flip, batch_size=max(batch_size, 50))
+    out = {}
+    for method in methods:
+        if method == "both":
+            probs = (total["dense"] + total["multi-crop"]) / (2 * len(scales))
+        else:
+            probs = total[method] / len(scales)
+        probs[broken] = math.nan
+        out[method] = probs
+    return out
+
+
+# -- errors and results ------------------------------------------------------------------
+
+
+def top_errors(probs: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    """Top-1 and top-5 error; an image without posteriors (NaN) counts as wrong."""
+    if len(labels) == 0:
+        return 1.0, 1.0
+    valid = ~torch.isnan(probs).any(dim=1)
+    top5 = probs.nan_to_num(-1.0).topk(min(5, probs.shape[1]), dim=1).indices
+    hits = (top5 == labels[:, None]) & valid[:, None]
+    return 1 - hits[:, 0].float().mean().item(), 1 - hits.any(dim=1).float().mean().item()
+
+
+@dataclass
+class Row:
+    network: str
+    method: str
+    scales: list[int]
+    top1_err: float
+    top5_err: float
+    paper: tuple[float, float] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "network": self.network,
+            "method": self.method,
+            "scales": self.scales,
+            "top1_err": self.top1_err,
+            "top5_err": self.top5_err,
+            "paper": list(self.paper) if self.paper else None,
+        }
+
+
+@dataclass
+class Results:
+    """Posteriors of every network and method for every image, and the table made of them."""
+
+    paths: list[str]
+    labels: torch.Tensor
+    classes: list[str]
+    probs: dict[str, dict[str, torch.Tensor]]  # network → method → (N, classes)
+    scales: dict[str, list[int]]
+    rows: list[Row] = field(default_factory=list)
+
+    def compute_rows(self, paper_lookup=None) -> list[Row]:
+        rows = []
+        for network, by_method in self.probs.items():
+            for method, probs in by_method.items():
+                top1, top5 = top_errors(probs, self.labels)
+                paper = paper_lookup(network, method, self.scales[network]) if paper_lookup else None
+                rows.append(Row(network, method, self.scales[network], top1, top5, paper))
+        networks = list(self.probs)
+        if len(networks) > 1:  # fusion: the posteriors of all networks averaged, per method
+            for method in next(iter(self.probs.values())):
+                fused = torch.stack([self.probs[n][method] for n in networks]).mean(dim=0)
+                top1, top5 = top_errors(fused, self.labels)
+                rows.append(Row(" + ".join(networks), method, [], top1, top5))
+        self.rows = rows
+        return rows
+
+    def save(self, path: str | Path) -> Path:
+        from .checkpoint import atomic_save
+
+        return atomic_save(
+            {
+                "format": "vggspec.posteriors",
+                "paths": self.paths,
+                "labels": self.labels,
+                "classes": self.classes,
+                "scales": self.scales,
+                "probs": self.probs,
+            },
+            path,
+        )
+
+    @classmethod
+    def load(cls, paths: Sequence[str | Path]) -> Results:
+        """Saved posteriors of one or several runs over the same images (to fuse them again)."""
+        merged: Results | None = None
+        for path in paths:
+            data = torch.load(Path(path), map_location="cpu", weights_only=True)
+            if not isinstance(data, dict) or data.get("format") != "vggspec.posteriors":
+                raise SpecError(f"{path} is not a file of posteriors written by vggspec evaluate --save-probs")
+            if merged is None:
+                merged = cls(list(data["paths"]), data["labels"], list(data["classes"]), {}, {})
+            elif list(data["paths"]) != merged.paths:
+                raise SpecError(f"{path} holds posteriors of other images than {paths[0]}: they cannot be fused")
+            for name, by_method in data["probs"].items():
+                key = name if name not in merged.probs else f"{name} ({Path(path).stem})"
+                merged.probs[key] = dict(by_method)
+                merged.scales[key] = list(data["scales"][name])
+        if merged is None:
+            raise SpecError("no posterior files given")
+        return merged
+
+
+def render_rows(rows: Sequence[Row]) -> str:
+    """The table in the shape of the paper's Tables 5 and 6."""
+    from .report import render_table
+
+    show_paper = any(r.paper for r in rows)
+    header = ["network", "method", "test scales Q", "top-1 err (%)", "top-5 err (%)"]
+    if show_paper:
+        header += ["paper top-1", "paper top-5"]
+    body = []
+    for r in rows:
+        line = [r.network, r.method, ",".join(map(str, r.scales)) or "-", f"{100 * r.top1_err:.1f}", f"{100 * r.top5_err:.1f}"]
+        if show_paper:
+            line += [f"{r.paper[0]:.1f}", f"{r.paper[1]:.1f}"] if r.paper else ["", ""]
+        body.append(line)
+    return render_table(header, body, "lll" + "r" * (len(header) - 3))
+
+
+# -- the paper's numbers (ILSVRC-2012 val), printed beside measured ones --------------------
+
+# (network, training scale S_min, S_max, method, test scales) → (top-1, top-5) error, %.
+PAPER = {
+    ("A", 256, 256, "dense", (256,)): (29.6, 10.4),
+    ("A-LRN", 256, 256, "dense", (256,)): (29.7, 10.5),
+    ("B", 256, 256, "dense", (256,)): (28.7, 9.9),
+    ("C", 256, 256, "dense", (256,)): (28.1, 9.4),
+    ("C", 384, 384, "dense", (384,)): (28.1, 9.3),
+    ("C", 256, 512, "dense", (384,)): (27.3, 8.8),
+    ("D", 256, 256, "dense", (256,)): (27.0, 8.8),
+    ("D", 384, 384, "dense", (384,)): (26.8, 8.7),
+    ("D", 256, 512, "dense", (384,)): (25.6, 8.1),
+    ("E", 256, 256, "dense", (256,)): (27.3, 9.0),
+    ("E", 384, 384, "dense", (384,)): (26.9, 8.7),
+    ("E", 256, 512, "dense", (384,)): (25.5, 8.0),
+    ("B", 256, 256, "dense", (224, 256, 288)): (28.2, 9.6),
+    ("C", 256, 256, "dense", (224, 256, 288)): (27.7, 9.2),
+    ("C", 384, 384, "dense", (352, 384, 416)): (27.8, 9.2),
+    ("C", 256, 512, "dense", (256, 384, 512)): (26.3, 8.2),
+    ("D", 256, 256, "dense", (224, 256, 288)): (26.6, 8.6),
+    ("D", 384, 384, "dense", (352, 384, 416)): (26.5, 8.6),
+    ("D", 256, 512, "dense", (256, 384, 512)): (24.8, 7.5),
+    ("E", 256, 256, "dense", (224, 256, 288)): (26.9, 8.7),
+    ("E", 384, 384, "dense", (352, 384, 416)): (26.7, 8.6),
+    ("E", 256, 512, "dense", (256, 384, 512)): (24.8, 7.5),
+    ("D", 256, 512, "multi-crop", (256, 384, 512)): (24.6, 7.5),
+    ("D", 256, 512, "both", (256, 384, 512)): (24.4, 7.2),
+    ("E", 256, 512, "multi-crop", (256, 384, 512)): (24.6, 7.4),
+    ("E", 256, 512, "both", (256, 384, 512)): (24.4, 7.1),
+}
+
+
+def looks_like_ilsvrc2012_val(classes: Sequence[str], images: int) -> bool:
+    return len(classes) == 1000 and images == 50_000 and all(re.fullmatch(r"n\d{8}", c) for c in classes)
+
+
+def paper_row(network: Network, method: str, scales: Sequence[int]) -> tuple[float, float] | None:
+    low, high = network.train_scale
+    return PAPER.get((network.name, low, high, method, tuple(scales)))
+
+
+# -- the whole evaluation, in one process or several ----------------------------------------
+
+
+def evaluate(
+    checkpoints: Sequence[str | Path],
+    data: str | Path,
+    *,
+    split: str = "val",
+    scales: str | None = None,
+    methods: Sequence[str] = ("dense",),
+    flip: bool = True,
+    batch_size: int = 32,
+    gpus: int = 0,
+    nproc: int = 1,
+    json_path: str | Path | None = None,
+    save_probs: str | Path | None = None,
+    progress: bool = True,
+) -> Results | None:
+    """Evaluate (and fuse) checkpoints on ``DATA/<split>``; print the table, write files.
+
+    Returns the results in this process; with several processes, rank 0 prints and writes them
+    and this returns None.
+    """
+    unknown = set(methods) - set(METHODS)
+    if unknown:
+        raise SpecError(f"unknown evaluation method {', '.join(sorted(unknown))}: choose from {', '.join(METHODS)}")
+    if gpus and gpus > torch.cuda.device_count():
+        raise SpecError(f"--gpus {gpus} asks for more GPUs than this machine has ({torch.cuda.device_count()})")
+    settings = {
+        "checkpoints": [str(c) for c in checkpoints],
+        "data": str(data),
+        "split": split,
+        "scales": scales,
+        "methods": list(methods),
+        "flip": flip,
+        "batch_size": batch_size,
+        "gpus": gpus,
+        "json_path": str(json_path) if json_path else None,
+        "save_probs": str(save_probs) if save_probs else None,
+        "progress": progress,
+    }
+    world = gpus or nproc
+    if world > 1:
+        from .distributed import launch
+
+        launch(_worker, settings, world=world)
+        return None
+    return _worker(settings)
+
+
+def _worker(settings: dict[str, Any]) -> Results | None:
+    from .distributed import Distributed
+
+    env = Distributed.setup(gpu=bool(settings["gpus"]))
+    try:
+        return _evaluate_here(settings, env)
+    finally:
+        env.close()
+
+
+def _evaluate_here(settings: dict[str, Any], env) -> Results | None:
+    networks = [load_network(path, env.device) for path in settings["checkpoints"]]
+    seen: dict[str, int] = defaultdict(int)
+    for net in networks:  # the same network twice (or two runs of one spec): tell the rows apart
+        seen[net.name] += 1
+        if seen[net.name] > 1:
+            net.name = f"{net.name} #{seen[net.name]}"
+    classes = networks[0].classes
+    for net in networks[1:]:
+        if net.classes != classes:
+            raise SpecError(f"{net.path} was trained on other classes than {networks[0].path}: they cannot be fused")
+    folder = datalib.scan(settings["data"], settings["split"], classes=classes or None)
+    paths = [path for path, _ in folder.samples]
+    labels = torch.tensor([label for _, label in folder.samples])
+    mine = list(range(env.rank, len(paths), env.world))
+    scales = {net.name: parse_test_scales(settings["scales"], net.train_scale) for net in networks}
+    local: dict[str, dict[str, torch.Tensor]] = {}
+    bar = _progress(len(mine) * len(networks), settings["progress"] and env.main)
+    for net in networks:
+        parts: dict[str, list[torch.Tensor]] = defaultdict(list)
+        for start in range(0, len(mine), settings["batch_size"]):
+            chunk = [paths[i] for i in mine[start : start + settings["batch_size"]]]
+            for method, probs in image_posteriors(
+                net, chunk, scales[net.name], settings["methods"], flip=settings["flip"], batch_size=settings["batch_size"]
+            ).items():
+                parts[method].append(probs)
+            if bar is not None:
+                bar.update(len(chunk))
+        local[net.name] = {m: torch.cat(p) if p else torch.empty(0, 0) for m, p in parts.items()}
+    if bar is not None:
+        bar.close()
+    gathered = env.gather((mine, local))
+    if not env.main:
+        return None
+    probs: dict[str, dict[str, torch.Tensor]] = {}
+    for net in networks:
+        probs[net.name] = {}
+        for method in settings["methods"]:
+            full = torch.full((len(paths), net.classifier.classifier[-1].fc.out_features), math.nan)
+            for indices, part in gathered:
+                if indices:
+                    full[indices] = part[net.name][method]
+            probs[net.name][method] = full
+    results = Results(paths, labels, list(folder.classes), probs, scales)
+    by_name = {net.name: net for net in networks}
+    lookup = None
+    if looks_like_ilsvrc2012_val(folder.classes, len(paths)):
+        lookup = lambda name, method, qs: paper_row(by_name[name], method, qs)  # noqa: E731
+    results.compute_rows(lookup)
+    print(render_rows(results.rows))
+    _write_outputs(results, settings)
+    return results
+
+
+def _write_outputs(results: Results, settings: dict[str, Any]) -> None:
+    import json
+    import sys
+
+    if settings["json_path"]:
+        Path(settings["json_path"]).write_text(
+            json.dumps({"images": len(results.paths), "rows": [r.to_dict() for r in results.rows]}, indent=2) + "\n"
+        )
+        print(f"wrote {settings['json_path']}", file=sys.stderr)
+    if settings["save_probs"]:
+        results.save(settings["save_probs"])
+        print(f"wrote {settings['save_probs']} (posteriors of every image)", file=sys.stderr)
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled:
+        return None
+    import sys
+
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="evaluating", unit="img", file=sys.stderr, mininterval=0.5)
+
+
+# -- one image at a time: vggspec predict ------------------------------------------------------
+
+
+def predict(checkpoint: str | Path, images: Sequence[str | Path], *, scale: int | None = None, top: int = 5, flip: bool = True):
+    """Top classes of each image (dense, at the training scale by default): [(path, [(class, p), ...])]."""
+    net = load_network(checkpoint)
+    q = scale or parse_test_scales(None, net.train_scale)[0]
+    out = []
+    for path in images:
+        try:
+            image = datalib.rescale(str(path), q, net.channels)
+        except FileNotFoundError:
+            raise SpecError(f"no such image: {path}") from None
+        except Exception as err:  # noqa: BLE001 - PIL's many error types
+            raise SpecError(f"cannot read {path} as an image ({type(err).__name__}: {err})") from None
+        probs = dense_posteriors(net, [image], flip=flip)[0]
+        values, indices = probs.topk(min(top, len(probs)))
+        names = net.classes or [str(i) for i in range(len(probs))]
+        out.append((str(path), [(names[i], float(v)) for v, i in zip(values, indices)]))
+    return out
