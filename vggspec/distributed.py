@@ -96,4 +96,4 @@ def launch(worker: Callable[[dict[str, Any]], None], config: dict[str, Any], *, 
         for code in (130, 3):  # interrupted (saved) or diverged: rank 0 has said so already
             if code in codes:
                 raise SystemExit(code) from None
-        raise SpecError(f"a training process failed: {err}") from None
+        raise SpecError(f"a worker process failed: {err}") from None
