@@ -34,6 +34,8 @@ _TORCH_API = {
     "save_checkpoint": "checkpoint",
     "transfer_from": "transfer",
     "export_model": "export",
+    "optimize_for_inference": "inference",
+    "bf16_supported": "inference",
 }
 
 
@@ -52,8 +54,10 @@ __all__ = [
     "CheckpointError",
     "InputSizeError",
     "WeightsError",
+    "bf16_supported",
     "build",
     "export_model",
+    "optimize_for_inference",
     "load_model",
     "save_checkpoint",
     "to_dense",

@@ -1,0 +1,192 @@
+"""The inference fast path returns the model's scores, on plain and dense models; no timings here."""
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import vggspec  # noqa: E402
+from vggspec.dense import to_dense  # noqa: E402
+from vggspec.inference import (  # noqa: E402
+    InferenceModel,
+    bf16_supported,
+    optimize_for_inference,
+    resolve_dtype,
+)
+
+SMALL = "input: 32x32 RGB\nconv3-8\nmaxpool\nconv3-16 [bn]\nmaxpool\nFC-32\nFC-10"
+
+
+@pytest.fixture(scope="module")
+def model() -> vggspec.VGG:
+    """The small network with non-trivial batch-norm statistics (so folding them is tested)."""
+    net = vggspec.build(vggspec.parse(SMALL), init="kaiming", seed=0)
+    generator = torch.Generator().manual_seed(1)
+    bn = net.features.conv2_1.bn
+    with torch.no_grad():
+        bn.running_mean.normal_(0, 0.5, generator=generator)
+        bn.running_var.uniform_(0.5, 2.0, generator=generator)
+        bn.weight.uniform_(0.5, 1.5, generator=generator)
+        bn.bias.normal_(0, 0.1, generator=generator)
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def images() -> torch.Tensor:
+    return torch.randn(6, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+
+
+def reference(model: vggspec.VGG, images: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(images)
+
+
+def assert_bf16_close(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    """bf16 keeps 8 significant bits (relative rounding 2^-8 ≈ 0.4 %) per operation."""
+    scale = expected.abs().max().item()
+    torch.testing.assert_close(actual, expected, rtol=0.05, atol=0.05 * scale)
+    # Same top-1 wherever the fp32 winner is not a near-tie.
+    top2 = expected.topk(2, dim=1).values
+    clear = (top2[:, 0] - top2[:, 1]) > 0.05 * scale
+    assert clear.any()
+    assert torch.equal(actual.argmax(1)[clear], expected.argmax(1)[clear])
+
+
+def test_fp32_fast_path_equals_model(model, images):
+    fast = optimize_for_inference(model, dtype=torch.float32)
+    assert isinstance(fast, InferenceModel)
+    assert fast.dtype == torch.float32 and fast.channels_last and not fast.compiled
+    out = fast(images)
+    assert out.dtype == torch.float32 and out.shape == (6, 10)
+    torch.testing.assert_close(out, reference(model, images), rtol=1e-5, atol=1e-5)
+    out.add_(1)  # an ordinary tensor, not an inference-mode one
+
+
+def test_fast_path_leaves_model_untouched(model, images):
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    training = model.training
+    fast = optimize_for_inference(model, dtype="bfloat16")
+    fast(images)
+    assert model.training == training
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert model.features.conv1_1.conv.weight.is_contiguous()
+    assert isinstance(model.features.conv2_1.bn, torch.nn.BatchNorm2d)  # folded in the copy only
+    assert isinstance(fast.model.features.conv2_1.bn, torch.nn.Identity)
+
+
+def test_eval_mode_even_for_a_training_model(model, images):
+    model.train()
+    try:
+        fast = optimize_for_inference(model, dtype=None)
+    finally:
+        model.eval()
+    torch.testing.assert_close(fast(images), reference(model, images), rtol=1e-5, atol=1e-5)
+    with pytest.raises(RuntimeError, match="cannot be trained"):
+        fast.train()
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+@pytest.mark.parametrize("fold", [True, False])
+def test_each_ingredient_alone(model, images, channels_last, fold):
+    fast = optimize_for_inference(model, dtype=torch.float32, channels_last=channels_last, fold_batch_norm=fold)
+    torch.testing.assert_close(fast(images), reference(model, images), rtol=1e-5, atol=1e-5)
+
+
+def test_explicit_bf16_is_close(model, images):
+    """Asked for explicitly, bf16 runs on any CPU (emulated without native support) and is close."""
+    fast = optimize_for_inference(model, dtype=torch.bfloat16)
+    assert fast.dtype == torch.bfloat16
+    assert all(p.dtype == torch.bfloat16 for p in fast.model.parameters())
+    out = fast(images)
+    assert out.dtype == torch.float32  # scores come back in the model's dtype
+    assert_bf16_close(out, reference(model, images))
+
+
+def test_auto_picks_bf16_only_where_native(model, images):
+    fast = optimize_for_inference(model)  # dtype="auto"
+    expected = torch.bfloat16 if bf16_supported("cpu") else torch.float32
+    assert fast.dtype == expected
+    if expected == torch.float32:
+        torch.testing.assert_close(fast(images), reference(model, images), rtol=1e-5, atol=1e-5)
+    else:
+        assert_bf16_close(fast(images), reference(model, images))
+
+
+@pytest.mark.parametrize("isa", ["AVX2", "avx512_core"])
+def test_auto_picks_fp32_when_onednn_may_not_use_bf16(model, images, monkeypatch, isa):
+    """Capped below AVX512_CORE_BF16, oneDNN emulates bf16 (slower than fp32): auto stays fp32."""
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", isa)
+    assert not bf16_supported("cpu")
+    fast = optimize_for_inference(model)
+    assert fast.dtype == torch.float32
+    torch.testing.assert_close(fast(images), reference(model, images), rtol=1e-5, atol=1e-5)
+
+
+def test_bf16_supported_answers_for_devices():
+    assert isinstance(bf16_supported(), bool)
+    assert bf16_supported("cpu") == bf16_supported(None)
+    assert bf16_supported("meta") is False
+    if not torch.cuda.is_available():
+        assert bf16_supported("cuda") is False
+
+
+def test_resolve_dtype():
+    assert resolve_dtype(None) == torch.float32
+    assert resolve_dtype("bf16") == torch.bfloat16
+    assert resolve_dtype("float32") == torch.float32
+    assert resolve_dtype(torch.float16) == torch.float16
+    assert resolve_dtype("auto", "meta") == torch.float32
+    assert resolve_dtype("auto", "cpu", default=torch.float64) == torch.float64
+    with pytest.raises(ValueError, match="unknown dtype"):
+        resolve_dtype("int8")
+    with pytest.raises(ValueError, match="floating-point"):
+        resolve_dtype(torch.int32)
+
+
+def test_dense_model_on_a_larger_input(model):
+    dense = to_dense(model).eval()
+    images = torch.randn(2, 3, 48, 40, generator=torch.Generator().manual_seed(3))
+    expected = reference(dense, images)
+    assert expected.shape == (2, 10, 5, 3)  # 48×40 → 12×10 after two pools → 8×8 fc3
+    fast = optimize_for_inference(dense, dtype=torch.float32)
+    torch.testing.assert_close(fast(images), expected, rtol=1e-5, atol=1e-5)
+    assert_bf16_close(
+        optimize_for_inference(dense, dtype=torch.bfloat16)(images).permute(0, 2, 3, 1).reshape(-1, 10),
+        expected.permute(0, 2, 3, 1).reshape(-1, 10),
+    )
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(
+    "shape", [(2, 3, 64, 64), (2, 1, 32, 32), (3, 32, 32), (2, 3, 32, 32, 1)], ids=["size", "channels", "3d", "5d"]
+)
+def test_wrong_input_size_still_raises(model, dtype, shape):
+    fast = optimize_for_inference(model, dtype=dtype)
+    with pytest.raises(vggspec.InputSizeError):
+        fast(torch.zeros(shape))
+
+
+def test_dense_wrong_input_raises(model):
+    fast = optimize_for_inference(to_dense(model), dtype=torch.float32)
+    with pytest.raises(vggspec.InputSizeError):
+        fast(torch.zeros(1, 3, 16, 16))
+
+
+def test_rejects_other_modules_and_meta_models():
+    with pytest.raises(TypeError, match="VGG"):
+        optimize_for_inference(torch.nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="meta"):
+        optimize_for_inference(vggspec.build(vggspec.parse(SMALL), device="meta"))
+
+
+def test_state_dict_holds_the_weights_once(model):
+    keys = list(optimize_for_inference(model, dtype=torch.float32).state_dict())
+    assert keys and all(key.startswith("model.") for key in keys)
+
+
+def test_compiled_fast_path_checks_inputs_before_compiling(model):
+    """The check runs eagerly, outside the compiled graph (compiling itself is too slow to test here)."""
+    fast = optimize_for_inference(model, dtype=torch.float32, compile=True)
+    assert fast.compiled
+    with pytest.raises(vggspec.InputSizeError):
+        fast(torch.zeros(2, 3, 64, 64))
