@@ -143,3 +143,20 @@ def test_paper_rows_are_those_of_tables_3_to_5():
     assert PAPER[("D", 256, 512, "both", (256, 384, 512))] == (24.4, 7.2)
     assert PAPER[("E", 256, 512, "dense", (384,))] == (25.5, 8.0)
     assert PAPER[("A", 256, 256, "dense", (256,))] == (29.6, 10.4)
+
+
+def test_paper_rows_match_the_network_its_training_scale_and_protocol():
+    from types import SimpleNamespace
+
+    from vggspec.evaluate import looks_like_ilsvrc2012_val, paper_row
+
+    d_jittered = SimpleNamespace(name="D", train_scale=(256, 512))
+    assert paper_row(d_jittered, "both", [256, 384, 512]) == (24.4, 7.2)
+    assert paper_row(d_jittered, "dense", [384]) == (25.6, 8.1)
+    assert paper_row(d_jittered, "dense", [256]) is None  # a protocol the paper did not report
+    assert paper_row(SimpleNamespace(name="D", train_scale=(256, 256)), "dense", [224, 256, 288]) == (26.6, 8.6)
+    assert paper_row(SimpleNamespace(name="my net", train_scale=(256, 256)), "dense", [256]) is None
+    synsets = [f"n{i:08d}" for i in range(1000)]
+    assert looks_like_ilsvrc2012_val(synsets, 50_000)
+    assert not looks_like_ilsvrc2012_val(synsets, 49_999)
+    assert not looks_like_ilsvrc2012_val([f"class{i}" for i in range(1000)], 50_000)
