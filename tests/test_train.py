@@ -253,3 +253,12 @@ def test_bf16_autocast_channels_last_and_workers(tmp_path, shapes):
     run = train(config(tmp_path, shapes, epochs=1, amp="bf16", channels_last=True, workers=2, micro_batch=4))
     record = json.loads((run / "metrics.jsonl").read_text())
     assert math.isfinite(record["train_loss"]) and 0 <= record["val_top1_err"] <= 1
+
+
+def test_the_progress_bar_shows_speed_data_wait_and_loss(tmp_path, shapes, capfd):
+    from vggspec.train import train
+
+    train(config(tmp_path, shapes, epochs=1, progress=True))
+    err = capfd.readouterr().err
+    assert "epoch 1/1" in err and "img_s=" in err and "data_wait=" in err and "loss=" in err
+    assert "configuration (also in" in err  # the resolved configuration is printed
