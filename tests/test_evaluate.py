@@ -160,3 +160,15 @@ def test_paper_rows_match_the_network_its_training_scale_and_protocol():
     assert looks_like_ilsvrc2012_val(synsets, 50_000)
     assert not looks_like_ilsvrc2012_val(synsets, 49_999)
     assert not looks_like_ilsvrc2012_val([f"class{i}" for i in range(1000)], 50_000)
+
+
+def test_checkpoints_without_training_facts_and_missing_images_are_clear_errors(trained, tmp_path):
+    import vggspec
+    from vggspec.checkpoint import save_checkpoint
+
+    compiled = tmp_path / "compiled.pt"
+    save_checkpoint(vggspec.build(vggspec.parse(SPEC), seed=0), compiled)
+    with pytest.raises(vggspec.SpecError, match="not written by vggspec train"):
+        load_network(compiled)
+    with pytest.raises(vggspec.SpecError, match="no such image"):
+        predict(trained[0], [tmp_path / "missing.jpg"])

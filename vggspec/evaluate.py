@@ -27,7 +27,7 @@ import torch
 from . import data as datalib
 from .checkpoint import load_model, read_checkpoint
 from .compiler import VGG
-from .config import TrainConfig, default_scale
+from .config import TrainConfig
 from .dense import posteriors, to_dense
 from .errors import SpecError
 
@@ -70,10 +70,7 @@ def load_network(path: str | Path, device: torch.device | str = "cpu") -> Networ
     model = load_model(path, device=device).eval()
     if model.dense:
         raise SpecError(f"{path} holds a dense network; evaluate the classifier's checkpoint")
-    config = data.get("config") or {}
-    scale = config.get("scale")
-    train_scale = TrainConfig.model_fields["scale"].default if scale is None else scale
-    scales = _parse_scale_setting(train_scale, model.spec.input.size)
+    scales = TrainConfig(**data["config"]).scale_range(model.spec.input.size)
     classes = list(data.get("classes") or [])
     return Network(
         name=model.spec.display_name,
@@ -84,15 +81,6 @@ def load_network(path: str | Path, device: torch.device | str = "cpu") -> Networ
         train_scale=scales,
         classes=classes,
     )
-
-
-def _parse_scale_setting(value: str | None, input_size: int) -> tuple[int, int]:
-    if value is None:
-        s = default_scale(input_size)
-        return (s, s)
-    from .config import parse_scale
-
-    return parse_scale(value)
 
 
 # -- scales ------------------------------------------------------------------------------
