@@ -118,8 +118,11 @@ class RunLog:
         err_ax.legend()
         lr_ax.plot(epochs, [r["lr"] for r in history], marker="o", drawstyle="steps-post")
         lr_ax.set(title="learning rate", xlabel="epoch", yscale="log")
+        from matplotlib.ticker import MaxNLocator
+
         for ax in (loss_ax, err_ax, lr_ax):
             ax.grid(alpha=0.3)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
         fig.tight_layout()
         tmp = self.run_dir / ".curves.png.tmp"
         fig.savefig(tmp, dpi=100, format="png")
