@@ -240,17 +240,20 @@ class _Trainer:
         return model
 
     # -- checkpoints -------------------------------------------------------------------
-    def _state(self) -> dict[str, Any]:
+    def _rng_state(self) -> dict[str, torch.Tensor]:
         rng = {"cpu": torch.get_rng_state()}
-        if torch.cuda.is_available() and self.env.device.type == "cuda":
+        if self.env.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.env.device)
+        return rng
+
+    def _state(self, rngs: list[dict[str, torch.Tensor]]) -> dict[str, Any]:
         return {
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "epoch": self.epoch,
             "step": self.step,
-            "rng": rng,
+            "rng": rngs,  # one per process: each draws its own dropout masks
             "history": self.history,
             "best": self.best,
             "config": self.config.model_dump(),
@@ -259,10 +262,11 @@ class _Trainer:
         }
 
     def _save(self, *, best: bool = False) -> None:
-        """Rank 0 writes; every rank's RNG would be needed for bit-exact multi-process resumes."""
+        """Every process hands rank 0 its RNG state, so resumes are exact with N processes too."""
+        rngs = self.env.gather(self._rng_state())
         if not self.env.main:
             return
-        state = self._state()
+        state = self._state(rngs)
         save_checkpoint(self.model, self.run_dir / CHECKPOINT_LAST, **state)
         if best:
             save_checkpoint(self.model, self.run_dir / CHECKPOINT_BEST, **state)
@@ -274,9 +278,11 @@ class _Trainer:
         self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.step = state["epoch"], state["step"]
         self.history, self.best = list(state["history"]), state["best"]
-        torch.set_rng_state(state["rng"]["cpu"])
-        if "cuda" in state["rng"] and self.env.device.type == "cuda":
-            torch.cuda.set_rng_state(state["rng"]["cuda"], self.env.device)
+        rngs = state["rng"]
+        rng = rngs[self.env.rank] if self.env.rank < len(rngs) else rngs[0]  # fewer processes than before
+        torch.set_rng_state(rng["cpu"])
+        if "cuda" in rng and self.env.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.env.device)
         if self.env.main:
             self.log.rewrite_metrics(self.history)
             self.log.note(f"resuming {self.run_dir} at epoch {self.epoch + 1}, step {self.step}/{self.steps_per_epoch}")
