@@ -172,3 +172,21 @@ def test_checkpoints_without_training_facts_and_missing_images_are_clear_errors(
         load_network(compiled)
     with pytest.raises(vggspec.SpecError, match="no such image"):
         predict(trained[0], [tmp_path / "missing.jpg"])
+
+
+def test_images_of_one_size_share_a_batch(trained, tmp_path):
+    from vggspec.evaluate import by_aspect_ratio, image_posteriors
+
+    net = load_network(trained[0])
+    paths = []
+    for i in range(6):  # alternating landscape and portrait
+        size = (36, 24) if i % 2 == 0 else (24, 36)
+        path = tmp_path / f"{i}.png"
+        images.drawing(36, seed=i).resize(size).save(path)
+        paths.append(str(path))
+    order = by_aspect_ratio(paths, range(6))
+    assert order == [1, 3, 5, 0, 2, 4]  # portrait (2/3) before landscape (3/2)
+    calls = []
+    net.dense.register_forward_hook(lambda m, i, o: calls.append(i[0].shape))
+    image_posteriors(net, [paths[i] for i in order], [24], ["dense"], flip=False)
+    assert [shape[0] for shape in calls] == [3, 3]  # two sizes, two batches of three

@@ -15,6 +15,7 @@ count every image exactly once, with one process or several.
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections import defaultdict
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 
 from . import data as datalib
 from .checkpoint import load_model, read_checkpoint
@@ -198,12 +200,12 @@ def image_posteriors(
         if q < net.input_size:
             raise SpecError(f"the test scale {q} is smaller than {net.name}'s {net.input_size}-pixel input")
         images, ok = [], []
-        for i, path in enumerate(paths):
-            try:
-                images.append(datalib.rescale(path, q, net.channels))
-                ok.append(i)
-            except Exception:  # noqa: BLE001 - an unreadable image is counted, not fatal
+        for i, image in enumerate(_decoded(paths, q, net.channels)):
+            if image is None:  # an unreadable image is counted (as an error), not fatal
                 broken[i] = True
+            else:
+                images.append(image)
+                ok.append(i)
         if need_dense and images:
             total["dense"][ok] += dense_posteriors(net, images, flip=flip, batch_size=batch_size)
         if need_crops and images:
@@ -217,6 +219,34 @@ def image_posteriors(
         probs[broken] = math.nan
         out[method] = probs
     return out
+
+
+def _decoded(paths: Sequence[str], scale: int, channels: int) -> list[torch.Tensor | None]:
+    """The images rescaled to Q, decoded in threads (PIL releases the GIL while it decodes)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(path: str) -> torch.Tensor | None:
+        try:
+            return datalib.rescale(path, scale, channels)
+        except Exception:  # noqa: BLE001 - PIL's many error types for a bad file
+            return None
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        return list(pool.map(one, paths))
+
+
+def by_aspect_ratio(paths: Sequence[str], indices: Sequence[int]) -> list[int]:
+    """``indices`` ordered by their image's aspect ratio (read from the header), so that a chunk
+    of consecutive images mostly shares one rescaled size and dense evaluation batches them."""
+
+    def ratio(index: int) -> float:
+        try:
+            with Image.open(paths[index]) as img:
+                return img.size[0] / img.size[1]
+        except Exception:  # noqa: BLE001 - unreadable: anywhere will do, it is counted later
+            return 0.0
+
+    return sorted(indices, key=lambda i: (ratio(i), i))
 
 
 # -- errors and results ------------------------------------------------------------------
@@ -448,7 +478,7 @@ def _evaluate_here(settings: dict[str, Any], env) -> Results | None:
     folder = datalib.scan(settings["data"], settings["split"], classes=classes or None)
     paths = [path for path, _ in folder.samples]
     labels = torch.tensor([label for _, label in folder.samples])
-    mine = list(range(env.rank, len(paths), env.world))
+    mine = by_aspect_ratio(paths, range(env.rank, len(paths), env.world))
     scales = {net.name: parse_test_scales(settings["scales"], net.train_scale) for net in networks}
     local: dict[str, dict[str, torch.Tensor]] = {}
     bar = _progress(len(mine) * len(networks), settings["progress"] and env.main)
