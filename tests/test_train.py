@@ -3,7 +3,6 @@ work over processes without changing the result, and reports what goes wrong."""
 
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
