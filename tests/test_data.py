@@ -169,6 +169,34 @@ def test_jpeg_fast_path_close_to_reference(tmp_path):
     assert factors == {8, 4, 2, 1}
 
 
+def test_drafted_size_not_divisible_by_the_factor(tmp_path):
+    """333 px at 1/4 is 84 decoded pixels for 83.25 of image: resampling must use the 83.25."""
+    path = str(tmp_path / "odd.jpg")
+    picture(333, 250, 3, noise=12.0).save(path, quality=95)
+    pixels, span, size = data.decode(path, 40, 3)
+    assert pixels.shape == (3, 63, 84) and span == (333 / 4, 250 / 4) and size == (333, 250)
+    for left, top in [(0.0, 0.0), (0.99, 0.99), (0.5, 0.2)]:
+        fast = data.render(path, 40, SIZE, left, top, False, 3).float()
+        ref = data.reference_image(path, 40, SIZE, left, top, False, 3).float()
+        assert (fast - ref).abs().mean() < 1.2  # stretching 84 pixels over the image gives ~3
+
+
+def test_jpeg_decoders_agree(tmp_path, monkeypatch):
+    """torchvision's decoder (training) and PIL's (threads, fallback) give the same pixels."""
+    colour, gray = str(tmp_path / "c.jpg"), str(tmp_path / "g.jpg")
+    picture(120, 90, 4).save(colour, quality=90)
+    picture(120, 90, 5).convert("L").save(gray, quality=90)
+    for path in (colour, gray):
+        for channels in (3, 1):
+            fast, *_ = data.decode(path, 60, channels)
+            pil, *_ = data.decode(path, 60, channels, threads=True)
+            assert fast.shape == pil.shape == (channels, 90, 120) and torch.equal(fast, pil)
+            rendered = data.render(path, 70, SIZE, 0.4, 0.6, True, channels)
+            with monkeypatch.context() as patch:
+                patch.setattr(data, "decode_jpeg", None)  # a torchvision without image decoding
+                assert torch.equal(data.render(path, 70, SIZE, 0.4, 0.6, True, channels), rendered)
+
+
 def test_draft_keeps_smallest_side_at_least_s():
     assert data._draft_factor(4000, 3000, 256) == 8  # 375 ≥ 256
     assert data._draft_factor(4000, 3000, 400) == 4  # 750

@@ -17,16 +17,17 @@ The training transform is the paper's (and torchvision's standard one): rescale 
 isotropically so that its smallest side is S (fixed, or drawn per image from [S_min, S_max]:
 scale jittering), take a random ``input_size`` square crop, flip it horizontally half of the
 time, add a random PCA colour shift (Krizhevsky et al. 2012). It is computed without decoding or
-resampling pixels that the crop does not need (see :func:`render`):
+resampling more pixels than needed (see :func:`render`):
 
 1. JPEGs much larger than needed are decoded at 1/2, 1/4 or 1/8 of their size in the DCT domain
-   (``Image.draft``): the largest reduction that keeps the smallest side ≥ S;
-2. only the crop's region of the image is resampled (``Image.resize(size, box=region)``), to
-   ``input_size`` × ``input_size``, with the same bilinear, antialiased filter as rescaling the
-   whole image to S and cropping would use: without step 1 the two give the same pixels up to
-   rounding, with it they differ by the DCT downscaling's small interpolation difference;
-3. the crop is flipped with ``Image.transpose`` and becomes a uint8 tensor without a float
-   conversion; the float conversion and mean subtraction happen on the device (:func:`to_device`).
+   (``Image.draft``): the largest reduction that keeps the smallest side ≥ S; other JPEGs go
+   straight from libjpeg-turbo into a tensor (``torchvision.io.decode_jpeg``);
+2. the image is rescaled with torch's uint8 antialiased bilinear kernel (torchvision's
+   ``Resize`` on tensors: within 1 of PIL's, about twice as fast), then cropped and flipped:
+   without step 1's reduction this is the standard pipeline's crop up to rounding, with it they
+   differ by the DCT downscaling's small interpolation difference;
+3. the crop stays a uint8 tensor; the float conversion and mean subtraction happen on the
+   device (:func:`to_device`).
 
 Randomness: everything random about sample ``index`` (S, the crop's position, the flip, the
 colour shift's alphas) is drawn from ``numpy.random.default_rng((seed, epoch, index))``, never
@@ -51,6 +52,11 @@ import numpy as np
 import torch
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, model_validator
+
+try:  # deprecated since torchvision 0.29 (superseded by TorchCodec): without it, PIL decodes every JPEG
+    from torchvision.io import ImageReadMode, decode_jpeg
+except ImportError:  # pragma: no cover - torchvision ≤ 0.29.1 is required today
+    decode_jpeg = None
 
 from .config import default_scale
 from .errors import SpecError
@@ -81,8 +87,6 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp", ".tif", ".
 
 LAYOUT_HINT = "the layout is DIR/<split>/<class>/<image>, e.g. DIR/train/dog/0001.jpg and DIR/val/dog/0042.jpg"
 
-# The resampling filter of torchvision's Resize on PIL images (bilinear; PIL always antialiases).
-RESAMPLE = Image.Resampling.BILINEAR
 DRAFT_FACTORS = (8, 4, 2)  # the DCT-domain reductions libjpeg offers through Image.draft
 
 
@@ -408,7 +412,7 @@ class Sample(NamedTuple):
 
 
 class Batch(NamedTuple):
-    images: torch.Tensor  # uint8 (N, C, H, W), channels-last in memory (as decoded)
+    images: torch.Tensor  # uint8 (N, C, H, W)
     shifts: torch.Tensor  # float32 (N, C)
     labels: torch.Tensor  # int64 (N,)
     indices: torch.Tensor  # int64 (N,): dataset indices
@@ -447,58 +451,79 @@ def _draft_factor(width: int, height: int, scale: int) -> int:
     return 1
 
 
-def render(
-    path: str, scale: int, size: int, left: float | None, top: float | None, flip: bool, channels: int
-) -> torch.Tensor:
-    """One crop, decoding and resampling no more than needed; raises what PIL raises for bad files.
+def decode(
+    path: str, scale: int, channels: int, *, threads: bool = False
+) -> tuple[torch.Tensor, tuple[float, float], tuple[int, int]]:
+    """The pixels, decoded no larger than rescaling to ``scale`` needs: (pixels, span, (width, height)).
 
-    The same pixels, up to interpolation error, as :func:`reference_image`: rescale the whole
-    image so its smallest side is ``scale`` (bilinear, antialiased), crop ``crop_box(...)``,
-    flip. Returns uint8 (C, size, size).
+    ``pixels`` is uint8 (C, h, w); ``span`` is how many of its columns and rows the image
+    covers: (width / f, height / f) when a JPEG whose smallest side is ≥ 2·S was decoded at 1/f
+    of its size (f = 2, 4, 8) in the DCT domain (``Image.draft``), where the last decoded column
+    or row may be partly padding. Any other JPEG goes from torchvision's libjpeg-turbo decoder
+    straight into a tensor (PIL's pixels, about 20% sooner with the conversion PIL needs), unless
+    ``threads``: it holds the GIL, PIL does not. The rest goes through PIL. Gray from a colour
+    JPEG is its luma. Raises what the decoders raise for bad files.
     """
     mode = _mode(channels)
     with Image.open(path) as img:
-        width, height = img.size
-        x0, y0, x1, y1 = crop_box(width, height, scale, size, left, top)
-        w, h = rescaled_size(width, height, scale)
-        factor = _draft_factor(width, height, scale)
+        size = img.size
+        factor = _draft_factor(*size, scale)
+        plain_jpeg = img.format == "JPEG" and img.mode in ("L", "RGB")
+        if factor == 1 and plain_jpeg and decode_jpeg is not None and not threads:
+            with open(path, "rb") as file:
+                raw = bytearray(file.read())  # writable: torch.frombuffer shares it without a warning
+            read_mode = ImageReadMode.RGB if mode == "RGB" else ImageReadMode.GRAY
+            return decode_jpeg(torch.frombuffer(raw, dtype=torch.uint8), mode=read_mode), size, size
         # Only JPEGs honour draft: a reduction by `factor` (and for gray, the luma alone).
-        drafted = img.draft(mode, (width // factor, height // factor) if factor > 1 else None)
-        reduced = drafted[1][2] / width if drafted else 1.0  # drafted pixels per original pixel
-        # Converting commutes with resampling only for gray → RGB (and palettes must be
-        # converted first: PIL resizes them with NEAREST), so convert first unless gray.
-        late_rgb = mode == "RGB" and img.mode == "L"
-        if img.mode != mode and not late_rgb:
-            img = img.convert(mode)
-        sx, sy = width / w * reduced, height / h * reduced  # drafted pixels per rescaled pixel
-        # (clamped: x1 · sx can exceed the width by a rounding error, which PIL refuses)
-        box = (x0 * sx, y0 * sy, min(x1 * sx, img.size[0]), min(y1 * sy, img.size[1]))
-        crop = img.resize((size, size), RESAMPLE, box=box)
-    if late_rgb:
-        crop = crop.convert("RGB")
-    if flip:
-        crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    return _to_tensor(crop)
+        drafted = img.draft(mode, (size[0] // factor, size[1] // factor) if factor > 1 else None)
+        span = drafted[1][2:] if drafted else size
+        if img.mode != mode:
+            img = img.convert(mode)  # before resampling: PIL palettes, 16-bit and CMYK need it
+        return _to_tensor(img), span, size
+
+
+def _resized(pixels: torch.Tensor, span: tuple[float, float], width: int, height: int) -> torch.Tensor:
+    """The first ``span`` columns and rows of ``pixels`` resampled to width × height (planar memory).
+
+    torchvision's ``Resize`` filter on tensors: bilinear with antialiasing, torch's uint8 kernel
+    (which follows PIL's: within 1 of it). A fractional span (a drafted JPEG) goes through
+    ``scale_factor``, which maps output pixel i to input position (i + ½) / scale − ½ exactly.
+    """
+    rows, cols = pixels.shape[-2:]
+    if (cols, rows) == span == (width, height):
+        return pixels
+    if (cols, rows) == span:
+        size, factors = (height, width), None
+    else:  # floor(rows · height / span) ≥ height as rows ≥ span; the nudge keeps rounding from losing one
+        size, factors = None, (height / span[1] * (1 + 1e-9), width / span[0] * (1 + 1e-9))
+    resized = torch.nn.functional.interpolate(
+        pixels[None], size, factors, mode="bilinear", antialias=True, align_corners=False, recompute_scale_factor=False
+    )
+    return resized[0, :, :height, :width]
+
+
+def render(
+    path: str, scale: int, size: int, left: float | None, top: float | None, flip: bool, channels: int
+) -> torch.Tensor:
+    """One crop: :func:`decode`, rescale so the smallest side is ``scale``, crop, flip.
+
+    The same pixels, up to interpolation error, as :func:`reference_image` (PIL and torchvision's
+    ``Resize`` on the whole full-size image). Returns uint8 (C, size, size); raises for bad files.
+    """
+    pixels, span, (width, height) = decode(path, scale, channels)
+    x0, y0, x1, y1 = crop_box(width, height, scale, size, left, top)
+    crop = _resized(pixels, span, *rescaled_size(width, height, scale))[:, y0:y1, x0:x1]
+    return crop.flip(2) if flip else crop.contiguous()
 
 
 def rescale(path: str, scale: int, channels: int) -> torch.Tensor:
     """The whole image with its smallest side rescaled to ``scale`` (Q at test time, Section 3.2).
 
-    uint8 (C, H, W); large JPEGs are decoded at reduced size first, as in :func:`render`.
+    uint8 (C, H, W), resampled as in :func:`render`; decoded by PIL, so that threads can share
+    the work (evaluation decodes in threads).
     """
-    mode = _mode(channels)
-    with Image.open(path) as img:
-        width, height = img.size
-        w, h = rescaled_size(width, height, scale)
-        factor = _draft_factor(width, height, scale)
-        img.draft(mode, (width // factor, height // factor) if factor > 1 else None)
-        late_rgb = mode == "RGB" and img.mode == "L"
-        if img.mode != mode and not late_rgb:
-            img = img.convert(mode)
-        out = img.resize((w, h), RESAMPLE)
-    if late_rgb:
-        out = out.convert("RGB")
-    return _to_tensor(out)
+    pixels, span, (width, height) = decode(path, scale, channels, threads=True)
+    return _resized(pixels, span, *rescaled_size(width, height, scale))
 
 
 def _to_tensor(img: Image.Image) -> torch.Tensor:
@@ -611,17 +636,17 @@ class EvalDataset(torch.utils.data.Dataset):
 def collate(samples: list[Sample]) -> Batch:
     """Stack the readable samples; the indices of the others go to ``Batch.broken``.
 
-    The images keep the decoder's memory layout, (N, H, W, C) viewed as (N, C, H, W): a copy
-    without transposing; :func:`to_device` chooses the layout on the device.
+    The images stay planar, as torch's resize writes them; :func:`to_device` chooses the
+    layout on the device.
     """
     good = [s for s in samples if s.ok]
     broken = [int(s.index) for s in samples if not s.ok]
     if good:
-        images = torch.stack([s.image.permute(1, 2, 0) for s in good]).permute(0, 3, 1, 2)
+        images = torch.stack([s.image for s in good])
         shifts = torch.stack([s.shift for s in good]).float()
     else:
         c, h, w = samples[0].image.shape if samples else (0, 0, 0)
-        images = torch.zeros((0, h, w, c), dtype=torch.uint8).permute(0, 3, 1, 2)
+        images = torch.zeros((0, c, h, w), dtype=torch.uint8)
         shifts = torch.zeros((0, c))
     labels = torch.tensor([s.label for s in good], dtype=torch.int64)
     indices = torch.tensor([s.index for s in good], dtype=torch.int64)
