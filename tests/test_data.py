@@ -7,6 +7,7 @@ small (input 32, S around 40-64) so the whole file runs in seconds.
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 import numpy as np
@@ -141,8 +142,11 @@ def test_crop_box_stays_inside_and_centres():
     assert data.crop_box(500, 375, 256, 224) == (58, 16, 282, 240)  # CenterCrop's box
 
 
-def test_png_fast_path_is_the_reference_pipeline(tmp_path):
-    """Without DCT draft, resampling only the crop's region gives the whole-image rescale's pixels."""
+@pytest.mark.parametrize("region_area", [0.0, data.REGION_RESAMPLING_AREA, math.inf])
+def test_png_fast_path_is_the_reference_pipeline(tmp_path, monkeypatch, region_area):
+    """Without DCT draft, both ways of resampling (torch's whole image, PIL's crop region) give
+    the whole-image rescale's pixels up to rounding."""
+    monkeypatch.setattr(data, "REGION_RESAMPLING_AREA", region_area)
     path = str(tmp_path / "a.png")
     picture(300, 200, 1).save(path)
     rng = np.random.default_rng(0)
@@ -175,9 +179,10 @@ def test_drafted_size_not_divisible_by_the_factor(tmp_path):
     picture(333, 250, 3, noise=12.0).save(path, quality=95)
     pixels, span, size = data.decode(path, 40, 3)
     assert pixels.shape == (3, 63, 84) and span == (333 / 4, 250 / 4) and size == (333, 250)
-    for left, top in [(0.0, 0.0), (0.99, 0.99), (0.5, 0.2)]:
-        fast = data.render(path, 40, SIZE, left, top, False, 3).float()
-        ref = data.reference_image(path, 40, SIZE, left, top, False, 3).float()
+    # S = 40: torch resamples the whole drafted image; S = 80 (1/2): PIL resamples the crop's region
+    for scale, left, top in [(40, 0.0, 0.0), (40, 0.99, 0.99), (40, 0.5, 0.2), (80, 0.99, 0.99), (80, 0.3, 0.7)]:
+        fast = data.render(path, scale, SIZE, left, top, False, 3).float()
+        ref = data.reference_image(path, scale, SIZE, left, top, False, 3).float()
         assert (fast - ref).abs().mean() < 1.2  # stretching 84 pixels over the image gives ~3
 
 

@@ -23,9 +23,11 @@ resampling more pixels than needed (see :func:`render`):
    (``Image.draft``): the largest reduction that keeps the smallest side ≥ S; other JPEGs go
    straight from libjpeg-turbo into a tensor (``torchvision.io.decode_jpeg``);
 2. the image is rescaled with torch's uint8 antialiased bilinear kernel (torchvision's
-   ``Resize`` on tensors: within 1 of PIL's, about twice as fast), then cropped and flipped:
-   without step 1's reduction this is the standard pipeline's crop up to rounding, with it they
-   differ by the DCT downscaling's small interpolation difference;
+   ``Resize`` on tensors: within 1 of PIL's, about twice as fast), then cropped and flipped;
+   when the rescaled image is many times the crop (S jittered towards 512), PIL resamples the
+   crop's region alone instead (``Image.resize(size, box=region)``, the same filter). Without
+   step 1's reduction this is the standard pipeline's crop up to rounding, with it they differ
+   by the DCT downscaling's small interpolation difference;
 3. the crop stays a uint8 tensor; the float conversion and mean subtraction happen on the
    device (:func:`to_device`).
 
@@ -88,6 +90,9 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp", ".tif", ".
 LAYOUT_HINT = "the layout is DIR/<split>/<class>/<image>, e.g. DIR/train/dog/0001.jpg and DIR/val/dog/0042.jpg"
 
 DRAFT_FACTORS = (8, 4, 2)  # the DCT-domain reductions libjpeg offers through Image.draft
+# Above this many crops' area, resampling the crop's region with PIL (box=) costs less than
+# resampling the whole image with torch (tools/bench_data.py).
+REGION_RESAMPLING_AREA = 4.0
 
 
 def _mode(channels: int) -> str:
@@ -464,22 +469,34 @@ def decode(
     ``threads``: it holds the GIL, PIL does not. The rest goes through PIL. Gray from a colour
     JPEG is its luma. Raises what the decoders raise for bad files.
     """
-    mode = _mode(channels)
     with Image.open(path) as img:
-        size = img.size
-        factor = _draft_factor(*size, scale)
-        plain_jpeg = img.format == "JPEG" and img.mode in ("L", "RGB")
-        if factor == 1 and plain_jpeg and decode_jpeg is not None and not threads:
-            with open(path, "rb") as file:
-                raw = bytearray(file.read())  # writable: torch.frombuffer shares it without a warning
-            read_mode = ImageReadMode.RGB if mode == "RGB" else ImageReadMode.GRAY
-            return decode_jpeg(torch.frombuffer(raw, dtype=torch.uint8), mode=read_mode), size, size
-        # Only JPEGs honour draft: a reduction by `factor` (and for gray, the luma alone).
-        drafted = img.draft(mode, (size[0] // factor, size[1] // factor) if factor > 1 else None)
-        span = drafted[1][2:] if drafted else size
-        if img.mode != mode:
-            img = img.convert(mode)  # before resampling: PIL palettes, 16-bit and CMYK need it
-        return _to_tensor(img), span, size
+        return _decode(img, path, scale, channels, threads)
+
+
+def _decode(
+    img: Image.Image, path: str, scale: int, channels: int, threads: bool
+) -> tuple[torch.Tensor, tuple[float, float], tuple[int, int]]:
+    size = img.size
+    plain_jpeg = img.format == "JPEG" and img.mode in ("L", "RGB")
+    if plain_jpeg and _draft_factor(*size, scale) == 1 and decode_jpeg is not None and not threads:
+        with open(path, "rb") as file:
+            raw = bytearray(file.read())  # writable: torch.frombuffer shares it without a warning
+        read_mode = ImageReadMode.RGB if channels == 3 else ImageReadMode.GRAY
+        return decode_jpeg(torch.frombuffer(raw, dtype=torch.uint8), mode=read_mode), size, size
+    img, span = _pil_pixels(img, scale, channels)
+    return _to_tensor(img), span, size
+
+
+def _pil_pixels(img: Image.Image, scale: int, channels: int) -> tuple[Image.Image, tuple[float, float]]:
+    """``img`` decoded by PIL (drafted as :func:`decode` says) in the spec's mode; and its span."""
+    mode = _mode(channels)
+    factor = _draft_factor(*img.size, scale)
+    # Only JPEGs honour draft: a reduction by `factor` (and for gray, the luma alone).
+    drafted = img.draft(mode, (img.size[0] // factor, img.size[1] // factor) if factor > 1 else None)
+    span = drafted[1][2:] if drafted else img.size
+    if img.mode != mode:
+        img = img.convert(mode)  # before resampling: PIL palettes, 16-bit and CMYK need it
+    return img, span
 
 
 def _resized(pixels: torch.Tensor, span: tuple[float, float], width: int, height: int) -> torch.Tensor:
@@ -508,12 +525,25 @@ def render(
     """One crop: :func:`decode`, rescale so the smallest side is ``scale``, crop, flip.
 
     The same pixels, up to interpolation error, as :func:`reference_image` (PIL and torchvision's
-    ``Resize`` on the whole full-size image). Returns uint8 (C, size, size); raises for bad files.
+    ``Resize`` on the whole full-size image). When the rescaled image is many times the crop's
+    area (scale jittering up to 512), PIL resamples the crop's region alone (``box=``, the same
+    filter), which then costs less than torch resampling the whole image. Returns uint8
+    (C, size, size); raises for bad files.
     """
-    pixels, span, (width, height) = decode(path, scale, channels)
-    x0, y0, x1, y1 = crop_box(width, height, scale, size, left, top)
-    crop = _resized(pixels, span, *rescaled_size(width, height, scale))[:, y0:y1, x0:x1]
-    return crop.flip(2) if flip else crop.contiguous()
+    with Image.open(path) as img:
+        width, height = img.size
+        w, h = rescaled_size(width, height, scale)
+        x0, y0, x1, y1 = crop_box(width, height, scale, size, left, top)
+        if w * h > REGION_RESAMPLING_AREA * size * size:
+            img, (span_w, span_h) = _pil_pixels(img, scale, channels)
+            sx, sy = span_w / w, span_h / h  # decoded pixels per rescaled pixel
+            # (clamped: x1 · sx can exceed the width by a rounding error, which PIL refuses)
+            box = (x0 * sx, y0 * sy, min(x1 * sx, img.size[0]), min(y1 * sy, img.size[1]))
+            crop = _to_tensor(img.resize((size, size), Image.Resampling.BILINEAR, box=box))
+        else:
+            pixels, span, _ = _decode(img, path, scale, channels, threads=False)
+            crop = _resized(pixels, span, w, h)[:, y0:y1, x0:x1].contiguous()  # not a view of the whole
+    return crop.flip(2) if flip else crop
 
 
 def rescale(path: str, scale: int, channels: int) -> torch.Tensor:
