@@ -143,6 +143,7 @@ def test_kill_9_mid_epoch_and_resume_equals_an_uninterrupted_run(tmp_path, shape
     )
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stderr
+    assert ("starting 2 processes on this machine" in resumed.stderr) == (nproc == 2)
     assert_same_weights(final_weights(run), final_weights(tmp_path / "ref" / "run"))
     metrics = (run / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in metrics] == list(range(1, epochs + 1))

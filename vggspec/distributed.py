@@ -8,6 +8,7 @@ the few collective operations they need. With one process nothing of torch.distr
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -78,6 +79,8 @@ def launch(worker: Callable[[dict[str, Any]], None], config: dict[str, Any], *, 
         return
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
+    # Each process imports torch and joins the group before it can say anything: seconds of silence.
+    print(f"starting {world} processes on this machine ...", file=sys.stderr, flush=True)
     settings = LaunchConfig(
         min_nodes=1,
         max_nodes=1,
