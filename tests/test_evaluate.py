@@ -73,6 +73,26 @@ def test_dense_at_the_training_size_equals_the_classifier(trained):
     torch.testing.assert_close(dense_posteriors(net, [image], flip=False), expected)
 
 
+def test_networks_run_on_the_fast_path_in_the_dtype_asked(trained):
+    """float32 by default: the plain checkpoint's posteriors within float tolerance (batch norm
+    folded, channels-last); bfloat16 on request: within bf16's rounding."""
+    import vggspec
+    from vggspec.dense import posteriors, to_dense
+
+    checkpoint, _ = trained
+    plain = vggspec.load_model(checkpoint).eval()
+    fp32, bf16 = load_network(checkpoint), load_network(checkpoint, dtype="bfloat16")
+    assert (fp32.dense.dtype, fp32.classifier.dtype, bf16.dense.dtype) == (torch.float32, torch.float32, torch.bfloat16)
+    assert fp32.dense.channels_last and not any(isinstance(m, torch.nn.BatchNorm2d) for m in fp32.dense.modules())
+    images = [torch.randint(0, 256, (3, 24, 30), dtype=torch.uint8) for _ in range(2)]
+    mean = torch.tensor(fp32.stats.mean).view(1, 3, 1, 1)
+    with torch.inference_mode():
+        expected = posteriors(to_dense(plain), torch.stack(images).float() - mean)
+    torch.testing.assert_close(dense_posteriors(fp32, images), expected, rtol=1e-4, atol=1e-5)
+    rounded = dense_posteriors(bf16, images)
+    assert not torch.equal(rounded, expected) and (rounded - expected).abs().max() < 0.05
+
+
 def test_150_crops_per_image_over_three_scales(trained, monkeypatch):
     checkpoint, data = trained
     net = load_network(checkpoint)
@@ -123,7 +143,7 @@ def test_cli_evaluate_and_predict(trained):
     checkpoint, data = trained
     result = subprocess.run(
         [sys.executable, "-m", "vggspec", "evaluate", str(checkpoint), "--data", str(data), "--method", "all",
-         "--scales", "S_min,S,S_max", "--no-progress"],
+         "--scales", "S_min,S,S_max", "--no-progress", "--dtype", "auto"],
         cwd=ROOT, capture_output=True, text=True,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

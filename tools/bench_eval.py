@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             images.photograph(512).resize((512, 683)).save(photo)
             from vggspec.evaluate import Network
 
-            full = Network("D", "-", d, vggspec.to_dense(d).eval(), net.stats.model_copy(update={"mean": [120.0] * 3}), (256, 512), [])
+            fast = (vggspec.optimize_for_inference(m, dtype=torch.float32) for m in (d, vggspec.to_dense(d)))
+            full = Network("D", "-", *fast, net.stats.model_copy(update={"mean": [120.0] * 3}), (256, 512), [])
             _, t_full_dense = timed(lambda: image_posteriors(full, [str(photo)], [256, 384, 512], ["dense"]))
             _, t_full_crops = timed(lambda: image_posteriors(full, [str(photo)], [256, 384, 512], ["multi-crop"]))
             print(f"\nfull-size D, one 512×683 photograph, Q ∈ {{256, 384, 512}}: dense {t_full_dense:.1f} s, "

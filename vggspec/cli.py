@@ -217,6 +217,16 @@ def _flag_type(annotation: object) -> tuple[type, list[str]]:
     return annotation if annotation in (bool, int, float) else str, []
 
 
+def _dtype_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16", "float16", "auto"),
+        default="float32",
+        help="what the network computes in (default: float32); auto: bfloat16 where the CPU or GPU computes it "
+        "natively (about 2.5x faster on such a CPU; posteriors then carry bf16 rounding), else float32",
+    )
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     try:
         from .evaluate import Results, evaluate, render_rows
@@ -242,6 +252,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         json_path=args.json,
         save_probs=args.save_probs,
         progress=not args.no_progress,
+        dtype=args.dtype,
     )
     return 0
 
@@ -249,7 +260,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from .evaluate import predict
 
-    for path, top in predict(args.checkpoint, args.images, scale=args.scale, top=args.top, flip=not args.no_flip):
+    found = predict(args.checkpoint, args.images, scale=args.scale, top=args.top, flip=not args.no_flip, dtype=args.dtype)
+    for path, top in found:
         print(path)
         for name, p in top:
             print(f"  {p:7.2%}  {name}")
@@ -433,6 +445,7 @@ def _parser() -> argparse.ArgumentParser:
         "--from-probs", action="store_true", help="CKPT are files written by --save-probs: fuse them, no network runs"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _dtype_argument(p)
     p.set_defaults(run=_evaluate)
 
     p = commands.add_parser(
@@ -446,6 +459,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=_positive_int, metavar="Q", help="rescale the smallest side to Q (default: S)")
     p.add_argument("--top", type=_positive_int, default=5, metavar="K", help="how many classes (default: 5)")
     p.add_argument("--no-flip", action="store_true", help="do not average with the flipped image")
+    _dtype_argument(p)
     p.set_defaults(run=_predict)
 
     p = commands.add_parser(
