@@ -91,6 +91,8 @@ def test_networks_run_on_the_fast_path_in_the_dtype_asked(trained):
     torch.testing.assert_close(dense_posteriors(fp32, images), expected, rtol=1e-4, atol=1e-5)
     rounded = dense_posteriors(bf16, images)
     assert not torch.equal(rounded, expected) and (rounded - expected).abs().max() < 0.05
+    with pytest.raises(vggspec.SpecError, match="unknown dtype 'fp8'"):
+        evaluate([checkpoint], trained[1], dtype="fp8", progress=False)
 
 
 def test_150_crops_per_image_over_three_scales(trained, monkeypatch):

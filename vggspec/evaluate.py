@@ -36,7 +36,7 @@ from .checkpoint import load_model, read_checkpoint
 from .config import TrainConfig
 from .dense import posteriors, to_dense
 from .errors import SpecError
-from .inference import DTypeLike, InferenceModel, optimize_for_inference
+from .inference import DTypeLike, InferenceModel, optimize_for_inference, resolve_dtype
 
 METHODS = ("dense", "multi-crop", "both")
 GRID = 5  # crops per side in multi-crop evaluation
@@ -450,6 +450,10 @@ def evaluate(
         raise SpecError(f"unknown evaluation method {', '.join(sorted(unknown))}: choose from {', '.join(METHODS)}")
     if gpus and gpus > torch.cuda.device_count():
         raise SpecError(f"--gpus {gpus} asks for more GPUs than this machine has ({torch.cuda.device_count()})")
+    try:
+        resolve_dtype(dtype)  # before any process starts
+    except ValueError as err:
+        raise SpecError(str(err)) from None
     settings = {
         "checkpoints": [str(c) for c in checkpoints],
         "data": str(data),
