@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 from torchvision.transforms import functional as TF
@@ -204,6 +204,34 @@ def test_jpeg_decoders_agree(tmp_path, monkeypatch):
                 assert torch.equal(data.render(path, 70, SIZE, 0.4, 0.6, True, channels), rendered)
 
 
+def test_jpeg_header_gives_pils_size_or_leaves_the_file_to_pil(tmp_path, monkeypatch):
+    """The frame header parser sizes the JPEGs torchvision decodes (and only those) as PIL does."""
+    image = picture(123, 77, 6)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # an orientation tag: neither decoder applies it, so it must not change the size
+    variants = {
+        "baseline": {"quality": 90},
+        "progressive": {"quality": 80, "progressive": True},
+        "444 with exif and icc": {"subsampling": 0, "exif": exif.tobytes(), "icc_profile": b"\0" * 600},
+        "restart markers": {"restart_marker_blocks": 4},
+    }
+    for name, options in variants.items():
+        for mode in ("RGB", "L"):
+            path = tmp_path / f"{name}-{mode}.jpg"
+            image.convert(mode).save(path, **options)
+            assert data._plain_jpeg_size(path.read_bytes()) == Image.open(path).size == (123, 77), (name, mode)
+    image.convert("CMYK").save(tmp_path / "cmyk.jpg")
+    image.save(tmp_path / "png.png")
+    jpeg = (tmp_path / "baseline-RGB.jpg").read_bytes()
+    for raw in ((tmp_path / "cmyk.jpg").read_bytes(), (tmp_path / "png.png").read_bytes(), jpeg[:40], b"", b"\xff\xd8"):
+        assert data._plain_jpeg_size(raw) is None
+    # A plain JPEG that needs no DCT reduction never reaches PIL: the header is all it takes.
+    path = str(tmp_path / "baseline-RGB.jpg")
+    with monkeypatch.context() as patch:
+        patch.setattr(data.Image, "open", None)
+        assert data.render(path, 40, SIZE, 0.5, 0.5, False, 3).shape == (3, SIZE, SIZE)
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     width=st.integers(24, 260),
@@ -214,11 +242,14 @@ def test_jpeg_decoders_agree(tmp_path, monkeypatch):
     flip=st.booleans(),
     fmt=st.sampled_from(["png", "jpg"]),
 )
+@example(width=46, height=46, stretch=3.40625, left=0.5, top=0.5, flip=False, fmt="jpg")  # off by 2 in PIL
 def test_any_size_scale_and_position_gives_the_reference_crop(
     tmp_path_factory, width, height, stretch, left, top, flip, fmt
 ):
     """Whichever decoder, draft factor and resampler a case takes, the crop is the reference's:
-    ≤ 1 per pixel without DCT reduction. With it, the DCT's low-pass differs from bilinear
+    ≤ 1 per pixel without DCT reduction (2 where PIL resamples the region: its fixed-point
+    weights for a box round apart from the whole image's, e.g. 46×46 at S = 109, seen in about
+    1 case in 300 and in PIL alone). With it, the DCT's low-pass differs from bilinear
     filtering: a mean of 1-3 on these small, sharp pictures (4.2 at worst seen, 64×64 at S=32);
     a crop from the wrong place or unflipped differs by tens. Alignment to a fraction of a
     pixel is test_drafted_size_not_divisible_by_the_factor's."""
@@ -229,7 +260,9 @@ def test_any_size_scale_and_position_gives_the_reference_crop(
     ref = data.reference_image(path, scale, SIZE, left, top, flip, 3)
     assert fast.shape == ref.shape == (3, SIZE, SIZE) and fast.dtype == torch.uint8
     if fmt == "png" or data._draft_factor(width, height, scale) == 1:
-        assert (fast.int() - ref.int()).abs().max() <= 1
+        w, h = data.rescaled_size(width, height, scale)
+        region = w * h > data.REGION_RESAMPLING_AREA * SIZE * SIZE
+        assert (fast.int() - ref.int()).abs().max() <= (2 if region else 1)
     else:
         assert (fast.float() - ref.float()).abs().mean() < 6.0
 
@@ -432,11 +465,17 @@ def test_collate_then_to_device_round_trip(folder):
     stats = data.colour_stats(folder, 3)
     ds = data.TrainDataset(folder, augment(stats=stats), seed=0)
     samples = [ds[i] for i in (4, 2, 9)]
+    # Interleaved memory from the decoder to the batch: no planar copy on the way (a slow uint8 gather).
+    assert all(s.image.permute(1, 2, 0).is_contiguous() for s in samples)
     batch = data.collate(samples)
     assert batch.images.shape == (3, 3, SIZE, SIZE) and batch.broken == []
+    assert batch.images.is_contiguous(memory_format=torch.channels_last)
     inputs, labels = data.to_device(batch, stats, "cpu")
+    assert inputs.is_contiguous()  # the layout the model asks for, whatever the batch's
     first = samples[0].image.float() - torch.tensor(stats.mean).view(3, 1, 1) + samples[0].shift.view(3, 1, 1)
     assert torch.allclose(inputs[0], first, atol=1e-4)
+    last, _ = data.to_device(batch, stats, "cpu", channels_last=True)
+    assert last.is_contiguous(memory_format=torch.channels_last) and torch.equal(last, inputs)
     assert labels.tolist() == [folder.samples[i][1] for i in (4, 2, 9)]
 
 

@@ -11,9 +11,11 @@ process, without DataLoader workers (the per-sample cost, i.e. images/s per work
   size when that still leaves the smallest side ≥ S (PIL's ``draft``), otherwise straight into a
   tensor (``torchvision.io.decode_jpeg``); rescaled with torch's uint8 antialiased bilinear
   kernel (torchvision's ``Resize`` on tensors) and cropped, or, when the rescaled image is over
-  4× the crop's area, only the crop's region resampled by PIL (``box=``); flipped, uint8
-  tensor, plus the image's PCA colour shift (which torchvision doesn't do). The float conversion and the mean subtraction
-  happen later, on the device (``to_device``); its cost on the CPU is reported separately.
+  4× the crop's area, only the crop's region resampled by PIL (``box=``); flipped, a uint8
+  tensor kept in the interleaved (H, W, C) memory decoders write (a planar copy is a slow
+  strided gather), plus the image's PCA colour shift (which torchvision doesn't do). The float
+  conversion and the mean subtraction happen later, on the device (``to_device``); its cost on
+  the CPU is reported separately.
 
 Two reference rows show the floor: decoding the JPEG at full size (all torchvision can do) and
 decoding at the reduced size vggspec picks at S = 256.

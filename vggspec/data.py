@@ -21,15 +21,17 @@ resampling more pixels than needed (see :func:`render`):
 
 1. JPEGs much larger than needed are decoded at 1/2, 1/4 or 1/8 of their size in the DCT domain
    (``Image.draft``): the largest reduction that keeps the smallest side ≥ S; other JPEGs go
-   straight from libjpeg-turbo into a tensor (``torchvision.io.decode_jpeg``);
+   straight from libjpeg-turbo into a tensor (``torchvision.io.decode_jpeg``), sized from their
+   frame header without PIL;
 2. the image is rescaled with torch's uint8 antialiased bilinear kernel (torchvision's
    ``Resize`` on tensors: within 1 of PIL's, about twice as fast), then cropped and flipped;
    when the rescaled image is many times the crop (S jittered towards 512), PIL resamples the
    crop's region alone instead (``Image.resize(size, box=region)``, the same filter). Without
    step 1's reduction this is the standard pipeline's crop up to rounding, with it they differ
    by the DCT downscaling's small interpolation difference;
-3. the crop stays a uint8 tensor; the float conversion and mean subtraction happen on the
-   device (:func:`to_device`).
+3. the crop stays a uint8 tensor, in the interleaved (H, W, C) memory decoders write (batches
+   are channels-last); the float conversion, mean subtraction and the layout the model wants
+   happen on the device (:func:`to_device`).
 
 Randomness: everything random about sample ``index`` (S, the crop's position, the flip, the
 colour shift's alphas) is drawn from ``numpy.random.default_rng((seed, epoch, index))``, never
@@ -44,6 +46,7 @@ comes back with ``ok=False`` and a zero image, :func:`collate` drops it and list
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -82,6 +85,7 @@ __all__ = [
     "render",
     "rescaled_size",
     "scan",
+    "stack_images",
     "to_device",
 ]
 
@@ -409,7 +413,7 @@ class Draw(NamedTuple):
 
 
 class Sample(NamedTuple):
-    image: torch.Tensor  # uint8 (C, input_size, input_size)
+    image: torch.Tensor  # uint8 (C, input_size, input_size), interleaved (H, W, C) memory
     shift: torch.Tensor  # float32 (C,): the colour shift, 0-255 scale (zeros for evaluation)
     label: int
     ok: bool  # False: the file could not be read; the image is zeros and collate drops it
@@ -417,7 +421,7 @@ class Sample(NamedTuple):
 
 
 class Batch(NamedTuple):
-    images: torch.Tensor  # uint8 (N, C, H, W)
+    images: torch.Tensor  # uint8 (N, C, H, W), channels-last memory
     shifts: torch.Tensor  # float32 (N, C)
     labels: torch.Tensor  # int64 (N,)
     indices: torch.Tensor  # int64 (N,): dataset indices
@@ -469,21 +473,64 @@ def decode(
     ``threads``: it holds the GIL, PIL does not. The rest goes through PIL. Gray from a colour
     JPEG is its luma. Raises what the decoders raise for bad files.
     """
-    with Image.open(path) as img:
-        return _decode(img, path, scale, channels, threads)
+    return _decode(_File(path), scale, channels, threads)
+
+
+class _File:
+    """An image file's bytes, read once. A plain JPEG's size comes from its frame header; PIL
+    parses the file only when a path needs it (other formats, DCT reduction, region resampling).
+    Nothing to close: PIL reads from memory, and the file is closed once read."""
+
+    def __init__(self, path: str) -> None:
+        with open(path, "rb") as file:
+            self.raw = bytearray(file.read())  # writable: torch.frombuffer shares it without a warning
+        self.jpeg_size = _plain_jpeg_size(self.raw)
+        self._image: Image.Image | None = None
+        self.size = self.jpeg_size or self.image.size  # before any draft, which changes image.size
+
+    @property
+    def image(self) -> Image.Image:
+        if self._image is None:
+            self._image = Image.open(io.BytesIO(self.raw))
+        return self._image
+
+
+def _plain_jpeg_size(raw: bytes | bytearray) -> tuple[int, int] | None:
+    """(width, height) from the frame header of an 8-bit Huffman-coded JPEG with 1 or 3
+    components (PIL's "L" and "RGB": what torchvision's decoder gives the same pixels for);
+    None for anything else, including whatever cannot be parsed (PIL then has its say)."""
+    if raw[:2] != b"\xff\xd8":
+        return None
+    i, end = 2, len(raw)
+    while i + 4 <= end:
+        if raw[i] != 0xFF:
+            return None
+        marker = raw[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+        elif marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a segment
+            i += 2
+        elif marker in (0xC0, 0xC1, 0xC2):  # baseline, extended sequential, progressive
+            if i + 10 > end:
+                return None
+            bits, components = raw[i + 4], raw[i + 9]
+            height, width = raw[i + 5] << 8 | raw[i + 6], raw[i + 7] << 8 | raw[i + 8]
+            return (width, height) if bits == 8 and components in (1, 3) and width and height else None
+        elif 0xC3 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC) or marker in (0xD9, 0xDA):
+            return None  # another kind of frame, or no frame before the end or the first scan
+        else:
+            i += 2 + (raw[i + 2] << 8 | raw[i + 3])  # a segment: skip it by its length
+    return None
 
 
 def _decode(
-    img: Image.Image, path: str, scale: int, channels: int, threads: bool
+    file: _File, scale: int, channels: int, threads: bool
 ) -> tuple[torch.Tensor, tuple[float, float], tuple[int, int]]:
-    size = img.size
-    plain_jpeg = img.format == "JPEG" and img.mode in ("L", "RGB")
-    if plain_jpeg and _draft_factor(*size, scale) == 1 and decode_jpeg is not None and not threads:
-        with open(path, "rb") as file:
-            raw = bytearray(file.read())  # writable: torch.frombuffer shares it without a warning
+    size = file.size
+    if file.jpeg_size and _draft_factor(*size, scale) == 1 and decode_jpeg is not None and not threads:
         read_mode = ImageReadMode.RGB if channels == 3 else ImageReadMode.GRAY
-        return decode_jpeg(torch.frombuffer(raw, dtype=torch.uint8), mode=read_mode), size, size
-    img, span = _pil_pixels(img, scale, channels)
+        return decode_jpeg(torch.frombuffer(file.raw, dtype=torch.uint8), mode=read_mode), size, size
+    img, span = _pil_pixels(file.image, scale, channels)
     return _to_tensor(img), span, size
 
 
@@ -500,11 +547,13 @@ def _pil_pixels(img: Image.Image, scale: int, channels: int) -> tuple[Image.Imag
 
 
 def _resized(pixels: torch.Tensor, span: tuple[float, float], width: int, height: int) -> torch.Tensor:
-    """The first ``span`` columns and rows of ``pixels`` resampled to width × height (planar memory).
+    """The first ``span`` columns and rows of ``pixels`` resampled to width × height.
 
     torchvision's ``Resize`` filter on tensors: bilinear with antialiasing, torch's uint8 kernel
     (which follows PIL's: within 1 of it). A fractional span (a drafted JPEG) goes through
     ``scale_factor``, which maps output pixel i to input position (i + ½) / scale − ½ exactly.
+    Pixels in interleaved memory (as decoders write them) come back interleaved: the kernel
+    works that way, and writing planar output would cost it half as much again.
     """
     rows, cols = pixels.shape[-2:]
     if (cols, rows) == span == (width, height):
@@ -513,10 +562,22 @@ def _resized(pixels: torch.Tensor, span: tuple[float, float], width: int, height
         size, factors = (height, width), None
     else:  # floor(rows · height / span) ≥ height as rows ≥ span; the nudge keeps rounding from losing one
         size, factors = None, (height / span[1] * (1 + 1e-9), width / span[0] * (1 + 1e-9))
+    batch = pixels.permute(1, 2, 0)[None].permute(0, 3, 1, 2)  # N = 1 with channels-last strides, if (H, W, C)
     resized = torch.nn.functional.interpolate(
-        pixels[None], size, factors, mode="bilinear", antialias=True, align_corners=False, recompute_scale_factor=False
+        batch, size, factors, mode="bilinear", antialias=True, align_corners=False, recompute_scale_factor=False
     )
     return resized[0, :, :height, :width]
+
+
+def _interleaved(image: torch.Tensor, flip: bool) -> torch.Tensor:
+    """``image`` (C, H, W), mirrored if ``flip``, in compact (H, W, C) memory: no view of a larger image.
+
+    Samples keep the decoders' interleaved layout: copying it is a row-wise memcpy where a
+    planar copy is a strided gather, about 10× slower for uint8.
+    """
+    if flip:
+        image = image.flip(2)  # a copy, in the same layout
+    return image.permute(1, 2, 0).contiguous().permute(2, 0, 1)  # no copy if already compact
 
 
 def render(
@@ -528,29 +589,29 @@ def render(
     ``Resize`` on the whole full-size image). When the rescaled image is many times the crop's
     area (scale jittering up to 512), PIL resamples the crop's region alone (``box=``, the same
     filter), which then costs less than torch resampling the whole image. Returns uint8
-    (C, size, size); raises for bad files.
+    (C, size, size) in interleaved (H, W, C) memory; raises for bad files.
     """
-    with Image.open(path) as img:
-        width, height = img.size
-        w, h = rescaled_size(width, height, scale)
-        x0, y0, x1, y1 = crop_box(width, height, scale, size, left, top)
-        if w * h > REGION_RESAMPLING_AREA * size * size:
-            img, (span_w, span_h) = _pil_pixels(img, scale, channels)
-            sx, sy = span_w / w, span_h / h  # decoded pixels per rescaled pixel
-            # (clamped: x1 · sx can exceed the width by a rounding error, which PIL refuses)
-            box = (x0 * sx, y0 * sy, min(x1 * sx, img.size[0]), min(y1 * sy, img.size[1]))
-            crop = _to_tensor(img.resize((size, size), Image.Resampling.BILINEAR, box=box))
-        else:
-            pixels, span, _ = _decode(img, path, scale, channels, threads=False)
-            crop = _resized(pixels, span, w, h)[:, y0:y1, x0:x1].contiguous()  # not a view of the whole
-    return crop.flip(2) if flip else crop
+    file = _File(path)
+    width, height = file.size
+    w, h = rescaled_size(width, height, scale)
+    x0, y0, x1, y1 = crop_box(width, height, scale, size, left, top)
+    if w * h > REGION_RESAMPLING_AREA * size * size:
+        img, (span_w, span_h) = _pil_pixels(file.image, scale, channels)
+        sx, sy = span_w / w, span_h / h  # decoded pixels per rescaled pixel
+        # (clamped: x1 · sx can exceed the width by a rounding error, which PIL refuses)
+        box = (x0 * sx, y0 * sy, min(x1 * sx, img.size[0]), min(y1 * sy, img.size[1]))
+        crop = _to_tensor(img.resize((size, size), Image.Resampling.BILINEAR, box=box))
+    else:
+        pixels, span, _ = _decode(file, scale, channels, threads=False)
+        crop = _resized(pixels, span, w, h)[:, y0:y1, x0:x1]
+    return _interleaved(crop, flip)
 
 
 def rescale(path: str, scale: int, channels: int) -> torch.Tensor:
     """The whole image with its smallest side rescaled to ``scale`` (Q at test time, Section 3.2).
 
-    uint8 (C, H, W), resampled as in :func:`render`; decoded by PIL, so that threads can share
-    the work (evaluation decodes in threads).
+    uint8 (C, H, W) in interleaved memory, resampled as in :func:`render`; decoded by PIL, so
+    that threads can share the work (evaluation decodes in threads).
     """
     pixels, span, (width, height) = decode(path, scale, channels, threads=True)
     return _resized(pixels, span, *rescaled_size(width, height, scale))
@@ -663,16 +724,22 @@ class EvalDataset(torch.utils.data.Dataset):
 # -- batches -----------------------------------------------------------------------------------
 
 
+def stack_images(images: Sequence[torch.Tensor]) -> torch.Tensor:
+    """(N, C, H, W) in channels-last memory from (C, H, W) images: a memcpy each when they are
+    interleaved, as :func:`render` and :func:`rescale` return them."""
+    return torch.stack([image.permute(1, 2, 0) for image in images]).permute(0, 3, 1, 2)
+
+
 def collate(samples: list[Sample]) -> Batch:
     """Stack the readable samples; the indices of the others go to ``Batch.broken``.
 
-    The images stay planar, as torch's resize writes them; :func:`to_device` chooses the
-    layout on the device.
+    The images stay interleaved, as decoders and the resampler write them (channels-last
+    batches); :func:`to_device` chooses the layout on the device.
     """
     good = [s for s in samples if s.ok]
     broken = [int(s.index) for s in samples if not s.ok]
     if good:
-        images = torch.stack([s.image for s in good])
+        images = stack_images([s.image for s in good])
         shifts = torch.stack([s.shift for s in good]).float()
     else:
         c, h, w = samples[0].image.shape if samples else (0, 0, 0)

@@ -149,7 +149,7 @@ def multi_crops(image: torch.Tensor, size: int, *, flip: bool = True) -> torch.T
         for top in grid_positions(h, size)
         for left in grid_positions(w, size)
     ]
-    batch = torch.stack(crops)
+    batch = datalib.stack_images(crops)
     return torch.cat([batch, batch.flip(dims=(3,))]) if flip else batch
 
 
@@ -171,7 +171,7 @@ def dense_posteriors(
     for indices in by_size.values():
         for start in range(0, len(indices), batch_size):
             chunk = indices[start : start + batch_size]
-            batch = _normalise(torch.stack([images[i] for i in chunk]), net.stats, device)
+            batch = _normalise(datalib.stack_images([images[i] for i in chunk]), net.stats, device)
             out[chunk] = posteriors(net.dense, batch, flip=flip).float().cpu()
     return out
 
