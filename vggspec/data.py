@@ -483,7 +483,7 @@ class _File:
 
     def __init__(self, path: str) -> None:
         with open(path, "rb") as file:
-            self.raw = bytearray(file.read())  # writable: torch.frombuffer shares it without a warning
+            self.raw = file.read()  # bytes: BytesIO shares them (a bytearray it would copy: ms for a photo)
         self.jpeg_size = _plain_jpeg_size(self.raw)
         self._image: Image.Image | None = None
         self.size = self.jpeg_size or self.image.size  # before any draft, which changes image.size
@@ -529,7 +529,8 @@ def _decode(
     size = file.size
     if file.jpeg_size and _draft_factor(*size, scale) == 1 and decode_jpeg is not None and not threads:
         read_mode = ImageReadMode.RGB if channels == 3 else ImageReadMode.GRAY
-        return decode_jpeg(torch.frombuffer(file.raw, dtype=torch.uint8), mode=read_mode), size, size
+        raw = torch.frombuffer(bytearray(file.raw), dtype=torch.uint8)  # writable: no warning from torch
+        return decode_jpeg(raw, mode=read_mode), size, size
     img, span = _pil_pixels(file.image, scale, channels)
     return _to_tensor(img), span, size
 
