@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import math
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -219,7 +220,8 @@ def test_jpeg_header_gives_pils_size_or_leaves_the_file_to_pil(tmp_path, monkeyp
         for mode in ("RGB", "L"):
             path = tmp_path / f"{name}-{mode}.jpg"
             image.convert(mode).save(path, **options)
-            assert data._plain_jpeg_size(path.read_bytes()) == Image.open(path).size == (123, 77), (name, mode)
+            with Image.open(path) as img:
+                assert data._plain_jpeg_size(path.read_bytes()) == img.size == (123, 77), (name, mode)
     image.convert("CMYK").save(tmp_path / "cmyk.jpg")
     image.save(tmp_path / "png.png")
     jpeg = (tmp_path / "baseline-RGB.jpg").read_bytes()
@@ -230,6 +232,21 @@ def test_jpeg_header_gives_pils_size_or_leaves_the_file_to_pil(tmp_path, monkeyp
     with monkeypatch.context() as patch:
         patch.setattr(data.Image, "open", None)
         assert data.render(path, 40, SIZE, 0.5, 0.5, False, 3).shape == (3, SIZE, SIZE)
+
+
+@pytest.mark.parametrize("name", ["small.jpg", "large.jpg", "small.png"])
+def test_files_read_whole_or_by_their_head_give_the_same_crops(tmp_path, monkeypatch, name):
+    """Above WHOLE_FILE_BYTES only the head is read for the header; every path still gets its bytes."""
+    path = str(tmp_path / name)
+    # At S = 40 the small JPEG goes to torchvision's decoder, the large one is drafted by 8; S = 160
+    # resamples the crop's region with PIL.
+    picture(*((60, 45) if name.startswith("small") else (520, 400)), 7).save(path, quality=90)
+    expected = [data.render(path, scale, SIZE, 0.3, 0.7, True, 3) for scale in (40, 160)]
+    monkeypatch.setattr(data, "WHOLE_FILE_BYTES", 300)
+    with closing(data._File(path)) as file:
+        assert file._raw is None  # only the head was read
+    for scale, crop in zip((40, 160), expected):
+        assert torch.equal(data.render(path, scale, SIZE, 0.3, 0.7, True, 3), crop)
 
 
 @settings(max_examples=60, deadline=None)

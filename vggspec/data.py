@@ -49,6 +49,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -97,6 +98,7 @@ DRAFT_FACTORS = (8, 4, 2)  # the DCT-domain reductions libjpeg offers through Im
 # Above this many crops' area, resampling the crop's region with PIL (box=) costs less than
 # resampling the whole image with torch (tools/bench_data.py).
 REGION_RESAMPLING_AREA = 4.0
+WHOLE_FILE_BYTES = 256 * 1024  # read whole below this size; above, the first this many bytes for the header
 
 
 def _mode(channels: int) -> str:
@@ -473,26 +475,42 @@ def decode(
     ``threads``: it holds the GIL, PIL does not. The rest goes through PIL. Gray from a colour
     JPEG is its luma. Raises what the decoders raise for bad files.
     """
-    return _decode(_File(path), scale, channels, threads)
+    with closing(_File(path)) as file:
+        return _decode(file, scale, channels, threads)
 
 
 class _File:
-    """An image file's bytes, read once. A plain JPEG's size comes from its frame header; PIL
-    parses the file only when a path needs it (other formats, DCT reduction, region resampling).
-    Nothing to close: PIL reads from memory, and the file is closed once read."""
+    """An image file, read once. A plain JPEG's size comes from its frame header, so PIL parses
+    only the files that need it (other formats, DCT reduction, region resampling). Files up to
+    ``WHOLE_FILE_BYTES`` are read whole; of larger ones only the head, for the header: they are
+    mostly photos to decode at reduced size, which PIL reads from the path in small chunks
+    (reading 5 MB into fresh memory first costs more than a ms)."""
 
     def __init__(self, path: str) -> None:
+        self.path = path
         with open(path, "rb") as file:
-            self.raw = file.read()  # bytes: BytesIO shares them (a bytearray it would copy: ms for a photo)
-        self.jpeg_size = _plain_jpeg_size(self.raw)
+            self._raw = file.read() if os.fstat(file.fileno()).st_size <= WHOLE_FILE_BYTES else None
+            head = self._raw if self._raw is not None else file.read(WHOLE_FILE_BYTES)
+        self.jpeg_size = _plain_jpeg_size(head)
         self._image: Image.Image | None = None
         self.size = self.jpeg_size or self.image.size  # before any draft, which changes image.size
 
     @property
+    def raw(self) -> bytes:
+        if self._raw is None:
+            with open(self.path, "rb") as file:
+                self._raw = file.read()
+        return self._raw
+
+    @property
     def image(self) -> Image.Image:
-        if self._image is None:
-            self._image = Image.open(io.BytesIO(self.raw))
+        if self._image is None:  # bytes already read: BytesIO shares them
+            self._image = Image.open(self.path if self._raw is None else io.BytesIO(self._raw))
         return self._image
+
+    def close(self) -> None:
+        if self._image is not None:
+            self._image.close()
 
 
 def _plain_jpeg_size(raw: bytes | bytearray) -> tuple[int, int] | None:
@@ -592,19 +610,19 @@ def render(
     filter), which then costs less than torch resampling the whole image. Returns uint8
     (C, size, size) in interleaved (H, W, C) memory; raises for bad files.
     """
-    file = _File(path)
-    width, height = file.size
-    w, h = rescaled_size(width, height, scale)
-    x0, y0, x1, y1 = crop_box(width, height, scale, size, left, top)
-    if w * h > REGION_RESAMPLING_AREA * size * size:
-        img, (span_w, span_h) = _pil_pixels(file.image, scale, channels)
-        sx, sy = span_w / w, span_h / h  # decoded pixels per rescaled pixel
-        # (clamped: x1 · sx can exceed the width by a rounding error, which PIL refuses)
-        box = (x0 * sx, y0 * sy, min(x1 * sx, img.size[0]), min(y1 * sy, img.size[1]))
-        crop = _to_tensor(img.resize((size, size), Image.Resampling.BILINEAR, box=box))
-    else:
-        pixels, span, _ = _decode(file, scale, channels, threads=False)
-        crop = _resized(pixels, span, w, h)[:, y0:y1, x0:x1]
+    with closing(_File(path)) as file:
+        width, height = file.size
+        w, h = rescaled_size(width, height, scale)
+        x0, y0, x1, y1 = crop_box(width, height, scale, size, left, top)
+        if w * h > REGION_RESAMPLING_AREA * size * size:
+            img, (span_w, span_h) = _pil_pixels(file.image, scale, channels)
+            sx, sy = span_w / w, span_h / h  # decoded pixels per rescaled pixel
+            # (clamped: x1 · sx can exceed the width by a rounding error, which PIL refuses)
+            box = (x0 * sx, y0 * sy, min(x1 * sx, img.size[0]), min(y1 * sy, img.size[1]))
+            crop = _to_tensor(img.resize((size, size), Image.Resampling.BILINEAR, box=box))
+        else:
+            pixels, span, _ = _decode(file, scale, channels, threads=False)
+            crop = _resized(pixels, span, w, h)[:, y0:y1, x0:x1]
     return _interleaved(crop, flip)
 
 
