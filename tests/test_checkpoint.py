@@ -26,6 +26,17 @@ def test_round_trip(model, tmp_path):
     assert not list(path.parent.glob("*.tmp"))  # the temporary file was renamed, not left behind
 
 
+def test_mapped_reads_are_plain_reads_and_models_own_their_weights(model, tmp_path):
+    """load_model maps the file (the optimizer's state is never read) and copies the weights out."""
+    path = save_checkpoint(model, tmp_path / "model.pt", momentum=[torch.randn(64, 64)])
+    mapped, plain = read_checkpoint(path, mmap=True), read_checkpoint(path)
+    assert mapped.keys() == plain.keys() and torch.equal(mapped["momentum"][0], plain["momentum"][0])
+    loaded = vggspec.load_model(path)
+    with open(path, "r+b") as file:  # scribble over the file: mapped weights would change with it
+        file.write(bytes(path.stat().st_size))
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+
+
 def test_dense_models_round_trip(model, tmp_path):
     dense = vggspec.to_dense(model)
     loaded = vggspec.load_model(save_checkpoint(dense, tmp_path / "dense.pt")).eval()

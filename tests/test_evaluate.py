@@ -73,15 +73,25 @@ def test_dense_at_the_training_size_equals_the_classifier(trained):
     torch.testing.assert_close(dense_posteriors(net, [image], flip=False), expected)
 
 
-def test_networks_run_on_the_fast_path_in_the_dtype_asked(trained):
+def test_networks_run_on_the_fast_path_in_the_dtype_asked(trained, monkeypatch):
     """float32 by default: the plain checkpoint's posteriors within float tolerance (batch norm
     folded, channels-last); bfloat16 on request: within bf16's rounding."""
+    import copy
+
     import vggspec
     from vggspec.dense import posteriors, to_dense
 
     checkpoint, _ = trained
     plain = vggspec.load_model(checkpoint).eval()
-    fp32, bf16 = load_network(checkpoint), load_network(checkpoint, dtype="bfloat16")
+    deepcopy = copy.deepcopy
+
+    def no_whole_networks(thing, *args):
+        assert not isinstance(thing, vggspec.VGG), "load_network copied a whole network"
+        return deepcopy(thing, *args)
+
+    with monkeypatch.context() as patch:  # the networks are converted in place: one copy each, not two
+        patch.setattr(copy, "deepcopy", no_whole_networks)
+        fp32, bf16 = load_network(checkpoint), load_network(checkpoint, dtype="bfloat16")
     assert (fp32.dense.dtype, fp32.classifier.dtype, bf16.dense.dtype) == (torch.float32, torch.float32, torch.bfloat16)
     assert fp32.dense.channels_last and not any(isinstance(m, torch.nn.BatchNorm2d) for m in fp32.dense.modules())
     images = [torch.randint(0, 256, (3, 24, 30), dtype=torch.uint8) for _ in range(2)]

@@ -61,6 +61,17 @@ def test_fp32_fast_path_equals_model(model, images):
     out.add_(1)  # an ordinary tensor, not an inference-mode one
 
 
+def test_inplace_converts_the_model_itself(model, images):
+    """No second copy of the weights: the wrapper holds the model it was given, converted."""
+    import copy
+
+    own = copy.deepcopy(model)
+    fast = optimize_for_inference(own, dtype="bfloat16", inplace=True)
+    assert fast.model is own and own.features.conv1_1.conv.weight.dtype == torch.bfloat16
+    assert isinstance(own.features.conv2_1.bn, torch.nn.Identity)  # folded in the model itself
+    assert torch.equal(fast(images), optimize_for_inference(model, dtype="bfloat16")(images))
+
+
 def test_fast_path_leaves_model_untouched(model, images):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     training = model.training

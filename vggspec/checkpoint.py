@@ -80,11 +80,15 @@ def atomic_save(data: Mapping[str, Any], path: str | Path) -> Path:
     return path
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The checkpoint's dictionary, checked to be one; tensors on the CPU."""
+def read_checkpoint(path: str | Path, *, mmap: bool = False) -> dict[str, Any]:
+    """The checkpoint's dictionary, checked to be one; tensors on the CPU.
+
+    ``mmap``: tensors map the file instead of being read into memory, for callers that only
+    copy some of them out (a model's weights, not the optimizer's state).
+    """
     path = Path(path)
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        data = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except FileNotFoundError:
         raise CheckpointError(f"no such checkpoint: {path}") from None
     except Exception as err:  # noqa: BLE001 - pickle, zip and torch errors alike mean "not one"
@@ -114,7 +118,7 @@ def checkpoint_spec(data: Mapping[str, Any], path: str | Path = "<checkpoint>") 
 
 def load_model(path: str | Path, *, spec: Spec | None = None, device: str | torch.device | None = None) -> VGG:
     """Rebuild the network a checkpoint holds. With ``spec``, insist that it is that network."""
-    data = read_checkpoint(path)
+    data = read_checkpoint(path, mmap=True)  # the weights are copied into the model; the rest is not read
     stored = checkpoint_spec(data, path)
     if spec is not None and spec_hash(spec) != data["spec_hash"]:
         raise CheckpointError(

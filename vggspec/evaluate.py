@@ -80,7 +80,7 @@ def load_network(path: str | Path, device: torch.device | str = "cpu", dtype: DT
 
     ``dtype``: what the networks compute in (see :func:`vggspec.optimize_for_inference`).
     """
-    data = read_checkpoint(path)
+    data = read_checkpoint(path, mmap=True)  # only the small entries are read here
     if "colour_stats" not in data:
         raise SpecError(
             f"{path} holds no training statistics (mean RGB): it was not written by vggspec train",
@@ -91,11 +91,14 @@ def load_network(path: str | Path, device: torch.device | str = "cpu", dtype: DT
         raise SpecError(f"{path} holds a dense network; evaluate the classifier's checkpoint")
     scales = TrainConfig(**data["config"]).scale_range(model.spec.input.size)
     classes = list(data.get("classes") or [])
+    # In place: the plain model and its dense twin are not kept, so they need no second copies
+    # (loading D held four copies of its weights at once that way).
+    dense = optimize_for_inference(to_dense(model), dtype=dtype, inplace=True)
     return Network(
         name=model.spec.display_name,
         path=str(path),
-        classifier=optimize_for_inference(model, dtype=dtype),
-        dense=optimize_for_inference(to_dense(model), dtype=dtype),
+        classifier=optimize_for_inference(model, dtype=dtype, inplace=True),
+        dense=dense,
         stats=datalib.ColourStats.model_validate_json(data["colour_stats"]),
         train_scale=scales,
         classes=classes,

@@ -204,6 +204,7 @@ def optimize_for_inference(
     dtype: DTypeLike = "auto",
     compile: bool = False,
     fold_batch_norm: bool = True,
+    inplace: bool = False,
 ) -> InferenceModel:
     """The fast path: a copy of ``model`` for inference (the model itself is left untouched).
 
@@ -213,8 +214,10 @@ def optimize_for_inference(
     (faster convolutions on CPU and GPU). ``compile``: ``torch.compile`` the copy (slow first call).
     ``fold_batch_norm``: fold each eval-mode batch norm into its convolution.
 
-    The copy costs the memory of the model's weights again (half of it in bf16). Scores are those
-    of ``model.eval()`` (dropout off), within float tolerance, or bf16 rounding in bf16.
+    The copy costs the memory of the model's weights again (half of it in bf16); ``inplace``
+    converts and wraps ``model`` itself instead, for a model that is not needed as it was
+    (it is left in eval mode, folded, converted, frozen). Scores are those of ``model.eval()``
+    (dropout off), within float tolerance, or bf16 rounding in bf16.
     """
     if not isinstance(model, VGG):
         raise TypeError(f"optimize_for_inference takes a vggspec VGG model, got {type(model).__name__}")
@@ -224,7 +227,7 @@ def optimize_for_inference(
             "the model is on the meta device (no weights): build it with weights or on a real device"
         )
     target = resolve_dtype(dtype, reference.device, default=reference.dtype)
-    fast = copy.deepcopy(model).eval()
+    fast = (model if inplace else copy.deepcopy(model)).eval()
     if fold_batch_norm:
         _fold_batch_norm(fast)
     if channels_last:
