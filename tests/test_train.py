@@ -162,15 +162,18 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path, shapes):
     assert state["epoch"] < 50
 
 
-def test_a_diverging_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, shapes, capfd):
+@pytest.mark.parametrize("nproc", [1, 2])
+def test_a_diverging_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, shapes, capfd, nproc):
     from vggspec.train import train
 
-    cfg = config(tmp_path, shapes, lr=1e6, epochs=3, checkpoint_every=1, text=SMALL)
+    cfg = config(tmp_path, shapes, lr=1e6, epochs=3, checkpoint_every=1, text=SMALL, nproc=nproc)
     with pytest.raises(SystemExit) as info:
         train(cfg)
     assert info.value.code == 3
     err = capfd.readouterr().err
     assert "the loss became" in err and "last good checkpoint" in err
+    # A planned stop, said once: no traceback, not even the launcher's log of a worker's exit.
+    assert "Traceback" not in err and "exitcode" not in err
     state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert all(torch.isfinite(t).all() for t in state["state_dict"].values())
 
@@ -193,11 +196,19 @@ def test_a_broken_image_is_skipped_and_counted(tmp_path, shapes, capfd):
 # -- several processes -----------------------------------------------------------------
 
 
-def test_two_processes_give_the_weights_of_one(tmp_path, shapes):
+def test_two_processes_give_the_weights_of_one(tmp_path, shapes, capfd):
     from vggspec.train import train
 
     one = train(config(tmp_path / "one", shapes, text=SMALL, epochs=1, nproc=1))
-    two = train(config(tmp_path / "two", shapes, text=SMALL, epochs=1, nproc=2))
+    capfd.readouterr()
+    threads_before = os.environ.get("OMP_NUM_THREADS")
+    # With loader workers: the launched processes fork them (they would spawn by default).
+    two = train(config(tmp_path / "two", shapes, text=SMALL, epochs=1, nproc=2, workers=1))
+    # The cores are shared out, as torchrun does, rather than each process using them all.
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads = int(threads_before or max(1, cores // 2))
+    assert f"micro-batches of 8; {threads} CPU thread{'s' if threads > 1 else ''} each)" in capfd.readouterr().err
+    assert os.environ.get("OMP_NUM_THREADS") == threads_before  # the launch left no trace here
     a, b = final_weights(one), final_weights(two)
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)

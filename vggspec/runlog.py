@@ -31,7 +31,9 @@ class RunLog:
         if not self.quiet:
             print(message, file=sys.stderr, flush=True)
 
-    def start(self, config, spec, train_folder, val_folder, stats, steps_per_epoch: int, world: int) -> None:
+    def start(
+        self, config, spec, train_folder, val_folder, stats, steps_per_epoch: int, world: int, threads: int
+    ) -> None:
         resolved = config.model_dump()
         (self.run_dir / "config.json").write_text(json.dumps(resolved, indent=2) + "\n")
         self.note("configuration (also in " + str(self.run_dir / "config.json") + "):")
@@ -41,7 +43,8 @@ class RunLog:
         self.note(
             f"{spec.display_name}: {len(train_folder.samples)} training images in {len(train_folder.classes)} classes, "
             f"{len(val_folder.samples)} validation images; {steps_per_epoch} steps of {config.batch_size} per epoch "
-            f"({world} process{'es' if world > 1 else ''} × {share}, micro-batches of {micro}); "
+            f"({world} process{'es' if world > 1 else ''} × {share}, micro-batches of {micro}; "
+            f"{threads} CPU thread{'s' if threads > 1 else ''}{' each' if world > 1 else ''}); "
             f"mean RGB {[round(m, 1) for m in stats.mean]}"
         )
 
