@@ -247,6 +247,11 @@ def test_more_gpus_than_the_machine_has(tmp_path, shapes):
 
     with pytest.raises(vggspec.SpecError, match="more GPUs than this machine has"):
         train(config(tmp_path, shapes, gpus=torch.cuda.device_count() + 1))
+    # Synchronised batch norm is CUDA-only in torch: asking for it on CPU processes is an error,
+    # before any process starts, not a crash in the first forward pass.
+    with pytest.raises(vggspec.SpecError, match="--sync-bn needs --gpus") as info:
+        train(config(tmp_path, shapes, nproc=2, sync_bn=True))
+    assert "--nproc" in info.value.hint
 
 
 def test_cli_errors_exit_2(tmp_path):

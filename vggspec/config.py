@@ -62,6 +62,11 @@ class TrainConfig(BaseModel):
     workers: int = Field(default=2, ge=0, description="data loader workers per process")
     amp: Literal["bf16", "fp16"] | None = Field(default=None, description="mixed precision; by default float32")
     channels_last: bool = Field(default=False, description="channels-last memory format (faster on many GPUs)")
+    sync_bn: bool = Field(
+        default=False,
+        description="batch-norm statistics over all GPU processes' images (SyncBatchNorm, CUDA only); "
+        "by default each process normalises with its own share of the batch",
+    )
     deterministic: bool = Field(default=False, description="deterministic algorithms only (bit-exact resumes)")
     checkpoint_every: int | None = Field(default=None, ge=1, description="also checkpoint every N steps")
     resume: bool = Field(default=False, description="continue the run in --out from its last.pt")

@@ -68,6 +68,11 @@ def _check_devices(config: TrainConfig) -> None:
             )
         if config.nproc > 1:
             raise SpecError("--gpus and --nproc exclude each other: --gpus N runs one process per GPU")
+    elif config.sync_bn:
+        raise SpecError(
+            "--sync-bn needs --gpus: torch's SyncBatchNorm runs on CUDA only",
+            hint="CPU processes (--nproc) normalise each with its own share of the batch; leave --sync-bn out",
+        )
 
 
 def _run_dir(config: TrainConfig, spec: Spec) -> Path:
@@ -128,6 +133,8 @@ class _Trainer:
         self.stats = stats
 
         model = self._model(resume_state)
+        if config.sync_bn and env.world > 1:  # before the optimizer: the conversion makes new modules
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model
         self.optimizer = torch.optim.SGD(
             model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
