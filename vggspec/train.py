@@ -361,7 +361,7 @@ class _Trainer:
             num_workers=self.config.workers,
             collate_fn=datalib.collate,
             pin_memory=self.env.device.type == "cuda",
-            multiprocessing_context=_worker_start_method(self.config.workers),
+            multiprocessing_context=datalib.worker_start_method(self.config.workers),
             # Its own generator: a DataLoader otherwise draws its workers' base seed from the
             # global RNG, which dropout also uses, and a resumed run would drift from the original.
             generator=torch.Generator().manual_seed(self.config.seed),
@@ -473,16 +473,6 @@ class _Trainer:
         if count == 0:
             return 1.0, 1.0
         return 1 - correct1 / count, 1 - correct5 / count
-
-
-def _worker_start_method(workers: int) -> str | None:
-    """Fork DataLoader workers on Linux, as in any process torchrun starts.
-
-    Processes that the elastic launcher spawns inherit "spawn" as their default, and a spawned
-    worker imports torch and torchvision again, for every loader and epoch: a 2-process run on
-    400 small images took 68 s instead of 22 s. Elsewhere, the platform's default.
-    """
-    return "fork" if workers > 0 and sys.platform == "linux" else None
 
 
 def _checkpoint_of(run_or_checkpoint: str) -> Path:
