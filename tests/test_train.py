@@ -149,8 +149,10 @@ def test_kill_9_mid_epoch_and_resume_equals_an_uninterrupted_run(tmp_path, shape
     assert [json.loads(line)["epoch"] for line in metrics] == list(range(1, epochs + 1))
 
 
-def test_sigterm_saves_and_exits_cleanly(tmp_path, shapes):
-    cfg = config(tmp_path, shapes, epochs=50, checkpoint_every=2)
+@pytest.mark.parametrize("nproc", [1, 2])
+def test_sigterm_saves_and_exits_cleanly(tmp_path, shapes, nproc):
+    """With 2 processes the launcher gets the signal and passes it on: still saved, said once, 130."""
+    cfg = config(tmp_path, shapes, epochs=50, checkpoint_every=2, nproc=nproc)
     process = cli(*cli_args(cfg))
     run = tmp_path / "run"
     wait_for(run / "last.pt", process)
@@ -158,6 +160,7 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path, shapes):
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
     assert "interrupted: saved" in err and "--resume" in err and "Traceback" not in err
+    assert "error" not in err and "signal" not in err  # neither our error nor the launcher's log
     state = torch.load(run / "last.pt", weights_only=True)
     assert state["epoch"] < 50
 

@@ -78,6 +78,7 @@ def launch(worker: Callable[[dict[str, Any]], None], config: dict[str, Any], *, 
     if world <= 1 or "WORLD_SIZE" in os.environ:
         worker(config)
         return
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     # Each process imports torch and joins the group before it can say anything: seconds of silence.
@@ -99,12 +100,14 @@ def launch(worker: Callable[[dict[str, Any]], None], config: dict[str, Any], *, 
     os.environ["OMP_NUM_THREADS"] = threads or str(max(1, _cpus() // world))
     # The launcher logs every worker's exit with a traceback, even a planned one (a NaN stop, an
     # interrupt): rank 0 has said what happened, and a crash's traceback is in the error below.
-    quiet = [logging.getLogger(name) for name in ("torch.distributed.elastic", "torch.multiprocessing")]
+    quiet = _loggers("torch.distributed.elastic", "torch.multiprocessing")
     levels = [logger.level for logger in quiet]
     for logger in quiet:
         logger.setLevel(logging.CRITICAL)
     try:
         elastic_launch(settings, worker)(config)
+    except SignalException:  # Ctrl-C or kill: the launcher passed it on, and the processes saved
+        raise SystemExit(130) from None
     except Exception as err:  # noqa: BLE001 - the launcher wraps a worker's failure
         failures = getattr(err, "failures", {}) or {}
         codes = {getattr(f, "exitcode", None) for f in failures.values()}
@@ -117,6 +120,14 @@ def launch(worker: Callable[[dict[str, Any]], None], config: dict[str, Any], *, 
             os.environ.pop("OMP_NUM_THREADS", None)
         for logger, level in zip(quiet, levels):
             logger.setLevel(level)
+
+
+def _loggers(*prefixes: str) -> list[logging.Logger]:
+    """The loggers under ``prefixes`` that exist (some set their own level, so each is set)."""
+    names = set(prefixes) | {
+        name for name in logging.root.manager.loggerDict if any(name.startswith(p + ".") for p in prefixes)
+    }
+    return [logging.getLogger(name) for name in sorted(names)]
 
 
 def _cpus() -> int:
