@@ -261,13 +261,15 @@ def test_cli_errors_exit_2(tmp_path):
     spec = spec_file(tmp_path, SMALL)
     result = subprocess.run([sys.executable, "-m", "vggspec", "train", spec], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 2 and "--data" in result.stderr
-    result = subprocess.run(
-        [sys.executable, "-m", "vggspec", "train", spec, "--data", str(tmp_path / "nowhere")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 2 and "Traceback" not in result.stderr and "nowhere" in result.stderr
+    for processes in ([], ["--nproc", "2"]):  # with 2, each process meets it: said once, by rank 0
+        result = subprocess.run(
+            [sys.executable, "-m", "vggspec", "train", spec, "--data", str(tmp_path / "nowhere"), *processes],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert result.stderr.count("error: the data directory") == 1 and "nowhere" in result.stderr
 
 
 def test_bf16_autocast_channels_last_and_workers(tmp_path, shapes):

@@ -105,14 +105,22 @@ def launch(worker: Callable[[dict[str, Any]], None], config: dict[str, Any], *, 
     for logger in quiet:
         logger.setLevel(logging.CRITICAL)
     try:
-        elastic_launch(settings, worker)(config)
+        elastic_launch(settings, _guarded)(worker, config)
     except SignalException:  # Ctrl-C or kill: the launcher passed it on, and the processes saved
         raise SystemExit(130) from None
     except Exception as err:  # noqa: BLE001 - the launcher wraps a worker's failure
         failures = getattr(err, "failures", {}) or {}
-        codes = {getattr(f, "exitcode", None) for f in failures.values()}
-        for code in (130, 3):  # interrupted (saved) or diverged: rank 0 has said so already
-            if code in codes:
+        codes = {rank: getattr(failure, "exitcode", None) for rank, failure in failures.items()}
+        for code in (BAD_INPUT, 130, 3):  # bad input, interrupted (saved), diverged: rank 0 said so
+            if codes.get(0) == code:
+                raise SystemExit(code) from None
+        for rank, code in codes.items():
+            if code == BAD_INPUT:
+                raise SpecError(
+                    f"process {rank} stopped on bad input that process 0 did not see",
+                    hint="run with one process (no --nproc or --gpus) to read its message",
+                ) from None
+            if code in (130, 3):
                 raise SystemExit(code) from None
         raise SpecError(f"a worker process failed: {err}") from None
     finally:
@@ -120,6 +128,23 @@ def launch(worker: Callable[[dict[str, Any]], None], config: dict[str, Any], *, 
             os.environ.pop("OMP_NUM_THREADS", None)
         for logger, level in zip(quiet, levels):
             logger.setLevel(level)
+
+
+BAD_INPUT = 2  # the exit status of a worker that stopped on a SpecError (as the CLI's)
+
+
+def _guarded(worker: Callable[[dict[str, Any]], None], config: dict[str, Any]) -> None:
+    """``worker(config)``, with bad input said once and cleanly (by rank 0), as one process says it.
+
+    Every process usually meets the same bad input (a missing folder, a class count); without
+    this, each would end in a traceback that the launcher then prints.
+    """
+    try:
+        worker(config)
+    except SpecError as err:
+        if os.environ.get("RANK", "0") == "0":
+            print(err, file=sys.stderr, flush=True)
+        raise SystemExit(BAD_INPUT) from None
 
 
 def _loggers(*prefixes: str) -> list[logging.Logger]:
