@@ -70,6 +70,9 @@ class Distributed:
             distributed.destroy_process_group()
 
 
+BAD_INPUT = 2  # the exit status of a worker that stopped on a SpecError (as the CLI's)
+
+
 def launch(worker: Callable[[dict[str, Any]], None], config: dict[str, Any], *, world: int) -> None:
     """``worker(config)`` in ``world`` processes on this machine, through torchrun's elastic launcher.
 
@@ -111,26 +114,21 @@ def launch(worker: Callable[[dict[str, Any]], None], config: dict[str, Any], *, 
     except Exception as err:  # noqa: BLE001 - the launcher wraps a worker's failure
         failures = getattr(err, "failures", {}) or {}
         codes = {rank: getattr(failure, "exitcode", None) for rank, failure in failures.items()}
-        for code in (BAD_INPUT, 130, 3):  # bad input, interrupted (saved), diverged: rank 0 said so
-            if codes.get(0) == code:
-                raise SystemExit(code) from None
-        for rank, code in codes.items():
-            if code == BAD_INPUT:
+        for rank in sorted(codes, key=lambda r: r != 0):  # rank 0 first: it is the one that speaks
+            # Planned stops, which rank 0 has explained: interrupted (saved), diverged, bad input.
+            if codes[rank] in (130, 3) or (codes[rank] == BAD_INPUT and rank == 0):
+                raise SystemExit(codes[rank]) from None
+            if codes[rank] == BAD_INPUT:
                 raise SpecError(
                     f"process {rank} stopped on bad input that process 0 did not see",
                     hint="run with one process (no --nproc or --gpus) to read its message",
                 ) from None
-            if code in (130, 3):
-                raise SystemExit(code) from None
         raise SpecError(f"a worker process failed: {err}") from None
     finally:
         if threads is None:
             os.environ.pop("OMP_NUM_THREADS", None)
         for logger, level in zip(quiet, levels):
             logger.setLevel(level)
-
-
-BAD_INPUT = 2  # the exit status of a worker that stopped on a SpecError (as the CLI's)
 
 
 def _guarded(worker: Callable[[dict[str, Any]], None], config: dict[str, Any]) -> None:
