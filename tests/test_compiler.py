@@ -210,6 +210,21 @@ def test_seeded_initialisation_is_reproducible_and_leaves_the_global_rng_alone()
     assert int(bn.num_batches_tracked) == 0
 
 
+def test_every_init_the_command_line_offers_is_implemented():
+    import typing
+
+    from vggspec.cli import _parser as build_parser
+    from vggspec.compiler import INITS
+    from vggspec.config import InitName, TrainConfig
+
+    assert list(INITS) == list(typing.get_args(InitName))
+    assert typing.get_args(TrainConfig.model_fields["init"].annotation) == typing.get_args(InitName)
+    for command in (["compile", "x.vgg"], ["train", "x.vgg"]):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([*command, "--init", "xavier"])
+        assert build_parser().parse_args([*command, "--init", "glorot"]).init == "glorot"
+
+
 def test_unknown_init_is_an_error():
     with pytest.raises(ValueError, match="paper, caffe, glorot, kaiming"):
         vggspec.build(vggspec.parse(SMALL), init="xavier")

@@ -9,11 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import types
+import typing
 from pathlib import Path
 
 from . import __version__
 from .analysis import Analysis, analyze
 from .bundled import paper_specs, spec_files
+from .config import InitName
 from .errors import SpecError
 from .formatter import format_spec
 from .parser import load, parse
@@ -207,9 +210,6 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
 
 def _flag_type(annotation: object) -> tuple[type, list[str]]:
     """(type, choices) of a field: Optional[...] unwrapped, Literal[...] as choices."""
-    import types
-    import typing
-
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
     if typing.get_origin(annotation) is typing.Literal:
@@ -386,7 +386,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--init",
-        choices=("paper", "caffe", "glorot", "kaiming"),
+        choices=typing.get_args(InitName),
         default="paper",
         help="random initialisation when no weights are given: paper N(0, 1e-2) (default), caffe N(0, 0.01²), "
         "glorot (Glorot & Bengio 2010), kaiming (He et al. 2015, as torchvision)",

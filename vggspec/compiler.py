@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .analysis import analyze
+from .config import InitName
 from .errors import InputSizeError, WeightsError
 from .graph import to_graph
 from .spec import Spec
@@ -42,7 +43,7 @@ def _kaiming(module: nn.Module, generator: torch.Generator | None) -> None:
         nn.init.normal_(module.weight, 0.0, 0.01, generator=generator)
 
 
-INITS: dict[str, InitFn] = {
+INITS: dict[InitName, InitFn] = {
     "paper": _normal(0.1),  # "normal distribution with zero mean and 10^-2 variance"
     "caffe": _normal(0.01),  # what Caffe-era code used: std 0.01
     "glorot": _glorot,  # Glorot & Bengio (2010) uniform, which the authors found needs no pre-training

@@ -15,6 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from .errors import SpecError
 
 
+InitName = Literal["paper", "caffe", "glorot", "kaiming"]
+"""The random initialisations by name (implemented by :data:`vggspec.compiler.INITS`): defined here,
+without torch, so that the command line can offer them."""
+
+
 def default_scale(input_size: int) -> int:
     """The paper's S = 256 for 224×224 crops, in proportion for other input sizes."""
     return round(input_size * 256 / 224)
@@ -52,7 +57,7 @@ class TrainConfig(BaseModel):
     flip: bool = Field(default=True, description="random horizontal flips")
     stats_images: int = Field(default=1000, ge=1, description="training images sampled for mean RGB and PCA")
 
-    init: Literal["paper", "caffe", "glorot", "kaiming"] = Field(default="paper", description="random initialisation")
+    init: InitName = Field(default="paper", description="random initialisation")
     init_from: str | None = Field(default=None, description="a trained A's run or checkpoint (Section 3.1)")
     weights: str | None = Field(default=None, description="a state dict to start from (vggspec or torchvision)")
     seed: int = Field(default=0, description="seed of the initialisation, the data order and the augmentation")
