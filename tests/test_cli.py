@@ -110,6 +110,22 @@ def test_analyze_never_imports_torch(tmp_path):
         assert result.returncode == 0, result.stderr
 
 
+def test_the_program_skips_pythons_last_garbage_collections(monkeypatch, capsys):
+    """`vggspec` and `python -m vggspec` end in cli.run, whose gc.freeze() saves 1.2 s at exit."""
+    import gc
+
+    from vggspec import cli
+
+    monkeypatch.setattr(sys, "argv", ["vggspec", "fmt", str(SPECS / "D.vgg")])
+    try:
+        with pytest.raises(SystemExit) as info:
+            cli.run()
+        assert info.value.code == 0 and "conv3-64 ×2" in capsys.readouterr().out
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+
+
 def test_fmt_prints_canonical_text_and_check_and_write(tmp_path, capsys):
     messy = tmp_path / "messy.vgg"
     messy.write_text("# my net\nconv3-64,conv3-64 # twins\nmaxpool\nFC-10\n")

@@ -12,15 +12,21 @@ from hatchling.builders.wheel import WheelBuilder  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def names(tmp_path: Path, version: str) -> list[str]:
+def contents(tmp_path: Path, version: str) -> dict[str, bytes]:
     (wheel,) = WheelBuilder(str(ROOT)).build(directory=str(tmp_path / version), versions=[version])
     with zipfile.ZipFile(wheel) as archive:
-        return archive.namelist()
+        return {name: archive.read(name) for name in archive.namelist()}
 
 
-def test_a_wheel_carries_the_package_and_the_specs(tmp_path):
-    files = names(tmp_path, "standard")
+def names(tmp_path: Path, version: str) -> list[str]:
+    return list(contents(tmp_path, version))
+
+
+def test_a_wheel_carries_the_package_the_specs_and_the_program(tmp_path):
+    files = contents(tmp_path, "standard")
     assert {"vggspec/cli.py", "vggspec/_specs/D.vgg", "vggspec/_specs/small/A-narrow-32.vgg"} <= set(files)
+    (entry_points,) = [text for name, text in files.items() if name.endswith(".dist-info/entry_points.txt")]
+    assert "vggspec = vggspec.cli:run" in entry_points.decode()  # run(), not main(): the quick exit
 
 
 def test_an_editable_wheel_adds_no_vggspec_folder(tmp_path):

@@ -7,6 +7,7 @@ the few collective operations they need. With one process nothing of torch.distr
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -143,6 +144,8 @@ def _guarded(worker: Callable[[dict[str, Any]], None], config: dict[str, Any]) -
         if os.environ.get("RANK", "0") == "0":
             print(err, file=sys.stderr, flush=True)
         raise SystemExit(BAD_INPUT) from None
+    finally:
+        gc.freeze()  # the process exits next: skip the last collections, as the vggspec program does
 
 
 def _loggers(*prefixes: str) -> list[logging.Logger]:
