@@ -201,7 +201,7 @@ def test_jpeg_decoders_agree(tmp_path, monkeypatch):
             assert fast.shape == pil.shape == (channels, 90, 120) and torch.equal(fast, pil)
             rendered = data.render(path, 70, SIZE, 0.4, 0.6, True, channels)
             with monkeypatch.context() as patch:
-                patch.setattr(data, "decode_jpeg", None)  # a torchvision without image decoding
+                patch.setattr(data, "_torchvision_jpeg", lambda: None)  # a torchvision without image decoding
                 assert torch.equal(data.render(path, 70, SIZE, 0.4, 0.6, True, channels), rendered)
 
 

@@ -199,6 +199,19 @@ def test_a_broken_image_is_skipped_and_counted(tmp_path, shapes, capfd):
 # -- several processes -----------------------------------------------------------------
 
 
+def test_only_the_processes_that_decode_import_torchvision(shapes):
+    """Importing torchvision takes 1.5 s: a launching process (or evaluation) does without it,
+    and a training process imports it once, before its loader workers fork."""
+    code = (
+        "import sys, vggspec.train, vggspec.evaluate\n"
+        "assert 'torchvision' not in sys.modules, 'imported with the trainer'\n"
+        f"vggspec.data.TrainDataset(vggspec.data.scan({str(shapes)!r}, 'train'), None, seed=0)\n"
+        "assert 'torchvision.io' in sys.modules, 'not imported by the dataset'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
 def test_two_processes_give_the_weights_of_one(tmp_path, shapes, capfd):
     from vggspec.train import train
 

@@ -46,10 +46,11 @@ comes back with ``ok=False`` and a zero image, :func:`collate` drops it and list
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,11 +60,6 @@ import numpy as np
 import torch
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, model_validator
-
-try:  # deprecated since torchvision 0.29 (superseded by TorchCodec): without it, PIL decodes every JPEG
-    from torchvision.io import ImageReadMode, decode_jpeg
-except ImportError:  # pragma: no cover - torchvision ≤ 0.29.1 is required today
-    decode_jpeg = None
 
 from .config import default_scale
 from .errors import SpecError
@@ -558,14 +554,29 @@ def _plain_jpeg_size(raw: bytes | bytearray) -> tuple[int, int] | None:
     return None
 
 
+@functools.cache
+def _torchvision_jpeg() -> Callable[[torch.Tensor, int], torch.Tensor] | None:
+    """torchvision's JPEG decoder, ``decode(data, channels)``, imported on first use; None without it.
+
+    Importing torchvision takes over a second (it brings torch._dynamo along), which processes
+    that never decode this way need not spend: a launcher, evaluation. Deprecated since
+    torchvision 0.29 (superseded by TorchCodec): without it, PIL decodes every JPEG.
+    """
+    try:
+        from torchvision.io import ImageReadMode, decode_jpeg
+    except ImportError:  # pragma: no cover - torchvision ≤ 0.29.1 is required today
+        return None
+    modes = {3: ImageReadMode.RGB, 1: ImageReadMode.GRAY}
+    return lambda data, channels: decode_jpeg(data, mode=modes[channels])
+
+
 def _decode(
     file: _File, scale: int, channels: int, threads: bool
 ) -> tuple[torch.Tensor, tuple[float, float], tuple[int, int]]:
     size = file.size
-    if file.jpeg_size and _draft_factor(*size, scale) == 1 and decode_jpeg is not None and not threads:
-        read_mode = ImageReadMode.RGB if channels == 3 else ImageReadMode.GRAY
+    if file.jpeg_size and _draft_factor(*size, scale) == 1 and not threads and (decode := _torchvision_jpeg()):
         raw = torch.frombuffer(bytearray(file.raw), dtype=torch.uint8)  # writable: no warning from torch
-        return decode_jpeg(raw, mode=read_mode), size, size
+        return decode(raw, channels), size, size
     img, span = _pil_pixels(file.image, scale, channels)
     return _to_tensor(img), span, size
 
@@ -705,6 +716,7 @@ class TrainDataset(torch.utils.data.Dataset):
     def __init__(self, folder: ImageFolder, augment: Augment, seed: int) -> None:
         self.folder, self.augment, self.seed = folder, augment, seed
         self.epoch = 0
+        _torchvision_jpeg()  # imported once here, not by every loader worker that forks from this process
 
     def __len__(self) -> int:
         return len(self.folder.samples)
