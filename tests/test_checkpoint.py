@@ -92,3 +92,18 @@ def test_missing_and_garbage_files(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"\x00junk")
     with pytest.raises(vggspec.CheckpointError, match="not a vggspec checkpoint"):
         vggspec.load_model(tmp_path / "junk.pt")
+
+
+def test_a_run_folder_means_its_best_checkpoint_else_its_last(model, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    with pytest.raises(vggspec.CheckpointError, match="folder without a checkpoint") as info:
+        vggspec.load_model(run)
+    assert "--out folder" in str(info.value)
+    save_checkpoint(model, run / "last.pt", epoch=1)
+    assert read_checkpoint(run)["epoch"] == 1  # no best yet: the last
+    save_checkpoint(model, run / "best.pt", epoch=2)
+    save_checkpoint(model, run / "last.pt", epoch=3)
+    assert read_checkpoint(run)["epoch"] == 2
+    loaded = vggspec.load_model(run)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))

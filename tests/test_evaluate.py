@@ -154,7 +154,7 @@ def test_saved_posteriors_fuse_without_the_networks(trained, tmp_path):
 def test_cli_evaluate_and_predict(trained):
     checkpoint, data = trained
     result = subprocess.run(
-        [sys.executable, "-m", "vggspec", "evaluate", str(checkpoint), "--data", str(data), "--method", "all",
+        [sys.executable, "-m", "vggspec", "evaluate", str(checkpoint.parent), "--data", str(data), "--method", "all",
          "--scales", "S_min,S,S_max", "--no-progress", "--dtype", "auto"],
         cwd=ROOT, capture_output=True, text=True,
     )  # fmt: skip
@@ -162,7 +162,7 @@ def test_cli_evaluate_and_predict(trained):
     lines = result.stdout.splitlines()
     assert lines[0].split()[:3] == ["network", "method", "test"]
     assert [line.split()[1] for line in lines[2:]] == ["dense", "multi-crop", "both"]
-    assert "18,21,24" in result.stdout
+    assert "18,21,24" in result.stdout  # (the run folder stands for its best.pt)
 
     image = next((data / "val" / "triangle").iterdir())
     top = predict(checkpoint, [image], top=3)

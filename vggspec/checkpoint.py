@@ -35,6 +35,7 @@ from .spec import Spec
 
 FORMAT = "vggspec.checkpoint"
 VERSION = 1
+RUN_BEST, RUN_LAST = "best.pt", "last.pt"  # a run directory's checkpoints, as vggspec train writes them
 
 
 def spec_hash(spec: Spec) -> str:
@@ -80,13 +81,28 @@ def atomic_save(data: Mapping[str, Any], path: str | Path) -> Path:
     return path
 
 
+def checkpoint_path(path: str | Path) -> Path:
+    """``path`` itself, or for a run directory its best checkpoint (its last before there is a best)."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    for name in (RUN_BEST, RUN_LAST):
+        if (path / name).is_file():
+            return path / name
+    raise CheckpointError(
+        f"{path} is a folder without a checkpoint in it ({RUN_BEST} or {RUN_LAST})",
+        hint="give a checkpoint file, or the --out folder of a 'vggspec train' run that finished an epoch",
+    )
+
+
 def read_checkpoint(path: str | Path, *, mmap: bool = False) -> dict[str, Any]:
-    """The checkpoint's dictionary, checked to be one; tensors on the CPU.
+    """The checkpoint's dictionary, checked to be one; tensors on the CPU. A run directory
+    means its best checkpoint (:func:`checkpoint_path`).
 
     ``mmap``: tensors map the file instead of being read into memory, for callers that only
     copy some of them out (a model's weights, not the optimizer's state).
     """
-    path = Path(path)
+    path = checkpoint_path(path)
     try:
         data = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except FileNotFoundError:

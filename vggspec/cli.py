@@ -409,7 +409,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--init-from",
         metavar="CKPT",
-        help="a trained A's checkpoint: copy its first four conv and last three FC layers (Section 3.1)",
+        help="a trained A's checkpoint or run folder: copy its first four conv and last three FC layers "
+        "(Section 3.1)",
     )
     p.add_argument("--input", type=_positive_int, metavar="N", help="with --dense and no -o: run on N×N images")
     p.set_defaults(run=_compile)
@@ -439,7 +440,7 @@ def _parser() -> argparse.ArgumentParser:
         "averages the two; posteriors are averaged over scales and, with several checkpoints, over networks "
         "(fusion rows last). On ILSVRC-2012 val the paper's numbers are printed beside the measured ones.",
     )
-    p.add_argument("checkpoints", nargs="+", metavar="CKPT", help="checkpoints (RUN/best.pt); several are fused")
+    p.add_argument("checkpoints", nargs="+", metavar="CKPT", help="checkpoints, or run folders (RUN means RUN/best.pt); several are fused")
     p.add_argument("--data", metavar="DIR", help="image folder: DIR/<split>/<class>/*")
     p.add_argument("--split", default="val", help="the folder under DIR to evaluate (default: val)")
     p.add_argument(
@@ -468,7 +469,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Classify images with a trained checkpoint: dense evaluation at the checkpoint's training "
         "scale (or --scale), averaged with the flipped image; class names from the training run.",
     )
-    p.add_argument("checkpoint", metavar="CKPT", help="a checkpoint written by 'vggspec train'")
+    p.add_argument(
+        "checkpoint", metavar="CKPT", help="a checkpoint written by 'vggspec train', or its run folder (its best.pt)"
+    )
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     p.add_argument("--scale", type=_positive_int, metavar="Q", help="rescale the smallest side to Q (default: S)")
     p.add_argument("--top", type=_positive_int, default=5, metavar="K", help="how many classes (default: 5)")

@@ -32,7 +32,7 @@ import torch
 from PIL import Image
 
 from . import data as datalib
-from .checkpoint import load_model, read_checkpoint
+from .checkpoint import checkpoint_path, load_model, read_checkpoint
 from .config import TrainConfig
 from .dense import posteriors, to_dense
 from .errors import SpecError
@@ -80,6 +80,7 @@ def load_network(path: str | Path, device: torch.device | str = "cpu", dtype: DT
 
     ``dtype``: what the networks compute in (see :func:`vggspec.optimize_for_inference`).
     """
+    path = checkpoint_path(path)  # a run directory: its best.pt
     data = read_checkpoint(path, mmap=True)  # only the small entries are read here
     if "colour_stats" not in data:
         raise SpecError(

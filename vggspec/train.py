@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from . import data as datalib
-from .checkpoint import read_checkpoint, save_checkpoint, spec_hash
+from .checkpoint import RUN_BEST, RUN_LAST, read_checkpoint, save_checkpoint, spec_hash
 from .compiler import VGG, build
 from .config import TrainConfig
 from .distributed import Distributed, launch
@@ -41,10 +41,6 @@ from .layers import FC
 from .parser import load
 from .runlog import RunLog
 from .spec import Spec
-
-CHECKPOINT_LAST = "last.pt"
-CHECKPOINT_BEST = "best.pt"
-
 
 # -- launching ---------------------------------------------------------------------------
 
@@ -190,13 +186,13 @@ class _Trainer:
 
     def _resume_state(self) -> dict[str, Any] | None:
         if not self.config.resume:
-            if (self.run_dir / CHECKPOINT_LAST).exists():
+            if (self.run_dir / RUN_LAST).exists():
                 raise SpecError(
-                    f"{self.run_dir} already holds a run ({CHECKPOINT_LAST})",
+                    f"{self.run_dir} already holds a run ({RUN_LAST})",
                     hint="continue it with --resume, or choose another --out",
                 )
             return None
-        path = self.run_dir / CHECKPOINT_LAST
+        path = self.run_dir / RUN_LAST
         if not path.exists():
             raise SpecError(f"nothing to resume: {path} does not exist")
         state = read_checkpoint(path)
@@ -240,7 +236,7 @@ class _Trainer:
         if config.init_from and resume_state is None:
             from .transfer import transfer_from
 
-            report = transfer_from(_checkpoint_of(config.init_from), model)
+            report = transfer_from(config.init_from, model)
             if self.env.main:
                 self.log.note(str(report))
         if config.channels_last:
@@ -275,9 +271,9 @@ class _Trainer:
         if not self.env.main:
             return
         state = self._state(rngs)
-        save_checkpoint(self.model, self.run_dir / CHECKPOINT_LAST, **state)
+        save_checkpoint(self.model, self.run_dir / RUN_LAST, **state)
         if best:
-            save_checkpoint(self.model, self.run_dir / CHECKPOINT_BEST, **state)
+            save_checkpoint(self.model, self.run_dir / RUN_BEST, **state)
 
     def _restore(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["state_dict"])
@@ -419,7 +415,7 @@ class _Trainer:
                 if env.any(not math.isfinite(step_loss)):
                     raise _Stop(
                         f"the loss became {step_loss} at epoch {self.epoch + 1}, step {self.step + 1}: training stopped. "
-                        f"The last good checkpoint is kept ({self.run_dir / CHECKPOINT_LAST}). Try a lower --lr, "
+                        f"The last good checkpoint is kept ({self.run_dir / RUN_LAST}). Try a lower --lr, "
                         "--init glorot or --init caffe (the paper's N(0, 1e-2) suits few nets without "
                         "--init-from a trained A), or --init-from a trained A",
                         code=3,
@@ -439,7 +435,7 @@ class _Trainer:
                 if env.any(self.stop_requested):
                     self._save()
                     raise _Stop(
-                        f"interrupted: saved {self.run_dir / CHECKPOINT_LAST} at epoch {self.epoch + 1}, step "
+                        f"interrupted: saved {self.run_dir / RUN_LAST} at epoch {self.epoch + 1}, step "
                         f"{self.step}; continue with: vggspec train {config.spec} --data {config.data} "
                         f"--out {self.run_dir} --resume",
                         code=130,
@@ -473,17 +469,6 @@ class _Trainer:
         if count == 0:
             return 1.0, 1.0
         return 1 - correct1 / count, 1 - correct5 / count
-
-
-def _checkpoint_of(run_or_checkpoint: str) -> Path:
-    """A run directory means its best checkpoint (else its last); a file is itself."""
-    path = Path(run_or_checkpoint)
-    if path.is_dir():
-        for name in (CHECKPOINT_BEST, CHECKPOINT_LAST):
-            if (path / name).exists():
-                return path / name
-        raise CheckpointError(f"{path} holds no checkpoint ({CHECKPOINT_BEST} or {CHECKPOINT_LAST})")
-    return path
 
 
 if __name__ == "__main__":  # pragma: no cover
