@@ -126,6 +126,25 @@ def test_the_program_skips_pythons_last_garbage_collections(monkeypatch, capsys)
         gc.unfreeze()
 
 
+def test_bundled_specs_go_by_name_from_anywhere(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # no specs/ here: as after `pip install vggspec`
+    assert main(["analyze", "D", "small/A-narrow-32"]) == 0
+    by_name = capsys.readouterr().out
+    assert main(["analyze", str(SPECS / "D.vgg"), str(SPECS / "small" / "A-narrow-32.vgg")]) == 0
+    assert capsys.readouterr().out == by_name
+    assert main(["fmt", "E"]) == 0
+    assert capsys.readouterr().out == (SPECS / "E.vgg").read_text()
+    assert main(["fmt", "--check", "E"]) == 0  # the bundled file itself is read: it is canonical
+    assert main(["fmt", "--write", "E"]) == 0 and not (tmp_path / "E").exists()
+
+    assert main(["analyze", "F"]) == 2
+    err = capsys.readouterr().err
+    assert "no such spec file: F" in err and "bundled specs go by name alone: A, A-LRN, B, C, D, E, small/" in err
+    (tmp_path / "D").write_text("name: mine\ninput: 32x32 RGB\nconv3-8\nmaxpool\nFC-10\n")  # a file wins
+    assert main(["analyze", "D"]) == 0 and "mine" in capsys.readouterr().out
+    assert main(["analyze", "D.vgg"]) == 2  # a file name is a file name
+
+
 def test_fmt_prints_canonical_text_and_check_and_write(tmp_path, capsys):
     messy = tmp_path / "messy.vgg"
     messy.write_text("# my net\nconv3-64,conv3-64 # twins\nmaxpool\nFC-10\n")

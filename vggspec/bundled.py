@@ -21,6 +21,31 @@ def paper_specs() -> list[Path]:
     return [specs_dir() / f"{name}.vgg" for name in PAPER_CONFIGS]
 
 
+def spec_path(name: str | Path) -> Path:
+    """The file a SPEC argument means: ``name`` if it exists, else the bundled spec so named
+    (``D``, ``small/A-narrow-32``: no suffix), else ``name`` (for the error that follows).
+
+    So that an installed vggspec reaches its specs from anywhere: ``vggspec compile E``.
+    """
+    path = Path(name)
+    if path.exists() or path.is_absolute() or path.suffix:
+        return path
+    try:
+        bundled = specs_dir() / f"{path}.vgg"
+    except FileNotFoundError:
+        return path
+    return bundled if bundled.is_file() else path
+
+
+def bundled_names() -> list[str]:
+    """Every bundled spec's name, Table 1's first (none if they are missing)."""
+    try:
+        root = specs_dir()
+    except FileNotFoundError:
+        return []
+    return [p.relative_to(root).with_suffix("").as_posix() for p in [*spec_files(root), *spec_files(root / "small")]]
+
+
 def spec_files(path: Path) -> list[Path]:
     """The ``.vgg`` files of a directory: Table 1's configurations first, in its order."""
     files = list(path.glob("*.vgg"))

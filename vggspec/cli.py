@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import __version__
 from .analysis import Analysis, analyze
-from .bundled import paper_specs, spec_files
+from .bundled import paper_specs, spec_files, spec_path
 from .config import InitName
 from .errors import SpecError
 from .formatter import format_spec
@@ -103,9 +103,10 @@ def _fmt(args: argparse.Namespace) -> int:
                 text, source = sys.stdin.read(), "<stdin>"
                 spec = parse(text, source)
             else:
+                path = spec_path(name)  # a bundled spec's name: its file
                 source = name
-                text = Path(name).read_text(encoding="utf-8") if Path(name).is_file() else ""
-                spec = load(name)
+                text = path.read_text(encoding="utf-8") if path.is_file() else ""
+                spec = load(path)
         except SpecError as err:
             print(err, file=sys.stderr)
             failed = True
@@ -117,7 +118,7 @@ def _fmt(args: argparse.Namespace) -> int:
                 print(f"would reformat {source}", file=sys.stderr)
         elif args.write and name != "-":
             if formatted != text:
-                Path(name).write_text(formatted, encoding="utf-8")
+                path.write_text(formatted, encoding="utf-8")
                 print(f"reformatted {source}", file=sys.stderr)
         else:
             sys.stdout.write(formatted)
@@ -342,7 +343,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vggspec {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
-    specs_help = "spec files or directories of them (default: Table 1's A, A-LRN, B, C, D, E, bundled)"
+    specs_help = (
+        "spec files, directories of them, or bundled specs by name (D, small/A-narrow-32); "
+        "default: Table 1's A, A-LRN, B, C, D, E"
+    )
 
     p = commands.add_parser(
         "analyze",
@@ -387,7 +391,7 @@ def _parser() -> argparse.ArgumentParser:
         "With -o: write a vggspec checkpoint (load it with vggspec.load_model), TorchScript, ONNX, or a "
         "standalone PyTorch source file that does not need vggspec.",
     )
-    p.add_argument("spec", metavar="SPEC", help="a spec file")
+    p.add_argument("spec", metavar="SPEC", help="a spec file, or a bundled spec by name (E)")
     p.add_argument("-o", "--output", metavar="FILE", help="write the compiled network to FILE")
     p.add_argument(
         "--format",
@@ -426,7 +430,7 @@ def _parser() -> argparse.ArgumentParser:
         "--gpus N. Checkpoints go to RUN/last.pt and RUN/best.pt every epoch; --resume continues a run, "
         "mid-epoch included. Exit codes: 0 done, 2 bad input, 3 the loss diverged, 130 interrupted (saved).",
     )
-    p.add_argument("spec", metavar="SPEC", help="the spec to train")
+    p.add_argument("spec", metavar="SPEC", help="the spec to train: a file, or a bundled spec by name (D)")
     p.add_argument("--config", metavar="FILE", help="settings from a .json or .toml file; flags override them")
     _add_train_options(p)
     p.set_defaults(run=_train)
@@ -485,7 +489,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Print specs in canonical form (comments kept, runs of equal layers as ×N). "
         "parse(fmt(spec)) is the same network.",
     )
-    p.add_argument("specs", nargs="+", metavar="SPEC", help="spec files ('-' reads standard input)")
+    p.add_argument("specs", nargs="+", metavar="SPEC", help="spec files or bundled names ('-' reads standard input)")
     p.add_argument("--check", action="store_true", help="change nothing; exit 1 if a file is not canonical")
     p.add_argument("-w", "--write", action="store_true", help="rewrite the files in place")
     p.set_defaults(run=_fmt)
@@ -506,7 +510,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Draw the layer graph, each node with its output shape and parameters. SVG, PNG "
         "and PDF need Graphviz's 'dot' program (apt-get install graphviz); DOT source does not.",
     )
-    p.add_argument("spec", metavar="SPEC", help="a spec file")
+    p.add_argument("spec", metavar="SPEC", help="a spec file, or a bundled spec by name (E)")
     p.add_argument("-o", "--output", metavar="FILE", help="output file (default: SPEC's name with the format's suffix)")
     p.add_argument("--format", choices=("svg", "png", "pdf", "dot"), help="default: from -o's suffix, else svg")
     p.add_argument("--input", type=_positive_int, metavar="N", help="draw the shapes at N×N inputs")

@@ -15,6 +15,7 @@ from pathlib import Path
 from lark import Lark, Token, Transformer, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 from pydantic import ValidationError
 
+from .bundled import bundled_names, spec_path
 from .errors import SpecError, SpecSyntaxError, SpecValueError, UnknownLayerError, did_you_mean, source_lines
 from .layers import LayerSpec, kind_for_word, spelling_examples, suggest_word
 from .spec import COLOUR_MODELS, Comment, InputShape, Spec
@@ -49,12 +50,14 @@ def parse(text: str, filename: str | None = None, *, check: bool = True) -> Spec
 
 
 def load(path: str | Path, *, check: bool = True) -> Spec:
-    """Read and parse a ``.vgg`` file."""
-    path = Path(path)
+    """Read and parse a ``.vgg`` file; a bare name that is no file names a bundled spec (``D``)."""
+    path = spec_path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise SpecError(f"no such spec file: {path}") from None
+        raise SpecError(
+            f"no such spec file: {path}", hint=f"bundled specs go by name alone: {', '.join(bundled_names())}"
+        ) from None
     except IsADirectoryError:
         raise SpecError(f"{path} is a directory, not a .vgg spec file") from None
     except UnicodeDecodeError as err:
