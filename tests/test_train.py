@@ -181,6 +181,39 @@ def test_a_diverging_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_p
     assert all(torch.isfinite(t).all() for t in state["state_dict"].values())
 
 
+def test_a_run_folder_that_cannot_be_written_is_said_plainly_and_the_last_checkpoint_stays(
+    tmp_path, shapes, monkeypatch
+):
+    import errno
+
+    from vggspec import checkpoint
+    from vggspec.train import train
+
+    blocker = tmp_path / "a file"
+    blocker.write_text("")
+    with pytest.raises(vggspec.SpecError, match="cannot write in .*Not a directory") as info:
+        train(config(tmp_path, shapes, out=str(blocker / "run")))
+    assert "--out" in str(info.value)
+
+    saves = []
+
+    def disk_full_at_the_third(obj, f, *args, **kwargs):
+        saves.append(obj.get("step"))
+        if len(saves) == 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_save(obj, f, *args, **kwargs)
+
+    real_save = torch.save
+    monkeypatch.setattr(checkpoint.torch, "save", disk_full_at_the_third)
+    with pytest.raises(vggspec.SpecError, match="No space left on device") as info:
+        train(config(tmp_path, shapes, checkpoint_every=1))
+    assert "--resume" in str(info.value)
+    monkeypatch.undo()
+    run = tmp_path / "run"
+    assert torch.load(run / "last.pt", weights_only=True)["step"] == saves[1] == 2
+    assert sorted(p.name for p in run.glob("*.pt*")) == ["last.pt"]  # no half-written file left
+
+
 def test_a_broken_image_is_skipped_and_counted(tmp_path, shapes, capfd):
     import shutil
 

@@ -428,7 +428,8 @@ def _parser() -> argparse.ArgumentParser:
         "On several machines, start the same command on each with torchrun: torchrun --nnodes M "
         "--nproc-per-node N --rdzv-backend c10d --rdzv-endpoint HOST:PORT -m vggspec train SPEC --data DIR "
         "--gpus N. Checkpoints go to RUN/last.pt and RUN/best.pt every epoch; --resume continues a run, "
-        "mid-epoch included. Exit codes: 0 done, 2 bad input, 3 the loss diverged, 130 interrupted (saved).",
+        "mid-epoch included. Exit codes: 0 done, 2 bad input or a run folder that cannot be written, "
+        "3 the loss diverged, 130 interrupted (saved).",
     )
     p.add_argument("spec", metavar="SPEC", help="the spec to train: a file, or a bundled spec by name (D)")
     p.add_argument("--config", metavar="FILE", help="settings from a .json or .toml file; flags override them")

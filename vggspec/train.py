@@ -24,7 +24,8 @@ import os
 import signal
 import sys
 import time
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +122,8 @@ class _Trainer:
 
         resume_state = self._resume_state()
         if env.main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            with _writing(self.run_dir, hint="give --out a folder that can be created and written"):
+                self.run_dir.mkdir(parents=True, exist_ok=True)
         train_folder = datalib.scan(config.data, config.train_split)
         val_folder = datalib.scan(config.data, config.val_split, classes=train_folder.classes)
         self._check_classes(train_folder)
@@ -176,7 +178,10 @@ class _Trainer:
             self._restore(resume_state)
         if env.main:
             threads = torch.get_num_threads()
-            self.log.start(config, self.spec, train_folder, val_folder, stats, self.steps_per_epoch, env.world, threads)
+            with _writing(self.run_dir):
+                self.log.start(
+                    config, self.spec, train_folder, val_folder, stats, self.steps_per_epoch, env.world, threads
+                )
         previous = self._install_signal_handlers()
         try:
             self._loop()
@@ -271,9 +276,10 @@ class _Trainer:
         if not self.env.main:
             return
         state = self._state(rngs)
-        save_checkpoint(self.model, self.run_dir / RUN_LAST, **state)
-        if best:
-            save_checkpoint(self.model, self.run_dir / RUN_BEST, **state)
+        with _writing(self.run_dir):
+            save_checkpoint(self.model, self.run_dir / RUN_LAST, **state)
+            if best:
+                save_checkpoint(self.model, self.run_dir / RUN_BEST, **state)
 
     def _restore(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["state_dict"])
@@ -327,7 +333,8 @@ class _Trainer:
                 self.epoch, self.step = self.epoch + 1, 0
                 self._save(best=improved)
                 if self.env.main:
-                    self.log.epoch_done(record, self.history)
+                    with _writing(self.run_dir):
+                        self.log.epoch_done(record, self.history)
         except _Stop as stop:
             if self.env.main:
                 self.log.note(str(stop))
@@ -469,6 +476,20 @@ class _Trainer:
         if count == 0:
             return 1.0, 1.0
         return 1 - correct1 / count, 1 - correct5 / count
+
+
+@contextmanager
+def _writing(run_dir: Path, hint: str | None = None) -> Iterator[None]:
+    """A run folder that cannot be written (disk full, read-only, gone): said plainly, no traceback."""
+    try:
+        yield
+    except OSError as err:
+        raise SpecError(
+            f"cannot write in {run_dir}: {err.strerror or err}",
+            hint=hint
+            or f"checkpoints are written whole or not at all: {RUN_LAST} is the last one saved; "
+            "make room (or mend the folder), then continue with --resume",
+        ) from None
 
 
 if __name__ == "__main__":  # pragma: no cover
