@@ -145,6 +145,17 @@ def test_bundled_specs_go_by_name_from_anywhere(tmp_path, monkeypatch, capsys):
     assert main(["analyze", "D.vgg"]) == 2  # a file name is a file name
 
 
+def test_an_output_that_cannot_be_written_is_one_line_of_error(tmp_path):
+    blocker = tmp_path / "a file"
+    blocker.write_text("")
+    for args in (["graph", "D", "-o", str(blocker / "d.svg")], ["compile", "small/A-narrow-32", "-o", str(blocker / "a.py")],
+                 ["compile", "small/A-narrow-32", "-o", str(blocker / "a.pt")]):  # fmt: skip
+        result = run(*args)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.splitlines()[-1].endswith(f"{blocker} is a file, where a folder is needed")
+        assert "Traceback" not in result.stderr
+
+
 def test_fmt_prints_canonical_text_and_check_and_write(tmp_path, capsys):
     messy = tmp_path / "messy.vgg"
     messy.write_text("# my net\nconv3-64,conv3-64 # twins\nmaxpool\nFC-10\n")

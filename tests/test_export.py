@@ -291,7 +291,7 @@ def test_unwritable_paths(models, tmp_path, fmt):
     with pytest.raises(vggspec.SpecError, match="is a directory"):
         export_model(models["plain-lrn"], tmp_path, fmt)
     (tmp_path / "file").write_text("")
-    with pytest.raises(vggspec.SpecError, match="not a directory"):
+    with pytest.raises(vggspec.SpecError, match="file is a file, where a folder is needed"):
         export_model(models["plain-lrn"], tmp_path / "file" / "m.out", fmt)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 

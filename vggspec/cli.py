@@ -54,6 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `vggspec analyze | head`
         sys.stderr.close()
         return 0
+    except OSError as err:  # a file that cannot be written or read: -o under a file, a full disk, ...
+        if isinstance(err, FileExistsError) and Path(err.filename).is_file():  # how mkdir says it
+            print(f"error: {err.filename} is a file, where a folder is needed", file=sys.stderr)
+        else:
+            print(f"error: {f'{err.filename}: ' if err.filename else ''}{err.strerror or err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
