@@ -151,6 +151,26 @@ def test_saved_posteriors_fuse_without_the_networks(trained, tmp_path):
     assert rows[-1].network == "shapes + shapes (probs)" and rows[-1].top1_err == results.rows[0].top1_err
 
 
+def test_an_unreadable_image_is_counted_as_an_error_and_named(trained, tmp_path, capfd):
+    import shutil
+
+    checkpoint, data = trained
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+    broken = copy / "val" / "ellipse" / "zz_broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    clean = evaluate([checkpoint], data, methods=["dense"], progress=False)
+    capfd.readouterr()
+    results = evaluate([checkpoint], copy, methods=["dense"], save_probs=tmp_path / "p.pt", progress=False)
+    assert results.unreadable() == [str(broken)]
+    # One more image, and a wrong one: the errors are the clean set's, counted over 31.
+    assert results.rows[0].top1_err * 31 == pytest.approx(clean.rows[0].top1_err * 30 + 1)
+    assert results.rows[0].top5_err * 31 == pytest.approx(1)  # 3 classes: only the unreadable one misses
+    assert f"note: 1 of 31 images could not be read; each is counted as an error: {broken}" in capfd.readouterr().err
+    Results.load([tmp_path / "p.pt"]).note_unreadable()  # and again from the saved posteriors
+    assert str(broken) in capfd.readouterr().err
+
+
 def test_cli_evaluate_and_predict(trained):
     checkpoint, data = trained
     result = subprocess.run(

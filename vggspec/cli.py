@@ -256,6 +256,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.from_probs:
         results = Results.load(args.checkpoints)
         print(render_rows(results.compute_rows()))
+        results.note_unreadable()
         return 0
     if not args.data:
         raise SpecError("where is the data? give --data DIR (the images in DIR/val/<class>/*)")

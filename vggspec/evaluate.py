@@ -330,6 +330,26 @@ class Results:
         self.rows = rows
         return rows
 
+    def unreadable(self) -> list[str]:
+        """The images a network could not read (NaN posteriors): counted as errors in every row."""
+        missing = torch.zeros(len(self.paths), dtype=torch.bool)
+        for by_method in self.probs.values():
+            for probs in by_method.values():
+                missing |= torch.isnan(probs).any(dim=1)
+        return [path for path, gone in zip(self.paths, missing.tolist()) if gone]
+
+    def note_unreadable(self, shown: int = 5) -> None:
+        """Say which images the errors count as wrong because they could not be read (stderr)."""
+        import sys
+
+        if unreadable := self.unreadable():
+            more = f" and {len(unreadable) - shown} more" if len(unreadable) > shown else ""
+            print(
+                f"note: {len(unreadable)} of {len(self.paths)} images could not be read; each is counted as an "
+                f"error: {', '.join(unreadable[:shown])}{more}",
+                file=sys.stderr,
+            )
+
     def save(self, path: str | Path) -> Path:
         from .checkpoint import atomic_save
 
@@ -541,6 +561,7 @@ def _evaluate_here(settings: dict[str, Any], env) -> Results | None:
         lookup = lambda name, method, qs: paper_row(by_name[name], method, qs)  # noqa: E731
     results.compute_rows(lookup)
     print(render_rows(results.rows))
+    results.note_unreadable()
     _write_outputs(results, settings)
     return results
 
