@@ -115,6 +115,19 @@ def test_a_narrow_network_learns_shapes(tmp_path, shapes, capfd):
     assert "best epoch" in err and "val top-1 error" in err and str(run) in err
 
 
+def test_a_net_deeper_than_a_from_the_papers_random_init_gets_a_word_of_advice():
+    from vggspec.train import init_advice
+
+    a, d = vggspec.load("A"), vggspec.load("D")
+    paper = TrainConfig(spec="D", data="data")
+    advice = init_advice(d, paper)
+    assert advice is not None and "16 weight layers" in advice and "--init-from" in advice
+    assert init_advice(a, paper) is None  # A is what the paper trained from random weights
+    assert init_advice(d, paper.model_copy(update={"init": "glorot"})) is None
+    assert init_advice(d, paper.model_copy(update={"init_from": "runs/a"})) is None
+    assert init_advice(d, paper.model_copy(update={"weights": "vgg16.pth"})) is None
+
+
 # -- never lose work ---------------------------------------------------------------------
 
 

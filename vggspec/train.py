@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from . import data as datalib
+from .analysis import analyze
 from .checkpoint import RUN_BEST, RUN_LAST, read_checkpoint, save_checkpoint, spec_hash
 from .compiler import VGG, build
 from .config import TrainConfig
@@ -244,6 +245,8 @@ class _Trainer:
             report = transfer_from(config.init_from, model)
             if self.env.main:
                 self.log.note(str(report))
+        elif resume_state is None and self.env.main and (advice := init_advice(self.spec, config)):
+            self.log.note(advice)
         if config.channels_last:
             model = model.to(memory_format=torch.channels_last)
         return model
@@ -476,6 +479,24 @@ class _Trainer:
         if count == 0:
             return 1.0, 1.0
         return 1 - correct1 / count, 1 - correct5 / count
+
+
+PAPER_RANDOM_INIT_DEPTH = 11  # A's weight layers: the deepest net the paper trained from random weights
+
+
+def init_advice(spec: Spec, config: TrainConfig) -> str | None:
+    """A word before training a net deeper than A from the paper's random initialisation, which
+    the paper itself did not do (Section 3.1: deeper nets began from a trained A's layers)."""
+    if config.init != "paper" or config.init_from or config.weights:
+        return None
+    depth = analyze(spec).weight_layers
+    if depth <= PAPER_RANDOM_INIT_DEPTH:
+        return None
+    return (
+        f"note: {spec.display_name} has {depth} weight layers. The paper trained only A ({PAPER_RANDOM_INIT_DEPTH}) "
+        "from random N(0, 1e-2) weights and started deeper nets from a trained A (--init-from RUN_A); "
+        "from random weights this one may learn slowly or diverge. --init glorot needs no A."
+    )
 
 
 @contextmanager
