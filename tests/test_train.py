@@ -162,6 +162,27 @@ def test_kill_9_mid_epoch_and_resume_equals_an_uninterrupted_run(tmp_path, shape
     assert [json.loads(line)["epoch"] for line in metrics] == list(range(1, epochs + 1))
 
 
+def test_resume_alone_continues_the_run_as_it_was_started(tmp_path, shapes, capfd):
+    """The interrupted message says `--data D --out RUN --resume`: the run's other settings
+    (batch 16, lr 0.05, kaiming, ... here) must come from its checkpoint, not from the defaults."""
+    from vggspec.train import train
+
+    reference = train(config(tmp_path / "ref", shapes, epochs=2, deterministic=True))
+    first = config(tmp_path / "res", shapes, epochs=1, deterministic=True)
+    run = train(first)
+    capfd.readouterr()
+    bare = dict(spec=first.spec, data=first.data, out=first.out, resume=True, progress=False)
+    train(TrainConfig(**bare, epochs=2))  # a longer run: --epochs may change
+    assert_same_weights(final_weights(run), final_weights(reference))
+    assert f"note: resuming {run} with epochs 1 → 2" in capfd.readouterr().err
+    assert json.loads((run / "config.json").read_text())["batch_size"] == 16
+
+    with pytest.raises(vggspec.SpecError, match="started with --batch-size 16, --lr 0.05: a resumed run keeps"):
+        train(TrainConfig(**bare, epochs=3, batch_size=32, lr=0.1))
+    train(TrainConfig(**bare, lr=0.05))  # the run's own value, repeated: fine, and nothing left to train
+    assert "has finished its 2 epochs: nothing to train" in capfd.readouterr().err
+
+
 @pytest.mark.parametrize("nproc", [1, 2])
 def test_sigterm_saves_and_exits_cleanly(tmp_path, shapes, nproc):
     """With 2 processes the launcher gets the signal and passes it on: still saved, said once, 130."""

@@ -74,7 +74,7 @@ class TrainConfig(BaseModel):
     )
     deterministic: bool = Field(default=False, description="deterministic algorithms only (bit-exact resumes)")
     checkpoint_every: int | None = Field(default=None, ge=1, description="also checkpoint every N steps")
-    resume: bool = Field(default=False, description="continue the run in --out from its last.pt")
+    resume: bool = Field(default=False, description="continue the run in --out from its last.pt, with its settings")
     progress: bool = Field(default=True, description="progress bars")
 
     @field_validator("scale")

@@ -48,12 +48,54 @@ from .spec import Spec
 
 
 def train(config: TrainConfig) -> Path:
-    """Train as configured; returns the run directory. Launches N processes when asked to."""
+    """Train as configured; returns the run directory. Launches N processes when asked to.
+
+    With ``resume``, the settings not given (not in ``config.model_fields_set``) are the run's own,
+    as its checkpoint holds them: ``--resume`` alone continues the run as it was started.
+    """
     spec = load(config.spec)
-    _check_devices(config)
+    given = set(config.model_fields_set)
     config = config.model_copy(update={"out": str(_run_dir(config, spec))})
+    if config.resume:
+        config = _as_started(config, given)
+    _check_devices(config)
     launch(run_worker, config.model_dump(), world=config.gpus or config.nproc)
     return Path(config.out)
+
+
+_NOT_THE_RUNS = ("spec", "out", "resume", "progress")  # settings of this invocation, not of the run
+# What a resumed run may change: where the data is, how long, and how the work is done. The rest is
+# its recipe, which its optimizer, schedule and data position carry on (a new --lr would be ignored).
+_CHANGEABLE_ON_RESUME = (
+    "data", "epochs", "micro_batch", "gpus", "nproc", "workers", "amp", "channels_last", "sync_bn",
+    "deterministic", "checkpoint_every",
+)  # fmt: skip
+
+
+def _as_started(config: TrainConfig, given: set[str]) -> TrainConfig:
+    """The run's settings from its last checkpoint, but for those ``given`` that it may change."""
+    path = Path(config.out) / RUN_LAST
+    if not path.exists():
+        raise SpecError(f"nothing to resume: {path} does not exist")
+    try:
+        started = TrainConfig(**read_checkpoint(path, mmap=True)["config"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{path} holds no settings this vggspec can read ({type(err).__name__})") from None
+    changes = {
+        key: getattr(config, key)
+        for key in sorted(given)
+        if key not in _NOT_THE_RUNS and getattr(config, key) != getattr(started, key)
+    }
+    if fixed := [key for key in changes if key not in _CHANGEABLE_ON_RESUME]:
+        flags = ", ".join(f"--{key.replace('_', '-')} {getattr(started, key)}" for key in fixed)
+        raise SpecError(
+            f"{config.out} was started with {flags}: a resumed run keeps its recipe",
+            hint="leave those settings out to continue the run as it was, or start a new run (another --out)",
+        )
+    if changes and os.environ.get("RANK", "0") == "0":
+        changed = ", ".join(f"{key} {getattr(started, key)} → {value}" for key, value in changes.items())
+        print(f"note: resuming {config.out} with {changed}", file=sys.stderr)
+    return started.model_copy(update={**changes, **{key: getattr(config, key) for key in _NOT_THE_RUNS}})
 
 
 def _check_devices(config: TrainConfig) -> None:
@@ -298,7 +340,15 @@ class _Trainer:
             torch.cuda.set_rng_state(rng["cuda"], self.env.device)
         if self.env.main:
             self.log.rewrite_metrics(self.history)
-            self.log.note(f"resuming {self.run_dir} at epoch {self.epoch + 1}, step {self.step}/{self.steps_per_epoch}")
+            if self.epoch >= self.config.epochs:
+                self.log.note(
+                    f"{self.run_dir} has finished its {self.epoch} epochs: nothing to train "
+                    "(give a larger --epochs to train on)"
+                )
+            else:
+                self.log.note(
+                    f"resuming {self.run_dir} at epoch {self.epoch + 1}, step {self.step}/{self.steps_per_epoch}"
+                )
 
     def _install_signal_handlers(self) -> dict[int, Any]:
         """SIGTERM and SIGINT ask the loop to save and stop after the current step."""
