@@ -8,6 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="needs the test extras: pip install -e '.[test]'")
 
+import vggspec  # noqa: E402
 from vggspec import data as datalib  # noqa: E402
 from vggspec.config import TrainConfig  # noqa: E402
 from vggspec.evaluate import (  # noqa: E402
@@ -16,6 +17,7 @@ from vggspec.evaluate import (  # noqa: E402
     dense_posteriors,
     evaluate,
     grid_positions,
+    image_paths,
     load_network,
     multi_crops,
     predict,
@@ -78,7 +80,6 @@ def test_networks_run_on_the_fast_path_in_the_dtype_asked(trained, monkeypatch):
     folded, channels-last); bfloat16 on request: within bf16's rounding."""
     import copy
 
-    import vggspec
     from vggspec.dense import posteriors, to_dense
 
     checkpoint, _ = trained
@@ -169,6 +170,31 @@ def test_an_unreadable_image_is_counted_as_an_error_and_named(trained, tmp_path,
     assert f"note: 1 of 31 images could not be read; each is counted as an error: {broken}" in capfd.readouterr().err
     Results.load([tmp_path / "p.pt"]).note_unreadable()  # and again from the saved posteriors
     assert str(broken) in capfd.readouterr().err
+
+
+def test_predict_takes_folders_and_goes_on_past_an_unreadable_image(trained, tmp_path):
+    import shutil
+
+    checkpoint, data = trained
+    folder = tmp_path / "photos"
+    shutil.copytree(data / "val" / "triangle", folder / "triangles")
+    (folder / "triangles" / "m_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    (folder / "notes.txt").write_text("not an image: not listed")
+    images = sorted(str(p) for p in folder.rglob("*.png"))
+    assert image_paths([folder]) == images
+    result = subprocess.run(
+        [sys.executable, "-m", "vggspec", "predict", str(checkpoint.parent), str(folder), "--top", "1"],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 2  # one image could not be read ...
+    assert f"cannot read {folder / 'triangles' / 'm_broken.png'} as an image: not a format PIL knows" in result.stderr
+    printed = [line for line in result.stdout.splitlines() if not line.startswith(" ")]
+    assert printed == [p for p in images if "broken" not in p]  # ... and every other one was classified
+    with pytest.raises(vggspec.SpecError, match="cannot read"):
+        predict(checkpoint, images)  # the Python API raises
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(vggspec.SpecError, match="holds no image files"):
+        image_paths([tmp_path / "empty"])
 
 
 def test_cli_evaluate_and_predict(trained):

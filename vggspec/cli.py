@@ -280,14 +280,20 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from .evaluate import predict
+    from .evaluate import predictions
 
-    found = predict(args.checkpoint, args.images, scale=args.scale, top=args.top, flip=not args.no_flip, dtype=args.dtype)
-    for path, top in found:
+    failed = False
+    options = dict(scale=args.scale, top=args.top, flip=not args.no_flip, dtype=args.dtype)
+    for path, top in predictions(args.checkpoint, args.images, **options):
+        if isinstance(top, SpecError):  # said, and the other images go on
+            print(top, file=sys.stderr, flush=True)
+            failed = True
+            continue
         print(path)
         for name, p in top:
             print(f"  {p:7.2%}  {name}")
-    return 0
+        sys.stdout.flush()
+    return EXIT_BAD_INPUT if failed else 0
 
 
 def _table(args: argparse.Namespace) -> int:
@@ -484,7 +490,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "checkpoint", metavar="CKPT", help="a checkpoint written by 'vggspec train', or its run folder (its best.pt)"
     )
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files, or folders of them")
     p.add_argument("--scale", type=_positive_int, metavar="Q", help="rescale the smallest side to Q (default: S)")
     p.add_argument("--top", type=_positive_int, default=5, metavar="K", help="how many classes (default: 5)")
     p.add_argument("--no-flip", action="store_true", help="do not average with the flipped image")

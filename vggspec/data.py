@@ -79,6 +79,7 @@ __all__ = [
     "colour_stats",
     "crop_box",
     "default_scale",
+    "image_files",
     "reference_image",
     "render",
     "rescaled_size",
@@ -131,7 +132,7 @@ def _is_image(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
 
 
-def _image_files(folder: Path) -> list[str]:
+def image_files(folder: Path) -> list[str]:
     """Image files under ``folder`` (recursively, following links), as sorted relative paths."""
     found = []
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
@@ -192,7 +193,7 @@ def scan(data_dir: str | Path, split: str, classes: Sequence[str] | None = None)
         )
     samples: list[tuple[str, int]] = []
     for label, name in enumerate(found):
-        files = _image_files(root / name)
+        files = image_files(root / name)
         if not files:
             others = sorted(p.name for p in (root / name).iterdir() if not p.name.startswith("."))
             holds = f"it holds {_listing(others)}" if others else "it is empty"

@@ -23,13 +23,13 @@ import math
 import os
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from . import data as datalib
 from .checkpoint import checkpoint_path, load_model, read_checkpoint
@@ -593,7 +593,18 @@ def _progress(total: int, enabled: bool):
 # -- one image at a time: vggspec predict ------------------------------------------------------
 
 
-def predict(
+def predict(checkpoint: str | Path, images: Sequence[str | Path], **options: Any) -> list[tuple[str, list]]:
+    """Top classes of each image: [(path, [(class, p), ...])], with :func:`predictions`' options.
+    An image that cannot be read raises a SpecError."""
+    out = []
+    for path, found in predictions(checkpoint, images, **options):
+        if isinstance(found, SpecError):
+            raise found
+        out.append((path, found))
+    return out
+
+
+def predictions(
     checkpoint: str | Path,
     images: Sequence[str | Path],
     *,
@@ -601,20 +612,44 @@ def predict(
     top: int = 5,
     flip: bool = True,
     dtype: DTypeLike = torch.float32,
-):
-    """Top classes of each image (dense, at the training scale by default): [(path, [(class, p), ...])]."""
+) -> Iterator[tuple[str, list[tuple[str, float]] | SpecError]]:
+    """The top classes of each image, one at a time: (path, [(class, p), ...]), or (path, the error)
+    for an image that cannot be read, so that one bad file in a folder stops nothing.
+
+    Dense evaluation at the checkpoint's training scale (or ``scale``), averaged with the flipped
+    image; a folder means the image files under it.
+    """
+    paths = image_paths(images)
     net = load_network(checkpoint, dtype=dtype)
     q = scale or parse_test_scales(None, net.train_scale)[0]
-    out = []
-    for path in images:
+    names = net.classes or [str(i) for i in range(net.num_classes)]
+    for path in paths:
         try:
-            image = datalib.rescale(str(path), q, net.channels)
+            image = datalib.rescale(path, q, net.channels)
         except FileNotFoundError:
-            raise SpecError(f"no such image: {path}") from None
+            yield path, SpecError(f"no such image: {path}")
+            continue
+        except UnidentifiedImageError:
+            yield path, SpecError(f"cannot read {path} as an image: not a format PIL knows, or a broken file")
+            continue
         except Exception as err:  # noqa: BLE001 - PIL's many error types
-            raise SpecError(f"cannot read {path} as an image ({type(err).__name__}: {err})") from None
+            yield path, SpecError(f"cannot read {path} as an image ({type(err).__name__}: {err})")
+            continue
         probs = dense_posteriors(net, [image], flip=flip)[0]
         values, indices = probs.topk(min(top, len(probs)))
-        names = net.classes or [str(i) for i in range(len(probs))]
-        out.append((str(path), [(names[i], float(v)) for v, i in zip(values, indices)]))
-    return out
+        yield path, [(names[i], float(v)) for v, i in zip(values, indices)]
+
+
+def image_paths(items: Sequence[str | Path]) -> list[str]:
+    """Files as given; a folder stands for the image files under it (sorted)."""
+    paths = []
+    for item in items:
+        folder = Path(item)
+        if folder.is_dir():
+            found = datalib.image_files(folder)
+            if not found:
+                raise SpecError(f"{folder} holds no image files", hint=f"they end in {', '.join(datalib.IMAGE_EXTENSIONS)}")
+            paths += [str(folder / name) for name in found]
+        else:
+            paths.append(str(item))
+    return paths
