@@ -283,7 +283,7 @@ def _predict(args: argparse.Namespace) -> int:
     from .evaluate import predictions
 
     failed = False
-    options = dict(scale=args.scale, top=args.top, flip=not args.no_flip, dtype=args.dtype)
+    options = {"scale": args.scale, "top": args.top, "flip": not args.no_flip, "dtype": args.dtype}
     for path, top in predictions(args.checkpoint, args.images, **options):
         if isinstance(top, SpecError):  # said, and the other images go on
             print(top, file=sys.stderr, flush=True)
