@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except OSError as err:  # a file that cannot be written or read: -o under a file, a full disk, ...
-        if isinstance(err, FileExistsError) and Path(err.filename).is_file():  # how mkdir says it
+        if isinstance(err, FileExistsError) and err.filename and Path(err.filename).is_file():  # mkdir's way
             print(f"error: {err.filename} is a file, where a folder is needed", file=sys.stderr)
         else:
             print(f"error: {f'{err.filename}: ' if err.filename else ''}{err.strerror or err}", file=sys.stderr)
@@ -458,7 +458,9 @@ def _parser() -> argparse.ArgumentParser:
         "averages the two; posteriors are averaged over scales and, with several checkpoints, over networks "
         "(fusion rows last). On ILSVRC-2012 val the paper's numbers are printed beside the measured ones.",
     )
-    p.add_argument("checkpoints", nargs="+", metavar="CKPT", help="checkpoints, or run folders (RUN means RUN/best.pt); several are fused")
+    p.add_argument(
+        "checkpoints", nargs="+", metavar="CKPT", help="checkpoints, or run folders (RUN: its best.pt); several are fused"
+    )
     p.add_argument("--data", metavar="DIR", help="image folder: DIR/<split>/<class>/*")
     p.add_argument("--split", default="val", help="the folder under DIR to evaluate (default: val)")
     p.add_argument(

@@ -648,7 +648,8 @@ def image_paths(items: Sequence[str | Path]) -> list[str]:
         if folder.is_dir():
             found = datalib.image_files(folder)
             if not found:
-                raise SpecError(f"{folder} holds no image files", hint=f"they end in {', '.join(datalib.IMAGE_EXTENSIONS)}")
+                extensions = ", ".join(datalib.IMAGE_EXTENSIONS)
+                raise SpecError(f"{folder} holds no image files", hint=f"they end in {extensions}")
             paths += [str(folder / name) for name in found]
         else:
             paths.append(str(item))
