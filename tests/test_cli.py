@@ -148,8 +148,11 @@ def test_bundled_specs_go_by_name_from_anywhere(tmp_path, monkeypatch, capsys):
 def test_an_output_that_cannot_be_written_is_one_line_of_error(tmp_path):
     blocker = tmp_path / "a file"
     blocker.write_text("")
-    for args in (["graph", "D", "-o", str(blocker / "d.svg")], ["compile", "small/A-narrow-32", "-o", str(blocker / "a.py")],
-                 ["compile", "small/A-narrow-32", "-o", str(blocker / "a.pt")]):  # fmt: skip
+    for args in (
+        ["graph", "D", "-o", str(blocker / "d.svg")],
+        ["compile", "small/A-narrow-32", "-o", str(blocker / "a.py")],  # export's own check
+        ["compile", "small/A-narrow-32", "-o", str(blocker / "a.pt")],  # a checkpoint: mkdir's error
+    ):
         result = run(*args)
         assert result.returncode == 2, result.stderr
         assert result.stderr.splitlines()[-1].endswith(f"{blocker} is a file, where a folder is needed")

@@ -180,8 +180,9 @@ def _check_writable(path: Path) -> None:
         raise SpecError(f"cannot write {path}: it is a directory", hint="give a file name, e.g. model.onnx")
     parent = path.parent
     if not parent.is_dir():
-        what = f"{parent} is a file, where a folder is needed" if parent.exists() else f"the folder {parent} does not exist"
-        raise SpecError(f"cannot write {path}: {what}")
+        if parent.exists():
+            raise SpecError(f"cannot write {path}: {parent} is a file, where a folder is needed")
+        raise SpecError(f"cannot write {path}: the folder {parent} does not exist")
 
 
 def _write(path: Path, save: Callable[[Path], object]) -> None:
