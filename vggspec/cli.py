@@ -459,7 +459,7 @@ def _parser() -> argparse.ArgumentParser:
         "(fusion rows last). On ILSVRC-2012 val the paper's numbers are printed beside the measured ones.",
     )
     p.add_argument(
-        "checkpoints", nargs="+", metavar="CKPT", help="checkpoints or run folders (RUN: its best.pt); several are fused"
+        "checkpoints", nargs="+", metavar="CKPT", help="checkpoints or run folders (RUN: its best.pt); several: fused"
     )
     p.add_argument("--data", metavar="DIR", help="image folder: DIR/<split>/<class>/*")
     p.add_argument("--split", default="val", help="the folder under DIR to evaluate (default: val)")
