@@ -151,9 +151,9 @@ def test_kill_9_mid_epoch_and_resume_equals_an_uninterrupted_run(tmp_path, shape
     state = torch.load(run / "last.pt", weights_only=True)
     assert state["epoch"] < epochs
 
-    resumed = subprocess.run(
-        [sys.executable, "-m", "vggspec", *cli_args(interrupted), "--resume"], cwd=ROOT, capture_output=True, text=True
-    )
+    # What the interrupted message says: the spec, the run, --resume; the rest is the run's own.
+    resume = ["train", interrupted.spec, "--out", interrupted.out, "--resume", "--no-progress"]
+    resumed = subprocess.run([sys.executable, "-m", "vggspec", *resume], cwd=ROOT, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stderr
     assert ("starting 2 processes on this machine" in resumed.stderr) == (nproc == 2)
@@ -193,7 +193,7 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path, shapes, nproc):
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
-    assert "interrupted: saved" in err and "--resume" in err and "Traceback" not in err
+    assert "interrupted: saved" in err and f"--out {run} --resume" in err and "Traceback" not in err
     assert "error" not in err and "signal" not in err  # neither our error nor the launcher's log
     state = torch.load(run / "last.pt", weights_only=True)
     assert state["epoch"] < 50

@@ -189,7 +189,9 @@ def _train(args: argparse.Namespace) -> int:
 
     values = load_config_file(args.config) if args.config else {}
     values.update({key: value for key, value in vars(args).items() if key in TrainConfig.model_fields and value is not None})
-    if "data" not in values:
+    if "data" not in values and values.get("resume") and values.get("out"):
+        values["data"] = _run_data(Path(values["out"]))  # a run knows its data
+    if values.get("data") is None:
         raise SpecError("where is the data? give --data DIR (DIR/train/<class>/*, DIR/val/<class>/*)")
     try:
         config = TrainConfig(**values)
@@ -205,6 +207,14 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_data(run: Path) -> str | None:
+    """The data folder a run was started on, from RUN/config.json (read without torch)."""
+    try:
+        return json.loads((run / "config.json").read_text(encoding="utf-8"))["data"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # no run there (yet): the usual errors follow
+
+
 def _add_train_options(p: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field, so that --help and the configuration cannot disagree."""
     from .config import TrainConfig
@@ -213,7 +223,9 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         if name == "spec":
             continue
         flag = "--" + name.replace("_", "-")
-        if field.is_required():
+        if name == "data":
+            default = "(required, but for --resume: the run's)"
+        elif field.is_required():
             default = "(required)"
         elif field.default is None:
             default = ""

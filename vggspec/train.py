@@ -496,8 +496,7 @@ class _Trainer:
                     self._save()
                     raise _Stop(
                         f"interrupted: saved {self.run_dir / RUN_LAST} at epoch {self.epoch + 1}, step "
-                        f"{self.step}; continue with: vggspec train {config.spec} --data {config.data} "
-                        f"--out {self.run_dir} --resume",
+                        f"{self.step}; continue with: vggspec train {config.spec} --out {self.run_dir} --resume",
                         code=130,
                     )
             else:
