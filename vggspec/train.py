@@ -87,13 +87,13 @@ def _as_started(config: TrainConfig, given: set[str]) -> TrainConfig:
         if key not in _NOT_THE_RUNS and getattr(config, key) != getattr(started, key)
     }
     if fixed := [key for key in changes if key not in _CHANGEABLE_ON_RESUME]:
-        flags = ", ".join(f"--{key.replace('_', '-')} {getattr(started, key)}" for key in fixed)
+        flags = ", ".join(f"--{key.replace('_', '-')} {_shown(getattr(started, key))}" for key in fixed)
         raise SpecError(
             f"{config.out} was started with {flags}: a resumed run keeps its recipe",
             hint="leave those settings out to continue the run as it was, or start a new run (another --out)",
         )
     if changes and os.environ.get("RANK", "0") == "0":
-        changed = ", ".join(f"{key} {getattr(started, key)} → {value}" for key, value in changes.items())
+        changed = ", ".join(f"{key} {_shown(getattr(started, key))} → {_shown(v)}" for key, v in changes.items())
         print(f"note: resuming {config.out} with {changed}", file=sys.stderr)
     return started.model_copy(update={**changes, **{key: getattr(config, key) for key in _NOT_THE_RUNS}})
 
@@ -546,6 +546,10 @@ def init_advice(spec: Spec, config: TrainConfig) -> str | None:
         "from random N(0, 1e-2) weights and started deeper nets from a trained A (--init-from RUN_A); "
         "from random weights this one may learn slowly or diverge. --init glorot needs no A."
     )
+
+
+def _shown(value: object) -> str:
+    return "(not set)" if value is None else str(value)
 
 
 @contextmanager
