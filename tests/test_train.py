@@ -266,6 +266,20 @@ def test_a_broken_image_is_skipped_and_counted(tmp_path, shapes, capfd):
 # -- several processes -----------------------------------------------------------------
 
 
+def test_a_launched_process_skips_pythons_last_garbage_collections():
+    """Each launched process exits right after its work: gc.freeze() spares it 1.2 s (as cli.run)."""
+    import gc
+
+    from vggspec.distributed import _guarded
+
+    done = []
+    try:
+        _guarded(done.append, {"work": 1})
+        assert done == [{"work": 1}] and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+
+
 def test_only_the_processes_that_decode_import_torchvision(shapes):
     """Importing torchvision takes 1.5 s: a launching process (or evaluation) does without it,
     and a training process imports it once, before its loader workers fork."""
