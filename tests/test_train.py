@@ -163,8 +163,8 @@ def test_kill_9_mid_epoch_and_resume_equals_an_uninterrupted_run(tmp_path, shape
 
 
 def test_resume_alone_continues_the_run_as_it_was_started(tmp_path, shapes, capfd):
-    """The interrupted message says `--data D --out RUN --resume`: the run's other settings
-    (batch 16, lr 0.05, kaiming, ... here) must come from its checkpoint, not from the defaults."""
+    """The interrupted message says `--out RUN --resume`: the run's settings (batch 16, lr 0.05,
+    kaiming, ... here) must come from its checkpoint, not from the defaults."""
     from vggspec.train import train
 
     reference = train(config(tmp_path / "ref", shapes, epochs=2, deterministic=True))
