@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -151,8 +152,9 @@ def test_kill_9_mid_epoch_and_resume_equals_an_uninterrupted_run(tmp_path, shape
     state = torch.load(run / "last.pt", weights_only=True)
     assert state["epoch"] < epochs
 
-    # What the interrupted message says: the spec, the run, --resume; the rest is the run's own.
-    resume = ["train", interrupted.spec, "--out", interrupted.out, "--resume", "--no-progress"]
+    # What the interrupted message says: the run and --resume; the spec and the rest are the run's own.
+    Path(interrupted.spec).unlink()  # RUN/spec.vgg is the spec now
+    resume = ["train", "--out", interrupted.out, "--resume", "--no-progress"]
     resumed = subprocess.run([sys.executable, "-m", "vggspec", *resume], cwd=ROOT, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stderr
@@ -171,7 +173,7 @@ def test_resume_alone_continues_the_run_as_it_was_started(tmp_path, shapes, capf
     first = config(tmp_path / "res", shapes, epochs=1, deterministic=True)
     run = train(first)
     capfd.readouterr()
-    bare = dict(spec=first.spec, data=first.data, out=first.out, resume=True, progress=False)
+    bare = dict(data=first.data, out=first.out, resume=True, progress=False)  # the spec: RUN/spec.vgg
     train(TrainConfig(**bare, epochs=2))  # a longer run: --epochs may change
     assert_same_weights(final_weights(run), final_weights(reference))
     assert f"note: resuming {run} with epochs 1 → 2" in capfd.readouterr().err
@@ -181,6 +183,43 @@ def test_resume_alone_continues_the_run_as_it_was_started(tmp_path, shapes, capf
         train(TrainConfig(**bare, epochs=3, batch_size=32, lr=0.1))
     train(TrainConfig(**bare, lr=0.05))  # the run's own value, repeated: fine, and nothing left to train
     assert "has finished its 2 epochs: nothing to train" in capfd.readouterr().err
+
+
+def test_a_run_keeps_its_spec_and_resumes_with_it_or_says_why_not(tmp_path, shapes, capfd):
+    """RUN/spec.vgg is the spec as written (comments too); --resume without SPEC trains it, with
+    another SPEC is refused, and without either a copy or SPEC says what to give."""
+    from vggspec.train import train
+
+    commented = "# the narrow test net\n" + SMALL_BN
+    first = config(tmp_path, shapes, text=commented, epochs=1)
+    run = train(first)
+    assert (run / "spec.vgg").read_text() == commented
+    capfd.readouterr()
+
+    with pytest.raises(vggspec.SpecError, match="another spec than") as info:
+        train(config(tmp_path / "other", shapes, text=SMALL, out=first.out, resume=True))
+    assert "leave SPEC out" in str(info.value.hint) and str(run / "spec.vgg") in str(info.value.hint)
+    assert (run / "spec.vgg").read_text() == commented  # a refused spec does not replace the copy
+
+    # Which spec, and whether there is a run, are said before anything else (the data included).
+    from vggspec.cli import main
+
+    nowhere = str(tmp_path / "nowhere")
+    for args, said in (
+        ([], "which spec? give SPEC"),
+        (["--resume"], "--resume needs the run directory: --out RUN"),
+        (["--resume", "--out", nowhere], f"nothing to resume: {nowhere}/last.pt does not exist"),
+        ([first.spec, "--resume", "--out", nowhere], "nothing to resume"),
+    ):
+        assert main(["train", *args]) == 2
+        assert said in capfd.readouterr().err
+    (run / "spec.vgg").unlink()
+    with pytest.raises(vggspec.SpecError, match="spec.vgg does not exist") as info:
+        train(TrainConfig(data=first.data, out=first.out, resume=True, progress=False))
+    assert "vggspec train SPEC --out RUN --resume" in str(info.value.hint)
+    train(TrainConfig(spec=first.spec, data=first.data, out=first.out, resume=True, epochs=2, progress=False))
+    assert (run / "spec.vgg").read_text() == commented  # given again: the copy is back
+    assert [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]
 
 
 @pytest.mark.parametrize("nproc", [1, 2])

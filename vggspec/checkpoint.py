@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from .compiler import VGG, build
+from .config import RUN_BEST, RUN_LAST
 from .errors import CheckpointError, SpecError
 from .formatter import format_spec
 from .layers import FC, LayerSpec
@@ -35,7 +36,6 @@ from .spec import Spec
 
 FORMAT = "vggspec.checkpoint"
 VERSION = 1
-RUN_BEST, RUN_LAST = "best.pt", "last.pt"  # a run directory's checkpoints, as vggspec train writes them
 
 
 def spec_hash(spec: Spec) -> str:

@@ -189,6 +189,8 @@ def _train(args: argparse.Namespace) -> int:
 
     values = load_config_file(args.config) if args.config else {}
     values.update({key: value for key, value in vars(args).items() if key in TrainConfig.model_fields and value is not None})
+    # Which spec (a resumed run's own) and its errors first, before the seconds torch takes to import.
+    load(TrainConfig.model_construct(**values).spec_file())
     if "data" not in values and values.get("resume") and values.get("out"):
         values["data"] = _run_data(Path(values["out"]))  # a run knows its data
     if values.get("data") is None:
@@ -198,7 +200,6 @@ def _train(args: argparse.Namespace) -> int:
     except ValidationError as err:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
         raise SpecError(f"invalid training settings: {problems}") from None
-    load(config.spec)  # spec errors before the seconds torch takes to import
     try:
         from .train import train
     except ImportError as err:
@@ -452,11 +453,17 @@ def _parser() -> argparse.ArgumentParser:
         "--gpus N runs N data-parallel processes (DDP over NCCL), --nproc N runs N CPU processes (gloo). "
         "On several machines, start the same command on each with torchrun: torchrun --nnodes M "
         "--nproc-per-node N --rdzv-backend c10d --rdzv-endpoint HOST:PORT -m vggspec train SPEC --data DIR "
-        "--gpus N. Checkpoints go to RUN/last.pt and RUN/best.pt every epoch; --resume continues a run, "
-        "mid-epoch included. Exit codes: 0 done, 2 bad input or a run folder that cannot be written, "
+        "--gpus N. Checkpoints go to RUN/last.pt and RUN/best.pt every epoch; 'vggspec train --out RUN "
+        "--resume' continues a run, mid-epoch included, with its spec and settings. Exit codes: 0 done, 2 bad input or a run folder that cannot be written, "
         "3 the loss diverged, 130 interrupted (saved).",
     )
-    p.add_argument("spec", metavar="SPEC", help="the spec to train: a file, or a bundled spec by name (D)")
+    p.add_argument(
+        "spec",
+        nargs="?",
+        metavar="SPEC",
+        help="the spec to train: a file, or a bundled spec by name (D); with --resume, by default the run's own "
+        "copy (RUN/spec.vgg)",
+    )
     p.add_argument("--config", metavar="FILE", help="settings from a .json or .toml file; flags override them")
     _add_train_options(p)
     p.set_defaults(run=_train)

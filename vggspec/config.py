@@ -20,6 +20,11 @@ InitName = Literal["paper", "caffe", "glorot", "kaiming"]
 without torch, so that the command line can offer them."""
 
 
+# A run directory's files, as vggspec train writes them: its checkpoints, and the spec it was
+# started with (comments kept), which --resume without SPEC trains on.
+RUN_BEST, RUN_LAST, RUN_SPEC = "best.pt", "last.pt", "spec.vgg"
+
+
 def default_scale(input_size: int) -> int:
     """The paper's S = 256 for 224×224 crops, in proportion for other input sizes."""
     return round(input_size * 256 / 224)
@@ -30,7 +35,9 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    spec: str = Field(description="the .vgg spec to train")
+    spec: str | None = Field(
+        default=None, description="the .vgg spec to train; with --resume, by default the run's own copy (RUN/spec.vgg)"
+    )
     data: str = Field(description="image folder: DATA/train/<class>/*, DATA/val/<class>/*")
     out: str | None = Field(default=None, description="run directory; by default runs/<spec>-<date>-<time>")
     train_split: str = Field(default="train", description="the training split's folder under DATA")
@@ -83,6 +90,26 @@ class TrainConfig(BaseModel):
         if value is not None:
             parse_scale(value)
         return value
+
+    def spec_file(self) -> str:
+        """The spec to train: ``spec``, or for a resumed run without one, the copy in its folder.
+        Checks first that a run to resume exists: a missing run, not a missing spec, is the news."""
+        if self.resume:
+            if not self.out:
+                raise SpecError("--resume needs the run directory: --out RUN")
+            if not (Path(self.out) / RUN_LAST).exists():
+                raise SpecError(f"nothing to resume: {Path(self.out) / RUN_LAST} does not exist")
+        if self.spec is not None:
+            return self.spec
+        if not self.resume:
+            raise SpecError("which spec? give SPEC: a .vgg file, or a bundled spec by name (D)")
+        copy = Path(self.out) / RUN_SPEC
+        if not copy.is_file():
+            raise SpecError(
+                f"{copy} does not exist: nothing tells which spec {self.out} was trained with",
+                hint="give the spec too: vggspec train SPEC --out RUN --resume",
+            )
+        return str(copy)
 
     def scale_range(self, input_size: int) -> tuple[int, int]:
         """(S_min, S_max); by default S = 256 for 224 inputs, scaled with other input sizes."""

@@ -1,6 +1,7 @@
 """What a training run shows and leaves behind (rank 0 only).
 
-* the resolved configuration, printed and written to ``RUN/config.json``;
+* the resolved configuration, printed and written to ``RUN/config.json``, and a copy of the
+  spec (``RUN/spec.vgg``, comments kept: the run's own, for ``--resume`` without SPEC);
 * a progress bar per epoch: loss, images/s, data-wait against compute, ETA;
 * ``RUN/metrics.jsonl``: one line per epoch (``epoch``, ``train_loss``, ``val_top1_err``,
   ``val_top5_err``, ``lr``, ``images_per_s``, ...);
@@ -17,6 +18,9 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from .config import RUN_SPEC
+from .formatter import format_spec
 
 
 class RunLog:
@@ -36,6 +40,9 @@ class RunLog:
     ) -> None:
         resolved = config.model_dump()
         (self.run_dir / "config.json").write_text(json.dumps(resolved, indent=2) + "\n")
+        copy, text = self.run_dir / RUN_SPEC, spec.text if spec.text is not None else format_spec(spec)
+        if not copy.exists() or copy.read_text(encoding="utf-8") != text:  # what --resume without SPEC reads
+            copy.write_text(text, encoding="utf-8")
         self.note("configuration (also in " + str(self.run_dir / "config.json") + "):")
         self.note("\n".join(f"  {key:<16} {value}" for key, value in resolved.items()))
         share = config.batch_size // world
@@ -85,7 +92,7 @@ class RunLog:
             )
         lines.append(
             f"files in {self.run_dir}: best.pt, last.pt (load with vggspec.load_model), metrics.jsonl, "
-            "curves.png, config.json, colour_stats.json" + (", tensorboard/" if self._tensorboard else "")
+            f"curves.png, config.json, {RUN_SPEC}, colour_stats.json" + (", tensorboard/" if self._tensorboard else "")
         )
         self.note("\n".join(lines))
 

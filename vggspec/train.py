@@ -34,9 +34,9 @@ from torch import nn
 
 from . import data as datalib
 from .analysis import analyze
-from .checkpoint import RUN_BEST, RUN_LAST, read_checkpoint, save_checkpoint, spec_hash
+from .checkpoint import read_checkpoint, save_checkpoint, spec_hash
 from .compiler import VGG, build
-from .config import TrainConfig
+from .config import RUN_BEST, RUN_LAST, RUN_SPEC, TrainConfig
 from .distributed import Distributed, launch
 from .errors import CheckpointError, SpecError
 from .layers import FC
@@ -53,8 +53,9 @@ def train(config: TrainConfig) -> Path:
     With ``resume``, the settings not given (not in ``config.model_fields_set``) are the run's own,
     as its checkpoint holds them: ``--resume`` alone continues the run as it was started.
     """
-    spec = load(config.spec)
     given = set(config.model_fields_set)
+    config = config.model_copy(update={"spec": config.spec_file()})
+    spec = load(config.spec)
     config = config.model_copy(update={"out": str(_run_dir(config, spec))})
     if config.resume:
         config = _as_started(config, given)
@@ -74,9 +75,7 @@ _CHANGEABLE_ON_RESUME = (
 
 def _as_started(config: TrainConfig, given: set[str]) -> TrainConfig:
     """The run's settings from its last checkpoint, but for those ``given`` that it may change."""
-    path = Path(config.out) / RUN_LAST
-    if not path.exists():
-        raise SpecError(f"nothing to resume: {path} does not exist")
+    path = Path(config.out) / RUN_LAST  # there: TrainConfig.spec_file checked
     try:
         started = TrainConfig(**read_checkpoint(path, mmap=True)["config"])
     except (KeyError, TypeError, ValueError) as err:
@@ -118,8 +117,6 @@ def _check_devices(config: TrainConfig) -> None:
 def _run_dir(config: TrainConfig, spec: Spec) -> Path:
     if config.out:
         return Path(config.out)
-    if config.resume:
-        raise SpecError("--resume needs the run directory: --out RUN")
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{Path(config.spec).stem}-{stamp}"
 
@@ -149,7 +146,7 @@ class _Trainer:
     def __init__(self, config: TrainConfig, env: Distributed) -> None:
         self.config, self.env = config, env
         self.run_dir = Path(config.out)
-        self.spec = load(config.spec)
+        self.spec = load(config.spec_file())
         self.log = RunLog(self.run_dir, enabled=env.main and config.progress, quiet=not env.main)
         self.stop_requested = False
         self.broken_reported: set[int] = set()
@@ -240,12 +237,13 @@ class _Trainer:
                     hint="continue it with --resume, or choose another --out",
                 )
             return None
-        path = self.run_dir / RUN_LAST
-        if not path.exists():
-            raise SpecError(f"nothing to resume: {path} does not exist")
+        path = self.run_dir / RUN_LAST  # there: TrainConfig.spec_file checked
         state = read_checkpoint(path)
         if state.get("spec_hash") != spec_hash(self.spec):
-            raise CheckpointError(f"{path} was trained with another spec than {self.config.spec}")
+            raise CheckpointError(
+                f"{path} was trained with another spec than {self.config.spec}",
+                hint=f"leave SPEC out to resume with the run's own ({self.run_dir / RUN_SPEC})",
+            )
         return state
 
     def _check_classes(self, folder: datalib.ImageFolder) -> None:
@@ -496,7 +494,7 @@ class _Trainer:
                     self._save()
                     raise _Stop(
                         f"interrupted: saved {self.run_dir / RUN_LAST} at epoch {self.epoch + 1}, step "
-                        f"{self.step}; continue with: vggspec train {config.spec} --out {self.run_dir} --resume",
+                        f"{self.step}; continue with: vggspec train --out {self.run_dir} --resume",
                         code=130,
                     )
             else:
