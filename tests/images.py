@@ -70,7 +70,9 @@ def shape_image(shape: str, size: int, rng: np.random.Generator) -> Image.Image:
     return image
 
 
-def image_folder(root, *, classes: int = 3, train: int = 32, val: int = 12, size: int = 24, seed: int = 0, suffix: str = ".png"):
+def image_folder(
+    root, *, classes: int = 3, train: int = 32, val: int = 12, size: int = 24, seed: int = 0, suffix: str = ".png"
+):
     """DIR/train/<shape>/*.png and DIR/val/<shape>/*.png: a small, learnable data set."""
     from pathlib import Path
 

@@ -79,7 +79,9 @@ def test_an_altered_spec_is_caught(model, tmp_path):
 
 def test_insisting_on_a_spec(model, tmp_path):
     path = save_checkpoint(model, tmp_path / "model.pt")
-    reformatted = vggspec.parse("# same network, other layout\n" + vggspec.format_spec(model.spec).replace(" ×2", " x2"))
+    reformatted = vggspec.parse(
+        "# same network, other layout\n" + vggspec.format_spec(model.spec).replace(" ×2", " x2")
+    )
     assert vggspec.load_model(path, spec=reformatted).spec == model.spec
     other = vggspec.load(SPECS / "small" / "A-narrow-32.vgg")
     with pytest.raises(vggspec.CheckpointError, match="not for 'A narrow 32'"):

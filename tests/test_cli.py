@@ -184,7 +184,10 @@ def test_table_renders_table_1_as_markdown(capsys):
     assert main(["table"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "| A | A-LRN | B | C | D | E |"
-    assert lines[2] == "| 11 weight layers | 11 weight layers | 13 weight layers | 16 weight layers | 16 weight layers | 19 weight layers |"
+    assert (
+        lines[2] == "| 11 weight layers | 11 weight layers | 13 weight layers | 16 weight layers "
+        "| 16 weight layers | 19 weight layers |"
+    )
     assert lines[5] == "|  | LRN | conv3-64 | conv3-64 | conv3-64 | conv3-64 |"
     assert "| conv3-256 | conv3-256 | conv3-256 | conv1-256 | conv3-256 | conv3-256 |" not in lines
     assert "|  |  |  | conv1-256 | conv3-256 | conv3-256 |" in lines

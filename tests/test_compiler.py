@@ -126,7 +126,8 @@ def test_weights_from_a_file_and_errors(tmp_path):
     path = tmp_path / "a.pth"
     torch.save(a.state_dict(), path)
     assert all(
-        torch.equal(x, y) for x, y in zip(vggspec.build(narrow_a, weights=path).state_dict().values(), a.state_dict().values())
+        torch.equal(x, y)
+        for x, y in zip(vggspec.build(narrow_a, weights=path).state_dict().values(), a.state_dict().values())
     )
 
     narrow_d = vggspec.parse((SPECS / "small" / "D-narrow-32-bn.vgg").read_text().replace(" [bn]", ""))
@@ -186,7 +187,12 @@ def test_lrn_divides_alpha_by_n():
 
 @pytest.mark.parametrize(
     "init, std",
-    [("paper", 0.1), ("caffe", 0.01), ("glorot", (6 / (512 * 9 + 512 * 9)) ** 0.5 / 3**0.5), ("kaiming", (2 / (512 * 9)) ** 0.5)],
+    [
+        ("paper", 0.1),
+        ("caffe", 0.01),
+        ("glorot", (6 / (512 * 9 + 512 * 9)) ** 0.5 / 3**0.5),
+        ("kaiming", (2 / (512 * 9)) ** 0.5),
+    ],
 )
 def test_initialisations(init, std):
     spec = vggspec.parse("input: 8x8 512 channels\nconv3-512\nFC-10")
@@ -248,7 +254,8 @@ def test_transfer_from_a_copies_exactly_the_papers_layers(paper_specs):
     report = vggspec.transfer_from(a, d)
     copied = {"conv1_1", "conv2_1", "conv3_1", "conv3_2", "fc6", "fc7", "fc8"}
     assert {target for target, _, _ in report.copied} == copied
-    assert {name for name, _ in report.random} == {"conv1_2", "conv2_2", "conv3_3", "conv4_1", "conv4_2", "conv4_3", "conv5_1", "conv5_2", "conv5_3"}
+    random = {"conv1_2", "conv2_2", "conv3_3", "conv4_1", "conv4_2", "conv4_3", "conv5_1", "conv5_2", "conv5_3"}
+    assert {name for name, _ in report.random} == random
     a_state = a.state_dict()
     for key, value in d.state_dict().items():
         layer = key.split(".")[1]
@@ -264,6 +271,8 @@ def test_transfer_refuses_mismatched_shapes(paper_specs):
     ten_classes = vggspec.parse((SPECS / "A.vgg").read_text().replace("FC-1000", "FC-10"))
     with pytest.raises(vggspec.WeightsError, match="fc8"):
         vggspec.transfer_from(materialised(ten_classes), materialised(paper_specs["D"]))
-    narrow = vggspec.parse("conv3-64\nmaxpool\nconv3-128\nmaxpool\nconv3-256\n" + "maxpool\n" * 3 + "FC-4096 ×2\nFC-1000")
+    narrow = vggspec.parse(
+        "conv3-64\nmaxpool\nconv3-128\nmaxpool\nconv3-256\n" + "maxpool\n" * 3 + "FC-4096 ×2\nFC-1000"
+    )
     with pytest.raises(vggspec.WeightsError, match="no conv layer conv3_2"):
         vggspec.transfer_from(materialised(paper_specs["A"]), materialised(narrow))

@@ -20,8 +20,8 @@ from vggspec.evaluate import (  # noqa: E402
     image_paths,
     load_network,
     multi_crops,
-    predict,
     parse_test_scales,
+    predict,
 )
 
 from . import images  # noqa: E402
@@ -123,7 +123,9 @@ def test_150_crops_per_image_over_three_scales(trained, monkeypatch):
 def test_fusing_a_network_with_itself_changes_nothing(trained, tmp_path):
     checkpoint, data = trained
     alone = evaluate([checkpoint], data, methods=["dense", "multi-crop", "both"], scales="18,24", progress=False)
-    twice = evaluate([checkpoint, checkpoint], data, methods=["dense", "multi-crop", "both"], scales="18,24", progress=False)
+    twice = evaluate(
+        [checkpoint, checkpoint], data, methods=["dense", "multi-crop", "both"], scales="18,24", progress=False
+    )
     single = {r.method: (r.top1_err, r.top5_err) for r in alone.rows}
     fused = {r.method: (r.top1_err, r.top5_err) for r in twice.rows if "+" in r.network}
     assert fused == single

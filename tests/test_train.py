@@ -69,7 +69,12 @@ def assert_same_weights(a: dict, b: dict) -> None:
 
 def cli(*args, **kw) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "vggspec", *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw
+        [sys.executable, "-m", "vggspec", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
     )
 
 
@@ -79,7 +84,11 @@ def cli_args(cfg: TrainConfig) -> list[str]:
         if key == "spec" or value is None or value == TrainConfig.model_fields[key].default:
             continue
         flag = "--" + key.replace("_", "-")
-        args += [flag if value is True else f"--no-{key.replace('_', '-')}"] if isinstance(value, bool) else [flag, str(value)]
+        args += (
+            [flag if value is True else f"--no-{key.replace('_', '-')}"]
+            if isinstance(value, bool)
+            else [flag, str(value)]
+        )
     return args
 
 

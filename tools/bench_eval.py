@@ -34,7 +34,10 @@ from vggspec.config import TrainConfig  # noqa: E402
 from vggspec.evaluate import image_posteriors, load_network, parse_test_scales, top_errors  # noqa: E402
 from vggspec.train import train  # noqa: E402
 
-SPEC = "name: narrow shapes net\ninput: 32x32 RGB\nconv3-16 [bn] ×2\nmaxpool\nconv3-32 [bn] ×2\nmaxpool\nconv3-64 [bn] ×2\nmaxpool\nFC-64\nFC-4\nsoft-max\n"
+SPEC = (
+    "name: narrow shapes net\ninput: 32x32 RGB\nconv3-16 [bn] ×2\nmaxpool\nconv3-32 [bn] ×2\nmaxpool\n"
+    "conv3-64 [bn] ×2\nmaxpool\nFC-64\nFC-4\nsoft-max\n"
+)
 
 
 def timed(fn):

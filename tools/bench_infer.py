@@ -187,7 +187,9 @@ def matmul_gflops(a: torch.Tensor, b: torch.Tensor, seconds: float) -> float:
     return 2 * a.shape[0] * a.shape[1] * b.shape[1] / seconds / 1e9
 
 
-def bench(methods: list[Method], images: torch.Tensor, rounds: int, bf16_matmul: bool) -> dict[torch.dtype, list[float]]:
+def bench(
+    methods: list[Method], images: torch.Tensor, rounds: int, bf16_matmul: bool
+) -> dict[torch.dtype, list[float]]:
     """Time every method once per round, interleaved and rotated; and the matmuls. Returns the
     matmul GFLOP/s per round by dtype."""
     generator = torch.Generator().manual_seed(1)
@@ -266,7 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=8, help="images per forward (default 8)")
     parser.add_argument("--repeat", type=int, help="timing rounds (default 11 for A, 7 for D; 3 with --quick)")
     parser.add_argument("--quick", action="store_true", help="3 rounds: rougher numbers, ~30 s for A")
-    parser.add_argument("--compile", action="store_true", help="also time torch.compile on the fast path (20-40 s to compile)")
+    parser.add_argument(
+        "--compile", action="store_true", help="also time torch.compile on the fast path (20-40 s to compile)"
+    )
     parser.add_argument("--autocast", action="store_true", help="also time bf16 by torch.autocast (the rejected way)")
     parser.add_argument("--show-rounds", action="store_true", help="also print every round's time per method")
     args = parser.parse_args(argv)

@@ -34,7 +34,9 @@ EXIT = {
     "vggspec's exit (gc.freeze)": f"{IMPORTS}; import gc; gc.freeze(); print(time.time(), flush=True)",
 }
 IMPORT = {
-    "vggspec.train + torchvision": "t = time.perf_counter(); import vggspec.train, torchvision; print(time.perf_counter() - t)",
+    "vggspec.train + torchvision": (
+        "t = time.perf_counter(); import vggspec.train, torchvision; print(time.perf_counter() - t)"
+    ),
     "vggspec.train": "t = time.perf_counter(); import vggspec.train; print(time.perf_counter() - t)",
 }
 TINY = "input: 16x16 RGB\nconv3-8 [bn]\nmaxpool\nconv3-16 [bn]\nmaxpool\nFC-32\nFC-3\nsoft-max\n"

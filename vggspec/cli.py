@@ -188,7 +188,9 @@ def _train(args: argparse.Namespace) -> int:
     from .config import TrainConfig, load_config_file
 
     values = load_config_file(args.config) if args.config else {}
-    values.update({key: value for key, value in vars(args).items() if key in TrainConfig.model_fields and value is not None})
+    values.update(
+        {key: value for key, value in vars(args).items() if key in TrainConfig.model_fields and value is not None}
+    )
     # Which spec (a resumed run's own) and its errors first, before the seconds torch takes to import.
     load(TrainConfig.model_construct(**values).spec_file())
     if "data" not in values and values.get("resume") and values.get("out"):
@@ -454,8 +456,8 @@ def _parser() -> argparse.ArgumentParser:
         "On several machines, start the same command on each with torchrun: torchrun --nnodes M "
         "--nproc-per-node N --rdzv-backend c10d --rdzv-endpoint HOST:PORT -m vggspec train SPEC --data DIR "
         "--gpus N. Checkpoints go to RUN/last.pt and RUN/best.pt every epoch; 'vggspec train --out RUN "
-        "--resume' continues a run, mid-epoch included, with its spec and settings. Exit codes: 0 done, 2 bad input or a run folder that cannot be written, "
-        "3 the loss diverged, 130 interrupted (saved).",
+        "--resume' continues a run, mid-epoch included, with its spec and settings. Exit codes: 0 done, "
+        "2 bad input or a run folder that cannot be written, 3 the loss diverged, 130 interrupted (saved).",
     )
     p.add_argument(
         "spec",

@@ -235,7 +235,9 @@ def _group_by_module(weights: Mapping[str, torch.Tensor]) -> list[tuple[str, lis
     return list(groups.items())
 
 
-def _check_shapes(own: Mapping[str, torch.Tensor], weights: Mapping[str, torch.Tensor], mapping: dict[str, str]) -> None:
+def _check_shapes(
+    own: Mapping[str, torch.Tensor], weights: Mapping[str, torch.Tensor], mapping: dict[str, str]
+) -> None:
     for ours, theirs in mapping.items():
         if own[ours].shape != weights[theirs].shape:
             layer = ours.rsplit(".", 2)[0].split(".")[-1]

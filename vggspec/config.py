@@ -14,7 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .errors import SpecError
 
-
 InitName = Literal["paper", "caffe", "glorot", "kaiming"]
 """The random initialisations by name (implemented by :data:`vggspec.compiler.INITS`): defined here,
 without torch, so that the command line can offer them."""
@@ -46,7 +45,9 @@ class TrainConfig(BaseModel):
     epochs: int = Field(default=74, ge=1, description="at most this many epochs (the paper: 74)")
     batch_size: int = Field(default=256, ge=1, description="global batch, whatever the number of processes")
     micro_batch: int | None = Field(
-        default=None, ge=1, description="images per forward pass, with gradient accumulation; by default a process's whole share"
+        default=None,
+        ge=1,
+        description="images per forward pass, with gradient accumulation; by default a process's whole share",
     )
     lr: float = Field(default=1e-2, gt=0, description="SGD learning rate")
     momentum: float = Field(default=0.9, ge=0, lt=1, description="SGD momentum")

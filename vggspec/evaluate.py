@@ -396,7 +396,13 @@ def render_rows(rows: Sequence[Row]) -> str:
         header += ["paper top-1", "paper top-5"]
     body = []
     for r in rows:
-        line = [r.network, r.method, ",".join(map(str, r.scales)) or "-", f"{100 * r.top1_err:.1f}", f"{100 * r.top5_err:.1f}"]
+        line = [
+            r.network,
+            r.method,
+            ",".join(map(str, r.scales)) or "-",
+            f"{100 * r.top1_err:.1f}",
+            f"{100 * r.top5_err:.1f}",
+        ]
         if show_paper:
             line += [f"{r.paper[0]:.1f}", f"{r.paper[1]:.1f}"] if r.paper else ["", ""]
         body.append(line)
@@ -534,7 +540,12 @@ def _evaluate_here(settings: dict[str, Any], env) -> Results | None:
         for start in range(0, len(mine), settings["batch_size"]):
             chunk = [paths[i] for i in mine[start : start + settings["batch_size"]]]
             for method, probs in image_posteriors(
-                net, chunk, scales[net.name], settings["methods"], flip=settings["flip"], batch_size=settings["batch_size"]
+                net,
+                chunk,
+                scales[net.name],
+                settings["methods"],
+                flip=settings["flip"],
+                batch_size=settings["batch_size"],
             ).items():
                 parts[method].append(probs)
             if bar is not None:

@@ -283,7 +283,7 @@ def python_source(model: VGG) -> str:
             "        ):",
             "            raise ValueError(",
             f'                f"dense {{SPEC_NAME}} takes inputs of shape (N, {c}, H, W) "',
-            f'                f"with H, W >= {{MIN_INPUT_SIZE}}, got {{tuple(x.shape)}}"',
+            '                f"with H, W >= {MIN_INPUT_SIZE}, got {tuple(x.shape)}"',
             "            )",
             "        x = self.features(x)",
             "        return self.classifier(x)",

@@ -223,7 +223,9 @@ def _parse(text: str, filename: str | None) -> Spec:
 
 
 def _statement_tokens(statements: list) -> list[Token]:
-    return [s.word if isinstance(s, _LayerItem) else s.text if isinstance(s, _NameDecl) else s.token for s in statements]
+    return [
+        s.word if isinstance(s, _LayerItem) else s.text if isinstance(s, _NameDecl) else s.token for s in statements
+    ]
 
 
 def _comments(text: str, first_statement_line: int) -> tuple[Comment, ...]:

@@ -140,4 +140,4 @@ class Spec(BaseModel):
         )
 
     def __hash__(self) -> int:
-        return hash((self.name, self.input.channels, self.input.size, tuple(l.word() for l in self.layers)))
+        return hash((self.name, self.input.channels, self.input.size, tuple(layer.word() for layer in self.layers)))

@@ -264,7 +264,9 @@ class _Trainer:
         if resume_state is not None and "colour_stats" in resume_state:
             return datalib.ColourStats.model_validate_json(resume_state["colour_stats"])
         if self.env.main:
-            self.log.note(f"computing mean RGB and colour PCA from up to {self.config.stats_images} training images ...")
+            self.log.note(
+                f"computing mean RGB and colour PCA from up to {self.config.stats_images} training images ..."
+            )
             stats = datalib.colour_stats(
                 folder,
                 self.spec.input.channels,
@@ -472,7 +474,8 @@ class _Trainer:
             if last_micro:
                 if env.any(not math.isfinite(step_loss)):
                     raise _Stop(
-                        f"the loss became {step_loss} at epoch {self.epoch + 1}, step {self.step + 1}: training stopped. "
+                        f"the loss became {step_loss} at epoch {self.epoch + 1}, step {self.step + 1}: "
+                        "training stopped. "
                         f"The last good checkpoint is kept ({self.run_dir / RUN_LAST}). Try a lower --lr, "
                         "--init glorot or --init caffe (the paper's N(0, 1e-2) suits few nets without "
                         "--init-from a trained A), or --init-from a trained A",
@@ -488,7 +491,11 @@ class _Trainer:
                 micro_index, step_loss = 0, 0.0
                 compute += time.perf_counter() - now
                 progress.update(global_loss, config.batch_size, data_wait, compute)
-                if config.checkpoint_every and self.step % config.checkpoint_every == 0 and self.step < self.steps_per_epoch:
+                if (
+                    config.checkpoint_every
+                    and self.step % config.checkpoint_every == 0
+                    and self.step < self.steps_per_epoch
+                ):
                     self._save()
                 if env.any(self.stop_requested):
                     self._save()

@@ -60,7 +60,8 @@ class Verification:
             )
         rows.append(["total", "", "", f"{sum(self.params.values()):,}", f"{self.analysis.macs:,}", ""])
         table = render_table(["name", "layer", "output (C×H×W)", "params", "MACs", "vs analysis"], rows, "llrrrl")
-        title = f"{spec.display_name}{' (dense)' if spec.is_dense else ''}: one forward pass on {shape_text(self.input_shape)}"
+        dense = " (dense)" if spec.is_dense else ""
+        title = f"{spec.display_name}{dense}: one forward pass on {shape_text(self.input_shape)}"
         verdict = (
             f"OK: every layer's output shape and parameter count equal the analysis; output "
             f"{shape_text(self.output_shape)} in {self.seconds * 1000:.0f} ms"
