@@ -109,3 +109,7 @@ def test_a_run_folder_means_its_best_checkpoint_else_its_last(model, tmp_path):
     assert read_checkpoint(run)["epoch"] == 2
     loaded = vggspec.load_model(run)
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+    # --weights takes one too: a new run (new lr, ...) starting from another's best weights.
+    save_checkpoint(vggspec.build(model.spec, init="glorot", seed=7), run / "last.pt", epoch=3)
+    started = vggspec.build(model.spec, init="kaiming", seed=1, weights=run)
+    assert all(torch.equal(a, b) for a, b in zip(started.state_dict().values(), model.state_dict().values()))

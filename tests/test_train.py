@@ -188,8 +188,9 @@ def test_resume_alone_continues_the_run_as_it_was_started(tmp_path, shapes, capf
     assert f"note: resuming {run} with epochs 1 → 2" in capfd.readouterr().err
     assert json.loads((run / "config.json").read_text())["batch_size"] == 16
 
-    with pytest.raises(vggspec.SpecError, match="started with --batch-size 16, --lr 0.05: a resumed run keeps"):
+    with pytest.raises(vggspec.SpecError, match="started with --batch-size 16, --lr 0.05: a resumed run keeps") as info:
         train(TrainConfig(**bare, epochs=3, batch_size=32, lr=0.1))
+    assert f"--weights {run} --out NEW_RUN" in info.value.hint  # how to go on with a new recipe
     train(TrainConfig(**bare, lr=0.05))  # the run's own value, repeated: fine, and nothing left to train
     assert "has finished its 2 epochs: nothing to train" in capfd.readouterr().err
 

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from .compiler import VGG, build
-from .config import RUN_BEST, RUN_LAST
+from .config import checkpoint_path
 from .errors import CheckpointError, SpecError
 from .formatter import format_spec
 from .layers import FC, LayerSpec
@@ -79,20 +79,6 @@ def atomic_save(data: Mapping[str, Any], path: str | Path) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
-
-
-def checkpoint_path(path: str | Path) -> Path:
-    """``path`` itself, or for a run directory its best checkpoint (its last before there is a best)."""
-    path = Path(path)
-    if not path.is_dir():
-        return path
-    for name in (RUN_BEST, RUN_LAST):
-        if (path / name).is_file():
-            return path / name
-    raise CheckpointError(
-        f"{path} is a folder without a checkpoint in it ({RUN_BEST} or {RUN_LAST})",
-        hint="give a checkpoint file, or the --out folder of a 'vggspec train' run that finished an epoch",
-    )
 
 
 def read_checkpoint(path: str | Path, *, mmap: bool = False) -> dict[str, Any]:

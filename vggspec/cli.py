@@ -428,7 +428,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dense", action="store_true", help="the fully-convolutional network (Section 3.2)")
     p.add_argument(
-        "--weights", metavar="FILE", help="a state dict to load: vggspec's or torchvision's (vgg11/13/16/19[_bn])"
+        "--weights",
+        metavar="FILE",
+        help="a state dict to load: vggspec's (a checkpoint, or a run folder: its best.pt) or torchvision's "
+        "(vgg11/13/16/19[_bn])",
     )
     p.add_argument(
         "--init",

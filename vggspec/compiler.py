@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .analysis import analyze
-from .config import InitName
+from .config import InitName, checkpoint_path
 from .errors import InputSizeError, WeightsError
 from .graph import to_graph
 from .spec import Spec
@@ -184,9 +184,11 @@ def load_weights(model: VGG, weights: Mapping[str, torch.Tensor] | str | Path) -
 
 
 def read_state_dict(path: str | Path) -> Mapping[str, torch.Tensor]:
-    """A state dict from a ``.pth`` file, never unpickling anything but tensors."""
+    """A state dict from a ``.pth`` file, a vggspec checkpoint or a run directory (its best),
+    never unpickling anything but tensors."""
+    path = checkpoint_path(path)
     try:
-        data = torch.load(Path(path), map_location="cpu", weights_only=True)
+        data = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise WeightsError(f"no such weights file: {path}") from None
     except Exception as err:  # noqa: BLE001 - torch raises several types for a bad file

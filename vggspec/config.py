@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .errors import SpecError
+from .errors import CheckpointError, SpecError
 
 InitName = Literal["paper", "caffe", "glorot", "kaiming"]
 """The random initialisations by name (implemented by :data:`vggspec.compiler.INITS`): defined here,
@@ -22,6 +22,20 @@ without torch, so that the command line can offer them."""
 # A run directory's files, as vggspec train writes them: its checkpoints, and the spec it was
 # started with (comments kept), which --resume without SPEC trains on.
 RUN_BEST, RUN_LAST, RUN_SPEC = "best.pt", "last.pt", "spec.vgg"
+
+
+def checkpoint_path(path: str | Path) -> Path:
+    """``path`` itself, or for a run directory its best checkpoint (its last before there is a best)."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    for name in (RUN_BEST, RUN_LAST):
+        if (path / name).is_file():
+            return path / name
+    raise CheckpointError(
+        f"{path} is a folder without a checkpoint in it ({RUN_BEST} or {RUN_LAST})",
+        hint="give a checkpoint file, or the --out folder of a 'vggspec train' run that finished an epoch",
+    )
 
 
 def default_scale(input_size: int) -> int:
@@ -67,7 +81,9 @@ class TrainConfig(BaseModel):
 
     init: InitName = Field(default="paper", description="random initialisation")
     init_from: str | None = Field(default=None, description="a trained A's run or checkpoint (Section 3.1)")
-    weights: str | None = Field(default=None, description="a state dict to start from (vggspec or torchvision)")
+    weights: str | None = Field(
+        default=None, description="a state dict to start from: vggspec's (a checkpoint or run folder) or torchvision's"
+    )
     seed: int = Field(default=0, description="seed of the initialisation, the data order and the augmentation")
 
     gpus: int = Field(default=0, ge=0, description="data-parallel processes on GPUs (NCCL)")

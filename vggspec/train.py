@@ -89,7 +89,8 @@ def _as_started(config: TrainConfig, given: set[str]) -> TrainConfig:
         flags = ", ".join(f"--{key.replace('_', '-')} {_shown(getattr(started, key))}" for key in fixed)
         raise SpecError(
             f"{config.out} was started with {flags}: a resumed run keeps its recipe",
-            hint="leave those settings out to continue the run as it was, or start a new run (another --out)",
+            hint="leave those settings out to continue the run as it was, or start a new run from its weights "
+            f"with the new settings: vggspec train SPEC --weights {config.out} --out NEW_RUN ...",
         )
     if changes and os.environ.get("RANK", "0") == "0":
         changed = ", ".join(f"{key} {_shown(getattr(started, key))} → {_shown(v)}" for key, v in changes.items())
