@@ -181,11 +181,13 @@ def test_resume_alone_continues_the_run_as_it_was_started(tmp_path, shapes, capf
     reference = train(config(tmp_path / "ref", shapes, epochs=2, deterministic=True))
     first = config(tmp_path / "res", shapes, epochs=1, deterministic=True)
     run = train(first)
-    capfd.readouterr()
+    assert "done: 1 epoch in" in capfd.readouterr().err
     bare = dict(data=first.data, out=first.out, resume=True, progress=False)  # the spec: RUN/spec.vgg
     train(TrainConfig(**bare, epochs=2))  # a longer run: --epochs may change
     assert_same_weights(final_weights(run), final_weights(reference))
-    assert f"note: resuming {run} with epochs 1 → 2" in capfd.readouterr().err
+    err = capfd.readouterr().err
+    assert f"note: resuming {run} with epochs 1 → 2" in err
+    assert "done: epoch 2 (2 in all) in" in err  # this session's epoch, and the run's total
     assert json.loads((run / "config.json").read_text())["batch_size"] == 16
 
     with pytest.raises(vggspec.SpecError, match="started with --batch-size 16, --lr 0.05: a resumed run keeps") as info:
@@ -262,6 +264,19 @@ def test_a_diverging_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_p
     assert "Traceback" not in err and "exitcode" not in err
     state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert all(torch.isfinite(t).all() for t in state["state_dict"].values())
+
+
+def test_a_loss_diverging_before_any_checkpoint_says_so_and_suggests_only_what_was_not_tried(
+    tmp_path, shapes, capfd
+):
+    from vggspec.train import train
+
+    with pytest.raises(SystemExit) as info:
+        train(config(tmp_path, shapes, lr=1e6, epochs=1, init="glorot"))
+    assert info.value.code == 3
+    message = capfd.readouterr().err.strip().splitlines()[-1]
+    assert "no checkpoint had been saved yet" in message and "kept" not in message
+    assert "a lower --lr (this run: 1e+06)" in message and "--init glorot" not in message
 
 
 def test_a_run_folder_that_cannot_be_written_is_said_plainly_and_the_last_checkpoint_stays(

@@ -79,12 +79,22 @@ class RunLog:
         tmp.write_text("".join(json.dumps(record) + "\n" for record in history))
         os.replace(tmp, path)
 
-    def finish(self, history: list[dict[str, Any]], best: dict[str, Any] | None, seconds: float) -> None:
+    def finish(
+        self, history: list[dict[str, Any]], best: dict[str, Any] | None, seconds: float, *, first_epoch: int = 0
+    ) -> None:
+        """The closing summary; ``seconds`` is this session's time, which trained the epochs after ``first_epoch``."""
         if self.quiet:
             return
         if self._tensorboard is not None:
             self._tensorboard.close()
-        lines = [f"done: {len(history)} epochs in {_duration(seconds)}."]
+        count = len(history)
+        if first_epoch == 0:
+            trained = f"{count} epoch{'s' if count != 1 else ''}"
+        else:  # a resumed run: the epochs this session trained, and the run's total
+            several = count > first_epoch + 1
+            span = f"s {first_epoch + 1}–{count}" if several else f" {count}"
+            trained = f"epoch{span} ({count} in all)"
+        lines = [f"done: {trained} in {_duration(seconds)}."]
         if best:
             lines.append(
                 f"best epoch {best['epoch']}: val top-1 error {best['val_top1_err']:.2%}, "

@@ -362,7 +362,7 @@ class _Trainer:
     # -- the loop ----------------------------------------------------------------------
     def _loop(self) -> None:
         config = self.config
-        started = time.perf_counter()
+        started, first_epoch = time.perf_counter(), self.epoch
         try:
             while self.epoch < config.epochs:
                 train_loss, seen, seconds, wait = self._train_epoch()
@@ -394,7 +394,24 @@ class _Trainer:
                 self.log.note(str(stop))
             raise SystemExit(stop.code) from None
         if self.env.main:
-            self.log.finish(self.history, self.best, time.perf_counter() - started)
+            self.log.finish(self.history, self.best, time.perf_counter() - started, first_epoch=first_epoch)
+
+    def _diverged(self, loss: float) -> str:
+        """What a NaN or infinite loss left behind, and what to try: only what was not tried."""
+        config, last = self.config, self.run_dir / RUN_LAST
+        kept = (
+            f"the last good checkpoint is kept ({last})"
+            if last.exists()
+            else "no checkpoint had been saved yet (--checkpoint-every N saves within an epoch)"
+        )
+        tries = [f"a lower --lr (this run: {config.lr:g})"]
+        if config.init == "paper" and not (config.init_from or config.weights):
+            tries.append("--init glorot or --init caffe (the paper's N(0, 1e-2) suits few nets)")
+            tries.append("--init-from a trained A (Section 3.1)")
+        return (
+            f"the loss became {loss} at epoch {self.epoch + 1}, step {self.step + 1}: training stopped; "
+            f"{kept}. Try {', or '.join(tries)}."
+        )
 
     def _batches(self) -> list[list[int]]:
         """This process's micro-batches for the rest of the epoch (the order is keyed by seed and epoch)."""
@@ -474,14 +491,7 @@ class _Trainer:
             micro_index += 1
             if last_micro:
                 if env.any(not math.isfinite(step_loss)):
-                    raise _Stop(
-                        f"the loss became {step_loss} at epoch {self.epoch + 1}, step {self.step + 1}: "
-                        "training stopped. "
-                        f"The last good checkpoint is kept ({self.run_dir / RUN_LAST}). Try a lower --lr, "
-                        "--init glorot or --init caffe (the paper's N(0, 1e-2) suits few nets without "
-                        "--init-from a trained A), or --init-from a trained A",
-                        code=3,
-                    )
+                    raise _Stop(self._diverged(step_loss), code=3)
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
                 self.optimizer.zero_grad(set_to_none=True)
