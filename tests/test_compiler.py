@@ -203,6 +203,55 @@ def test_initialisations(init, std):
     assert all(torch.count_nonzero(m.bias) == 0 for m in model.modules() if hasattr(m, "bias") and m.bias is not None)
 
 
+def test_glorot_and_kaiming_draw_what_torch_and_torchvision_draw():
+    """INITS draw from config.init_std's std (which the analysis shares): the same numbers as
+    torch's xavier_uniform_ and torchvision's VGG init (kaiming_normal_ fan-out for convs)."""
+    from torch import nn
+
+    from vggspec.compiler import INITS
+
+    def torchvision_vgg(m, g):
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu", generator=g)
+        else:
+            nn.init.normal_(m.weight, 0, 0.01, generator=g)
+
+    references = {"glorot": lambda m, g: nn.init.xavier_uniform_(m.weight, generator=g), "kaiming": torchvision_vgg}
+    for module in (nn.Conv2d(16, 32, 3), nn.Conv2d(3, 8, 1), nn.Linear(300, 40)):
+        for init, reference in references.items():
+            INITS[init](module, torch.Generator().manual_seed(3))
+            ours = module.weight.detach().clone()
+            reference(module, torch.Generator().manual_seed(3))
+            assert torch.equal(ours, module.weight), (init, module)
+
+
+A_LRN_NARROW = "input: 32x32 RGB\nconv3-8\nLRN\nmaxpool\nconv3-16\nmaxpool\nconv3-32 ×2\nmaxpool\nFC-64 ×2\nFC-10\n"
+
+
+@pytest.mark.parametrize(
+    "name", ["A", "small/A-narrow-32", "small/D-narrow-32-bn", "small/vgg11-gray-10-narrow", "lrn"]
+)
+def test_the_analysis_predicts_the_scale_of_a_fresh_networks_class_scores(name):
+    """initial_scale (pure arithmetic, one rule per layer kind) against real forward passes in
+    training mode, over every initialisation: from 1e-10 to 1e+8, within a factor of 3."""
+    from vggspec.analysis import initial_scale
+
+    spec = vggspec.parse(A_LRN_NARROW) if name == "lrn" else vggspec.load(name)
+    n, channels = spec.input.size, spec.input.channels
+    generator = torch.Generator().manual_seed(0)
+    # Smooth random images (like photos: neighbouring pixels alike) with the RMS the estimate assumes.
+    noise = torch.randn(2 if name == "A" else 16, channels, n // 8, n // 8, generator=generator)
+    images = torch.nn.functional.interpolate(noise, size=(n, n), mode="bilinear")
+    images *= 58.0 / images.pow(2).mean().sqrt()
+    for init in ("paper", "caffe", "glorot", "kaiming"):
+        torch.manual_seed(0)  # dropout's masks
+        model = vggspec.build(spec, init=init, seed=0).train()
+        with torch.no_grad():
+            measured = model(images).pow(2).mean().sqrt().item()
+        predicted = initial_scale(spec, init, pixel_rms=58.0)
+        assert 1 / 3 < predicted / measured < 3, (init, predicted, measured)
+
+
 def test_seeded_initialisation_is_reproducible_and_leaves_the_global_rng_alone():
     spec = vggspec.parse(SMALL)
     state = torch.random.get_rng_state()

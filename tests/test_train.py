@@ -125,15 +125,22 @@ def test_a_narrow_network_learns_shapes(tmp_path, shapes, capfd):
     assert "best epoch" in err and "val top-1 error" in err and str(run) in err
 
 
-def test_a_net_deeper_than_a_from_the_papers_random_init_gets_a_word_of_advice():
+def test_random_weights_whose_class_scores_start_far_from_1_get_a_word_of_advice():
+    """From the analysis' estimate of the fresh network's class scores: the paper's std 0.1 as
+    written explodes them (A: ~1e8), Caffe's std 0.01 fades them in D (~4e-6), not in A (~1e-3)."""
     from vggspec.train import init_advice
 
     a, d = vggspec.load("A"), vggspec.load("D")
     paper = TrainConfig(spec="D", data="data")
-    advice = init_advice(d, paper)
-    assert advice is not None and "16 weight layers" in advice and "--init-from" in advice
-    assert init_advice(a, paper) is None  # A is what the paper trained from random weights
-    assert init_advice(d, paper.model_copy(update={"init": "glorot"})) is None
+    for spec in (a, d):
+        advice = init_advice(spec, paper)
+        assert advice is not None and "likely to diverge" in advice and "Other initialisations: --init caffe" in advice
+        assert ("--init-from RUN_A" in advice) == (spec is d)  # only deeper nets began from A
+    caffe = paper.model_copy(update={"init": "caffe"})
+    assert "likely to stall" in init_advice(d, caffe) and "start at about 4e-06" in init_advice(d, caffe)
+    assert init_advice(a, caffe) is None
+    for init in ("glorot", "kaiming"):
+        assert init_advice(d, paper.model_copy(update={"init": init})) is None
     assert init_advice(d, paper.model_copy(update={"init_from": "runs/a"})) is None
     assert init_advice(d, paper.model_copy(update={"weights": "vgg16.pth"})) is None
 

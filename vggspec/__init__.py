@@ -5,7 +5,7 @@ The pipeline, one module per stage: text → :mod:`~vggspec.parser` → :class:`
 torch.
 """
 
-from .analysis import Analysis, LayerAnalysis, analyze
+from .analysis import Analysis, LayerAnalysis, analyze, initial_scale
 from .errors import (
     CheckpointError,
     InputSizeError,
@@ -73,6 +73,7 @@ __all__ = [
     "UnknownLayerError",
     "analyze",
     "format_spec",
+    "initial_scale",
     "load",
     "parse",
     "to_graph",

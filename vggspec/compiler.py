@@ -9,6 +9,8 @@ is overwritten anyway.
 
 from __future__ import annotations
 
+import math
+import typing
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -17,7 +19,7 @@ import torch
 from torch import nn
 
 from .analysis import analyze
-from .config import InitName, checkpoint_path
+from .config import InitName, checkpoint_path, init_std
 from .errors import InputSizeError, WeightsError
 from .graph import to_graph
 from .spec import Spec
@@ -25,31 +27,27 @@ from .spec import Spec
 InitFn = Callable[[nn.Module, "torch.Generator | None"], None]
 
 
-def _normal(std: float) -> InitFn:
-    def init(module: nn.Module, generator: torch.Generator | None) -> None:
-        nn.init.normal_(module.weight, 0.0, std, generator=generator)
+def _initialiser(init: InitName) -> InitFn:
+    """Draws a layer's weights with :func:`vggspec.config.init_std`'s std: normal, or for glorot
+    uniform (the same numbers as torch's ``xavier_uniform_`` and ``kaiming_normal_``)."""
 
-    return init
+    def initialise(module: nn.Module, generator: torch.Generator | None) -> None:
+        weight = module.weight
+        receptive = math.prod(weight.shape[2:])  # k·k for a convolution, 1 for a linear layer
+        fan_in, fan_out = weight.shape[1] * receptive, weight.shape[0] * receptive
+        std = init_std(init, fan_in, fan_out, conv=isinstance(module, nn.Conv2d))
+        if init == "glorot":
+            bound = math.sqrt(3.0) * std
+            nn.init.uniform_(weight, -bound, bound, generator=generator)
+        else:
+            nn.init.normal_(weight, 0.0, std, generator=generator)
+
+    return initialise
 
 
-def _glorot(module: nn.Module, generator: torch.Generator | None) -> None:
-    nn.init.xavier_uniform_(module.weight, generator=generator)
-
-
-def _kaiming(module: nn.Module, generator: torch.Generator | None) -> None:
-    if isinstance(module, nn.Conv2d):
-        nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu", generator=generator)
-    else:
-        nn.init.normal_(module.weight, 0.0, 0.01, generator=generator)
-
-
-INITS: dict[InitName, InitFn] = {
-    "paper": _normal(0.1),  # "normal distribution with zero mean and 10^-2 variance"
-    "caffe": _normal(0.01),  # what Caffe-era code used: std 0.01
-    "glorot": _glorot,  # Glorot & Bengio (2010) uniform, which the authors found needs no pre-training
-    "kaiming": _kaiming,  # He et al. (2015), fan-out, for convs; N(0, 0.01) for FC: torchvision's
-}
-"""Weight initialisations by name; biases are always zero, batch norm starts as the identity."""
+INITS: dict[InitName, InitFn] = {init: _initialiser(init) for init in typing.get_args(InitName)}
+"""Weight initialisations by name (paper, caffe, glorot, kaiming: see :func:`vggspec.config.init_std`);
+biases are always zero, batch norm starts as the identity."""
 
 
 class VGG(nn.Module):

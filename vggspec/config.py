@@ -7,6 +7,7 @@ Kept apart from :mod:`vggspec.train` so that the command line can describe it (`
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,7 +17,21 @@ from .errors import CheckpointError, SpecError
 
 InitName = Literal["paper", "caffe", "glorot", "kaiming"]
 """The random initialisations by name (implemented by :data:`vggspec.compiler.INITS`): defined here,
-without torch, so that the command line can offer them."""
+without torch, so that the command line can offer them and the analysis can reason about them."""
+
+
+def init_std(init: InitName, fan_in: int, fan_out: int, *, conv: bool) -> float:
+    """The standard deviation of a weight layer's random weights under ``init``: what
+    :data:`vggspec.compiler.INITS` draws from (glorot: uniform with this std)."""
+    if init == "paper":
+        return 0.1  # "a normal distribution with the zero mean and 10^-2 variance" (Section 3.1)
+    if init == "caffe":
+        return 0.01  # what Caffe-era code drew: std 0.01
+    if init == "glorot":
+        return math.sqrt(2.0 / (fan_in + fan_out))  # Glorot & Bengio (2010), as torch's xavier_uniform_
+    if init == "kaiming":  # He et al. (2015), fan-out, for convs; N(0, 0.01) for FC: torchvision's
+        return math.sqrt(2.0) / math.sqrt(fan_out) if conv else 0.01
+    raise ValueError(f"unknown initialisation '{init}'")
 
 
 # A run directory's files, as vggspec train writes them: its checkpoints, and the spec it was
@@ -79,7 +94,11 @@ class TrainConfig(BaseModel):
     flip: bool = Field(default=True, description="random horizontal flips")
     stats_images: int = Field(default=1000, ge=1, description="training images sampled for mean RGB and PCA")
 
-    init: InitName = Field(default="paper", description="random initialisation")
+    init: InitName = Field(
+        default="paper",
+        description="random initialisation: paper N(0, 1e-2 variance), caffe std 0.01, glorot, kaiming; a note "
+        "says when it would start the class scores far from 1 (diverging or stalling)",
+    )
     init_from: str | None = Field(default=None, description="a trained A's run or checkpoint (Section 3.1)")
     weights: str | None = Field(
         default=None, description="a state dict to start from: vggspec's (a checkpoint or run folder) or torchvision's"

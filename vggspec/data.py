@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import functools
 import io
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -231,6 +232,11 @@ class ColourStats(BaseModel):
     eigenvectors: list[list[float]]
     images: int
     pixels: int
+
+    @property
+    def rms(self) -> float:
+        """The RMS of the mean-subtracted pixel values (0-255 scale): what the network first sees."""
+        return math.sqrt(sum(self.eigenvalues) / len(self.eigenvalues))
 
     @model_validator(mode="after")
     def _shapes(self) -> ColourStats:

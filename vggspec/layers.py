@@ -14,6 +14,10 @@ Conventions (shapes are ``(channels, height, width)``; after a fully-connected l
 * ``macs`` counts the multiply-accumulates of convolutions and fully-connected layers,
   biases not counted: fvcore's convention ("one fused multiply-add is one flop").
   Pooling, LRN, batch norm, ReLU and soft-max count zero. FLOPs = 2 × MACs.
+* ``initial_rms`` carries the scale of the signal through the freshly initialised network
+  (biases zero, weights of a given std, zero-mean inputs), for
+  :func:`vggspec.analysis.initial_scale`: one rule per kind, each within a small factor of a
+  real forward pass (tested).
 * The receptive-field step of a layer is ``(kernel, stride, padding)`` along one axis, for
   the recurrences of Araujo et al. (Distill 2019). A fully-connected layer behaves like a
   convolution whose kernel covers its whole input map (that is what it becomes in dense
@@ -25,7 +29,7 @@ from __future__ import annotations
 import math
 import re
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -35,6 +39,12 @@ if TYPE_CHECKING:
 
 Shape = tuple[int, int, int]
 """A tensor shape without the batch: (channels, height, width)."""
+
+WeightStd = Callable[[int, int, bool], float]
+"""(fan_in, fan_out, is_conv) → the std of a layer's initial weights (:func:`vggspec.config.init_std`)."""
+
+RELU_RMS = 1 / math.sqrt(2)  # a ReLU keeps half of a zero-mean signal's energy
+MAXPOOL_RMS = 1.2  # a 2×2 max of ReLU outputs at initialisation; 1.76 were they independent (measured on A-E)
 
 MAX_WIDTH = 1 << 20  # channels or features: generous, but keeps numbers printable
 MAX_KERNEL = 255
@@ -120,6 +130,13 @@ class LayerSpec(BaseModel):
         """Smallest input side that still gives an output side of ``out``."""
         return out
 
+    def initial_rms(self, x: Shape, rms: float, weight_std: WeightStd, node: Mapping[str, Any]) -> float:
+        """The RMS of the output at initialisation in training mode, the input's being ``rms``.
+
+        ``node`` is the layer's node in the layer graph, as for :meth:`to_torch`.
+        """
+        return rms
+
     # -- PyTorch (imported here only, when a network is compiled) ------------------------
     def to_torch(self, x: Shape, node: Mapping[str, Any]) -> nn.Module | None:
         """The module computing this layer on inputs of shape ``x``; None when there is none.
@@ -130,6 +147,12 @@ class LayerSpec(BaseModel):
 
     def __str__(self) -> str:
         return self.word()
+
+
+def _taps_inside(side: int, kernel: int) -> float:
+    """How many of a zero-padded kernel's taps along one axis fall inside the map, on average."""
+    pad = kernel // 2
+    return sum(min(i + pad, side - 1) - max(i - pad, 0) + 1 for i in range(side)) / side
 
 
 def _semantic(layer: LayerSpec) -> dict[str, object]:
@@ -207,6 +230,15 @@ class Conv(LayerSpec):
     def window(self, x: Shape) -> tuple[int, int, int]:
         return (self.kernel, 1, self.kernel // 2)
 
+    def initial_rms(self, x: Shape, rms: float, weight_std: WeightStd, node: Mapping[str, Any]) -> float:
+        fan_in, fan_out = x[0] * self.kernel**2, self.channels * self.kernel**2
+        # Zero padding: on a small map many taps fall outside (a 3×3 kernel on 2×2 sees 4 of 9).
+        inside = x[0] * _taps_inside(x[1], self.kernel) * _taps_inside(x[2], self.kernel)
+        rms *= math.sqrt(inside) * weight_std(fan_in, fan_out, True)
+        if self.bn:
+            rms = 1.0  # batch norm standardises each channel (γ = 1, β = 0 at the start)
+        return rms * RELU_RMS
+
     def to_torch(self, x: Shape, node: Mapping[str, Any]) -> nn.Module:
         from torch import nn
 
@@ -253,6 +285,9 @@ class MaxPool(LayerSpec):
     def min_input(self, out: int) -> int:
         return (out - 1) * self.stride + self.size
 
+    def initial_rms(self, x: Shape, rms: float, weight_std: WeightStd, node: Mapping[str, Any]) -> float:
+        return rms * MAXPOOL_RMS
+
     def to_torch(self, x: Shape, node: Mapping[str, Any]) -> nn.Module:
         from torch import nn
 
@@ -293,6 +328,9 @@ class LRN(LayerSpec):
 
     def word(self) -> str:
         return "LRN"
+
+    def initial_rms(self, x: Shape, rms: float, weight_std: WeightStd, node: Mapping[str, Any]) -> float:
+        return rms / (self.k + self.alpha * rms**2) ** self.beta  # n channels of about rms² each
 
     def to_torch(self, x: Shape, node: Mapping[str, Any]) -> nn.Module:
         from torch import nn
@@ -366,6 +404,15 @@ class FC(LayerSpec):
     def min_input(self, out: int) -> int:
         # Fully connected, it takes any map; applied densely, its kernel must fit.
         return out + self.kernel - 1 if self.kernel else 1
+
+    def initial_rms(self, x: Shape, rms: float, weight_std: WeightStd, node: Mapping[str, Any]) -> float:
+        kh, kw = self._kernel(x)
+        fan_in = x[0] * kh * kw
+        fan_out = self.features * (kh * kw if self.kernel else 1)  # a Linear layer, or applied densely a conv
+        rms *= math.sqrt(fan_in) * weight_std(fan_in, fan_out, bool(self.kernel))
+        if not node["classifier"]:
+            rms *= RELU_RMS
+        return rms / math.sqrt(1 - node["dropout"])  # inverted dropout scales the kept units up
 
     def to_torch(self, x: Shape, node: Mapping[str, Any]) -> nn.Module:
         from torch import nn

@@ -24,6 +24,7 @@ import os
 import signal
 import sys
 import time
+import typing
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -33,10 +34,10 @@ import torch
 from torch import nn
 
 from . import data as datalib
-from .analysis import analyze
+from .analysis import PIXEL_RMS, analyze, initial_scale
 from .checkpoint import read_checkpoint, save_checkpoint, spec_hash
 from .compiler import VGG, build
-from .config import RUN_BEST, RUN_LAST, RUN_SPEC, TrainConfig
+from .config import RUN_BEST, RUN_LAST, RUN_SPEC, InitName, TrainConfig
 from .distributed import Distributed, launch
 from .errors import CheckpointError, SpecError
 from .layers import FC
@@ -288,7 +289,7 @@ class _Trainer:
             report = transfer_from(config.init_from, model)
             if self.env.main:
                 self.log.note(str(report))
-        elif resume_state is None and self.env.main and (advice := init_advice(self.spec, config)):
+        elif resume_state is None and self.env.main and (advice := init_advice(self.spec, config, self.stats.rms)):
             self.log.note(advice)
         if config.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -405,8 +406,14 @@ class _Trainer:
             else "no checkpoint had been saved yet (--checkpoint-every N saves within an epoch)"
         )
         tries = [f"a lower --lr (this run: {config.lr:g})"]
-        if config.init == "paper" and not (config.init_from or config.weights):
-            tries.append("--init glorot or --init caffe (the paper's N(0, 1e-2) suits few nets)")
+        starts = {init: initial_scale(self.spec, init, self.stats.rms) for init in typing.get_args(InitName)}
+        if not (config.init_from or config.weights) and starts[config.init] > 1:  # scores began large
+            tamer = [
+                f"--init {init}"
+                for init, scale in starts.items()
+                if FADING_SCALE <= scale <= EXPLODING_SCALE and scale < starts[config.init]
+            ]
+            tries += [" or ".join(tamer)] if tamer else []
             tries.append("--init-from a trained A (Section 3.1)")
         return (
             f"the loss became {loss} at epoch {self.epoch + 1}, step {self.step + 1}: training stopped; "
@@ -546,21 +553,33 @@ class _Trainer:
         return 1 - correct1 / count, 1 - correct5 / count
 
 
+# Class scores at initialisation (RMS, :func:`vggspec.analysis.initial_scale`) outside these
+# bounds train badly: above, the first losses are about that large (A-narrow-32 from the paper's
+# init, at 24, diverges); below, the signal fades before the classifier (D from Caffe's std 0.01,
+# at 4e-6, is why the paper started deep nets from a trained A; A itself, at 1.5e-3, trains).
+EXPLODING_SCALE, FADING_SCALE = 10.0, 1e-4
 PAPER_RANDOM_INIT_DEPTH = 11  # A's weight layers: the deepest net the paper trained from random weights
 
 
-def init_advice(spec: Spec, config: TrainConfig) -> str | None:
-    """A word before training a net deeper than A from the paper's random initialisation, which
-    the paper itself did not do (Section 3.1: deeper nets began from a trained A's layers)."""
-    if config.init != "paper" or config.init_from or config.weights:
+def init_advice(spec: Spec, config: TrainConfig, pixel_rms: float = PIXEL_RMS) -> str | None:
+    """A word before training from random weights whose class scores start far from 1."""
+    if config.init_from or config.weights:
         return None
-    depth = analyze(spec).weight_layers
-    if depth <= PAPER_RANDOM_INIT_DEPTH:
+    scales = {init: initial_scale(spec, init, pixel_rms) for init in typing.get_args(InitName)}
+    scale = scales[config.init]
+    if FADING_SCALE <= scale <= EXPLODING_SCALE:
         return None
+    if scale > EXPLODING_SCALE:
+        fate = "the first losses are about that large, and training is likely to diverge"
+    else:
+        fate = "the signal fades before the classifier, and learning is likely to stall"
+    others = ", ".join(f"--init {init} {value:.0e}" for init, value in scales.items() if init != config.init)
+    deeper = analyze(spec).weight_layers > PAPER_RANDOM_INIT_DEPTH
     return (
-        f"note: {spec.display_name} has {depth} weight layers. The paper trained only A ({PAPER_RANDOM_INIT_DEPTH}) "
-        "from random N(0, 1e-2) weights and started deeper nets from a trained A (--init-from RUN_A); "
-        "from random weights this one may learn slowly or diverge. --init glorot needs no A."
+        f"note: with --init {config.init}, {spec.display_name}'s class scores start at about {scale:.0e} (RMS, "
+        f"estimated from its layers' sizes; {FADING_SCALE:.0e} to {EXPLODING_SCALE:.0e} trains): {fate}. "
+        f"Other initialisations: {others}."
+        + (" The paper started nets deeper than A from a trained A (--init-from RUN_A)." if deeper else "")
     )
 
 
