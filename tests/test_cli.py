@@ -105,9 +105,38 @@ def test_analyze_never_imports_torch(tmp_path):
     poison.mkdir()
     (poison / "__init__.py").write_text("raise ImportError('vggspec analyze imported torch')\n")
     env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    for args in (["analyze"], ["analyze", "specs/D.vgg", "--format", "json"], ["table"], ["fmt", "specs/E.vgg"]):
+    for args in (
+        ["analyze"],
+        ["analyze", "specs/D.vgg", "--format", "json", "--init", "paper"],
+        ["table"],
+        ["fmt", "specs/E.vgg"],
+    ):
         result = run(*args, env=env)
         assert result.returncode == 0, result.stderr
+
+
+def test_analyze_init_shows_how_a_fresh_network_scales_its_signal(capsys):
+    """--init adds each layer's output RMS at initialisation (vggspec.initial_rms, checked against
+    forward passes in test_compiler) and says whether the class scores' scale trains."""
+    import vggspec
+    from vggspec.analysis import initial_rms
+
+    assert main(["analyze", "A", "--params", "--init", "paper"]) == 0
+    out = capsys.readouterr().out
+    assert "RMS at init" in out.splitlines()[2]
+    fc8 = next(line for line in out.splitlines() if " fc8 " in line)
+    assert fc8.split()[-1] == f"{initial_rms(vggspec.load('A'), 'paper')[-2]:.2g}" == "1.5e+08"
+    assert "with --init paper, class scores of RMS 1e+08" in out and "training diverges" in out
+
+    assert main(["analyze", "A", "D", "--init", "caffe"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("class-score RMS"))
+    assert row.split()[-2:] == ["0.001", "4e-06"]  # A trains from Caffe's std 0.01; D's signal fades
+
+    assert main(["analyze", "D", "--format", "json", "--init", "glorot"]) == 0
+    (d,) = json.loads(capsys.readouterr().out)
+    expected = initial_rms(vggspec.load("D"), "glorot")
+    assert [layer["initial_rms"] for layer in d["layers"]] == pytest.approx(expected)
+    assert d["total"]["initial_scale"] == {"init": "glorot", "class_score_rms": pytest.approx(expected[-1])}
 
 
 def test_the_program_skips_pythons_last_garbage_collections(monkeypatch, capsys):

@@ -174,26 +174,39 @@ def analyze_graph(graph: nx.DiGraph) -> Analysis:
 
 
 PIXEL_RMS = 58.0  # mean-subtracted ImageNet pixels on the 0-255 scale: std ≈ 0.226 · 255
+# Class scores at initialisation (RMS) outside these bounds train badly: above, the first losses
+# are about that large (A-narrow-32 from the paper's init, at 24, diverges); below, the signal
+# fades before the classifier (D from Caffe's std 0.01, at 4e-6, the stall the paper avoided by
+# starting deep nets from a trained A; A itself, at 1.5e-3, trains).
+EXPLODING_SCALE, FADING_SCALE = 10.0, 1e-4
 
 
-def initial_scale(spec: Spec, init: InitName, pixel_rms: float = PIXEL_RMS) -> float:
-    """The RMS of the class scores of a freshly initialised network in training mode, for input
-    pixels of RMS ``pixel_rms`` (the paper's input: the mean subtracted, no division by a std).
-
-    Far above 1 the first losses are huge and training diverges; far below, the signal fades
-    before the classifier and learning stalls (Section 3.1's "instability of gradient in deep
-    nets"). Each layer kind's rule is :meth:`LayerSpec.initial_rms`; the result is within about
-    a factor of 2 of a real forward pass, over twenty orders of magnitude (tested).
+def initial_rms(spec: Spec, init: InitName, pixel_rms: float = PIXEL_RMS) -> tuple[float, ...]:
+    """The RMS of every layer's output in a freshly initialised network in training mode, for
+    input pixels of RMS ``pixel_rms`` (the paper's input: the mean subtracted, no division by a
+    std). Each layer kind's rule is :meth:`LayerSpec.initial_rms`; within about a factor of 2 of
+    a real forward pass, over twenty orders of magnitude (tested).
     """
     graph = to_graph(spec)
-    rms = pixel_rms
+    rms, out = pixel_rms, []
 
     def weight_std(fan_in: int, fan_out: int, conv: bool) -> float:
         return init_std(init, fan_in, fan_out, conv=conv)
 
     for name, layer in zip(layer_nodes(graph), analyze(spec).layers):
         rms = graph.nodes[name]["layer"].initial_rms(layer.input_shape, rms, weight_std, graph.nodes[name])
-    return rms
+        out.append(rms)
+    return tuple(out)
+
+
+def initial_scale(spec: Spec, init: InitName, pixel_rms: float = PIXEL_RMS) -> float:
+    """The RMS of a fresh network's class scores (:func:`initial_rms` of the last layer).
+
+    Far above 1 (``EXPLODING_SCALE``) the first losses are that large and training diverges;
+    far below (``FADING_SCALE``) the signal fades before the classifier and learning stalls
+    (Section 3.1's "instability of gradient in deep nets").
+    """
+    return initial_rms(spec, init, pixel_rms)[-1]
 
 
 def min_input_size(spec: Spec) -> int:

@@ -15,7 +15,7 @@ import typing
 from pathlib import Path
 
 from . import __version__
-from .analysis import Analysis, analyze
+from .analysis import Analysis, analyze, initial_rms
 from .bundled import paper_specs, spec_files, spec_path
 from .config import InitName
 from .errors import SpecError
@@ -78,15 +78,25 @@ def _analyze(args: argparse.Namespace) -> int:
             print(err.located(spec.source, spec.text), file=sys.stderr)
             failed = True
     if args.format == "json":
-        print(json.dumps([a.to_dict() for a in analyses], indent=2))
+        print(json.dumps([_json(a, args.init) for a in analyses], indent=2))
     elif analyses:
-        columns = Columns(args.shapes, args.params, args.flops, args.memory, args.receptive_field)
+        columns = Columns(args.shapes, args.params, args.flops, args.memory, args.receptive_field, args.init)
         if len(analyses) == 1 or args.per_layer:
             print("\n\n".join(per_layer(a, columns) for a in analyses))
         else:
             print(side_by_side(analyses, columns))
         _note_input_override(analyses, args.input)
     return EXIT_BAD_INPUT if failed else 0
+
+
+def _json(analysis: Analysis, init: InitName | None) -> dict:
+    out = analysis.to_dict()
+    if init:
+        rms = initial_rms(analysis.spec, init)
+        for layer, value in zip(out["layers"], rms):
+            layer["initial_rms"] = value
+        out["total"]["initial_scale"] = {"init": init, "class_score_rms": rms[-1]}
+    return out
 
 
 def _note_input_override(analyses: list[Analysis], size: int | None) -> None:
@@ -406,6 +416,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="the fully-convolutional network of dense evaluation (FC layers as convolutions, Section 3.2); "
         "with --input, the class score map",
+    )
+    p.add_argument(
+        "--init",
+        choices=typing.get_args(InitName),
+        help="also each layer's output RMS in a network so initialised (training mode, mean-subtracted pixels "
+        "of RMS 58): class scores far above 1 diverge, far below stall",
     )
     p.add_argument("--per-layer", action="store_true", help="a per-layer table for every spec, not side by side")
     p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")

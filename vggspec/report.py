@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .analysis import Analysis, LayerAnalysis
+from .analysis import EXPLODING_SCALE, FADING_SCALE, PIXEL_RMS, Analysis, LayerAnalysis, initial_rms
+from .config import InitName
 from .formatter import format_layer
 from .layers import MaxPool
 from .spec import Spec
@@ -24,11 +25,12 @@ class Columns:
     flops: bool = False
     memory: bool = False
     receptive_field: bool = False
+    init: InitName | None = None  # also each layer's output RMS in a network so initialised
 
     def resolved(self) -> Columns:
         if any((self.shapes, self.params, self.flops, self.memory, self.receptive_field)):
             return self
-        return Columns(True, True, True, True, True)
+        return Columns(True, True, True, True, True, self.init)
 
 
 def render_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str | None = None) -> str:
@@ -86,6 +88,9 @@ def per_layer(analysis: Analysis, columns: Columns) -> str:
         table.append(("RF", "r", lambda la: str(la.receptive_field), ""))
         table.append(("stride", "r", lambda la: str(la.effective_stride), ""))
         table.append(("padding", "r", lambda la: str(la.effective_padding), ""))
+    if columns.init:
+        rms = dict(zip(analysis.layers, initial_rms(spec, columns.init)))
+        table.append(("RMS at init", "r", lambda la: f"{rms[la]:.2g}", ""))
     rows = [[cell(la) for _, _, cell, _ in table] for la in analysis.layers]
     rows.append([total for *_, total in table])
     header = [title for title, *_ in table]
@@ -119,12 +124,26 @@ def _totals(analysis: Analysis, columns: Columns) -> list[str]:
                 f"receptive field at {last.name}: {last.receptive_field} px, effective stride "
                 f"{last.effective_stride}, effective padding {last.effective_padding}"
             )
+    if columns.init:
+        scale = initial_rms(analysis.spec, columns.init)[-1]
+        out.append(
+            f"at init:     with --init {columns.init}, class scores of RMS {scale:.1g} for pixels of RMS "
+            f"{PIXEL_RMS:g} (training mode; {_verdict(scale)})"
+        )
     if columns.shapes:
         out.append(
             f"input size:  smallest valid {analysis.min_input_size}×{analysis.min_input_size} "
             f"(analysed at {analysis.input_shape[1]}×{analysis.input_shape[2]})"
         )
     return out
+
+
+def _verdict(scale: float) -> str:
+    if scale > EXPLODING_SCALE:
+        return f"over {EXPLODING_SCALE:g}: the first losses are about that large, training diverges"
+    if scale < FADING_SCALE:
+        return f"under {FADING_SCALE:g}: the signal fades before the classifier, learning stalls"
+    return f"between {FADING_SCALE:g} and {EXPLODING_SCALE:g}: trainable"
 
 
 def _last_feature_layer(analysis: Analysis):
@@ -155,7 +174,15 @@ def side_by_side(analyses: Sequence[Analysis], columns: Columns) -> str:
         rows.append(["  receptive field (px)", *(str(la.receptive_field) if la else "-" for la in lasts)])
         rows.append(["  effective stride", *(str(la.effective_stride) if la else "-" for la in lasts)])
         rows.append(["  effective padding", *(str(la.effective_padding) if la else "-" for la in lasts)])
+    if columns.init:
+        scales = [initial_rms(a.spec, columns.init)[-1] for a in analyses]
+        rows.append([f"class-score RMS at init ({columns.init})", *(f"{s:.1g}" for s in scales)])
     notes = []
+    if columns.init:
+        notes.append(
+            f"class-score RMS at init: a fresh network, training mode, pixels of RMS {PIXEL_RMS:g}; "
+            f"over {EXPLODING_SCALE:g} training diverges, under {FADING_SCALE:g} it stalls."
+        )
     if columns.params:
         notes.append("params: weights and biases.")
     if columns.flops:

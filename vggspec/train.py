@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from . import data as datalib
-from .analysis import PIXEL_RMS, analyze, initial_scale
+from .analysis import EXPLODING_SCALE, FADING_SCALE, PIXEL_RMS, analyze, initial_scale
 from .checkpoint import read_checkpoint, save_checkpoint, spec_hash
 from .compiler import VGG, build
 from .config import RUN_BEST, RUN_LAST, RUN_SPEC, InitName, TrainConfig
@@ -553,11 +553,6 @@ class _Trainer:
         return 1 - correct1 / count, 1 - correct5 / count
 
 
-# Class scores at initialisation (RMS, :func:`vggspec.analysis.initial_scale`) outside these
-# bounds train badly: above, the first losses are about that large (A-narrow-32 from the paper's
-# init, at 24, diverges); below, the signal fades before the classifier (D from Caffe's std 0.01,
-# at 4e-6, is why the paper started deep nets from a trained A; A itself, at 1.5e-3, trains).
-EXPLODING_SCALE, FADING_SCALE = 10.0, 1e-4
 PAPER_RANDOM_INIT_DEPTH = 11  # A's weight layers: the deepest net the paper trained from random weights
 
 
