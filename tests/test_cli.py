@@ -317,3 +317,21 @@ def test_compile_exports_by_suffix(tmp_path, capsys, suffix, fmt):
     assert main(["compile", NARROW_A, "--dense", "-o", str(out)]) == 0
     assert out.is_file() and out.stat().st_size > 0
     assert f"({fmt}, dense)" in capsys.readouterr().err
+
+
+def test_an_unknown_flag_gets_the_commands_usage(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["predict", "runs/x", "a.jpg", "--no-progress"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: vggspec predict")
+    assert "vggspec predict: error: unrecognized arguments: --no-progress" in err
+
+
+def test_a_spec_too_small_for_the_input_is_located_in_its_file_whoever_asks(tmp_path, capsys):
+    """analyze() attaches the file and text to its errors: graph (and compile, train) show them too."""
+    spec = tmp_path / "net.vgg"
+    spec.write_text("input: 32x32 RGB\nconv3-8\nmaxpool\nconv3-8\nmaxpool\nconv3-8\nmaxpool\nFC-10\n")
+    assert main(["graph", str(spec), "--input", "4", "--format", "dot", "-o", str(tmp_path / "g.dot")]) == 2
+    err = capsys.readouterr().err
+    assert f"{spec}:7:1: error: pool3 (maxpool) needs at least a 2×2 map" in err and "    7 | maxpool" in err

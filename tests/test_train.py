@@ -437,6 +437,25 @@ def test_cli_errors_exit_2(tmp_path):
         assert result.stderr.count("error: the data directory") == 1 and "nowhere" in result.stderr
 
 
+def test_settings_that_cannot_work_are_refused_before_anything_runs(tmp_path, shapes, capfd):
+    """Infinite numbers, and weights to start from that are not there: said at once (exit 2),
+    not after the colour statistics or at the first NaN."""
+    from vggspec.cli import main
+
+    spec = spec_file(tmp_path, SMALL)
+    missing = str(tmp_path / "missing.pt")
+    for args, said in (
+        (["--lr", "inf"], "lr: Input should be a finite number"),
+        (["--weight-decay", "nan"], "weight_decay: Input should be a finite number"),
+        (["--init-from", missing], f"--init-from {missing}: no such file"),
+        (["--weights", missing], f"--weights {missing}: no such file"),
+    ):
+        assert main(["train", spec, "--data", str(shapes), "--out", str(tmp_path / "run"), *args]) == 2
+        err = capfd.readouterr().err
+        assert said in err and "computing mean RGB" not in err, err
+    assert not (tmp_path / "run").exists()
+
+
 def test_bf16_autocast_channels_last_and_workers(tmp_path, shapes):
     """The options of modern trainers run through the same path (bf16 autocast works on CPUs)."""
     from vggspec.train import train

@@ -18,7 +18,7 @@ from typing import NamedTuple
 import networkx as nx
 
 from .config import InitName, init_std
-from .errors import ShapeError
+from .errors import ShapeError, SpecError
 from .graph import INPUT, layer_nodes, to_graph
 from .layers import FC, LayerSpec, Shape, SoftMax
 from .spec import Spec
@@ -127,7 +127,10 @@ def analyze(spec: Spec, input_size: int | None = None, *, dense: bool = False) -
     cached = spec._analysis
     if isinstance(cached, Analysis) and cached.spec is spec:  # a copy of the spec is analysed anew
         return cached
-    analysis = analyze_graph(to_graph(spec))
+    try:
+        analysis = analyze_graph(to_graph(spec))
+    except SpecError as err:  # name the file and show the line, whoever asked (compile, draw, train)
+        raise err.located(spec.source, spec.text) from None
     spec._analysis = analysis
     return analysis
 

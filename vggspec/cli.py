@@ -42,7 +42,9 @@ def run() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        getattr(args, "command_parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     if not getattr(args, "run", None):
         parser.print_help()
         return EXIT_BAD_INPUT
@@ -571,6 +573,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("svg", "png", "pdf", "dot"), help="default: from -o's suffix, else svg")
     p.add_argument("--input", type=_positive_int, metavar="N", help="draw the shapes at N×N inputs")
     p.set_defaults(run=_graph)
+    for command in commands.choices.values():  # an unknown flag gets the command's usage, not vggspec's
+        command.set_defaults(command_parser=command)
     return parser
 
 

@@ -61,7 +61,7 @@ def default_scale(input_size: int) -> int:
 class TrainConfig(BaseModel):
     """Everything a run depends on. Defaults are the paper's (Section 3.1)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     spec: str | None = Field(
         default=None, description="the .vgg spec to train; with --resume, by default the run's own copy (RUN/spec.vgg)"

@@ -37,7 +37,7 @@ from . import data as datalib
 from .analysis import EXPLODING_SCALE, FADING_SCALE, PIXEL_RMS, analyze, initial_scale
 from .checkpoint import read_checkpoint, save_checkpoint, spec_hash
 from .compiler import VGG, build
-from .config import RUN_BEST, RUN_LAST, RUN_SPEC, InitName, TrainConfig
+from .config import RUN_BEST, RUN_LAST, RUN_SPEC, InitName, TrainConfig, checkpoint_path
 from .distributed import Distributed, launch
 from .errors import CheckpointError, SpecError
 from .layers import FC
@@ -61,6 +61,7 @@ def train(config: TrainConfig) -> Path:
     if config.resume:
         config = _as_started(config, given)
     _check_devices(config)
+    _check_start_files(config)
     launch(run_worker, config.model_dump(), world=config.gpus or config.nproc)
     return Path(config.out)
 
@@ -97,6 +98,15 @@ def _as_started(config: TrainConfig, given: set[str]) -> TrainConfig:
         changed = ", ".join(f"{key} {_shown(getattr(started, key))} → {_shown(v)}" for key, v in changes.items())
         print(f"note: resuming {config.out} with {changed}", file=sys.stderr)
     return started.model_copy(update={**changes, **{key: getattr(config, key) for key in _NOT_THE_RUNS}})
+
+
+def _check_start_files(config: TrainConfig) -> None:
+    """The weights to start from exist: said now, not after the minutes of colour statistics."""
+    for flag, path in (("--init-from", config.init_from), ("--weights", config.weights)):
+        if path and not config.resume and not checkpoint_path(path).is_file():
+            raise SpecError(
+                f"{flag} {path}: no such file", hint="give a checkpoint or state-dict file, or a run folder"
+            )
 
 
 def _check_devices(config: TrainConfig) -> None:
