@@ -456,13 +456,21 @@ def test_settings_that_cannot_work_are_refused_before_anything_runs(tmp_path, sh
     assert not (tmp_path / "run").exists()
 
 
-def test_bf16_autocast_channels_last_and_workers(tmp_path, shapes):
-    """The options of modern trainers run through the same path (bf16 autocast works on CPUs)."""
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_autocast_channels_last_and_workers(tmp_path, shapes, amp):
+    """The options of modern trainers run through the same path (CPUs autocast to bf16 and fp16).
+    fp16 brings the GPU recipe's loss scaler, whose state a resumed run must get back."""
     from vggspec.train import train
 
-    run = train(config(tmp_path, shapes, epochs=1, amp="bf16", channels_last=True, workers=2, micro_batch=4))
+    run = train(config(tmp_path, shapes, epochs=1, amp=amp, channels_last=True, workers=2, micro_batch=4))
     record = json.loads((run / "metrics.jsonl").read_text())
     assert math.isfinite(record["train_loss"]) and 0 <= record["val_top1_err"] <= 1
+    scaler = torch.load(run / "last.pt", weights_only=True)["scaler"]
+    assert (scaler.get("scale", 0) > 0) == (amp == "fp16")  # the fp16 scaler's state is saved
+    if amp == "fp16":
+        train(TrainConfig(data=str(shapes), out=str(run), resume=True, epochs=2, progress=False))
+        resumed = torch.load(run / "last.pt", weights_only=True)
+        assert resumed["epoch"] == 2 and resumed["scaler"]["scale"] > 0
 
 
 def test_the_progress_bar_shows_speed_data_wait_and_loss(tmp_path, shapes, capfd):
