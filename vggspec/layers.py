@@ -44,7 +44,7 @@ WeightStd = Callable[[int, int, bool], float]
 """(fan_in, fan_out, is_conv) → the std of a layer's initial weights (:func:`vggspec.config.init_std`)."""
 
 RELU_RMS = 1 / math.sqrt(2)  # a ReLU keeps half of a zero-mean signal's energy
-MAXPOOL_RMS = 1.2  # a 2×2 max of ReLU outputs at initialisation; 1.76 were they independent (measured on A-E)
+MAXPOOL_RMS = 1.2  # a 2×2 max of ReLU outputs at init (fitted to A and D); 1.76 were they independent
 
 MAX_WIDTH = 1 << 20  # channels or features: generous, but keeps numbers printable
 MAX_KERNEL = 255
