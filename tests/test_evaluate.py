@@ -120,6 +120,19 @@ def test_150_crops_per_image_over_three_scales(trained, monkeypatch):
     assert sum(seen) == 150 * len(paths)
 
 
+def test_progress_in_a_log_is_lines_not_a_redrawn_bar(trained, capfd, monkeypatch):
+    from vggspec import runlog
+
+    checkpoint, data = trained
+    monkeypatch.setattr(runlog, "LOG_EVERY_SECONDS", 0.0)
+    evaluate([checkpoint], data, scales="18", batch_size=8, progress=True)  # stderr is no terminal here
+    err = capfd.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("evaluating: ")]
+    assert lines and "\r" not in err
+    done = lines[-1].split()[1].split("/")
+    assert done[0] == done[1] and "imgs (100%)" in lines[-1]
+
+
 def test_fusing_a_network_with_itself_changes_nothing(trained, tmp_path):
     checkpoint, data = trained
     alone = evaluate([checkpoint], data, methods=["dense", "multi-crop", "both"], scales="18,24", progress=False)

@@ -473,10 +473,22 @@ def test_autocast_channels_last_and_workers(tmp_path, shapes, amp):
         assert resumed["epoch"] == 2 and resumed["scaler"]["scale"] > 0
 
 
-def test_the_progress_bar_shows_speed_data_wait_and_loss(tmp_path, shapes, capfd):
+def test_the_progress_bar_shows_speed_data_wait_and_loss(tmp_path, shapes, capfd, monkeypatch):
+    """On a terminal, tqdm's bar; in a log (no terminal), a plain line every LOG_EVERY_SECONDS
+    instead of an endless line of carriage returns."""
+    from vggspec import runlog
     from vggspec.train import train
 
-    train(config(tmp_path, shapes, epochs=1, progress=True))
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    train(config(tmp_path / "tty", shapes, epochs=1, progress=True))
     err = capfd.readouterr().err
-    assert "epoch 1/1" in err and "img_s=" in err and "data_wait=" in err and "loss=" in err
+    assert "epoch 1/1" in err and "img_s=" in err and "data_wait=" in err and "loss=" in err and "\r" in err
     assert "configuration (also in" in err  # the resolved configuration is printed
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    monkeypatch.setattr(runlog, "LOG_EVERY_SECONDS", 0.0)  # a line at every step
+    train(config(tmp_path / "log", shapes, epochs=1, progress=True))
+    err = capfd.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("epoch 1/1: ")]
+    assert len(lines) == 6 and "\r" not in err  # 3 classes × 32 images, batches of 16
+    assert lines[-1].startswith("epoch 1/1: 6/6 steps (100%), ") and "loss=" in lines[-1] and "ETA 0m00s" in lines[-1]

@@ -37,6 +37,7 @@ from .config import TrainConfig
 from .dense import posteriors, to_dense
 from .errors import SpecError
 from .inference import DTypeLike, InferenceModel, optimize_for_inference, resolve_dtype
+from .runlog import progress_bar
 
 METHODS = ("dense", "multi-crop", "both")
 GRID = 5  # crops per side in multi-crop evaluation
@@ -592,13 +593,7 @@ def _write_outputs(results: Results, settings: dict[str, Any]) -> None:
 
 
 def _progress(total: int, enabled: bool):
-    if not enabled:
-        return None
-    import sys
-
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc="evaluating", unit="img", file=sys.stderr, mininterval=0.5)
+    return progress_bar(total, desc="evaluating", unit="img") if enabled else None
 
 
 # -- one image at a time: vggspec predict ------------------------------------------------------

@@ -150,17 +150,56 @@ class RunLog:
         os.replace(tmp, self.run_dir / "curves.png")
 
 
+LOG_EVERY_SECONDS = 60.0  # without a terminal: a progress line this often
+
+
+def progress_bar(total: int, *, desc: str, unit: str, initial: int = 0):
+    """A tqdm bar on a terminal. Elsewhere (a log file, CI, nohup) a redrawn bar is one endless
+    line of carriage returns: there, a plain line every ``LOG_EVERY_SECONDS`` (:class:`LogLines`)."""
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        return tqdm(total=total, initial=initial, desc=desc, unit=unit, file=sys.stderr, mininterval=0.5)
+    return LogLines(total, desc=desc, unit=unit, initial=initial)
+
+
+class LogLines:
+    """The part of tqdm's interface vggspec uses, printed as lines: done, rate, extras and ETA."""
+
+    def __init__(self, total: int, *, desc: str, unit: str, initial: int = 0) -> None:
+        self.total, self.desc, self.unit, self.n, self.initial = total, desc, unit, initial, initial
+        self.started = self.last = time.perf_counter()
+        self.postfix: dict[str, Any] = {}
+
+    def set_postfix(self, refresh: bool = True, **values: Any) -> None:
+        self.postfix = values
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        now = time.perf_counter()
+        if now - self.last >= LOG_EVERY_SECONDS:
+            self.last = now
+            rate = (self.n - self.initial) / max(now - self.started, 1e-9)
+            extras = "".join(f" {key}={value}" for key, value in self.postfix.items())
+            eta = _duration((self.total - self.n) / rate) if rate > 0 else "?"
+            print(
+                f"{self.desc}: {self.n}/{self.total} {self.unit}s ({self.n / max(self.total, 1):.0%}), "
+                f"{rate:.3g} {self.unit}s/s,{extras} ETA {eta}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def close(self) -> None:
+        pass  # what follows (an epoch's summary, the results table) says how it ended
+
+
 class _Progress:
-    """A progress bar (tqdm) with loss, images/s, data-wait share and ETA."""
+    """A progress bar (:func:`progress_bar`) with loss, images/s, data-wait share and ETA."""
 
     def __init__(self, label: str, start: int, total: int, *, enabled: bool) -> None:
-        self.bar = None
+        self.bar = progress_bar(total, desc=label, unit="step", initial=start) if enabled else None
         self.images = 0
         self.started = time.perf_counter()
-        if enabled:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, initial=start, desc=label, unit="step", file=sys.stderr, mininterval=0.5)
 
     def update(self, loss: float, images: int, data_wait: float, compute: float) -> None:
         self.images += images
