@@ -241,6 +241,28 @@ def test_a_run_keeps_its_spec_and_resumes_with_it_or_says_why_not(tmp_path, shap
     assert [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]
 
 
+def test_a_run_resumed_on_data_with_other_classes_is_refused(tmp_path, shapes):
+    """--data may change on resume (the data moved), but not what the labels mean."""
+    import shutil
+
+    from vggspec.train import train
+
+    run = train(config(tmp_path, shapes, epochs=1))
+    moved = tmp_path / "moved"
+    shutil.copytree(shapes, moved)
+    first = sorted(p.name for p in (moved / "train").iterdir())[0]
+    for split in ("train", "val"):
+        (moved / split / first).rename(moved / split / "0-renamed")
+    with pytest.raises(vggspec.SpecError, match=f"class 0 was '{first}', here it is '0-renamed'"):
+        train(TrainConfig(data=str(moved), out=str(run), resume=True, epochs=2, progress=False))
+    shutil.rmtree(moved / "train" / "0-renamed")
+    shutil.copytree(shapes / "train" / first, moved / "train" / first)  # the same classes, moved: fine
+    shutil.rmtree(moved / "val" / "0-renamed")
+    shutil.copytree(shapes / "val" / first, moved / "val" / first)
+    train(TrainConfig(data=str(moved), out=str(run), resume=True, epochs=2, progress=False))
+    assert torch.load(run / "last.pt", weights_only=True)["epoch"] == 2
+
+
 @pytest.mark.parametrize("nproc", [1, 2])
 def test_sigterm_saves_and_exits_cleanly(tmp_path, shapes, nproc):
     """With 2 processes the launcher gets the signal and passes it on: still saved, said once, 130."""

@@ -339,6 +339,14 @@ class _Trainer:
                 save_checkpoint(self.model, self.run_dir / RUN_BEST, **state)
 
     def _restore(self, state: dict[str, Any]) -> None:
+        trained_on, here = list(state.get("classes") or []), list(self.train_set.folder.classes)
+        if trained_on and trained_on != here:  # as many (the spec's classifier fits both), but not the same
+            i = next(i for i, (was, now) in enumerate(zip(trained_on, here)) if was != now)
+            raise SpecError(
+                f"{self.run_dir} was trained on other classes than {self.train_set.folder.root} holds: "
+                f"class {i} was '{trained_on[i]}', here it is '{here[i]}'",
+                hint="resume with the data the run was started on (--data), or start a new run",
+            )
         self.model.load_state_dict(state["state_dict"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
