@@ -177,10 +177,11 @@ def analyze_graph(graph: nx.DiGraph) -> Analysis:
 
 
 PIXEL_RMS = 58.0  # mean-subtracted ImageNet pixels on the 0-255 scale: std ≈ 0.226 · 255
-# Class scores at initialisation (RMS) outside these bounds train badly: above, the first losses
-# are about that large (A-narrow-32 from the paper's init, at 24, diverges); below, the signal
-# fades before the classifier (D from Caffe's std 0.01, at 4e-6, the stall the paper avoided by
-# starting deep nets from a trained A; A itself, at 1.5e-3, trains).
+# Class scores at initialisation (RMS) outside these bounds train badly, a guide drawn from a few
+# cases: above, the first losses are about that large (A-narrow-32 from the paper's init, at 24,
+# diverges; kaiming's 6 for A is torchvision's scheme); below, the signal fades before the
+# classifier (A-narrow-32 from Caffe's std 0.01, at 2e-10, stalls; D, at 4e-6, is the stall the
+# paper avoided by starting deep nets from a trained A; A, at 1.5e-3, is left unflagged).
 EXPLODING_SCALE, FADING_SCALE = 10.0, 1e-4
 
 
