@@ -166,6 +166,12 @@ def test_saved_posteriors_fuse_without_the_networks(trained, tmp_path):
     assert rows[0].top1_err == results.rows[0].top1_err
     assert rows[-1].network == "shapes + shapes (probs)" and rows[-1].top1_err == results.rows[0].top1_err
 
+    text = tmp_path / "net.vgg"  # a file of another kind, given by mistake: said plainly, no traceback
+    text.write_text("conv3-64\n")
+    for wrong in (text, checkpoint):
+        with pytest.raises(vggspec.SpecError, match="is not a file of posteriors written by vggspec evaluate"):
+            Results.load([wrong])
+
 
 def test_an_unreadable_image_is_counted_as_an_error_and_named(trained, tmp_path, capfd):
     import shutil

@@ -371,7 +371,12 @@ class Results:
         """Saved posteriors of one or several runs over the same images (to fuse them again)."""
         merged: Results | None = None
         for path in paths:
-            data = torch.load(Path(path), map_location="cpu", weights_only=True)
+            try:
+                data = torch.load(Path(path), map_location="cpu", weights_only=True)
+            except OSError:
+                raise  # missing, a folder, unreadable: said by the caller in one line
+            except Exception:  # noqa: BLE001 - torch raises several types for a file it cannot read
+                data = None
             if not isinstance(data, dict) or data.get("format") != "vggspec.posteriors":
                 raise SpecError(f"{path} is not a file of posteriors written by vggspec evaluate --save-probs")
             if merged is None:
