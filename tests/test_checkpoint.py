@@ -61,9 +61,13 @@ def test_arbitrary_pickles_are_never_executed(tmp_path):
         def __reduce__(self):
             return (open, (str(marker), "w"))
 
+    evil = {"format": "vggspec.checkpoint", "payload": Evil()}
     path = tmp_path / "evil.pt"
-    path.write_bytes(pickle.dumps({"format": "vggspec.checkpoint", "payload": Evil()}, protocol=2))
+    torch.save(evil, path)  # the zip archive torch.save writes: refused by weights_only
     with pytest.raises(vggspec.CheckpointError, match="weights_only"):
+        vggspec.load_model(path)
+    path.write_bytes(pickle.dumps(evil, protocol=2))  # a bare pickle: not even opened
+    with pytest.raises(vggspec.CheckpointError, match="not a file torch.save wrote"):
         vggspec.load_model(path)
     assert not marker.exists()
 
@@ -92,8 +96,9 @@ def test_missing_and_garbage_files(tmp_path):
     with pytest.raises(vggspec.CheckpointError, match="no such checkpoint"):
         vggspec.load_model(tmp_path / "nope.pt")
     (tmp_path / "junk.pt").write_bytes(b"\x00junk")
-    with pytest.raises(vggspec.CheckpointError, match="not a vggspec checkpoint"):
-        vggspec.load_model(tmp_path / "junk.pt")
+    for mmap in (False, True):  # not torch's "mmap can only be used with files saved with ..."
+        with pytest.raises(vggspec.CheckpointError, match=r"not a vggspec checkpoint \(not a file torch.save wrote\)"):
+            read_checkpoint(tmp_path / "junk.pt", mmap=mmap)
 
 
 def test_a_run_folder_means_its_best_checkpoint_else_its_last(model, tmp_path):

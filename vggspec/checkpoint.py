@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,8 @@ def read_checkpoint(path: str | Path, *, mmap: bool = False) -> dict[str, Any]:
     copy some of them out (a model's weights, not the optimizer's state).
     """
     path = checkpoint_path(path)
+    if path.is_file() and not zipfile.is_zipfile(path):  # torch.save writes zip archives
+        raise CheckpointError(f"{path} is not a vggspec checkpoint (not a file torch.save wrote)")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except FileNotFoundError:
