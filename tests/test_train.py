@@ -478,6 +478,38 @@ def test_settings_that_cannot_work_are_refused_before_anything_runs(tmp_path, sh
     assert not (tmp_path / "run").exists()
 
 
+def test_a_config_file_sets_the_recipe_and_flags_win(tmp_path, shapes):
+    """--config FILE (.toml or .json; keys spelt as the flags, with - or _); bad files said plainly."""
+    from vggspec.cli import main
+    from vggspec.config import load_config_file
+
+    spec = spec_file(tmp_path, SMALL)
+    toml = tmp_path / "recipe.toml"
+    toml.write_text('batch-size = 16\nepochs = 1\nlr = 0.05\ninit = "kaiming"\nworkers = 0\nstats_images = 40\n')
+    run = tmp_path / "run"
+    args = ["train", spec, "--data", str(shapes), "--out", str(run), "--config", str(toml), "--lr", "0.02"]
+    assert main([*args, "--no-progress"]) == 0
+    used = json.loads((run / "config.json").read_text())
+    assert (used["batch_size"], used["epochs"], used["init"], used["lr"]) == (16, 1, "kaiming", 0.02)  # the flag won
+
+    json_file = tmp_path / "recipe.json"
+    json_file.write_text('{"batch_size": 32, "momentum": 0.8}')
+    assert load_config_file(json_file) == {"batch_size": 32, "momentum": 0.8}
+    for name, text, said in (
+        ("typo.toml", "batchsize = 32\n", "unknown setting 'batchsize'"),
+        ("broken.toml", "lr = \n", "is not valid TOML"),
+        ("broken.json", '{"lr": 0.1,}', "is not valid JSON"),
+        ("list.json", "[1, 2]", "must hold a table of settings"),
+        ("recipe.yaml", "lr: 0.1\n", "a config file is .json or .toml"),
+    ):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(vggspec.SpecError, match=said) as info:
+            load_config_file(tmp_path / name)
+    with pytest.raises(vggspec.SpecError) as info:
+        load_config_file(tmp_path / "typo.toml")
+    assert info.value.hint == "did you mean 'batch_size' for 'batchsize'?"
+
+
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
 def test_autocast_channels_last_and_workers(tmp_path, shapes, amp):
     """The options of modern trainers run through the same path (CPUs autocast to bf16 and fp16).

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .errors import CheckpointError, SpecError
+from .errors import CheckpointError, SpecError, did_you_mean
 
 InitName = Literal["paper", "caffe", "glorot", "kaiming"]
 """The random initialisations by name (implemented by :data:`vggspec.compiler.INITS`): defined here,
@@ -172,22 +172,33 @@ def parse_scale(text: str) -> tuple[int, int]:
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Recipe values from a .json or .toml file (flags given on the command line win)."""
     path = Path(path)
+    if path.suffix.lower() not in (".json", ".toml"):
+        raise SpecError(f"{path}: a config file is .json or .toml", hint="write the settings as JSON or TOML")
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise SpecError(f"cannot read the config file {path}: {err.strerror}") from None
     try:
-        if path.suffix == ".toml":
-            import tomllib
+        if path.suffix.lower() == ".toml":
+            try:
+                import tomllib
+            except ModuleNotFoundError:  # Python 3.10: the same parser, as a package
+                import tomli as tomllib
 
             values = tomllib.loads(text)
         else:
             values = json.loads(text)
-    except (ValueError, json.JSONDecodeError) as err:
-        raise SpecError(f"{path} is not valid {'TOML' if path.suffix == '.toml' else 'JSON'}: {err}") from None
+    except ValueError as err:  # tomllib's and json's decode errors are ValueErrors
+        raise SpecError(f"{path} is not valid {path.suffix[1:].upper()}: {err}") from None
     if not isinstance(values, dict):
         raise SpecError(f"{path} must hold a table of settings")
-    unknown = set(values) - set(TrainConfig.model_fields)
-    if unknown:
-        raise SpecError(f"{path}: unknown settings {', '.join(sorted(unknown))}")
-    return {key.replace("-", "_"): value for key, value in values.items()}
+    values = {str(key).replace("-", "_"): value for key, value in values.items()}  # batch-size, as the flag
+    if unknown := sorted(set(values) - set(TrainConfig.model_fields)):
+        suggestion = did_you_mean(unknown[0], TrainConfig.model_fields)
+        raise SpecError(
+            f"{path}: unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(repr(k) for k in unknown)}",
+            hint=f"did you mean '{suggestion}' for '{unknown[0]}'?"
+            if suggestion
+            else "the settings are vggspec train's flags without the dashes (vggspec train --help)",
+        )
+    return values
