@@ -153,8 +153,9 @@ def _listing(names: Sequence[str], limit: int = 8) -> str:
 def scan(data_dir: str | Path, split: str, classes: Sequence[str] | None = None) -> ImageFolder:
     """List the images of ``data_dir/split/<class>/*``.
 
-    ``classes``: the training split's classes, when scanning the validation split; the class
-    folders must then have the same names (a label is an index into the sorted names).
+    ``classes``: the training split's classes, when scanning the validation split or a test set:
+    its class folders must be among them (a label is the index of its name in ``classes``), and
+    may be fewer (a test set without some classes).
     """
     data_dir = Path(data_dir)
     if not data_dir.exists():
@@ -178,22 +179,15 @@ def scan(data_dir: str | Path, split: str, classes: Sequence[str] | None = None)
             f"{root} holds {what}",
             hint="put each class's images in a folder of its own: " + LAYOUT_HINT,
         )
-    if classes is not None and tuple(found) != tuple(classes):
-        expected = set(classes)
-        missing = sorted(expected - set(found))
-        extra = sorted(set(found) - expected)
-        parts = []
-        if missing:
-            parts.append(f"it lacks {_listing(missing)}")
-        if extra:
-            parts.append(f"it has {_listing(extra)}, which the training split has not")
+    if classes is not None and (extra := sorted(set(found) - set(classes))):
         raise SpecError(
-            f"the class folders of {root} are not the training split's ({len(found)} here, "
-            f"{len(expected)} in training): " + "; ".join(parts or ["their names differ"]),
-            hint="both splits need the same class folders, so that a label means the same class in both",
+            f"{root} has class folders the training split has not: {_listing(extra)} "
+            f"({len(found)} here, {len(classes)} in training)",
+            hint="a label means a training class: name the folders as the training split does",
         )
+    labels = {name: i for i, name in enumerate(classes if classes is not None else found)}
     samples: list[tuple[str, int]] = []
-    for label, name in enumerate(found):
+    for name in found:
         files = image_files(root / name)
         if not files:
             others = sorted(p.name for p in (root / name).iterdir() if not p.name.startswith("."))
@@ -202,8 +196,8 @@ def scan(data_dir: str | Path, split: str, classes: Sequence[str] | None = None)
                 f"the class folder {root / name} holds no images ({holds})",
                 hint=f"image files end in {', '.join(IMAGE_EXTENSIONS)}; add images or remove the folder",
             )
-        samples.extend((str(root / name / f), label) for f in files)
-    return ImageFolder(root=root, classes=tuple(found), samples=tuple(samples))
+        samples.extend((str(root / name / f), labels[name]) for f in files)
+    return ImageFolder(root=root, classes=tuple(labels), samples=tuple(samples))
 
 
 # -- mean RGB and colour PCA ------------------------------------------------------------------
