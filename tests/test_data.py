@@ -310,6 +310,27 @@ def test_sample_shapes_and_dtypes(folder):
         assert s.shift.abs().sum() > 0
 
 
+@given(st.lists(st.tuples(st.text(min_size=0, max_size=12), st.integers(0, 10**6)), max_size=20))
+@example([("/data/caf\udce9.jpg", 3), ("", 0), ("/données/ünïcode.png", 7)])  # os.listdir's undecodable bytes
+def test_packed_samples_give_back_every_path_and_label(samples):
+    """Any text, surrogates too (undecodable file names), empty paths, no samples at all."""
+    packed = data.PackedSamples(samples)
+    assert len(packed) == len(samples) and [packed[i] for i in range(len(packed))] == samples
+
+
+def test_datasets_read_the_packed_samples_not_the_folders_tuples(folder):
+    """So loader workers touch no Python object per sample (tools/bench_memory.py measures why)."""
+    import dataclasses
+
+    train = data.TrainDataset(folder, augment((40, 64)), seed=0)
+    val = data.EvalDataset(folder, data.Evaluate(input_size=SIZE, scale=40, channels=3))
+    expected = [(train[i].label, val[i].label) for i in range(len(folder.samples))]
+    train.folder = val.folder = dataclasses.replace(folder, samples=())  # nothing left to read there
+    assert len(train) == len(val) == len(expected)
+    assert [(train[i].label, val[i].label) for i in range(len(expected))] == expected
+    assert all(train[i].ok and val[i].ok for i in range(len(expected)))
+
+
 def test_samples_are_a_function_of_seed_epoch_index(folder):
     aug = augment((40, 64), colour_std=0.1)
     a, b = data.TrainDataset(folder, aug, seed=7), data.TrainDataset(folder, aug, seed=7)
