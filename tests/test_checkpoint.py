@@ -1,5 +1,6 @@
 """Checkpoints: round trips, refusing what is not one, never unpickling arbitrary objects."""
 
+import os
 import pickle
 
 import pytest
@@ -118,3 +119,23 @@ def test_a_run_folder_means_its_best_checkpoint_else_its_last(model, tmp_path):
     save_checkpoint(vggspec.build(model.spec, init="glorot", seed=7), run / "last.pt", epoch=3)
     started = vggspec.build(model.spec, init="kaiming", seed=1, weights=run)
     assert all(torch.equal(a, b) for a, b in zip(started.state_dict().values(), model.state_dict().values()))
+
+
+@pytest.mark.parametrize("links", [True, False])
+def test_best_is_a_second_name_for_last_and_stays_when_last_is_saved_again(model, tmp_path, monkeypatch, links):
+    """The trainer names last.pt best.pt too (no second gigabyte write); saves replace files,
+    so the next save of last.pt leaves best.pt alone. Without hard links, a copy."""
+    from vggspec.checkpoint import atomic_link
+
+    if not links:
+        monkeypatch.setattr(os, "link", lambda *a: (_ for _ in ()).throw(OSError(1, "Operation not permitted")))
+    last, best = tmp_path / "last.pt", tmp_path / "best.pt"
+    save_checkpoint(model, last, epoch=1)
+    atomic_link(last, best)
+    assert read_checkpoint(best)["epoch"] == 1
+    assert (os.stat(best).st_ino == os.stat(last).st_ino) == links
+    save_checkpoint(model, last, epoch=2)
+    assert read_checkpoint(best)["epoch"] == 1 and read_checkpoint(last)["epoch"] == 2
+    atomic_link(last, best)
+    assert read_checkpoint(best)["epoch"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]  # no temporary left

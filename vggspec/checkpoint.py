@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -68,18 +70,43 @@ def save_checkpoint(model: VGG, path: str | Path, **extra: Any) -> Path:
 def atomic_save(data: Mapping[str, Any], path: str | Path) -> Path:
     """``torch.save`` through a temporary file in the same directory, fsync'ed, then renamed."""
     path = Path(path)
+    with _replacing(path) as tmp, open(tmp, "wb") as f:
+        torch.save(dict(data), f)
+        f.flush()
+        os.fsync(f.fileno())
+    return path
+
+
+def atomic_link(source: str | Path, path: str | Path) -> Path:
+    """``path`` becomes another name of the finished file ``source`` (written by :func:`atomic_save`),
+    atomically: a hard link, no second write of a checkpoint that may weigh a gigabyte. Writes
+    replace files rather than change them, so a later save to ``source`` leaves ``path`` as it
+    was. Where links are not allowed, a copy (fsync'ed, renamed into place)."""
+    path = Path(path)
+    with _replacing(path) as tmp:
+        try:
+            os.unlink(tmp)
+            os.link(source, tmp)
+        except OSError:  # no hard links here (some network and FAT file systems): copy
+            shutil.copyfile(source, tmp)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+    return path
+
+
+@contextmanager
+def _replacing(path: Path) -> Iterator[str]:
+    """A fresh temporary name in ``path``'s folder, renamed to ``path`` when the block succeeds and
+    removed when it fails: readers see the old file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(dict(data), f)
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
 
 
 def read_checkpoint(path: str | Path, *, mmap: bool = False) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from torch import nn
 
 from . import data as datalib
 from .analysis import EXPLODING_SCALE, FADING_SCALE, PIXEL_RMS, analyze, initial_scale
-from .checkpoint import read_checkpoint, save_checkpoint, spec_hash
+from .checkpoint import atomic_link, read_checkpoint, save_checkpoint, spec_hash
 from .compiler import VGG, build
 from .config import RUN_BEST, RUN_LAST, RUN_SPEC, InitName, TrainConfig, checkpoint_path
 from .distributed import Distributed, launch
@@ -335,8 +335,8 @@ class _Trainer:
         state = self._state(rngs)
         with _writing(self.run_dir):
             save_checkpoint(self.model, self.run_dir / RUN_LAST, **state)
-            if best:
-                save_checkpoint(self.model, self.run_dir / RUN_BEST, **state)
+            if best:  # the same bytes: a second name, not a second write
+                atomic_link(self.run_dir / RUN_LAST, self.run_dir / RUN_BEST)
 
     def _restore(self, state: dict[str, Any]) -> None:
         trained_on, here = list(state.get("classes") or []), list(self.train_set.folder.classes)
