@@ -139,3 +139,19 @@ def test_best_is_a_second_name_for_last_and_stays_when_last_is_saved_again(model
     atomic_link(last, best)
     assert read_checkpoint(best)["epoch"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]  # no temporary left
+
+
+def test_a_saved_checkpoint_is_flushed_to_disk_with_its_new_name(model, tmp_path, monkeypatch):
+    """fsync of the file, then of its folder after the rename: a power cut keeps the new file."""
+    synced = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd):
+        synced.append(os.path.realpath(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    save_checkpoint(model, tmp_path / "last.pt")
+    folder = os.path.realpath(tmp_path)
+    assert len(synced) == 2 and synced[0].startswith(os.path.join(folder, ".last.pt."))
+    assert synced[1] == folder

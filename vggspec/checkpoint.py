@@ -107,6 +107,19 @@ def _replacing(path: Path) -> Iterator[str]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_folder(path.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable: a machine that loses power keeps the new file."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # a system that cannot open folders (Windows): the rename is what it is
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def read_checkpoint(path: str | Path, *, mmap: bool = False) -> dict[str, Any]:
