@@ -126,7 +126,7 @@ def test_analyze_init_shows_how_a_fresh_network_scales_its_signal(capsys):
     assert "RMS at init" in out.splitlines()[2]
     fc8 = next(line for line in out.splitlines() if " fc8 " in line)
     assert fc8.split()[-1] == f"{initial_rms(vggspec.load('A'), 'paper')[-2]:.2g}" == "1.5e+08"
-    assert "with --init paper, class scores of RMS 1e+08" in out and "training diverges" in out
+    assert "with --init paper, class scores of RMS 1e+08" in out and "training is likely to diverge" in out
 
     assert main(["analyze", "A", "D", "--init", "caffe"]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("class-score RMS"))

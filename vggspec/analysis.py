@@ -12,6 +12,7 @@ where r is the receptive field size, j the effective stride and P the effective 
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -211,6 +212,20 @@ def initial_scale(spec: Spec, init: InitName, pixel_rms: float = PIXEL_RMS) -> f
     (Section 3.1's "instability of gradient in deep nets").
     """
     return initial_rms(spec, init, pixel_rms)[-1]
+
+
+def initial_scales(spec: Spec, pixel_rms: float = PIXEL_RMS) -> dict[InitName, float]:
+    """:func:`initial_scale` under every initialisation, by name."""
+    return {init: initial_scale(spec, init, pixel_rms) for init in typing.get_args(InitName)}
+
+
+def scale_trouble(scale: float) -> str | None:
+    """What class scores starting at RMS ``scale`` do to training; None between the bounds."""
+    if scale > EXPLODING_SCALE:
+        return "the first losses are about that large, and training is likely to diverge"
+    if scale < FADING_SCALE:
+        return "the signal fades before the classifier, and learning is likely to stall"
+    return None
 
 
 def min_input_size(spec: Spec) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .analysis import EXPLODING_SCALE, FADING_SCALE, PIXEL_RMS, Analysis, LayerAnalysis, initial_rms
+from .analysis import EXPLODING_SCALE, FADING_SCALE, PIXEL_RMS, Analysis, LayerAnalysis, initial_rms, scale_trouble
 from .config import InitName
 from .formatter import format_layer
 from .layers import MaxPool
@@ -139,11 +139,9 @@ def _totals(analysis: Analysis, columns: Columns) -> list[str]:
 
 
 def _verdict(scale: float) -> str:
-    if scale > EXPLODING_SCALE:
-        return f"over {EXPLODING_SCALE:g}: the first losses are about that large, training diverges"
-    if scale < FADING_SCALE:
-        return f"under {FADING_SCALE:g}: the signal fades before the classifier, learning stalls"
-    return f"between {FADING_SCALE:g} and {EXPLODING_SCALE:g}: trainable"
+    bounds = f"{FADING_SCALE:g} to {EXPLODING_SCALE:g}"
+    trouble = scale_trouble(scale)
+    return f"outside {bounds}: {trouble}" if trouble else f"within {bounds}: trainable"
 
 
 def _last_feature_layer(analysis: Analysis):

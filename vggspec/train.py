@@ -24,7 +24,6 @@ import os
 import signal
 import sys
 import time
-import typing
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -34,10 +33,10 @@ import torch
 from torch import nn
 
 from . import data as datalib
-from .analysis import EXPLODING_SCALE, FADING_SCALE, PIXEL_RMS, analyze, initial_scale
+from .analysis import EXPLODING_SCALE, FADING_SCALE, PIXEL_RMS, analyze, initial_scales, scale_trouble
 from .checkpoint import atomic_link, read_checkpoint, save_checkpoint, spec_hash
 from .compiler import VGG, build
-from .config import RUN_BEST, RUN_LAST, RUN_SPEC, InitName, TrainConfig, checkpoint_path
+from .config import RUN_BEST, RUN_LAST, RUN_SPEC, TrainConfig, checkpoint_path
 from .distributed import Distributed, launch
 from .errors import CheckpointError, SpecError
 from .layers import FC
@@ -424,12 +423,12 @@ class _Trainer:
             else "no checkpoint had been saved yet (--checkpoint-every N saves within an epoch)"
         )
         tries = [f"a lower --lr (this run: {config.lr:g})"]
-        starts = {init: initial_scale(self.spec, init, self.stats.rms) for init in typing.get_args(InitName)}
+        starts = initial_scales(self.spec, self.stats.rms)
         if not (config.init_from or config.weights) and starts[config.init] > 1:  # scores began large
             tamer = [
                 f"--init {init}"
                 for init, scale in starts.items()
-                if FADING_SCALE <= scale <= EXPLODING_SCALE and scale < starts[config.init]
+                if not scale_trouble(scale) and scale < starts[config.init]
             ]
             tries += [" or ".join(tamer)] if tamer else []
             tries.append("--init-from a trained A (Section 3.1)")
@@ -578,14 +577,10 @@ def init_advice(spec: Spec, config: TrainConfig, pixel_rms: float = PIXEL_RMS) -
     """A word before training from random weights whose class scores start far from 1."""
     if config.init_from or config.weights:
         return None
-    scales = {init: initial_scale(spec, init, pixel_rms) for init in typing.get_args(InitName)}
+    scales = initial_scales(spec, pixel_rms)
     scale = scales[config.init]
-    if FADING_SCALE <= scale <= EXPLODING_SCALE:
+    if not (fate := scale_trouble(scale)):
         return None
-    if scale > EXPLODING_SCALE:
-        fate = "the first losses are about that large, and training is likely to diverge"
-    else:
-        fate = "the signal fades before the classifier, and learning is likely to stall"
     others = ", ".join(f"--init {init} {value:.0e}" for init, value in scales.items() if init != config.init)
     deeper = analyze(spec).weight_layers > PAPER_RANDOM_INIT_DEPTH
     return (
