@@ -21,6 +21,7 @@ from torchvision.transforms import functional as TF
 
 from vggspec import data
 from vggspec.errors import SpecError
+from vggspec.scales import TrainingScale
 
 SIZE = 32  # crop side in most tests
 
@@ -569,4 +570,4 @@ def test_settings_are_checked():
         augment(channels=1, stats=flat_stats(3))
     with pytest.raises(SpecError, match="smaller than the 32×32 crop"):
         data.Evaluate(input_size=SIZE, scale=20, channels=3)
-    assert data.default_scale(224) == 256 and data.default_scale(32) == 37
+    assert TrainingScale.default(224) == (256, 256) and TrainingScale.default(32) == (37, 37)

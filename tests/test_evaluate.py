@@ -20,9 +20,9 @@ from vggspec.evaluate import (  # noqa: E402
     image_paths,
     load_network,
     multi_crops,
-    parse_test_scales,
     predict,
 )
+from vggspec.scales import parse_test_scales  # noqa: E402
 
 from . import images  # noqa: E402
 from .conftest import ROOT  # noqa: E402

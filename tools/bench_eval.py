@@ -31,7 +31,8 @@ import vggspec  # noqa: E402
 from tests import images  # noqa: E402
 from vggspec import data as datalib  # noqa: E402
 from vggspec.config import TrainConfig  # noqa: E402
-from vggspec.evaluate import image_posteriors, load_network, parse_test_scales, top_errors  # noqa: E402
+from vggspec.evaluate import image_posteriors, load_network, top_errors  # noqa: E402
+from vggspec.scales import parse_test_scales  # noqa: E402
 from vggspec.train import train  # noqa: E402
 
 SPEC = (

@@ -18,9 +18,9 @@ from typing import NamedTuple
 
 import networkx as nx
 
-from .config import InitName, init_std
 from .errors import ShapeError, SpecError
 from .graph import INPUT, layer_nodes, to_graph
+from .initialisation import InitName, init_std
 from .layers import FC, LayerSpec, Shape, SoftMax
 from .spec import Spec
 
@@ -118,22 +118,44 @@ def analyze(spec: Spec, input_size: int | None = None, *, dense: bool = False) -
 
     At another input size the network is taken as if declared for it: the first FC layer
     flattens whatever map reaches it. With ``dense``, the FC layers are applied as
-    convolutions (:meth:`Spec.dense`, Section 3.2): weights stay those of the declared size
+    convolutions (:func:`dense_spec`, Section 3.2): weights stay those of the declared size
     and a larger input gives a class score map (D at 384: 1000×6×6).
     """
     if dense:
-        spec = spec.dense()
+        spec = dense_spec(spec)
     if input_size is not None and input_size != spec.input.size:
         spec = spec.with_input_size(input_size)
-    cached = spec._analysis
-    if isinstance(cached, Analysis) and cached.spec is spec:  # a copy of the spec is analysed anew
-        return cached
     try:
-        analysis = analyze_graph(to_graph(spec))
+        return analyze_graph(to_graph(spec))
     except SpecError as err:  # name the file and show the line, whoever asked (compile, draw, train)
         raise err.located(spec.source, spec.text) from None
-    spec._analysis = analysis
-    return analysis
+
+
+def dense_spec(spec: Spec) -> Spec:
+    """The fully-convolutional network of Section 3.2: every FC layer applied as a convolution.
+
+    The first FC layer's kernel is the map size that reaches it at the declared input (7 for
+    the paper's networks), the others' 1; weights keep their number, only their shape
+    changes. At the declared input the result is the same network; on larger images it
+    yields a class score map. :func:`classifier_spec` is the inverse.
+    """
+    if spec.is_dense:
+        return spec
+    layers = tuple(
+        layer.model_copy(update={"kernel": stats.input_shape[1]}) if isinstance(layer, FC) else layer
+        for layer, stats in zip(spec.layers, analyze(spec).layers)
+    )
+    return spec.model_copy(update={"layers": layers})
+
+
+def classifier_spec(spec: Spec) -> Spec:
+    """The network a dense spec was made from: its FC layers as fully-connected layers again."""
+    if not spec.is_dense:
+        return spec
+    layers = tuple(
+        layer.model_copy(update={"kernel": None}) if isinstance(layer, FC) else layer for layer in spec.layers
+    )
+    return spec.model_copy(update={"layers": layers})
 
 
 def analyze_graph(graph: nx.DiGraph) -> Analysis:

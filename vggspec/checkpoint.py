@@ -29,12 +29,12 @@ from typing import Any
 
 import torch
 
+from .analysis import classifier_spec
 from .compiler import VGG, build
-from .config import checkpoint_path
 from .errors import CheckpointError, SpecError
 from .formatter import format_spec
-from .layers import FC, LayerSpec
 from .parser import parse
+from .runs import checkpoint_path
 from .spec import Spec
 
 FORMAT = "vggspec.checkpoint"
@@ -51,7 +51,7 @@ def save_checkpoint(model: VGG, path: str | Path, **extra: Any) -> Path:
     """Write ``model`` (and any ``extra`` plain values or tensors) atomically to ``path``."""
     spec, state = model.spec, model.state_dict()
     if model.dense:  # stored as the classifier it was made from; load_model converts again
-        spec = spec.model_copy(update={"layers": tuple(_undense(layer) for layer in spec.layers)})
+        spec = classifier_spec(spec)
         shapes = build(spec, device="meta").state_dict()
         state = {key: value.reshape(shapes[key].shape) for key, value in state.items()}
     data = {
@@ -176,7 +176,3 @@ def load_model(path: str | Path, *, spec: Spec | None = None, device: str | torc
 
         model = to_dense(model)
     return model
-
-
-def _undense(layer: LayerSpec) -> LayerSpec:
-    return layer.model_copy(update={"kernel": None}) if isinstance(layer, FC) else layer

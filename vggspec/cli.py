@@ -17,11 +17,12 @@ from pathlib import Path
 from . import __version__
 from .analysis import Analysis, analyze, initial_rms
 from .bundled import paper_specs, spec_files, spec_path
-from .config import InitName
 from .errors import SpecError
 from .formatter import format_spec
+from .initialisation import InitName
 from .parser import load, parse
 from .report import Columns, per_layer, side_by_side, table1
+from .runs import started_data
 from .spec import Spec
 
 EXIT_BAD_INPUT = 2
@@ -206,7 +207,7 @@ def _train(args: argparse.Namespace) -> int:
     # Which spec (a resumed run's own) and its errors first, before the seconds torch takes to import.
     load(TrainConfig.model_construct(**values).spec_file())
     if "data" not in values and values.get("resume") and values.get("out"):
-        values["data"] = _run_data(Path(values["out"]))  # a run knows its data
+        values["data"] = started_data(values["out"])  # a run knows its data
     if values.get("data") is None:
         raise SpecError("where is the data? give --data DIR (DIR/train/<class>/*, DIR/val/<class>/*)")
     try:
@@ -220,14 +221,6 @@ def _train(args: argparse.Namespace) -> int:
         raise SpecError(f"vggspec train needs PyTorch: pip install 'vggspec[torch]' ({err})") from None
     train(config)
     return 0
-
-
-def _run_data(run: Path) -> str | None:
-    """The data folder a run was started on, from RUN/config.json (read without torch)."""
-    try:
-        return json.loads((run / "config.json").read_text(encoding="utf-8"))["data"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None  # no run there (yet): the usual errors follow
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:

@@ -19,16 +19,17 @@ import torch
 from torch import nn
 
 from .analysis import analyze
-from .config import InitName, checkpoint_path, init_std
 from .errors import InputSizeError, WeightsError
 from .graph import to_graph
+from .initialisation import InitName, init_std
+from .runs import checkpoint_path
 from .spec import Spec
 
 InitFn = Callable[[nn.Module, "torch.Generator | None"], None]
 
 
 def _initialiser(init: InitName) -> InitFn:
-    """Draws a layer's weights with :func:`vggspec.config.init_std`'s std: normal, or for glorot
+    """Draws a layer's weights with :func:`vggspec.initialisation.init_std`'s std: normal, or for glorot
     uniform (the same numbers as torch's ``xavier_uniform_`` and ``kaiming_normal_``)."""
 
     def initialise(module: nn.Module, generator: torch.Generator | None) -> None:
@@ -46,7 +47,7 @@ def _initialiser(init: InitName) -> InitFn:
 
 
 INITS: dict[InitName, InitFn] = {init: _initialiser(init) for init in typing.get_args(InitName)}
-"""Weight initialisations by name (paper, caffe, glorot, kaiming: see :func:`vggspec.config.init_std`);
+"""Weight initialisations by name (paper, caffe, glorot, kaiming: see :func:`vggspec.initialisation.init_std`);
 biases are always zero, batch norm starts as the identity."""
 
 
@@ -117,7 +118,7 @@ def build(
         raise ValueError(f"unknown initialisation '{init}': choose one of {', '.join(INITS)}")
     device = torch.device(device) if device is not None else torch.device("cpu")
     with torch.device("meta"):
-        model = _assemble(spec)
+        model = assemble(spec)
     if device.type == "meta":
         return model
     model = model.to_empty(device=device)
@@ -128,7 +129,8 @@ def build(
     return model
 
 
-def _assemble(spec: Spec) -> VGG:
+def assemble(spec: Spec) -> VGG:
+    """The module tree of ``spec``, parameters uninitialised (call it under ``torch.device('meta')``)."""
     graph = to_graph(spec)
     features: list[tuple[str, nn.Module]] = []
     classifier: list[tuple[str, nn.Module]] = []

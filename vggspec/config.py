@@ -7,55 +7,15 @@ Kept apart from :mod:`vggspec.train` so that the command line can describe it (`
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .errors import CheckpointError, SpecError, did_you_mean
-
-InitName = Literal["paper", "caffe", "glorot", "kaiming"]
-"""The random initialisations by name (implemented by :data:`vggspec.compiler.INITS`): defined here,
-without torch, so that the command line can offer them and the analysis can reason about them."""
-
-
-def init_std(init: InitName, fan_in: int, fan_out: int, *, conv: bool) -> float:
-    """The standard deviation of a weight layer's random weights under ``init``: what
-    :data:`vggspec.compiler.INITS` draws from (glorot: uniform with this std)."""
-    if init == "paper":
-        return 0.1  # "a normal distribution with the zero mean and 10^-2 variance" (Section 3.1)
-    if init == "caffe":
-        return 0.01  # what Caffe-era code drew: std 0.01
-    if init == "glorot":
-        return math.sqrt(2.0 / (fan_in + fan_out))  # Glorot & Bengio (2010), as torch's xavier_uniform_
-    if init == "kaiming":  # He et al. (2015), fan-out, for convs; N(0, 0.01) for FC: torchvision's
-        return math.sqrt(2.0) / math.sqrt(fan_out) if conv else 0.01
-    raise ValueError(f"unknown initialisation '{init}'")
-
-
-# A run directory's files, as vggspec train writes them: its checkpoints, and the spec it was
-# started with (comments kept), which --resume without SPEC trains on.
-RUN_BEST, RUN_LAST, RUN_SPEC = "best.pt", "last.pt", "spec.vgg"
-
-
-def checkpoint_path(path: str | Path) -> Path:
-    """``path`` itself, or for a run directory its best checkpoint (its last before there is a best)."""
-    path = Path(path)
-    if not path.is_dir():
-        return path
-    for name in (RUN_BEST, RUN_LAST):
-        if (path / name).is_file():
-            return path / name
-    raise CheckpointError(
-        f"{path} is a folder without a checkpoint in it ({RUN_BEST} or {RUN_LAST})",
-        hint="give a checkpoint file, or the --out folder of a 'vggspec train' run that finished an epoch",
-    )
-
-
-def default_scale(input_size: int) -> int:
-    """The paper's S = 256 for 224×224 crops, in proportion for other input sizes."""
-    return round(input_size * 256 / 224)
+from . import runs
+from .errors import SpecError, did_you_mean
+from .initialisation import InitName
+from .scales import TrainingScale
 
 
 class TrainConfig(BaseModel):
@@ -124,7 +84,7 @@ class TrainConfig(BaseModel):
     @classmethod
     def _scale(cls, value: str | None) -> str | None:
         if value is not None:
-            parse_scale(value)
+            TrainingScale.parse(value)
         return value
 
     def spec_file(self) -> str:
@@ -133,13 +93,13 @@ class TrainConfig(BaseModel):
         if self.resume:
             if not self.out:
                 raise SpecError("--resume needs the run directory: --out RUN")
-            if not (Path(self.out) / RUN_LAST).exists():
-                raise SpecError(f"nothing to resume: {Path(self.out) / RUN_LAST} does not exist")
+            if not (Path(self.out) / runs.LAST).exists():
+                raise SpecError(f"nothing to resume: {Path(self.out) / runs.LAST} does not exist")
         if self.spec is not None:
             return self.spec
         if not self.resume:
             raise SpecError("which spec? give SPEC: a .vgg file, or a bundled spec by name (D)")
-        copy = Path(self.out) / RUN_SPEC
+        copy = Path(self.out) / runs.SPEC
         if not copy.is_file():
             raise SpecError(
                 f"{copy} does not exist: nothing tells which spec {self.out} was trained with",
@@ -147,26 +107,10 @@ class TrainConfig(BaseModel):
             )
         return str(copy)
 
-    def scale_range(self, input_size: int) -> tuple[int, int]:
-        """(S_min, S_max); by default S = 256 for 224 inputs, scaled with other input sizes."""
-        if self.scale is None:
-            s = default_scale(input_size)
-            return (s, s)
-        return parse_scale(self.scale)
-
-
-def parse_scale(text: str) -> tuple[int, int]:
-    """'256' → (256, 256); '256:512' → (256, 512)."""
-    try:
-        parts = [int(p) for p in str(text).split(":")]
-    except ValueError:
-        raise ValueError(f"a scale is a number (256) or a range (256:512), not '{text}'") from None
-    if len(parts) == 1:
-        parts *= 2
-    if len(parts) != 2 or parts[0] < 1 or parts[0] > parts[1]:
-        raise ValueError(f"a scale is a number (256) or a range S_min:S_max with S_min ≤ S_max, not '{text}'")
-    return parts[0], parts[1]
-
+    def training_scale(self, input_size: int) -> TrainingScale:
+        """S for a network with ``input_size`` inputs: ``scale``, or the paper's 256 in proportion;
+        checked to fit the crops (a SpecError, before any image is read)."""
+        return TrainingScale.resolve(self.scale, input_size)
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

@@ -62,7 +62,6 @@ import torch
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from .config import default_scale
 from .errors import SpecError
 
 __all__ = [
@@ -79,7 +78,6 @@ __all__ = [
     "collate",
     "colour_stats",
     "crop_box",
-    "default_scale",
     "image_files",
     "reference_image",
     "render",

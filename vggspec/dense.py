@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from .compiler import VGG, _assemble
+from .analysis import dense_spec
+from .compiler import VGG, assemble
 
 
 def to_dense(model: VGG) -> VGG:
@@ -20,7 +21,7 @@ def to_dense(model: VGG) -> VGG:
     if model.dense:
         return model
     with torch.device("meta"):
-        dense = _assemble(model.spec.dense())
+        dense = assemble(dense_spec(model.spec))
     reference = next(model.parameters())
     if reference.is_meta:
         return dense.train(model.training)

@@ -32,12 +32,13 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from . import data as datalib
-from .checkpoint import checkpoint_path, load_model, read_checkpoint
-from .config import TrainConfig
+from .checkpoint import load_model, read_checkpoint
 from .dense import posteriors, to_dense
 from .errors import SpecError
 from .inference import DTypeLike, InferenceModel, optimize_for_inference, resolve_dtype
 from .runlog import progress_bar
+from .runs import checkpoint_path
+from .scales import TrainingScale, parse_test_scales
 
 METHODS = ("dense", "multi-crop", "both")
 GRID = 5  # crops per side in multi-crop evaluation
@@ -91,7 +92,7 @@ def load_network(path: str | Path, device: torch.device | str = "cpu", dtype: DT
     model = load_model(path, device=device).eval()
     if model.dense:
         raise SpecError(f"{path} holds a dense network; evaluate the classifier's checkpoint")
-    scales = TrainConfig(**data["config"]).scale_range(model.spec.input.size)
+    scales = trained_scale(data, model.spec.input.size)
     classes = list(data.get("classes") or [])
     # In place: the plain model and its dense twin are not kept, so they need no second copies
     # (loading D held four copies of its weights at once that way).
@@ -107,32 +108,14 @@ def load_network(path: str | Path, device: torch.device | str = "cpu", dtype: DT
     )
 
 
-# -- scales ------------------------------------------------------------------------------
-
-
-def parse_test_scales(text: str | None, train_scale: tuple[int, int]) -> list[int]:
-    """Test scales Q from ``'256,384,512'`` or ``'S-32,S,S+32'`` (S: the training scale).
-
-    For a jittered training scale [S_min, S_max], ``S`` is its middle (the paper's Q = 384 for
-    [256, 512]) and ``S_min``/``S_max`` its ends. No text: the single scale ``S`` (Table 3).
-    """
-    low, high = train_scale
-    names = {"s": (low + high) // 2, "s_min": low, "smin": low, "s_max": high, "smax": high}
-    out = []
-    for token in (text or "S").split(","):
-        token = token.strip()
-        match = re.fullmatch(r"(?i)(s(?:_?min|_?max)?|\d+)\s*(?:([+-])\s*(\d+))?", token)
-        if not match:
-            raise SpecError(
-                f"cannot read the test scale '{token}'",
-                hint="scales are numbers or S-relative: --scales 256,384,512 or --scales S-32,S,S+32",
-            )
-        base = match.group(1)
-        value = int(base) if base.isdigit() else names[base.lower()]
-        if match.group(2):
-            value += int(match.group(3)) * (1 if match.group(2) == "+" else -1)
-        out.append(value)
-    return out
+def trained_scale(checkpoint: dict[str, Any], input_size: int) -> TrainingScale:
+    """The training scale S a checkpoint records (before it did, its configuration's ``scale``)."""
+    try:
+        if "train_scale" in checkpoint:
+            return TrainingScale(*(int(s) for s in checkpoint["train_scale"]))
+        return TrainingScale.resolve((checkpoint.get("config") or {}).get("scale"), input_size)
+    except (TypeError, ValueError) as err:
+        raise SpecError(f"the checkpoint's training scale cannot be read: {err}") from None
 
 
 # -- per-image posteriors ----------------------------------------------------------------

@@ -41,7 +41,7 @@ Shape = tuple[int, int, int]
 """A tensor shape without the batch: (channels, height, width)."""
 
 WeightStd = Callable[[int, int, bool], float]
-"""(fan_in, fan_out, is_conv) → the std of a layer's initial weights (:func:`vggspec.config.init_std`)."""
+"""(fan_in, fan_out, is_conv) → the std of a layer's initial weights (:func:`vggspec.initialisation.init_std`)."""
 
 RELU_RMS = 1 / math.sqrt(2)  # a ReLU keeps half of a zero-mean signal's energy
 MAXPOOL_RMS = 1.2  # a 2×2 max of ReLU outputs at init (fitted to A and D); 1.76 were they independent

@@ -215,11 +215,14 @@ def _parse(text: str, filename: str | None) -> Spec:
             layers.extend([layer] * count)
 
     first_line = min((t.line for t in _statement_tokens(statements)), default=0)
-    spec = Spec(
-        name=name, input=input_shape, layers=tuple(layers), source=filename, comments=_comments(text, first_line)
+    return Spec(
+        name=name,
+        input=input_shape,
+        layers=tuple(layers),
+        source=filename,
+        comments=_comments(text, first_line),
+        text=text,
     )
-    spec._text = text
-    return spec
 
 
 def _statement_tokens(statements: list) -> list[Token]:

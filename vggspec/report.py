@@ -10,8 +10,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .analysis import EXPLODING_SCALE, FADING_SCALE, PIXEL_RMS, Analysis, LayerAnalysis, initial_rms, scale_trouble
-from .config import InitName
 from .formatter import format_layer
+from .initialisation import InitName
 from .layers import MaxPool
 from .spec import Spec
 

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .config import RUN_SPEC
+from . import runs
 from .formatter import format_spec
 
 
@@ -39,11 +39,11 @@ class RunLog:
         self, config, spec, train_folder, val_folder, stats, steps_per_epoch: int, world: int, threads: int
     ) -> None:
         resolved = config.model_dump()
-        (self.run_dir / "config.json").write_text(json.dumps(resolved, indent=2) + "\n")
-        copy, text = self.run_dir / RUN_SPEC, spec.text if spec.text is not None else format_spec(spec)
+        (self.run_dir / runs.CONFIG).write_text(json.dumps(resolved, indent=2) + "\n")
+        copy, text = self.run_dir / runs.SPEC, spec.text if spec.text is not None else format_spec(spec)
         if not copy.exists() or copy.read_text(encoding="utf-8") != text:  # what --resume without SPEC reads
             copy.write_text(text, encoding="utf-8")
-        self.note("configuration (also in " + str(self.run_dir / "config.json") + "):")
+        self.note(f"configuration (also in {self.run_dir / runs.CONFIG}):")
         self.note("\n".join(f"  {key:<16} {value}" for key, value in resolved.items()))
         share = config.batch_size // world
         micro = min(config.micro_batch or share, share)
@@ -61,7 +61,7 @@ class RunLog:
     def epoch_done(self, record: dict[str, Any], history: list[dict[str, Any]]) -> None:
         if self.quiet:
             return
-        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+        with open(self.run_dir / runs.METRICS, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
         self._write_tensorboard(record)
         self._write_curves(history)
@@ -74,7 +74,7 @@ class RunLog:
 
     def rewrite_metrics(self, history: list[dict[str, Any]]) -> None:
         """On resume: metrics.jsonl as the checkpoint knows it (a line written after it is dropped)."""
-        path = self.run_dir / "metrics.jsonl"
+        path = self.run_dir / runs.METRICS
         tmp = path.with_suffix(".jsonl.tmp")
         tmp.write_text("".join(json.dumps(record) + "\n" for record in history))
         os.replace(tmp, path)
@@ -101,8 +101,9 @@ class RunLog:
                 f"top-5 {best['val_top5_err']:.2%} (train loss {best['train_loss']:.4f})"
             )
         lines.append(
-            f"files in {self.run_dir}: best.pt, last.pt (load with vggspec.load_model), metrics.jsonl, "
-            f"curves.png, config.json, {RUN_SPEC}, colour_stats.json" + (", tensorboard/" if self._tensorboard else "")
+            f"files in {self.run_dir}: {runs.BEST}, {runs.LAST} (load with vggspec.load_model), {runs.METRICS}, "
+            f"{runs.CURVES}, {runs.CONFIG}, {runs.SPEC}, {runs.COLOUR_STATS}"
+            + (f", {runs.TENSORBOARD}/" if self._tensorboard else "")
         )
         self.note("\n".join(lines))
 
@@ -114,7 +115,7 @@ class RunLog:
             except ImportError:
                 self._tensorboard = False  # not installed: skip quietly (noted in the summary)
                 return
-            self._tensorboard = SummaryWriter(str(self.run_dir / "tensorboard"))
+            self._tensorboard = SummaryWriter(str(self.run_dir / runs.TENSORBOARD))
         if self._tensorboard:
             for key in ("train_loss", "val_top1_err", "val_top5_err", "lr", "images_per_s"):
                 self._tensorboard.add_scalar(key, record[key], record["epoch"])
@@ -144,10 +145,10 @@ class RunLog:
             ax.grid(alpha=0.3)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
         fig.tight_layout()
-        tmp = self.run_dir / ".curves.png.tmp"
+        tmp = self.run_dir / f".{runs.CURVES}.tmp"
         fig.savefig(tmp, dpi=100, format="png")
         plt.close(fig)
-        os.replace(tmp, self.run_dir / "curves.png")
+        os.replace(tmp, self.run_dir / runs.CURVES)
 
 
 LOG_EVERY_SECONDS = 60.0  # without a terminal: a progress line this often

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .layers import FC, LAYER_KINDS, Shape
 
@@ -73,8 +73,9 @@ class Spec(BaseModel):
     layers: tuple[Layer, ...] = ()
     source: str | None = Field(default=None, description="the file it was loaded from")
     comments: tuple[Comment, ...] = ()
-    _text: str | None = PrivateAttr(default=None)
-    _analysis: object = PrivateAttr(default=None)  # the parser's check, reused by analyze()
+    text: str | None = Field(
+        default=None, exclude=True, repr=False, description="the source text it was parsed from, for error reports"
+    )
 
     @property
     def display_name(self) -> str:
@@ -83,11 +84,6 @@ class Spec(BaseModel):
         if self.source:
             return Path(self.source).stem
         return "network"
-
-    @property
-    def text(self) -> str | None:
-        """The source text it was parsed from, for error reports."""
-        return self._text
 
     def dropout(self, index: int) -> float:
         """Dropout after layer ``index`` (an FC layer): as written, or the paper's default."""
@@ -102,32 +98,9 @@ class Spec(BaseModel):
     def is_dense(self) -> bool:
         return any(isinstance(layer, FC) and layer.kernel for layer in self.layers)
 
-    def dense(self) -> Spec:
-        """The fully-convolutional network of Section 3.2: every FC layer applied as a convolution.
-
-        The first FC layer's kernel is the map size that reaches it at the declared input (7 for
-        the paper's networks), the others' 1; weights keep their number, only their shape
-        changes. At the declared input the result is the same network; on larger images it
-        yields a class score map.
-        """
-        from .analysis import analyze
-
-        if self.is_dense:
-            return self
-        analysis = analyze(self)
-        layers = tuple(
-            layer.model_copy(update={"kernel": stats.input_shape[1]}) if isinstance(layer, FC) else layer
-            for layer, stats in zip(self.layers, analysis.layers)
-        )
-        spec = self.model_copy(update={"layers": layers})
-        spec._text = self._text
-        return spec
-
     def with_input_size(self, size: int) -> Spec:
         """The same network declared for ``size``×``size`` inputs."""
-        spec = self.model_copy(update={"input": self.input.model_copy(update={"size": size})})
-        spec._text = self._text
-        return spec
+        return self.model_copy(update={"input": self.input.model_copy(update={"size": size})})
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Spec):

@@ -1,0 +1,53 @@
+"""A training run's folder: what ``vggspec train --out RUN`` writes there, and how a path that
+names a run or a checkpoint is resolved.
+
+    RUN/last.pt            the latest checkpoint (every epoch, every --checkpoint-every steps)
+    RUN/best.pt            another name for the best epoch's last.pt
+    RUN/spec.vgg           the spec the run was started with, comments kept (--resume reads it)
+    RUN/config.json        the resolved training configuration
+    RUN/colour_stats.json  mean RGB and colour PCA of the training images
+    RUN/metrics.jsonl      one line per epoch
+    RUN/curves.png         loss, errors and learning rate against epochs
+    RUN/tensorboard/       TensorBoard event files
+
+Torch-free: the command line reads a run's data folder without importing torch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+from .errors import CheckpointError
+
+LAST, BEST, SPEC, CONFIG = "last.pt", "best.pt", "spec.vgg", "config.json"
+COLOUR_STATS, METRICS, CURVES, TENSORBOARD = "colour_stats.json", "metrics.jsonl", "curves.png", "tensorboard"
+
+
+def checkpoint_path(path: str | Path) -> Path:
+    """``path`` itself, or for a run folder its best checkpoint (its last before there is a best)."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    for name in (BEST, LAST):
+        if (path / name).is_file():
+            return path / name
+    raise CheckpointError(
+        f"{path} is a folder without a checkpoint in it ({BEST} or {LAST})",
+        hint="give a checkpoint file, or the --out folder of a 'vggspec train' run that finished an epoch",
+    )
+
+
+def new_run_folder(spec_file: str | Path) -> Path:
+    """Where a run goes when ``--out`` is not given: ``runs/<spec>-<date>-<time>``."""
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{Path(spec_file).stem}-{stamp}"
+
+
+def started_data(run: str | Path) -> str | None:
+    """The data folder a run was started on (its ``config.json``), or None when there is no run."""
+    try:
+        return json.loads((Path(run) / CONFIG).read_text(encoding="utf-8"))["data"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
