@@ -18,7 +18,6 @@ run and keeps the last good checkpoint.
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 import os
 import signal
@@ -33,15 +32,17 @@ import torch
 from torch import nn
 
 from . import data as datalib
+from . import runs
 from .analysis import EXPLODING_SCALE, FADING_SCALE, PIXEL_RMS, analyze, initial_scales, scale_trouble
 from .checkpoint import atomic_link, read_checkpoint, save_checkpoint, spec_hash
 from .compiler import VGG, build
-from .config import RUN_BEST, RUN_LAST, RUN_SPEC, TrainConfig, checkpoint_path
+from .config import TrainConfig
 from .distributed import Distributed, launch
 from .errors import CheckpointError, SpecError
 from .layers import FC
 from .parser import load
 from .runlog import RunLog
+from .runs import checkpoint_path
 from .spec import Spec
 
 # -- launching ---------------------------------------------------------------------------
@@ -56,7 +57,7 @@ def train(config: TrainConfig) -> Path:
     given = set(config.model_fields_set)
     config = config.model_copy(update={"spec": config.spec_file()})
     spec = load(config.spec)
-    config = config.model_copy(update={"out": str(_run_dir(config, spec))})
+    config = config.model_copy(update={"out": config.out or str(runs.new_run_folder(config.spec))})
     if config.resume:
         config = _as_started(config, given)
     _check_devices(config)
@@ -76,7 +77,7 @@ _CHANGEABLE_ON_RESUME = (
 
 def _as_started(config: TrainConfig, given: set[str]) -> TrainConfig:
     """The run's settings from its last checkpoint, but for those ``given`` that it may change."""
-    path = Path(config.out) / RUN_LAST  # there: TrainConfig.spec_file checked
+    path = Path(config.out) / runs.LAST  # there: TrainConfig.spec_file checked
     try:
         started = TrainConfig(**read_checkpoint(path, mmap=True)["config"])
     except (KeyError, TypeError, ValueError) as err:
@@ -123,13 +124,6 @@ def _check_devices(config: TrainConfig) -> None:
             "--sync-bn needs --gpus: torch's SyncBatchNorm runs on CUDA only",
             hint="CPU processes (--nproc) normalise each with its own share of the batch; leave --sync-bn out",
         )
-
-
-def _run_dir(config: TrainConfig, spec: Spec) -> Path:
-    if config.out:
-        return Path(config.out)
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{Path(config.spec).stem}-{stamp}"
 
 
 # -- one process -------------------------------------------------------------------------
@@ -242,18 +236,18 @@ class _Trainer:
 
     def _resume_state(self) -> dict[str, Any] | None:
         if not self.config.resume:
-            if (self.run_dir / RUN_LAST).exists():
+            if (self.run_dir / runs.LAST).exists():
                 raise SpecError(
-                    f"{self.run_dir} already holds a run ({RUN_LAST})",
+                    f"{self.run_dir} already holds a run ({runs.LAST})",
                     hint="continue it with --resume, or choose another --out",
                 )
             return None
-        path = self.run_dir / RUN_LAST  # there: TrainConfig.spec_file checked
+        path = self.run_dir / runs.LAST  # there: TrainConfig.spec_file checked
         state = read_checkpoint(path)
         if state.get("spec_hash") != spec_hash(self.spec):
             raise CheckpointError(
                 f"{path} was trained with another spec than {self.config.spec}",
-                hint=f"leave SPEC out to resume with the run's own ({self.run_dir / RUN_SPEC})",
+                hint=f"leave SPEC out to resume with the run's own ({self.run_dir / runs.SPEC})",
             )
         return state
 
@@ -271,7 +265,7 @@ class _Trainer:
             )
 
     def _colour_stats(self, folder: datalib.ImageFolder, resume_state: dict | None) -> datalib.ColourStats:
-        path = self.run_dir / "colour_stats.json"
+        path = self.run_dir / runs.COLOUR_STATS
         if resume_state is not None and "colour_stats" in resume_state:
             return datalib.ColourStats.model_validate_json(resume_state["colour_stats"])
         if self.env.main:
@@ -333,9 +327,9 @@ class _Trainer:
             return
         state = self._state(rngs)
         with _writing(self.run_dir):
-            save_checkpoint(self.model, self.run_dir / RUN_LAST, **state)
+            save_checkpoint(self.model, self.run_dir / runs.LAST, **state)
             if best:  # the same bytes: a second name, not a second write
-                atomic_link(self.run_dir / RUN_LAST, self.run_dir / RUN_BEST)
+                atomic_link(self.run_dir / runs.LAST, self.run_dir / runs.BEST)
 
     def _restore(self, state: dict[str, Any]) -> None:
         trained_on, here = list(state.get("classes") or []), list(self.train_set.folder.classes)
@@ -416,7 +410,7 @@ class _Trainer:
 
     def _diverged(self, loss: float) -> str:
         """What a NaN or infinite loss left behind, and what to try: only what was not tried."""
-        config, last = self.config, self.run_dir / RUN_LAST
+        config, last = self.config, self.run_dir / runs.LAST
         kept = (
             f"the last good checkpoint is kept ({last})"
             if last.exists()
@@ -535,7 +529,7 @@ class _Trainer:
                 if env.any(self.stop_requested):
                     self._save()
                     raise _Stop(
-                        f"interrupted: saved {self.run_dir / RUN_LAST} at epoch {self.epoch + 1}, step "
+                        f"interrupted: saved {self.run_dir / runs.LAST} at epoch {self.epoch + 1}, step "
                         f"{self.step}; continue with: vggspec train --out {self.run_dir} --resume",
                         code=130,
                     )
@@ -604,7 +598,7 @@ def _writing(run_dir: Path, hint: str | None = None) -> Iterator[None]:
         raise SpecError(
             f"cannot write in {run_dir}: {err.strerror or err}",
             hint=hint
-            or f"checkpoints are written whole or not at all: {RUN_LAST} is the last one saved; "
+            or f"checkpoints are written whole or not at all: {runs.LAST} is the last one saved; "
             "make room (or mend the folder), then continue with --resume",
         ) from None
 
