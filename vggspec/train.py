@@ -60,6 +60,7 @@ def train(config: TrainConfig) -> Path:
     config = config.model_copy(update={"out": config.out or str(runs.new_run_folder(config.spec))})
     if config.resume:
         config = _as_started(config, given)
+    config.training_scale(spec.input.size)  # a --scale that cannot work is said now, not after the statistics
     _check_devices(config)
     _check_start_files(config)
     launch(run_worker, config.model_dump(), world=config.gpus or config.nproc)
