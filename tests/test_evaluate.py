@@ -289,3 +289,18 @@ def test_images_of_one_size_share_a_batch(trained, tmp_path):
     net.dense.register_forward_hook(lambda m, i, o: calls.append(i[0].shape))
     image_posteriors(net, [paths[i] for i in order], [24], ["dense"], flip=False)
     assert [shape[0] for shape in calls] == [3, 3]  # two sizes, two batches of three
+
+
+def test_the_training_scale_travels_in_the_checkpoint(trained, tmp_path):
+    """S is stored as train_scale; a checkpoint from before (S only in its configuration) still
+    evaluates, and its configuration need not be one this vggspec's TrainConfig accepts."""
+    checkpoint = torch.load(trained[0], weights_only=True)
+    assert checkpoint["train_scale"] == [18, 24]
+    assert load_network(trained[0]).train_scale == (18, 24)
+
+    del checkpoint["train_scale"]
+    checkpoint["config"] = {"scale": "18:24", "a_setting_of_another_version": 1}
+    older = tmp_path / "older.pt"
+    torch.save(checkpoint, older)
+    assert load_network(older).train_scale == (18, 24)
+    assert parse_test_scales(None, load_network(older).train_scale) == [21]

@@ -176,8 +176,11 @@ def test_kill_9_mid_epoch_and_resume_equals_an_uninterrupted_run(tmp_path, shape
     assert "resuming" in resumed.stderr
     assert ("starting 2 processes on this machine" in resumed.stderr) == (nproc == 2)
     assert_same_weights(final_weights(run), final_weights(tmp_path / "ref" / "run"))
-    metrics = (run / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(line)["epoch"] for line in metrics] == list(range(1, epochs + 1))
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [record["epoch"] for record in metrics] == list(range(1, epochs + 1))
+    # The epoch resumed mid-way averages all its steps, those before the kill too.
+    expected = [json.loads(line) for line in (tmp_path / "ref" / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["train_loss"] for r in metrics] == pytest.approx([r["train_loss"] for r in expected], rel=1e-9)
 
 
 def test_resume_alone_continues_the_run_as_it_was_started(tmp_path, shapes, capfd):
@@ -471,6 +474,7 @@ def test_settings_that_cannot_work_are_refused_before_anything_runs(tmp_path, sh
         (["--weight-decay", "nan"], "weight_decay: Input should be a finite number"),
         (["--init-from", missing], f"--init-from {missing}: no such file"),
         (["--weights", missing], f"--weights {missing}: no such file"),
+        (["--scale", "12"], "the training scale 12 does not fit 16×16 crops"),
     ):
         assert main(["train", spec, "--data", str(shapes), "--out", str(tmp_path / "run"), *args]) == 2
         err = capfd.readouterr().err
@@ -546,3 +550,57 @@ def test_the_progress_bar_shows_speed_data_wait_and_loss(tmp_path, shapes, capfd
     lines = [line for line in err.splitlines() if line.startswith("epoch 1/1: ")]
     assert len(lines) == 6 and "\r" not in err  # 3 classes × 32 images, batches of 16
     assert lines[-1].startswith("epoch 1/1: 6/6 steps (100%), ") and "loss=" in lines[-1] and "ETA 0m00s" in lines[-1]
+
+
+def test_training_in_this_process_leaves_torchs_global_state_as_it_was(tmp_path, shapes):
+    """train() with one process runs in the caller's process: its seed and deterministic mode are
+    the run's, not the caller's, and are put back afterwards."""
+    from vggspec.train import train
+
+    torch.manual_seed(1234)
+    before = torch.get_rng_state()
+    assert not torch.are_deterministic_algorithms_enabled()
+    train(config(tmp_path, shapes, epochs=1, deterministic=True))
+    assert torch.equal(torch.get_rng_state(), before)
+    assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_the_training_state_is_one_object_saved_and_restored_whole():
+    """A checkpoint's progress is TrainingState's fields: what it saves, it restores; a field that an
+    older checkpoint lacks keeps its default."""
+    from vggspec.train import TrainingState
+
+    def fresh() -> TrainingState:
+        model = torch.nn.Linear(3, 2)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max")
+        return TrainingState(optimizer, scheduler, torch.amp.GradScaler("cpu", enabled=False)), model
+
+    state, model = fresh()
+    model(torch.ones(4, 3)).sum().backward()
+    state.optimizer.step()
+    state.scheduler.step(0.5)
+    state.epoch, state.step, state.loss_sum, state.best = 3, 7, 12.5, {"epoch": 2}
+    state.history.append({"epoch": 1})
+    saved = state.state_dict()
+    assert set(saved) == {"optimizer", "scheduler", "scaler", "epoch", "step", "loss_sum", "history", "best"}
+
+    restored, _ = fresh()
+    restored.load_state_dict(saved)
+    assert (restored.epoch, restored.step, restored.loss_sum, restored.best) == (3, 7, 12.5, {"epoch": 2})
+    assert restored.history == [{"epoch": 1}] and restored.history is not state.history
+    assert restored.scheduler.state_dict()["best"] == 0.5
+    momentum = restored.optimizer.state_dict()["state"][0]["momentum_buffer"]
+    assert torch.equal(momentum, state.optimizer.state_dict()["state"][0]["momentum_buffer"])
+
+    older, _ = fresh()
+    older.load_state_dict({key: value for key, value in saved.items() if key != "loss_sum"})
+    assert older.loss_sum == 0.0 and older.epoch == 3
+
+
+def test_the_batch_splits_over_processes_and_micro_batches():
+    split = TrainConfig(data="d", batch_size=256, micro_batch=48).batch_split(4)
+    assert (split.share, split.micro, split.per_step) == (64, 48, 2)
+    assert TrainConfig(data="d", batch_size=256).batch_split(1) == (256, 256, 1)
+    with pytest.raises(vggspec.SpecError, match="does not split evenly over 3 processes"):
+        TrainConfig(data="d", batch_size=256).batch_split(3)

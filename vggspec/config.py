@@ -7,8 +7,9 @@ Kept apart from :mod:`vggspec.train` so that the command line can describe it (`
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -16,6 +17,14 @@ from . import runs
 from .errors import SpecError, did_you_mean
 from .initialisation import InitName
 from .scales import TrainingScale
+
+
+class BatchSplit(NamedTuple):
+    """How one of several processes takes its share of every global batch."""
+
+    share: int  # images per process and step
+    micro: int  # images per forward pass
+    per_step: int  # forward passes per step, their gradients accumulated
 
 
 class TrainConfig(BaseModel):
@@ -106,6 +115,14 @@ class TrainConfig(BaseModel):
                 hint="give the spec too: vggspec train SPEC --out RUN --resume",
             )
         return str(copy)
+
+    def batch_split(self, world: int) -> BatchSplit:
+        """The global batch over ``world`` processes, each in micro-batches of at most ``micro_batch``."""
+        if self.batch_size % world:
+            raise SpecError(f"the batch of {self.batch_size} does not split evenly over {world} processes")
+        share = self.batch_size // world
+        micro = min(self.micro_batch or share, share)
+        return BatchSplit(share, micro, math.ceil(share / micro))
 
     def training_scale(self, input_size: int) -> TrainingScale:
         """S for a network with ``input_size`` inputs: ``scale``, or the paper's 256 in proportion;

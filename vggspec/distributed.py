@@ -17,7 +17,7 @@ from typing import Any
 import torch
 import torch.distributed as distributed
 
-from .errors import SpecError
+from .errors import ExitCode, SpecError
 
 
 class Distributed:
@@ -71,9 +71,6 @@ class Distributed:
             distributed.destroy_process_group()
 
 
-BAD_INPUT = 2  # the exit status of a worker that stopped on a SpecError (as the CLI's)
-
-
 def launch(worker: Callable[[dict[str, Any]], None], config: dict[str, Any], *, world: int) -> None:
     """``worker(config)`` in ``world`` processes on this machine, through torchrun's elastic launcher.
 
@@ -111,15 +108,16 @@ def launch(worker: Callable[[dict[str, Any]], None], config: dict[str, Any], *, 
     try:
         elastic_launch(settings, _guarded)(worker, config)
     except SignalException:  # Ctrl-C or kill: the launcher passed it on, and the processes saved
-        raise SystemExit(130) from None
+        raise SystemExit(ExitCode.INTERRUPTED) from None
     except Exception as err:  # noqa: BLE001 - the launcher wraps a worker's failure
         failures = getattr(err, "failures", {}) or {}
         codes = {rank: getattr(failure, "exitcode", None) for rank, failure in failures.items()}
         for rank in sorted(codes, key=lambda r: r != 0):  # rank 0 first: it is the one that speaks
             # Planned stops, which rank 0 has explained: interrupted (saved), diverged, bad input.
-            if codes[rank] in (130, 3) or (codes[rank] == BAD_INPUT and rank == 0):
+            planned = (ExitCode.INTERRUPTED, ExitCode.DIVERGED) + ((ExitCode.BAD_INPUT,) if rank == 0 else ())
+            if codes[rank] in planned:
                 raise SystemExit(codes[rank]) from None
-            if codes[rank] == BAD_INPUT:
+            if codes[rank] == ExitCode.BAD_INPUT:
                 raise SpecError(
                     f"process {rank} stopped on bad input that process 0 did not see",
                     hint="run with one process (no --nproc or --gpus) to read its message",
@@ -143,7 +141,7 @@ def _guarded(worker: Callable[[dict[str, Any]], None], config: dict[str, Any]) -
     except SpecError as err:
         if os.environ.get("RANK", "0") == "0":
             print(err, file=sys.stderr, flush=True)
-        raise SystemExit(BAD_INPUT) from None
+        raise SystemExit(ExitCode.BAD_INPUT) from None
     finally:
         gc.freeze()  # the process exits next: skip the last collections, as the vggspec program does
 

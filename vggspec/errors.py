@@ -10,6 +10,18 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """The vggspec program's exit statuses: one table for the command line, the trainer and the
+    processes it launches."""
+
+    OK = 0
+    DIFFERS = 1  # fmt --check: a file is not canonical; compile: the network disagrees with the analysis
+    BAD_INPUT = 2  # a spec error, a missing or unwritable file, a setting that cannot work: said in one line
+    DIVERGED = 3  # train: the loss became NaN or infinite (the last good checkpoint is kept)
+    INTERRUPTED = 130  # Ctrl-C or SIGTERM (a training run saves first)
 
 
 class SpecError(Exception):

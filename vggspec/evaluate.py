@@ -36,6 +36,7 @@ from .checkpoint import load_model, read_checkpoint
 from .dense import posteriors, to_dense
 from .errors import SpecError
 from .inference import DTypeLike, InferenceModel, optimize_for_inference, resolve_dtype
+from .metrics import top_errors
 from .runlog import progress_bar
 from .runs import checkpoint_path
 from .scales import TrainingScale, parse_test_scales
@@ -57,7 +58,7 @@ class Network:
     classifier: InferenceModel
     dense: InferenceModel
     stats: datalib.ColourStats
-    train_scale: tuple[int, int]
+    train_scale: TrainingScale
     classes: list[str]
 
     @property
@@ -255,16 +256,6 @@ def by_aspect_ratio(paths: Sequence[str], indices: Sequence[int]) -> list[int]:
 
 
 # -- errors and results ------------------------------------------------------------------
-
-
-def top_errors(probs: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
-    """Top-1 and top-5 error; an image without posteriors (NaN) counts as wrong."""
-    if len(labels) == 0:
-        return 1.0, 1.0
-    valid = ~torch.isnan(probs).any(dim=1)
-    top5 = probs.nan_to_num(-1.0).topk(min(5, probs.shape[1]), dim=1).indices
-    hits = (top5 == labels[:, None]) & valid[:, None]
-    return 1 - hits[:, 0].float().mean().item(), 1 - hits.any(dim=1).float().mean().item()
 
 
 @dataclass

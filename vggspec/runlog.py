@@ -45,8 +45,7 @@ class RunLog:
             copy.write_text(text, encoding="utf-8")
         self.note(f"configuration (also in {self.run_dir / runs.CONFIG}):")
         self.note("\n".join(f"  {key:<16} {value}" for key, value in resolved.items()))
-        share = config.batch_size // world
-        micro = min(config.micro_batch or share, share)
+        share, micro, _ = config.batch_split(world)
         self.note(
             f"{spec.display_name}: {len(train_folder.samples)} training images in {len(train_folder.classes)} classes, "
             f"{len(val_folder.samples)} validation images; {steps_per_epoch} steps of {config.batch_size} per epoch "

@@ -18,6 +18,7 @@ run and keeps the last good checkpoint.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import signal
@@ -25,6 +26,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +40,9 @@ from .checkpoint import atomic_link, read_checkpoint, save_checkpoint, spec_hash
 from .compiler import VGG, build
 from .config import TrainConfig
 from .distributed import Distributed, launch
-from .errors import CheckpointError, SpecError
+from .errors import CheckpointError, ExitCode, SpecError
 from .layers import FC
+from .metrics import top_k_correct
 from .parser import load
 from .runlog import RunLog
 from .runs import checkpoint_path
@@ -133,7 +136,7 @@ def _check_devices(config: TrainConfig) -> None:
 class _Stop(Exception):
     """Leave the loop: interrupted (saved) or a non-finite loss (not saved); ``code`` is the exit status."""
 
-    def __init__(self, message: str, code: int) -> None:
+    def __init__(self, message: str, code: ExitCode) -> None:
         super().__init__(message)
         self.code = code
 
@@ -143,90 +146,133 @@ def run_worker(config_dict: dict[str, Any]) -> None:
     config = TrainConfig(**config_dict)
     env = Distributed.setup(gpu=bool(config.gpus))
     try:
-        _Trainer(config, env).run()
+        with _torch_settings(config, env.rank):
+            _Trainer(config, env).run()
     finally:
         env.close()
 
 
+@contextmanager
+def _torch_settings(config: TrainConfig, rank: int) -> Iterator[None]:
+    """The run's seed and determinism for torch, and the caller's back afterwards: with one process,
+    :func:`train` runs in the caller's process and must not change its global state."""
+    rng = torch.get_rng_state()
+    cuda_rngs = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    benchmark = torch.backends.cudnn.benchmark
+    cublas = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+    if config.deterministic:
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.manual_seed(config.seed + rank)
+    try:
+        yield
+    finally:
+        torch.set_rng_state(rng)
+        if cuda_rngs is not None:
+            torch.cuda.set_rng_state_all(cuda_rngs)
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+        torch.backends.cudnn.benchmark = benchmark
+        if cublas is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+
+
+@dataclass
+class TrainingState:
+    """What a checkpoint carries, besides the weights, to continue a run bit for bit.
+
+    One field a piece, saved by :meth:`state_dict` and restored by :meth:`load_state_dict`: a new
+    piece of training state is a new field, and nothing else. Objects with a ``state_dict`` of
+    their own (the optimizer, the plateau schedule, the AMP scaler) are saved through it. A
+    checkpoint written before a field existed leaves that field at its default.
+    """
+
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau
+    scaler: torch.amp.GradScaler
+    epoch: int = 0  # epochs finished
+    step: int = 0  # steps finished in the epoch under way
+    loss_sum: float = 0.0  # the global losses of those steps: a resumed epoch's train_loss counts them
+    history: list[dict[str, Any]] = field(default_factory=list)  # a record per finished epoch
+    best: dict[str, Any] | None = None  # the record of the best epoch so far
+
+    def state_dict(self) -> dict[str, Any]:
+        return {f.name: _saved(getattr(self, f.name)) for f in fields(self)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for f in fields(self):
+            if f.name not in state:
+                continue
+            current = getattr(self, f.name)
+            if hasattr(current, "load_state_dict"):
+                current.load_state_dict(state[f.name])
+            else:
+                setattr(self, f.name, copy.deepcopy(state[f.name]))
+
+
+def _saved(value: Any) -> Any:
+    return value.state_dict() if hasattr(value, "state_dict") else value
+
+
 class _Trainer:
+    """One process's part of a run: all of it set up here, in order, then :meth:`run`."""
+
     def __init__(self, config: TrainConfig, env: Distributed) -> None:
         self.config, self.env = config, env
         self.run_dir = Path(config.out)
         self.spec = load(config.spec_file())
+        self.scale = config.training_scale(self.spec.input.size)
         self.log = RunLog(self.run_dir, enabled=env.main and config.progress, quiet=not env.main)
         self.stop_requested = False
-        self.broken_reported: set[int] = set()
+        self.broken, self.broken_reported = 0, set[int]()  # this process's unreadable images, this epoch
 
-    # -- set-up ------------------------------------------------------------------------
-    def run(self) -> None:
-        config, env = self.config, self.env
-        if config.deterministic:
-            torch.use_deterministic_algorithms(True)
-            torch.backends.cudnn.benchmark = False
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.manual_seed(config.seed + env.rank)
-
-        resume_state = self._resume_state()
+        resumed = self._resume_state()
         if env.main:
             with _writing(self.run_dir, hint="give --out a folder that can be created and written"):
                 self.run_dir.mkdir(parents=True, exist_ok=True)
         train_folder = datalib.scan(config.data, config.train_split)
         val_folder = datalib.scan(config.data, config.val_split, classes=train_folder.classes)
         self._check_classes(train_folder)
-        stats = self._colour_stats(train_folder, resume_state)
-        self.stats = stats
-
-        model = self._model(resume_state)
-        if config.sync_bn and env.world > 1:  # before the optimizer: the conversion makes new modules
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        self.model = model
-        self.optimizer = torch.optim.SGD(
-            model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-        )
-        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            self.optimizer,
-            mode="max",
-            factor=config.lr_factor,
-            patience=config.lr_patience,
-            min_lr=config.lr * config.lr_factor**config.lr_drops * (1 - 1e-6),
-        )
-        self.scaler = torch.amp.GradScaler(env.device.type, enabled=config.amp == "fp16")
-        self.net = model
+        self.stats = self._colour_stats(train_folder, resumed)
+        self.model = self._model(resumed)
+        self.net = self.model
         if env.world > 1:
             self.net = nn.parallel.DistributedDataParallel(
-                model, device_ids=[env.local_rank] if env.device.type == "cuda" else None
+                self.model, device_ids=[env.local_rank] if env.device.type == "cuda" else None
             )
-
-        input_size = self.spec.input.size
-        scale = config.scale_range(input_size)
-        augment = datalib.Augment(
-            input_size=input_size,
-            scale=scale,
-            channels=self.spec.input.channels,
-            stats=stats,
-            flip=config.flip,
-            colour_std=config.colour_std,
-        )
-        evaluate = datalib.Evaluate(input_size=input_size, scale=(scale[0] + scale[1]) // 2, channels=augment.channels)
-        self.train_set = datalib.TrainDataset(train_folder, augment, seed=config.seed)
-        self.val_set = datalib.EvalDataset(val_folder, evaluate)
+        self.train_set, self.val_set = self._datasets(train_folder, val_folder)
+        self.batches = config.batch_split(env.world)
         self.steps_per_epoch = len(self.train_set) // config.batch_size
         if self.steps_per_epoch == 0:
             raise SpecError(
                 f"{train_folder.root} has {len(self.train_set)} images, fewer than one batch of {config.batch_size}",
                 hint="lower --batch-size",
             )
-        if config.batch_size % env.world:
-            raise SpecError(f"the batch of {config.batch_size} does not split evenly over {env.world} processes")
+        self.state = self._training_state()
+        # What the run is, in every checkpoint: how to continue it and what its numbers mean.
+        self.facts = {
+            "config": config.model_dump(),
+            "colour_stats": self.stats.model_dump_json(),
+            "classes": list(train_folder.classes),
+            "train_scale": list(self.scale),
+        }
+        if resumed is not None:
+            self._restore(resumed)
 
-        self.epoch, self.step, self.history, self.best, self.broken = 0, 0, [], None, 0
-        if resume_state is not None:
-            self._restore(resume_state)
-        if env.main:
-            threads = torch.get_num_threads()
+    def run(self) -> None:
+        if self.env.main:
             with _writing(self.run_dir):
                 self.log.start(
-                    config, self.spec, train_folder, val_folder, stats, self.steps_per_epoch, env.world, threads
+                    self.config,
+                    self.spec,
+                    self.train_set.folder,
+                    self.val_set.folder,
+                    self.stats,
+                    self.steps_per_epoch,
+                    self.env.world,
+                    torch.get_num_threads(),
                 )
         previous = self._install_signal_handlers()
         try:
@@ -235,6 +281,7 @@ class _Trainer:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
+    # -- set-up ------------------------------------------------------------------------
     def _resume_state(self) -> dict[str, Any] | None:
         if not self.config.resume:
             if (self.run_dir / runs.LAST).exists():
@@ -265,10 +312,10 @@ class _Trainer:
                 hint=f"change the last FC layer to FC-{len(folder.classes)}, or train on the data it was written for",
             )
 
-    def _colour_stats(self, folder: datalib.ImageFolder, resume_state: dict | None) -> datalib.ColourStats:
+    def _colour_stats(self, folder: datalib.ImageFolder, resumed: dict | None) -> datalib.ColourStats:
         path = self.run_dir / runs.COLOUR_STATS
-        if resume_state is not None and "colour_stats" in resume_state:
-            return datalib.ColourStats.model_validate_json(resume_state["colour_stats"])
+        if resumed is not None and "colour_stats" in resumed:
+            return datalib.ColourStats.model_validate_json(resumed["colour_stats"])
         if self.env.main:
             self.log.note(
                 f"computing mean RGB and colour PCA from up to {self.config.stats_images} training images ..."
@@ -284,20 +331,52 @@ class _Trainer:
         self.env.barrier()
         return datalib.ColourStats.model_validate_json(path.read_text())
 
-    def _model(self, resume_state: dict | None) -> VGG:
+    def _model(self, resumed: dict | None) -> VGG:
         config = self.config
         model = build(self.spec, init=config.init, weights=config.weights, seed=config.seed, device=self.env.device)
-        if config.init_from and resume_state is None:
+        if config.init_from and resumed is None:
             from .transfer import transfer_from
 
             report = transfer_from(config.init_from, model)
             if self.env.main:
                 self.log.note(str(report))
-        elif resume_state is None and self.env.main and (advice := init_advice(self.spec, config, self.stats.rms)):
+        elif resumed is None and self.env.main and (advice := init_advice(self.spec, config, self.stats.rms)):
             self.log.note(advice)
         if config.channels_last:
             model = model.to(memory_format=torch.channels_last)
+        if config.sync_bn and self.env.world > 1:  # before the optimizer: the conversion makes new modules
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         return model
+
+    def _datasets(
+        self, train_folder: datalib.ImageFolder, val_folder: datalib.ImageFolder
+    ) -> tuple[datalib.TrainDataset, datalib.EvalDataset]:
+        config, input_size, channels = self.config, self.spec.input.size, self.spec.input.channels
+        augment = datalib.Augment(
+            input_size=input_size,
+            scale=tuple(self.scale),
+            channels=channels,
+            stats=self.stats,
+            flip=config.flip,
+            colour_std=config.colour_std,
+        )
+        validate = datalib.Evaluate(input_size=input_size, scale=self.scale.middle, channels=channels)
+        return datalib.TrainDataset(train_folder, augment, seed=config.seed), datalib.EvalDataset(val_folder, validate)
+
+    def _training_state(self) -> TrainingState:
+        config = self.config
+        optimizer = torch.optim.SGD(
+            self.model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer,
+            mode="max",
+            factor=config.lr_factor,
+            patience=config.lr_patience,
+            min_lr=config.lr * config.lr_factor**config.lr_drops * (1 - 1e-6),
+        )
+        scaler = torch.amp.GradScaler(self.env.device.type, enabled=config.amp == "fp16")
+        return TrainingState(optimizer, scheduler, scaler)
 
     # -- checkpoints -------------------------------------------------------------------
     def _rng_state(self) -> dict[str, torch.Tensor]:
@@ -306,34 +385,18 @@ class _Trainer:
             rng["cuda"] = torch.cuda.get_rng_state(self.env.device)
         return rng
 
-    def _state(self, rngs: list[dict[str, torch.Tensor]]) -> dict[str, Any]:
-        return {
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "epoch": self.epoch,
-            "step": self.step,
-            "rng": rngs,  # one per process: each draws its own dropout masks
-            "history": self.history,
-            "best": self.best,
-            "config": self.config.model_dump(),
-            "colour_stats": self.stats.model_dump_json(),
-            "classes": list(self.train_set.folder.classes),
-        }
-
     def _save(self, *, best: bool = False) -> None:
         """Every process hands rank 0 its RNG state, so resumes are exact with N processes too."""
-        rngs = self.env.gather(self._rng_state())
+        rngs = self.env.gather(self._rng_state())  # one per process: each draws its own dropout masks
         if not self.env.main:
             return
-        state = self._state(rngs)
         with _writing(self.run_dir):
-            save_checkpoint(self.model, self.run_dir / runs.LAST, **state)
+            save_checkpoint(self.model, self.run_dir / runs.LAST, **self.state.state_dict(), rng=rngs, **self.facts)
             if best:  # the same bytes: a second name, not a second write
                 atomic_link(self.run_dir / runs.LAST, self.run_dir / runs.BEST)
 
-    def _restore(self, state: dict[str, Any]) -> None:
-        trained_on, here = list(state.get("classes") or []), list(self.train_set.folder.classes)
+    def _restore(self, checkpoint: dict[str, Any]) -> None:
+        trained_on, here = list(checkpoint.get("classes") or []), list(self.facts["classes"])
         if trained_on and trained_on != here:  # as many (the spec's classifier fits both), but not the same
             i = next(i for i, (was, now) in enumerate(zip(trained_on, here)) if was != now)
             raise SpecError(
@@ -341,27 +404,24 @@ class _Trainer:
                 f"class {i} was '{trained_on[i]}', here it is '{here[i]}'",
                 hint="resume with the data the run was started on (--data), or start a new run",
             )
-        self.model.load_state_dict(state["state_dict"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        self.epoch, self.step = state["epoch"], state["step"]
-        self.history, self.best = list(state["history"]), state["best"]
-        rngs = state["rng"]
+        self.model.load_state_dict(checkpoint["state_dict"])
+        self.state.load_state_dict(checkpoint)
+        rngs = checkpoint["rng"]
         rng = rngs[self.env.rank] if self.env.rank < len(rngs) else rngs[0]  # fewer processes than before
         torch.set_rng_state(rng["cpu"])
         if "cuda" in rng and self.env.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], self.env.device)
         if self.env.main:
-            self.log.rewrite_metrics(self.history)
-            if self.epoch >= self.config.epochs:
+            state = self.state
+            self.log.rewrite_metrics(state.history)
+            if state.epoch >= self.config.epochs:
                 self.log.note(
-                    f"{self.run_dir} has finished its {self.epoch} epochs: nothing to train "
+                    f"{self.run_dir} has finished its {state.epoch} epochs: nothing to train "
                     "(give a larger --epochs to train on)"
                 )
             else:
                 self.log.note(
-                    f"resuming {self.run_dir} at epoch {self.epoch + 1}, step {self.step}/{self.steps_per_epoch}"
+                    f"resuming {self.run_dir} at epoch {state.epoch + 1}, step {state.step}/{self.steps_per_epoch}"
                 )
 
     def _install_signal_handlers(self) -> dict[int, Any]:
@@ -374,16 +434,16 @@ class _Trainer:
 
     # -- the loop ----------------------------------------------------------------------
     def _loop(self) -> None:
-        config = self.config
-        started, first_epoch = time.perf_counter(), self.epoch
+        config, state = self.config, self.state
+        started, first_epoch = time.perf_counter(), state.epoch
         try:
-            while self.epoch < config.epochs:
+            while state.epoch < config.epochs:
                 train_loss, seen, seconds, wait = self._train_epoch()
                 top1, top5 = self._validate()
-                lr = self.optimizer.param_groups[0]["lr"]
-                improved = self.best is None or top1 < self.best["val_top1_err"]
+                lr = state.optimizer.param_groups[0]["lr"]
+                improved = state.best is None or top1 < state.best["val_top1_err"]
                 record = {
-                    "epoch": self.epoch + 1,
+                    "epoch": state.epoch + 1,
                     "train_loss": train_loss,
                     "val_top1_err": top1,
                     "val_top5_err": top5,
@@ -393,21 +453,21 @@ class _Trainer:
                     "broken_images": int(self.env.sum([self.broken])[0]),
                     "seconds": seconds,
                 }
-                self.history.append(record)
+                state.history.append(record)
                 if improved:
-                    self.best = record
-                self.scheduler.step(1.0 - top1)
-                self.epoch, self.step = self.epoch + 1, 0
+                    state.best = record
+                state.scheduler.step(1.0 - top1)
+                state.epoch, state.step, state.loss_sum = state.epoch + 1, 0, 0.0
                 self._save(best=improved)
                 if self.env.main:
                     with _writing(self.run_dir):
-                        self.log.epoch_done(record, self.history)
+                        self.log.epoch_done(record, state.history)
         except _Stop as stop:
             if self.env.main:
                 self.log.note(str(stop))
             raise SystemExit(stop.code) from None
         if self.env.main:
-            self.log.finish(self.history, self.best, time.perf_counter() - started, first_epoch=first_epoch)
+            self.log.finish(state.history, state.best, time.perf_counter() - started, first_epoch=first_epoch)
 
     def _diverged(self, loss: float) -> str:
         """What a NaN or infinite loss left behind, and what to try: only what was not tried."""
@@ -428,23 +488,21 @@ class _Trainer:
             tries += [" or ".join(tamer)] if tamer else []
             tries.append("--init-from a trained A (Section 3.1)")
         return (
-            f"the loss became {loss} at epoch {self.epoch + 1}, step {self.step + 1}: training stopped; "
+            f"the loss became {loss} at epoch {self.state.epoch + 1}, step {self.state.step + 1}: training stopped; "
             f"{kept}. Try {', or '.join(tries)}."
         )
 
-    def _batches(self) -> list[list[int]]:
+    def _micro_batches(self) -> list[list[int]]:
         """This process's micro-batches for the rest of the epoch (the order is keyed by seed and epoch)."""
-        config, env = self.config, self.env
-        generator = torch.Generator().manual_seed(config.seed * 1_000_003 + self.epoch)
+        config, env, state = self.config, self.env, self.state
+        generator = torch.Generator().manual_seed(config.seed * 1_000_003 + state.epoch)
         order = torch.randperm(len(self.train_set), generator=generator).tolist()
-        share = config.batch_size // env.world
-        micro = min(config.micro_batch or share, share)
+        micro = self.batches.micro
         batches = []
-        for step in range(self.step, self.steps_per_epoch):
+        for step in range(state.step, self.steps_per_epoch):
             global_batch = order[step * config.batch_size : (step + 1) * config.batch_size]
             mine = global_batch[env.rank :: env.world]
             batches.extend(mine[i : i + micro] for i in range(0, len(mine), micro))
-        self.micro_per_step = math.ceil(share / micro)
         return batches
 
     def _loader(self, dataset, batch_sampler) -> torch.utils.data.DataLoader:
@@ -477,15 +535,15 @@ class _Trainer:
         return datalib.to_device(batch, self.stats, self.env.device, channels_last=self.config.channels_last)
 
     def _train_epoch(self) -> tuple[float, int, float, float]:
-        config, env = self.config, self.env
-        self.train_set.set_epoch(self.epoch)
+        config, env, state = self.config, self.env, self.state
+        self.train_set.set_epoch(state.epoch)
         self.model.train()
-        share = config.batch_size // env.world
-        loader = self._loader(self.train_set, self._batches())
-        if self.step == 0:
+        share, per_step = self.batches.share, self.batches.per_step
+        loader = self._loader(self.train_set, self._micro_batches())
+        if state.step == 0:
             self.broken = 0
-        progress = self.log.progress(self.epoch, config.epochs, self.step, self.steps_per_epoch)
-        loss_sum = seen = 0.0
+        progress = self.log.progress(state.epoch, config.epochs, state.step, self.steps_per_epoch)
+        seen = 0
         data_wait = compute = 0.0
         micro_index = 0
         step_loss = 0.0
@@ -497,7 +555,7 @@ class _Trainer:
             for index in batch.broken:
                 self._report_broken(index)
             images, labels = self._inputs(batch)
-            last_micro = micro_index == self.micro_per_step - 1
+            last_micro = micro_index == per_step - 1
             sync = nullcontext() if last_micro or env.world == 1 else self.net.no_sync()
             with sync:
                 with self._autocast():
@@ -505,41 +563,40 @@ class _Trainer:
                     # sum over this micro-batch / this process's share: DDP's mean over processes
                     # then gives the mean over the global batch, whatever the split.
                     loss = nn.functional.cross_entropy(scores.float(), labels, reduction="sum") / share
-                self.scaler.scale(loss).backward()
+                state.scaler.scale(loss).backward()
             step_loss += loss.item()
             micro_index += 1
             if last_micro:
                 if env.any(not math.isfinite(step_loss)):
-                    raise _Stop(self._diverged(step_loss), code=3)
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-                self.optimizer.zero_grad(set_to_none=True)
+                    raise _Stop(self._diverged(step_loss), code=ExitCode.DIVERGED)
+                state.scaler.step(state.optimizer)
+                state.scaler.update()
+                state.optimizer.zero_grad(set_to_none=True)
                 global_loss = env.sum([step_loss])[0] / env.world
-                loss_sum += global_loss
+                state.loss_sum += global_loss
                 seen += config.batch_size
-                self.step += 1
+                state.step += 1
                 micro_index, step_loss = 0, 0.0
                 compute += time.perf_counter() - now
                 progress.update(global_loss, config.batch_size, data_wait, compute)
                 if (
                     config.checkpoint_every
-                    and self.step % config.checkpoint_every == 0
-                    and self.step < self.steps_per_epoch
+                    and state.step % config.checkpoint_every == 0
+                    and state.step < self.steps_per_epoch
                 ):
                     self._save()
                 if env.any(self.stop_requested):
                     self._save()
                     raise _Stop(
-                        f"interrupted: saved {self.run_dir / runs.LAST} at epoch {self.epoch + 1}, step "
-                        f"{self.step}; continue with: vggspec train --out {self.run_dir} --resume",
-                        code=130,
+                        f"interrupted: saved {self.run_dir / runs.LAST} at epoch {state.epoch + 1}, step "
+                        f"{state.step}; continue with: vggspec train --out {self.run_dir} --resume",
+                        code=ExitCode.INTERRUPTED,
                     )
             else:
                 compute += time.perf_counter() - now
             tick = time.perf_counter()
         progress.close()
-        steps = max(1, self.steps_per_epoch)
-        return loss_sum / steps, int(seen), data_wait + compute, data_wait
+        return state.loss_sum / max(1, self.steps_per_epoch), seen, data_wait + compute, data_wait
 
     @torch.no_grad()
     def _validate(self) -> tuple[float, float]:
@@ -547,19 +604,17 @@ class _Trainer:
         env = self.env
         self.model.eval()
         indices = list(range(env.rank, len(self.val_set), env.world))
-        batch = max(1, self.config.micro_batch or self.config.batch_size // env.world)
+        batch = max(1, self.config.micro_batch or self.batches.share)
         loader = self._loader(self.val_set, [indices[i : i + batch] for i in range(0, len(indices), batch)])
-        correct1 = correct5 = count = 0.0
+        correct = torch.zeros(2, dtype=torch.float64)
+        count = 0
         for data in loader:
             images, labels = self._inputs(data)
             with self._autocast():
                 scores = self.model(images).float()
-            top5 = scores.topk(min(5, scores.shape[1]), dim=1).indices
-            hits = top5 == labels[:, None]
-            correct1 += hits[:, 0].sum().item()
-            correct5 += hits.any(dim=1).sum().item()
+            correct += top_k_correct(scores.cpu(), labels.cpu())
             count += len(labels)
-        correct1, correct5, count = env.sum([correct1, correct5, count])
+        correct1, correct5, count = env.sum([*correct.tolist(), count])
         if count == 0:
             return 1.0, 1.0
         return 1 - correct1 / count, 1 - correct5 / count
