@@ -604,3 +604,23 @@ def test_the_batch_splits_over_processes_and_micro_batches():
     assert TrainConfig(data="d", batch_size=256).batch_split(1) == (256, 256, 1)
     with pytest.raises(vggspec.SpecError, match="does not split evenly over 3 processes"):
         TrainConfig(data="d", batch_size=256).batch_split(3)
+
+
+def test_a_caller_can_silence_the_trainers_notes(tmp_path, shapes, capfd):
+    """The notes go to the 'vggspec' logger: a program that calls train() quiets them as it quiets
+    any library; warnings (an unreadable image) still come through."""
+    import logging
+
+    from vggspec.train import train
+
+    logger = logging.getLogger("vggspec")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        train(config(tmp_path, shapes, epochs=1))
+    finally:
+        logger.setLevel(level)
+    err = capfd.readouterr().err
+    assert "configuration" not in err and "done:" not in err, err
+    train(config(tmp_path / "loud", shapes, epochs=1))
+    assert "done: 1 epoch in" in capfd.readouterr().err

@@ -20,6 +20,7 @@ from .bundled import paper_specs, spec_files, spec_path
 from .errors import SpecError
 from .formatter import format_spec
 from .initialisation import InitName
+from .logs import show_messages
 from .parser import load, parse
 from .report import Columns, per_layer, side_by_side, table1
 from .runs import started_data
@@ -42,6 +43,7 @@ def run() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    show_messages()  # the library's notes (training progress, what was written) as plain lines
     parser = _parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:

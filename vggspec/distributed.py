@@ -18,6 +18,7 @@ import torch
 import torch.distributed as distributed
 
 from .errors import ExitCode, SpecError
+from .logs import log, show_messages, shown_level
 
 
 class Distributed:
@@ -83,7 +84,7 @@ def launch(worker: Callable[[dict[str, Any]], None], config: dict[str, Any], *, 
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     # Each process imports torch and joins the group before it can say anything: seconds of silence.
-    print(f"starting {world} processes on this machine ...", file=sys.stderr, flush=True)
+    log.info(f"starting {world} processes on this machine ...")
     settings = LaunchConfig(
         min_nodes=1,
         max_nodes=1,
@@ -106,7 +107,7 @@ def launch(worker: Callable[[dict[str, Any]], None], config: dict[str, Any], *, 
     for logger in quiet:
         logger.setLevel(logging.CRITICAL)
     try:
-        elastic_launch(settings, _guarded)(worker, config)
+        elastic_launch(settings, _guarded)(worker, config, shown_level())
     except SignalException:  # Ctrl-C or kill: the launcher passed it on, and the processes saved
         raise SystemExit(ExitCode.INTERRUPTED) from None
     except Exception as err:  # noqa: BLE001 - the launcher wraps a worker's failure
@@ -130,12 +131,15 @@ def launch(worker: Callable[[dict[str, Any]], None], config: dict[str, Any], *, 
             logger.setLevel(level)
 
 
-def _guarded(worker: Callable[[dict[str, Any]], None], config: dict[str, Any]) -> None:
-    """``worker(config)``, with bad input said once and cleanly (by rank 0), as one process says it.
+def _guarded(worker: Callable[[dict[str, Any]], None], config: dict[str, Any], messages: int | None) -> None:
+    """``worker(config)``, with bad input said once and cleanly (by rank 0), as one process says it,
+    and vggspec's messages shown as the launching process shows them (``messages``: their level).
 
     Every process usually meets the same bad input (a missing folder, a class count); without
     this, each would end in a traceback that the launcher then prints.
     """
+    if messages is not None:
+        show_messages(messages)
     try:
         worker(config)
     except SpecError as err:

@@ -21,6 +21,7 @@ from typing import Any
 
 from . import runs
 from .formatter import format_spec
+from .logs import log
 
 
 class RunLog:
@@ -33,7 +34,7 @@ class RunLog:
     # -- text ----------------------------------------------------------------------------
     def note(self, message: str) -> None:
         if not self.quiet:
-            print(message, file=sys.stderr, flush=True)
+            log.info(message)
 
     def start(
         self, config, spec, train_folder, val_folder, stats, steps_per_epoch: int, world: int, threads: int

@@ -42,6 +42,7 @@ from .config import TrainConfig
 from .distributed import Distributed, launch
 from .errors import CheckpointError, ExitCode, SpecError
 from .layers import FC
+from .logs import log
 from .metrics import top_k_correct
 from .parser import load
 from .runlog import RunLog
@@ -100,7 +101,7 @@ def _as_started(config: TrainConfig, given: set[str]) -> TrainConfig:
         )
     if changes and os.environ.get("RANK", "0") == "0":
         changed = ", ".join(f"{key} {_shown(getattr(started, key))} → {_shown(v)}" for key, v in changes.items())
-        print(f"note: resuming {config.out} with {changed}", file=sys.stderr)
+        log.info(f"note: resuming {config.out} with {changed}")
     return started.model_copy(update={**changes, **{key: getattr(config, key) for key in _NOT_THE_RUNS}})
 
 
@@ -523,7 +524,7 @@ class _Trainer:
         if index not in self.broken_reported:
             self.broken_reported.add(index)
             path = self.train_set.folder.samples[index][0]
-            print(f"skipping an unreadable image: {path}", file=sys.stderr, flush=True)
+            log.warning(f"skipping an unreadable image: {path}")
 
     def _autocast(self):
         if self.config.amp is None:
