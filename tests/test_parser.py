@@ -277,3 +277,35 @@ def test_check_false_skips_the_shape_check():
     spec = vggspec.parse("input: 8\n" + "maxpool\n" * 5 + "FC-10", check=False)
     with pytest.raises(ShapeError):
         vggspec.analyze(spec)
+
+
+def test_a_byte_order_mark_is_dropped():
+    text = "input: 32x32 RGB\nconv3-8\nmaxpool\nFC-10\n"
+    assert vggspec.parse("\ufeff" + text) == vggspec.parse(text)
+
+
+@pytest.mark.parametrize(
+    "line, column, named, hint",
+    [
+        ("\u0441onv3-64", 1, "'\u0441' (U+0441 CYRILLIC SMALL LETTER ES) in '\u0441onv3-64'", "retype it"),
+        ("conv3-64,\u00a0maxpool", 10, "U+00A0 NO-BREAK SPACE (invisible)", "plain space"),
+        ("conv3-64\x00", 9, "U+0000 NULL (invisible)", "control character"),
+        ("conv3-64, maxp\u043el", 15, "'\u043e' (U+043E CYRILLIC SMALL LETTER O)", "retype it"),
+    ],
+)
+def test_an_unexpected_character_is_named_by_its_code_point(line, column, named, hint):
+    with pytest.raises(SpecSyntaxError) as info:
+        vggspec.parse(f"input: 32x32 RGB\n{line}\nFC-10\n")
+    assert (info.value.line, info.value.column) == (2, column)
+    assert f"unexpected character {named}" in info.value.message and hint in info.value.hint
+    assert "\x00" not in str(info.value)  # the echoed line shows a control character, not the byte
+
+
+def test_an_error_on_a_huge_line_shows_the_spot_not_the_line():
+    text = "input: 32x32 RGB\n" + "conv3-8, " * 2_000 + "maxpol, FC-10\n"  # 18,000 characters
+    with pytest.raises(SpecError) as info:
+        vggspec.parse(text)
+    report = str(info.value)
+    assert len(report) < 1000 and "…" in report
+    source, caret = report.splitlines()[1:3]
+    assert source[caret.index("^")] == "m"  # the caret is under the culprit's first letter

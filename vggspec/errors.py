@@ -9,6 +9,7 @@ expected, and a hint such as "did you mean 'maxpool'?".
 from __future__ import annotations
 
 import difflib
+import unicodedata
 from collections.abc import Iterable
 from enum import IntEnum
 
@@ -70,11 +71,12 @@ class SpecError(Exception):
         source_line = self._source_line()
         if source_line is not None:
             gutter = f"{self.line:>5} | "
-            out.append(gutter + source_line)
+            shown, column = _window(source_line, self.column or 1)
+            out.append(gutter + shown)
             if self.column is not None:
                 # Tabs stay tabs so the caret lines up however the terminal expands them.
-                pad = "".join("\t" if ch == "\t" else " " for ch in source_line[: self.column - 1])
-                out.append(" " * (len(gutter) - 2) + "| " + pad + "^" * self.width)
+                pad = "".join("\t" if ch == "\t" else " " for ch in shown[: column - 1])
+                out.append(" " * (len(gutter) - 2) + "| " + pad + "^" * min(self.width, SHOWN_LINE))
         if self.expected:
             out.append(f"expected: {self.expected}")
         if self.hint:
@@ -116,6 +118,35 @@ class WeightsError(SpecError):
 
 class CheckpointError(SpecError):
     """A file that is not a vggspec checkpoint, or whose spec does not match."""
+
+
+SHOWN_LINE = 100  # characters of a source line an error shows: the spot and what is around it
+
+
+def _window(line: str, column: int) -> tuple[str, int]:
+    """A long line cut to about :data:`SHOWN_LINE` characters around ``column`` (marked '…' where
+    cut), and the column's place in what is shown: a 10 MB one-line spec is not echoed whole."""
+    line = "".join(ch if ch.isprintable() or ch == "\t" else "\ufffd" for ch in line)  # NUL & co. made visible
+    if len(line) <= SHOWN_LINE:
+        return line, column
+    start = max(0, min(column - 1 - SHOWN_LINE // 2, len(line) - SHOWN_LINE))
+    shown = line[start : start + SHOWN_LINE]
+    prefix = "…" if start > 0 else ""
+    suffix = "…" if start + SHOWN_LINE < len(line) else ""
+    return prefix + shown + suffix, column - start + len(prefix)
+
+
+def describe_character(char: str) -> str:
+    """``'с' (U+0441 CYRILLIC SMALL LETTER ES)``: what an unexpected character really is, so that a
+    look-alike, an invisible space or a control character can be found and replaced."""
+    name = unicodedata.name(char, "")
+    if not name:  # control characters have no name in unicodedata
+        name = {"\0": "NULL", "\t": "TAB", "\r": "CARRIAGE RETURN", "\x0b": "LINE TABULATION", "\x0c": "FORM FEED"}.get(
+            char, "a control character"
+        )
+    if char.isprintable() and not char.isspace():
+        return f"{char!r} (U+{ord(char):04X} {name})"
+    return f"U+{ord(char):04X} {name} (invisible)"
 
 
 def source_lines(text: str) -> list[str]:

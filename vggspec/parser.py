@@ -16,7 +16,15 @@ from lark import Lark, Token, Transformer, UnexpectedCharacters, UnexpectedEOF, 
 from pydantic import ValidationError
 
 from .bundled import bundled_names, spec_path
-from .errors import SpecError, SpecSyntaxError, SpecValueError, UnknownLayerError, did_you_mean, source_lines
+from .errors import (
+    SpecError,
+    SpecSyntaxError,
+    SpecValueError,
+    UnknownLayerError,
+    describe_character,
+    did_you_mean,
+    source_lines,
+)
 from .layers import LayerSpec, kind_for_word, spelling_examples, suggest_word
 from .spec import COLOUR_MODELS, Comment, InputShape, Spec
 
@@ -36,8 +44,10 @@ def parse(text: str, filename: str | None = None, *, check: bool = True) -> Spec
 
     With ``check`` (the default) the network is also analysed at its declared input size, so a
     spec that cannot work (a spatial size that reaches zero, a layer after the classifier) is
-    rejected here with a :class:`ShapeError` rather than later.
+    rejected here with a :class:`ShapeError` rather than later. A byte-order mark at the start
+    (what some Windows editors write) is dropped.
     """
+    text = text.removeprefix("\ufeff")
     try:
         spec = _parse(text, filename)
         if check:
@@ -366,6 +376,8 @@ def _syntax_error(err: UnexpectedInput, text: str) -> SpecSyntaxError:
         if token.type == "$END":
             return _eof_error(err, text)
         what = "end of line" if token.type == "_NL" else f"'{token}'"
+        if token.type != "_NL" and (odd := _odd_character(str(token))) is not None:
+            return _character_error(str(token)[odd], token.line, token.column + odd, within=str(token))
         hint = None
         if token.type == "LAYER_WORD" and "COMMA" in err.expected:
             hint = "separate layers with ',' or put them on separate lines"
@@ -384,19 +396,44 @@ def _syntax_error(err: UnexpectedInput, text: str) -> SpecSyntaxError:
         )
     if isinstance(err, UnexpectedCharacters):
         char = text[err.pos_in_stream] if err.pos_in_stream < len(text) else ""
-        hint = None
-        if char in "×x*":
-            hint = "a repetition is written '×3' (or 'x3') after a layer, with a count"
-        return SpecSyntaxError(
-            f"unexpected character {char!r}",
-            line=err.line,
-            column=err.column,
-            expected=_expected(err.allowed),
-            hint=hint,
-        )
+        if char and char in "×x*":
+            return SpecSyntaxError(
+                f"unexpected character {char!r}",
+                line=err.line,
+                column=err.column,
+                expected=_expected(err.allowed),
+                hint="a repetition is written '×3' (or 'x3') after a layer, with a count",
+            )
+        return _character_error(char, err.line, err.column, expected=_expected(err.allowed))
     if isinstance(err, UnexpectedEOF):
         return _eof_error(err, text)
     return SpecSyntaxError(str(err))
+
+
+def _odd_character(word: str) -> int | None:
+    """Where ``word`` holds a character no spec word is made of (a look-alike letter, an invisible
+    space, a control character), or None. The '×' of repetitions is the one non-ASCII character."""
+    return next((i for i, ch in enumerate(word) if ch != "×" and not (ch.isascii() and ch.isprintable())), None)
+
+
+def _character_error(char: str, line: int, column: int, *, within: str = "", expected: str | None = None):
+    """An unexpected character named by its code point, with what to do about its kind."""
+    if char.isspace():
+        hint = "replace it with a plain space"
+    elif char.isalnum():
+        hint = "it looks like a letter or digit of a spec word but is another character: retype it"
+    elif not char.isprintable():
+        hint = "remove it: the file holds a control character here"
+    else:
+        hint = None
+    where = f" in '{within}'" if within and within != char and within.isprintable() else ""
+    return SpecSyntaxError(
+        f"unexpected character {describe_character(char) if char else 'at the end'}{where}",
+        line=line,
+        column=column,
+        expected=expected,
+        hint=hint,
+    )
 
 
 def _eof_error(err: UnexpectedInput, text: str) -> SpecSyntaxError:
