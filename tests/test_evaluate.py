@@ -23,6 +23,7 @@ from vggspec.evaluate import (  # noqa: E402
     parse_test_scales,
     predict,
 )
+from vggspec.samples import image_folder  # noqa: E402
 
 from . import images  # noqa: E402
 from .conftest import ROOT  # noqa: E402
@@ -36,7 +37,7 @@ def trained(tmp_path_factory):
     from vggspec.train import train
 
     root = tmp_path_factory.mktemp("eval")
-    data = images.image_folder(root / "data", classes=3, train=24, val=10, size=28)
+    data = image_folder(root / "data", classes=3, train=24, val=10, size=28)
     spec = root / "shapes.vgg"
     spec.write_text(SPEC)
     run = train(

@@ -16,8 +16,8 @@ torch = pytest.importorskip("torch", reason="needs the test extras: pip install 
 
 import vggspec  # noqa: E402
 from vggspec.config import TrainConfig  # noqa: E402
+from vggspec.samples import image_folder  # noqa: E402
 
-from . import images  # noqa: E402
 from .conftest import ROOT  # noqa: E402
 
 # Narrow nets for 16×16 inputs: seconds on a CPU.
@@ -30,7 +30,7 @@ TINY_D = "input: 16x16 RGB\nconv3-4 ×2\nmaxpool\nconv3-8 ×2\nmaxpool\nconv3-8 
 
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory):
-    return images.image_folder(tmp_path_factory.mktemp("shapes"), classes=3, train=32, val=12, size=20)
+    return image_folder(tmp_path_factory.mktemp("shapes"), classes=3, train=32, val=12, size=20)
 
 
 def spec_file(tmp_path, text, name="net.vgg"):
