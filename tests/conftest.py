@@ -3,10 +3,14 @@ from pathlib import Path
 import pytest
 
 import vggspec
+from vggspec.config import TrainConfig  # pydantic only: no torch
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
 PAPER_CONFIGS = ("A", "A-LRN", "B", "C", "D", "E")
+
+# A narrow net for 16×16 inputs and 3 classes: it trains in seconds on a CPU.
+TINY_SPEC = "input: 16x16 RGB\nconv3-8 [bn]\nmaxpool\nconv3-16 [bn]\nmaxpool\nFC-32\nFC-3\nsoft-max\n"
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +25,53 @@ def vggspec_messages():
     from vggspec.logs import show_messages
 
     show_messages()
+
+
+def spec_file(folder: Path, text: str, name: str = "net.vgg") -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(text)
+    return str(path)
+
+
+def tiny_config(
+    folder: Path, data: str | Path, text: str = TINY_SPEC, *, name: str = "net.vgg", **overrides
+) -> TrainConfig:
+    """The recipe that trains a tiny network in seconds: FOLDER/NAME (``text``) on ``data``, the run in FOLDER/run."""
+    values = dict(
+        spec=spec_file(folder, text, name),
+        data=str(data),
+        out=str(folder / "run"),
+        epochs=2,
+        batch_size=16,
+        lr=0.05,
+        init="kaiming",
+        workers=0,
+        stats_images=40,
+        progress=False,
+    )
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+@pytest.fixture(scope="session")
+def shapes(tmp_path_factory) -> Path:
+    """Generated shapes to train on: 3 classes, 32 training and 12 validation images each, 20×20."""
+    pytest.importorskip("PIL", reason="needs the test extras: pip install -e '.[test]'")
+    from vggspec.samples import image_folder
+
+    return image_folder(tmp_path_factory.mktemp("shapes"), classes=3, train=32, val=12, size=20)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory) -> tuple[Path, Path]:
+    """A tiny network trained for 4 epochs at S ∈ [18, 24] (seconds), and its data: best.pt and the folder
+    (3 classes of 24 training and 10 validation images, 28×28). The network is called "shapes"."""
+    pytest.importorskip("torch", reason="needs the test extras: pip install -e '.[test]'")
+    from vggspec.samples import image_folder
+    from vggspec.train import train
+
+    root = tmp_path_factory.mktemp("trained")
+    data = image_folder(root / "data", classes=3, train=24, val=10, size=28)
+    run = train(tiny_config(root, data, name="shapes.vgg", epochs=4, batch_size=12, stats_images=30, scale="18:24"))
+    return run / "best.pt", data

@@ -1,6 +1,7 @@
-"""Real images for tests, made locally: a photograph an installed package ships, and drawings.
+"""Real images for the cross-checks, made locally: a photograph an installed package ships, and drawings.
 
-Nothing is downloaded: matplotlib ships Grace Hopper's portrait in its sample data.
+Nothing is downloaded: matplotlib ships Grace Hopper's portrait in its sample data. Folders of
+shapes to train on are :mod:`vggspec.samples`.
 """
 
 from __future__ import annotations
@@ -44,44 +45,3 @@ def batch(size: int, count: int = 4):
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     return (tensor - mean) / std
 
-
-SHAPES = ("ellipse", "rectangle", "triangle", "cross")
-
-
-def shape_image(shape: str, size: int, rng: np.random.Generator) -> Image.Image:
-    """One shape of random colour, size and place on a random background: a class to learn."""
-    background = tuple(int(c) for c in rng.integers(0, 120, 3))
-    colour = tuple(int(c) for c in rng.integers(136, 256, 3))
-    image = Image.new("RGB", (size, size), background)
-    draw = ImageDraw.Draw(image)
-    extent = int(rng.integers(size // 2, size - 2))
-    x0, y0 = (int(v) for v in rng.integers(0, size - extent + 1, 2))
-    x1, y1 = x0 + extent - 1, y0 + extent - 1
-    if shape == "ellipse":
-        draw.ellipse((x0, y0, x1, y1), fill=colour)
-    elif shape == "rectangle":
-        draw.rectangle((x0, y0, x1, y1), fill=colour)
-    elif shape == "triangle":
-        draw.polygon([((x0 + x1) // 2, y0), (x0, y1), (x1, y1)], fill=colour)
-    else:
-        third = max(1, extent // 3)
-        draw.rectangle((x0 + third, y0, x1 - third, y1), fill=colour)
-        draw.rectangle((x0, y0 + third, x1, y1 - third), fill=colour)
-    return image
-
-
-def image_folder(
-    root, *, classes: int = 3, train: int = 32, val: int = 12, size: int = 24, seed: int = 0, suffix: str = ".png"
-):
-    """DIR/train/<shape>/*.png and DIR/val/<shape>/*.png: a small, learnable data set."""
-    from pathlib import Path
-
-    root = Path(root)
-    rng = np.random.default_rng(seed)
-    for split, count in (("train", train), ("val", val)):
-        for shape in SHAPES[:classes]:
-            folder = root / split / shape
-            folder.mkdir(parents=True, exist_ok=True)
-            for i in range(count):
-                shape_image(shape, size, rng).save(folder / f"{i:04d}{suffix}")
-    return root

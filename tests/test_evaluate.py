@@ -10,7 +10,6 @@ torch = pytest.importorskip("torch", reason="needs the test extras: pip install 
 
 import vggspec  # noqa: E402
 from vggspec import data as datalib  # noqa: E402
-from vggspec.config import TrainConfig  # noqa: E402
 from vggspec.evaluate import (  # noqa: E402
     PAPER,
     Results,
@@ -25,27 +24,7 @@ from vggspec.evaluate import (  # noqa: E402
 from vggspec.scales import parse_test_scales  # noqa: E402
 
 from . import images  # noqa: E402
-from .conftest import ROOT  # noqa: E402
-
-SPEC = "input: 16x16 RGB\nconv3-8 [bn]\nmaxpool\nconv3-16 [bn]\nmaxpool\nFC-32\nFC-3\nsoft-max\n"
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A network trained for a few epochs on shapes (seconds), and its data."""
-    from vggspec.train import train
-
-    root = tmp_path_factory.mktemp("eval")
-    data = images.image_folder(root / "data", classes=3, train=24, val=10, size=28)
-    spec = root / "shapes.vgg"
-    spec.write_text(SPEC)
-    run = train(
-        TrainConfig(
-            spec=str(spec), data=str(data), out=str(root / "run"), epochs=4, batch_size=12, lr=0.05,
-            init="kaiming", workers=0, stats_images=30, progress=False, scale="18:24",
-        )
-    )  # fmt: skip
-    return run / "best.pt", data
+from .conftest import ROOT, TINY_SPEC  # noqa: E402
 
 
 def test_scales_relative_to_the_training_scale():
@@ -266,7 +245,7 @@ def test_checkpoints_without_training_facts_and_missing_images_are_clear_errors(
     from vggspec.checkpoint import save_checkpoint
 
     compiled = tmp_path / "compiled.pt"
-    save_checkpoint(vggspec.build(vggspec.parse(SPEC), seed=0), compiled)
+    save_checkpoint(vggspec.build(vggspec.parse(TINY_SPEC), seed=0), compiled)
     with pytest.raises(vggspec.SpecError, match="not written by vggspec train"):
         load_network(compiled)
     with pytest.raises(vggspec.SpecError, match="no such image"):

@@ -17,44 +17,13 @@ torch = pytest.importorskip("torch", reason="needs the test extras: pip install 
 import vggspec  # noqa: E402
 from vggspec.config import TrainConfig  # noqa: E402
 
-from . import images  # noqa: E402
-from .conftest import ROOT  # noqa: E402
+from .conftest import ROOT, TINY_SPEC, spec_file, tiny_config  # noqa: E402
 
-# Narrow nets for 16×16 inputs: seconds on a CPU.
-SMALL_BN = "input: 16x16 RGB\nconv3-8 [bn]\nmaxpool\nconv3-16 [bn]\nmaxpool\nFC-32\nFC-3\nsoft-max\n"
+# Narrow nets for 16×16 inputs: seconds on a CPU (TINY_SPEC, with batch norm, is the conftest's).
 SMALL = "input: 16x16 RGB\nconv3-8\nmaxpool\nconv3-16\nmaxpool\nFC-32 [dropout=0]\nFC-3\nsoft-max\n"
 # Three stages, so that A's conv1_1, conv2_1, conv3_1, conv3_2 exist (Section 3.1's transfer).
 TINY_A = "input: 16x16 RGB\nconv3-4\nmaxpool\nconv3-8\nmaxpool\nconv3-8 ×2\nmaxpool\nFC-16 ×2\nFC-3\n"
 TINY_D = "input: 16x16 RGB\nconv3-4 ×2\nmaxpool\nconv3-8 ×2\nmaxpool\nconv3-8 ×3\nmaxpool\nFC-16 ×2\nFC-3\n"
-
-
-@pytest.fixture(scope="module")
-def shapes(tmp_path_factory):
-    return images.image_folder(tmp_path_factory.mktemp("shapes"), classes=3, train=32, val=12, size=20)
-
-
-def spec_file(tmp_path, text, name="net.vgg"):
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    path = tmp_path / name
-    path.write_text(text)
-    return str(path)
-
-
-def config(tmp_path, data, text=SMALL_BN, **overrides) -> TrainConfig:
-    values = dict(
-        spec=spec_file(tmp_path, text),
-        data=str(data),
-        out=str(tmp_path / "run"),
-        epochs=2,
-        batch_size=16,
-        lr=0.05,
-        init="kaiming",
-        workers=0,
-        stats_images=40,
-        progress=False,
-    )
-    values.update(overrides)
-    return TrainConfig(**values)
 
 
 def final_weights(run) -> dict:
@@ -104,7 +73,7 @@ def wait_for(path, process, timeout=120.0):
 
 
 def test_a_narrow_network_learns_shapes(tmp_path, shapes, capfd):
-    cfg = config(tmp_path, shapes, epochs=8, lr=0.05)
+    cfg = tiny_config(tmp_path, shapes, epochs=8, lr=0.05)
     from vggspec.train import train
 
     run = train(cfg)
@@ -120,7 +89,7 @@ def test_a_narrow_network_learns_shapes(tmp_path, shapes, capfd):
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     assert json.loads((run / "config.json").read_text())["batch_size"] == 16
     model = vggspec.load_model(run / "best.pt")
-    assert model.spec == vggspec.parse(SMALL_BN)
+    assert model.spec == vggspec.parse(TINY_SPEC)
     err = capfd.readouterr().err
     assert "best epoch" in err and "val top-1 error" in err and str(run) in err
 
@@ -153,11 +122,11 @@ def test_kill_9_mid_epoch_and_resume_equals_an_uninterrupted_run(tmp_path, shape
     """SIGKILL to every process (a machine going down); with two, each rank's RNG and the data
     position must come back too. Batch norm: its statistics are per process under DDP."""
     epochs = 6 if nproc == 1 else 2
-    common = dict(epochs=epochs, deterministic=True, checkpoint_every=1, text=SMALL_BN, nproc=nproc)
-    reference = config(tmp_path / "ref", shapes, **common)
+    common = dict(epochs=epochs, deterministic=True, checkpoint_every=1, text=TINY_SPEC, nproc=nproc)
+    reference = tiny_config(tmp_path / "ref", shapes, **common)
     subprocess.run([sys.executable, "-m", "vggspec", *cli_args(reference)], cwd=ROOT, check=True, capture_output=True)
 
-    interrupted = config(tmp_path / "killed", shapes, **common)
+    interrupted = tiny_config(tmp_path / "killed", shapes, **common)
     process = cli(*cli_args(interrupted), start_new_session=True)  # its own process group, workers included
     run = tmp_path / "killed" / "run"
     wait_for(run / "last.pt", process)  # the first checkpoint: step 1 of epoch 1, a run barely begun
@@ -188,8 +157,8 @@ def test_resume_alone_continues_the_run_as_it_was_started(tmp_path, shapes, capf
     kaiming, ... here) must come from its checkpoint, not from the defaults."""
     from vggspec.train import train
 
-    reference = train(config(tmp_path / "ref", shapes, epochs=2, deterministic=True))
-    first = config(tmp_path / "res", shapes, epochs=1, deterministic=True)
+    reference = train(tiny_config(tmp_path / "ref", shapes, epochs=2, deterministic=True))
+    first = tiny_config(tmp_path / "res", shapes, epochs=1, deterministic=True)
     run = train(first)
     assert "done: 1 epoch in" in capfd.readouterr().err
     bare = dict(data=first.data, out=first.out, resume=True, progress=False)  # the spec: RUN/spec.vgg
@@ -212,14 +181,14 @@ def test_a_run_keeps_its_spec_and_resumes_with_it_or_says_why_not(tmp_path, shap
     another SPEC is refused, and without either a copy or SPEC says what to give."""
     from vggspec.train import train
 
-    commented = "# the narrow test net\n" + SMALL_BN
-    first = config(tmp_path, shapes, text=commented, epochs=1)
+    commented = "# the narrow test net\n" + TINY_SPEC
+    first = tiny_config(tmp_path, shapes, text=commented, epochs=1)
     run = train(first)
     assert (run / "spec.vgg").read_text() == commented
     capfd.readouterr()
 
     with pytest.raises(vggspec.SpecError, match="another spec than") as info:
-        train(config(tmp_path / "other", shapes, text=SMALL, out=first.out, resume=True))
+        train(tiny_config(tmp_path / "other", shapes, text=SMALL, out=first.out, resume=True))
     assert "leave SPEC out" in str(info.value.hint) and str(run / "spec.vgg") in str(info.value.hint)
     assert (run / "spec.vgg").read_text() == commented  # a refused spec does not replace the copy
 
@@ -250,7 +219,7 @@ def test_a_run_resumed_on_data_with_other_classes_is_refused(tmp_path, shapes):
 
     from vggspec.train import train
 
-    run = train(config(tmp_path, shapes, epochs=1))
+    run = train(tiny_config(tmp_path, shapes, epochs=1))
     moved = tmp_path / "moved"
     shutil.copytree(shapes, moved)
     first = sorted(p.name for p in (moved / "train").iterdir())[0]
@@ -269,7 +238,7 @@ def test_a_run_resumed_on_data_with_other_classes_is_refused(tmp_path, shapes):
 @pytest.mark.parametrize("nproc", [1, 2])
 def test_sigterm_saves_and_exits_cleanly(tmp_path, shapes, nproc):
     """With 2 processes the launcher gets the signal and passes it on: still saved, said once, 130."""
-    cfg = config(tmp_path, shapes, epochs=50, checkpoint_every=2, nproc=nproc)
+    cfg = tiny_config(tmp_path, shapes, epochs=50, checkpoint_every=2, nproc=nproc)
     process = cli(*cli_args(cfg))
     run = tmp_path / "run"
     wait_for(run / "last.pt", process)
@@ -286,7 +255,7 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path, shapes, nproc):
 def test_a_diverging_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, shapes, capfd, nproc):
     from vggspec.train import train
 
-    cfg = config(tmp_path, shapes, lr=1e6, epochs=3, checkpoint_every=1, text=SMALL, nproc=nproc)
+    cfg = tiny_config(tmp_path, shapes, lr=1e6, epochs=3, checkpoint_every=1, text=SMALL, nproc=nproc)
     with pytest.raises(SystemExit) as info:
         train(cfg)
     assert info.value.code == 3
@@ -304,7 +273,7 @@ def test_a_loss_diverging_before_any_checkpoint_says_so_and_suggests_only_what_w
     from vggspec.train import train
 
     with pytest.raises(SystemExit) as info:
-        train(config(tmp_path, shapes, lr=1e6, epochs=1, init="glorot"))
+        train(tiny_config(tmp_path, shapes, lr=1e6, epochs=1, init="glorot"))
     assert info.value.code == 3
     message = capfd.readouterr().err.strip().splitlines()[-1]
     assert "no checkpoint had been saved yet" in message and "kept" not in message
@@ -322,7 +291,7 @@ def test_a_run_folder_that_cannot_be_written_is_said_plainly_and_the_last_checkp
     blocker = tmp_path / "a file"
     blocker.write_text("")
     with pytest.raises(vggspec.SpecError, match="cannot write in .*Not a directory") as info:
-        train(config(tmp_path, shapes, out=str(blocker / "run")))
+        train(tiny_config(tmp_path, shapes, out=str(blocker / "run")))
     assert "--out" in str(info.value)
 
     saves = []
@@ -336,7 +305,7 @@ def test_a_run_folder_that_cannot_be_written_is_said_plainly_and_the_last_checkp
     real_save = torch.save
     monkeypatch.setattr(checkpoint.torch, "save", disk_full_at_the_third)
     with pytest.raises(vggspec.SpecError, match="No space left on device") as info:
-        train(config(tmp_path, shapes, checkpoint_every=1))
+        train(tiny_config(tmp_path, shapes, checkpoint_every=1))
     assert "--resume" in str(info.value)
     monkeypatch.undo()
     run = tmp_path / "run"
@@ -353,7 +322,7 @@ def test_a_broken_image_is_skipped_and_counted(tmp_path, shapes, capfd):
     (data / "train" / "rectangle" / "empty.png").write_bytes(b"")
     from vggspec.train import train
 
-    run = train(config(tmp_path, data, epochs=1))
+    run = train(tiny_config(tmp_path, data, epochs=1))
     record = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
     assert record["broken_images"] >= 1  # whichever of the two this epoch's batches drew
     assert "skipping an unreadable image: " in capfd.readouterr().err
@@ -392,11 +361,11 @@ def test_only_the_processes_that_decode_import_torchvision(shapes):
 def test_two_processes_give_the_weights_of_one(tmp_path, shapes, capfd):
     from vggspec.train import train
 
-    one = train(config(tmp_path / "one", shapes, text=SMALL, epochs=1, nproc=1))
+    one = train(tiny_config(tmp_path / "one", shapes, text=SMALL, epochs=1, nproc=1))
     capfd.readouterr()
     threads_before = os.environ.get("OMP_NUM_THREADS")
     # With loader workers: the launched processes fork them (they would spawn by default).
-    two = train(config(tmp_path / "two", shapes, text=SMALL, epochs=1, nproc=2, workers=1))
+    two = train(tiny_config(tmp_path / "two", shapes, text=SMALL, epochs=1, nproc=2, workers=1))
     # The cores are shared out, as torchrun does, rather than each process using them all.
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     threads = int(threads_before or max(1, cores // 2))
@@ -415,9 +384,9 @@ def test_two_processes_give_the_weights_of_one(tmp_path, shapes, capfd):
 def test_init_from_a_trained_a(tmp_path, shapes, capfd):
     from vggspec.train import train
 
-    a_run = train(config(tmp_path / "a", shapes, text=TINY_A, epochs=1))
+    a_run = train(tiny_config(tmp_path / "a", shapes, text=TINY_A, epochs=1))
     capfd.readouterr()
-    d_cfg = config(tmp_path / "d", shapes, text=TINY_D, epochs=1, init_from=str(a_run))
+    d_cfg = tiny_config(tmp_path / "d", shapes, text=TINY_D, epochs=1, init_from=str(a_run))
     train(d_cfg)
     err = capfd.readouterr().err
     assert "Initialised net from net (Section 3.1): 7 layers copied, 3 left random" in err
@@ -431,7 +400,7 @@ def test_class_count_must_match_the_classifier(tmp_path, shapes):
     from vggspec.train import train
 
     with pytest.raises(vggspec.SpecError, match="ends in FC-5") as info:
-        train(config(tmp_path, shapes, text=SMALL.replace("FC-3", "FC-5")))
+        train(tiny_config(tmp_path, shapes, text=SMALL.replace("FC-3", "FC-5")))
     assert "FC-3" in info.value.hint
 
 
@@ -439,11 +408,11 @@ def test_more_gpus_than_the_machine_has(tmp_path, shapes):
     from vggspec.train import train
 
     with pytest.raises(vggspec.SpecError, match="more GPUs than this machine has"):
-        train(config(tmp_path, shapes, gpus=torch.cuda.device_count() + 1))
+        train(tiny_config(tmp_path, shapes, gpus=torch.cuda.device_count() + 1))
     # Synchronised batch norm is CUDA-only in torch: asking for it on CPU processes is an error,
     # before any process starts, not a crash in the first forward pass.
     with pytest.raises(vggspec.SpecError, match="--sync-bn needs --gpus") as info:
-        train(config(tmp_path, shapes, nproc=2, sync_bn=True))
+        train(tiny_config(tmp_path, shapes, nproc=2, sync_bn=True))
     assert "--nproc" in info.value.hint
 
 
@@ -520,7 +489,7 @@ def test_autocast_channels_last_and_workers(tmp_path, shapes, amp):
     fp16 brings the GPU recipe's loss scaler, whose state a resumed run must get back."""
     from vggspec.train import train
 
-    run = train(config(tmp_path, shapes, epochs=1, amp=amp, channels_last=True, workers=2, micro_batch=4))
+    run = train(tiny_config(tmp_path, shapes, epochs=1, amp=amp, channels_last=True, workers=2, micro_batch=4))
     record = json.loads((run / "metrics.jsonl").read_text())
     assert math.isfinite(record["train_loss"]) and 0 <= record["val_top1_err"] <= 1
     scaler = torch.load(run / "last.pt", weights_only=True)["scaler"]
@@ -538,14 +507,14 @@ def test_the_progress_bar_shows_speed_data_wait_and_loss(tmp_path, shapes, capfd
     from vggspec.train import train
 
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
-    train(config(tmp_path / "tty", shapes, epochs=1, progress=True))
+    train(tiny_config(tmp_path / "tty", shapes, epochs=1, progress=True))
     err = capfd.readouterr().err
     assert "epoch 1/1" in err and "img_s=" in err and "data_wait=" in err and "loss=" in err and "\r" in err
     assert "configuration (also in" in err  # the resolved configuration is printed
 
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
     monkeypatch.setattr(runlog, "LOG_EVERY_SECONDS", 0.0)  # a line at every step
-    train(config(tmp_path / "log", shapes, epochs=1, progress=True))
+    train(tiny_config(tmp_path / "log", shapes, epochs=1, progress=True))
     err = capfd.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("epoch 1/1: ")]
     assert len(lines) == 6 and "\r" not in err  # 3 classes × 32 images, batches of 16
@@ -560,7 +529,7 @@ def test_training_in_this_process_leaves_torchs_global_state_as_it_was(tmp_path,
     torch.manual_seed(1234)
     before = torch.get_rng_state()
     assert not torch.are_deterministic_algorithms_enabled()
-    train(config(tmp_path, shapes, epochs=1, deterministic=True))
+    train(tiny_config(tmp_path, shapes, epochs=1, deterministic=True))
     assert torch.equal(torch.get_rng_state(), before)
     assert not torch.are_deterministic_algorithms_enabled()
 
@@ -617,10 +586,10 @@ def test_a_caller_can_silence_the_trainers_notes(tmp_path, shapes, capfd):
     level = logger.level
     logger.setLevel(logging.WARNING)
     try:
-        train(config(tmp_path, shapes, epochs=1))
+        train(tiny_config(tmp_path, shapes, epochs=1))
     finally:
         logger.setLevel(level)
     err = capfd.readouterr().err
     assert "configuration" not in err and "done:" not in err, err
-    train(config(tmp_path / "loud", shapes, epochs=1))
+    train(tiny_config(tmp_path / "loud", shapes, epochs=1))
     assert "done: 1 epoch in" in capfd.readouterr().err

@@ -28,10 +28,11 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 import torch  # noqa: E402
 
 import vggspec  # noqa: E402
-from tests import images  # noqa: E402
 from vggspec import data as datalib  # noqa: E402
 from vggspec.config import TrainConfig  # noqa: E402
-from vggspec.evaluate import image_posteriors, load_network, top_errors  # noqa: E402
+from vggspec.evaluate import image_posteriors, load_network  # noqa: E402
+from vggspec.metrics import top_errors  # noqa: E402
+from vggspec.samples import image_folder  # noqa: E402
 from vggspec.scales import parse_test_scales  # noqa: E402
 from vggspec.train import train  # noqa: E402
 
@@ -39,6 +40,15 @@ SPEC = (
     "name: narrow shapes net\ninput: 32x32 RGB\nconv3-16 [bn] ×2\nmaxpool\nconv3-32 [bn] ×2\nmaxpool\n"
     "conv3-64 [bn] ×2\nmaxpool\nFC-64\nFC-4\nsoft-max\n"
 )
+
+
+def save_photograph(path: Path, size: tuple[int, int]) -> None:
+    """Grace Hopper's portrait, which matplotlib ships in its sample data: a real JPEG, nothing downloaded."""
+    from matplotlib import cbook
+    from PIL import Image
+
+    with cbook.get_sample_data("grace_hopper.jpg") as f:
+        Image.open(f).convert("RGB").resize(size, Image.BILINEAR).save(path)
 
 
 def timed(fn):
@@ -54,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        data = images.image_folder(root / "data", classes=4, train=48, val=16, size=48, suffix=".jpg")
+        data = image_folder(root / "data", classes=4, train=48, val=16, size=48, suffix=".jpg")
         spec = root / "net.vgg"
         spec.write_text(SPEC)
         run = train(
@@ -88,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.full:
             d = vggspec.build(vggspec.load(ROOT / "specs" / "D.vgg"), init="kaiming", seed=0).eval()
             photo = root / "photo.jpg"
-            images.photograph(512).resize((512, 683)).save(photo)
+            save_photograph(photo, (512, 683))
             from vggspec.evaluate import Network
 
             fast = (vggspec.optimize_for_inference(m, dtype=torch.float32) for m in (d, vggspec.to_dense(d)))
