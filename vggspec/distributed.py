@@ -131,7 +131,7 @@ def launch(worker: Callable[[dict[str, Any]], None], config: dict[str, Any], *, 
             logger.setLevel(level)
 
 
-def _guarded(worker: Callable[[dict[str, Any]], None], config: dict[str, Any], messages: int | None) -> None:
+def _guarded(worker: Callable[[dict[str, Any]], None], config: dict[str, Any], messages: int | None = None) -> None:
     """``worker(config)``, with bad input said once and cleanly (by rank 0), as one process says it,
     and vggspec's messages shown as the launching process shows them (``messages``: their level).
 
