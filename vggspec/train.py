@@ -198,7 +198,7 @@ class _Trainer:
             )
 
         input_size = self.spec.input.size
-        scale = config.scale_range(input_size)
+        scale = config.training_scale(input_size)
         augment = datalib.Augment(
             input_size=input_size,
             scale=scale,
