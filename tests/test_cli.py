@@ -1,13 +1,16 @@
 """The command line: what users type, what they see, and exit codes."""
 
+import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 
 import pytest
 
+from vggspec import cli
 from vggspec.cli import main
 
 from .conftest import ROOT, SPECS
@@ -335,3 +338,68 @@ def test_a_spec_too_small_for_the_input_is_located_in_its_file_whoever_asks(tmp_
     assert main(["graph", str(spec), "--input", "4", "--format", "dot", "-o", str(tmp_path / "g.dot")]) == 2
     err = capsys.readouterr().err
     assert f"{spec}:7:1: error: pool3 (maxpool) needs at least a 2×2 map" in err and "    7 | maxpool" in err
+
+
+# -- flags: generated from the settings, shared ones defined once ------------------------------
+
+
+def _commands() -> dict[str, argparse.ArgumentParser]:
+    parser = cli._parser()
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
+def _action(command: argparse.ArgumentParser, option: str) -> argparse.Action | None:
+    return next((a for a in command._actions if option in a.option_strings), None)
+
+
+def test_every_evaluate_setting_has_a_flag_that_says_its_description():
+    """evaluate's flags are EvaluateConfig's fields: --help and the settings cannot disagree."""
+    from vggspec.config import EvaluateConfig
+
+    evaluate = _commands()["evaluate"]
+    by_dest = {a.dest: a for a in evaluate._actions}
+    for name, field in EvaluateConfig.model_fields.items():
+        assert name in by_dest, f"no flag for EvaluateConfig.{name}"
+        assert field.description and field.description in by_dest[name].help.replace("%%", "%"), name
+    assert _action(evaluate, "--json").dest == "json_path" and by_dest["checkpoints"].option_strings == []
+    # Nothing given: the model's defaults, not argparse's.
+    args = evaluate.parse_args(["run", "--data", "images"])
+    config = EvaluateConfig(**cli._given(args, EvaluateConfig))
+    assert config == EvaluateConfig(checkpoints=["run"], data="images")
+    args = evaluate.parse_args(["a.pt", "b.pt", "--method", "all", "--no-flip", "--no-progress", "--json", "t.json"])
+    config = EvaluateConfig(**cli._given(args, EvaluateConfig))
+    assert config.methods == ["dense", "multi-crop", "both"] and config.checkpoints == ["a.pt", "b.pt"]
+    assert (config.flip, config.progress, config.json_path) == (False, False, "t.json")
+
+
+@pytest.mark.parametrize(
+    "option, commands",
+    [
+        ("--dtype", {"evaluate", "predict"}),
+        ("--no-flip", {"train", "evaluate", "predict"}),
+        ("--input", {"analyze", "compile", "graph"}),
+        ("--init", {"analyze", "compile", "train"}),
+    ],
+)
+def test_a_flag_that_several_commands_have_reads_the_same_in_each(option, commands):
+    """One definition each: the same choices, type and help everywhere (only the default may differ)."""
+    found = {name: action for name, command in _commands().items() if (action := _action(command, option))}
+    assert set(found) == commands
+    without_default = [re.sub(r" \(default: .*\)$", "", a.help) for a in found.values()]
+    forms = {(type(a), tuple(a.option_strings), a.metavar, a.type, tuple(a.choices or ())) for a in found.values()}
+    assert len(forms) == 1 and len(set(without_default)) == 1, (forms, without_default)
+
+
+def test_an_invalid_evaluate_setting_is_one_line_and_exit_2(capsys):
+    for args, said in (
+        (["--batch-size", "0"], "invalid evaluation settings: batch_size: Input should be greater than or equal to 1"),
+        (["--gpus", "-1"], "invalid evaluation settings: gpus: Input should be greater than or equal to 0"),
+    ):
+        assert main(["evaluate", "runs/x", "--data", "images", *args]) == 2
+        assert capsys.readouterr().err.splitlines() == [f"error: {said}"]
+
+
+def test_evaluate_without_data_asks_for_it(capsys):
+    pytest.importorskip("torch")
+    assert main(["evaluate", "runs/x"]) == 2
+    assert capsys.readouterr().err.startswith("error: where is the data? give --data DIR")

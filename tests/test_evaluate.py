@@ -10,6 +10,7 @@ torch = pytest.importorskip("torch", reason="needs the test extras: pip install 
 
 import vggspec  # noqa: E402
 from vggspec import data as datalib  # noqa: E402
+from vggspec.config import EvaluateConfig, validated  # noqa: E402
 from vggspec.evaluate import (  # noqa: E402
     PAPER,
     Results,
@@ -81,8 +82,8 @@ def test_networks_run_on_the_fast_path_in_the_dtype_asked(trained, monkeypatch):
     torch.testing.assert_close(dense_posteriors(fp32, images), expected, rtol=1e-4, atol=1e-5)
     rounded = dense_posteriors(bf16, images)
     assert not torch.equal(rounded, expected) and (rounded - expected).abs().max() < 0.05
-    with pytest.raises(vggspec.SpecError, match="unknown dtype 'fp8'"):
-        evaluate([checkpoint], trained[1], dtype="fp8", progress=False)
+    with pytest.raises(vggspec.SpecError, match="invalid evaluation settings: dtype: Input should be 'float32'"):
+        validated(EvaluateConfig, {"checkpoints": [checkpoint], "data": trained[1], "dtype": "fp8"}, "evaluation")
 
 
 def test_150_crops_per_image_over_three_scales(trained, monkeypatch):
@@ -104,7 +105,8 @@ def test_progress_in_a_log_is_lines_not_a_redrawn_bar(trained, capfd, monkeypatc
 
     checkpoint, data = trained
     monkeypatch.setattr(runlog, "LOG_EVERY_SECONDS", 0.0)
-    evaluate([checkpoint], data, scales="18", batch_size=8, progress=True)  # stderr is no terminal here
+    # stderr is no terminal here
+    evaluate(EvaluateConfig(checkpoints=[checkpoint], data=data, scales="18", batch_size=8, progress=True))
     err = capfd.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("evaluating: ")]
     assert lines and "\r" not in err
@@ -114,9 +116,9 @@ def test_progress_in_a_log_is_lines_not_a_redrawn_bar(trained, capfd, monkeypatc
 
 def test_fusing_a_network_with_itself_changes_nothing(trained, tmp_path):
     checkpoint, data = trained
-    alone = evaluate([checkpoint], data, methods=["dense", "multi-crop", "both"], scales="18,24", progress=False)
+    alone = evaluate(EvaluateConfig(checkpoints=[checkpoint], data=data, method="all", scales="18,24", progress=False))
     twice = evaluate(
-        [checkpoint, checkpoint], data, methods=["dense", "multi-crop", "both"], scales="18,24", progress=False
+        EvaluateConfig(checkpoints=[checkpoint, checkpoint], data=data, method="all", scales="18,24", progress=False)
     )
     single = {r.method: (r.top1_err, r.top5_err) for r in alone.rows}
     fused = {r.method: (r.top1_err, r.top5_err) for r in twice.rows if "+" in r.network}
@@ -128,8 +130,8 @@ def test_fusing_a_network_with_itself_changes_nothing(trained, tmp_path):
 def test_two_processes_give_the_errors_of_one(trained, tmp_path):
     checkpoint, data = trained
     one, two = tmp_path / "one.json", tmp_path / "two.json"
-    evaluate([checkpoint], data, methods=["both"], json_path=one, progress=False)
-    evaluate([checkpoint], data, methods=["both"], json_path=two, nproc=2, progress=False)
+    evaluate(EvaluateConfig(checkpoints=[checkpoint], data=data, method="both", json_path=one, progress=False))
+    evaluate(EvaluateConfig(checkpoints=[checkpoint], data=data, method="both", json_path=two, nproc=2, progress=False))
     rows = [json.loads(p.read_text()) for p in (one, two)]
     assert rows[0]["images"] == rows[1]["images"] == 30
     for a, b in zip(rows[0]["rows"], rows[1]["rows"]):
@@ -139,7 +141,7 @@ def test_two_processes_give_the_errors_of_one(trained, tmp_path):
 def test_saved_posteriors_fuse_without_the_networks(trained, tmp_path):
     checkpoint, data = trained
     saved = tmp_path / "probs.pt"
-    results = evaluate([checkpoint], data, methods=["dense"], save_probs=saved, progress=False)
+    results = evaluate(EvaluateConfig(checkpoints=[checkpoint], data=data, save_probs=saved, progress=False))
     again = Results.load([saved, saved])
     rows = again.compute_rows()
     assert rows[0].top1_err == results.rows[0].top1_err
@@ -160,9 +162,11 @@ def test_an_unreadable_image_is_counted_as_an_error_and_named(trained, tmp_path,
     shutil.copytree(data, copy)
     broken = copy / "val" / "ellipse" / "zz_broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    clean = evaluate([checkpoint], data, methods=["dense"], progress=False)
+    clean = evaluate(EvaluateConfig(checkpoints=[checkpoint], data=data, progress=False))
     capfd.readouterr()
-    results = evaluate([checkpoint], copy, methods=["dense"], save_probs=tmp_path / "p.pt", progress=False)
+    results = evaluate(
+        EvaluateConfig(checkpoints=[checkpoint], data=copy, save_probs=tmp_path / "p.pt", progress=False)
+    )
     assert results.unreadable() == [str(broken)]
     # One more image, and a wrong one: the errors are the clean set's, counted over 31.
     assert results.rows[0].top1_err * 31 == pytest.approx(clean.rows[0].top1_err * 30 + 1)

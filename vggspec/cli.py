@@ -14,9 +14,13 @@ import types
 import typing
 from pathlib import Path
 
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+
 from . import __version__
 from .analysis import Analysis, analyze, initial_rms
 from .bundled import paper_specs, spec_files, spec_path
+from .config import EvaluateConfig, TrainConfig, load_config_file, validated
 from .errors import SpecError
 from .formatter import format_spec
 from .initialisation import InitName
@@ -70,7 +74,70 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-# -- commands ----------------------------------------------------------------------------
+# -- the parser: a block per command, its flags next to its handler ------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vggspec",
+        description="Describe VGG networks the way Table 1 of Simonyan & Zisserman writes them, "
+        "and check them: shapes, parameters, FLOPs, memory, receptive fields.",
+        epilog="Run 'vggspec COMMAND --help' for a command's options. Exit codes: 0 ok, "
+        "1 'fmt --check' would reformat, 2 bad input.",
+    )
+    parser.add_argument("--version", action="version", version=f"vggspec {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    _add_analyze(commands)
+    _add_compile(commands)
+    _add_train(commands)
+    _add_evaluate(commands)
+    _add_predict(commands)
+    _add_fmt(commands)
+    _add_table(commands)
+    _add_graph(commands)
+    for command in commands.choices.values():  # an unknown flag gets the command's usage, not vggspec's
+        command.set_defaults(command_parser=command)
+    return parser
+
+
+Commands = argparse._SubParsersAction  # what add_subparsers returns: add_parser(name, ...) per command
+
+
+# -- analyze -------------------------------------------------------------------------------
+
+
+def _add_analyze(commands: Commands) -> None:
+    p = commands.add_parser(
+        "analyze",
+        help="shapes, parameters, MACs/FLOPs, memory and receptive fields of specs",
+        description="Analyse specs without building them (torch is not imported). One spec: a "
+        "row per layer. Several: a column per spec ('vggspec analyze --params' prints Table 2). "
+        "With no number chosen, all are shown. --init NAME adds each layer's output RMS in a network so "
+        "initialised (training mode, mean-subtracted pixels of RMS 58).",
+    )
+    _add_specs_argument(p)
+    p.add_argument("--params", action="store_true", help="parameters (weights + biases)")
+    p.add_argument(
+        "--flops", action="store_true", help="compute: MACs of conv and FC layers (fvcore's count), FLOPs = 2 × MACs"
+    )
+    p.add_argument("--memory", action="store_true", help="activations: output values per image, float32 bytes")
+    p.add_argument(
+        "--receptive-field",
+        action="store_true",
+        help="receptive field, effective stride and effective padding (Araujo et al., Distill 2019)",
+    )
+    p.add_argument("--shapes", action="store_true", help="output shapes and the smallest valid input size")
+    _add_input_option(p)
+    p.add_argument(
+        "--dense",
+        action="store_true",
+        help="the fully-convolutional network of dense evaluation (FC layers as convolutions, Section 3.2); "
+        "with --input, the class score map",
+    )
+    _add_init_option(p, default=None)
+    p.add_argument("--per-layer", action="store_true", help="a per-layer table for every spec, not side by side")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
+    p.set_defaults(run=_analyze)
 
 
 def _analyze(args: argparse.Namespace) -> int:
@@ -113,39 +180,41 @@ def _note_input_override(analyses: list[Analysis], size: int | None) -> None:
         )
 
 
-def _fmt(args: argparse.Namespace) -> int:
-    if args.check and args.write:
-        raise SpecError("--check and --write exclude each other")
-    failed = False
-    unformatted = []
-    for name in args.specs:
-        try:
-            if name == "-":
-                text, source = sys.stdin.read(), "<stdin>"
-                spec = parse(text, source)
-            else:
-                path = spec_path(name)  # a bundled spec's name: its file
-                source = name
-                text = path.read_text(encoding="utf-8") if path.is_file() else ""
-                spec = load(path)
-        except SpecError as err:
-            print(err, file=sys.stderr)
-            failed = True
-            continue
-        formatted = format_spec(spec)
-        if args.check:
-            if formatted != text:
-                unformatted.append(source)
-                print(f"would reformat {source}", file=sys.stderr)
-        elif args.write and name != "-":
-            if formatted != text:
-                path.write_text(formatted, encoding="utf-8")
-                print(f"reformatted {source}", file=sys.stderr)
-        else:
-            sys.stdout.write(formatted)
-    if failed:
-        return EXIT_BAD_INPUT
-    return 1 if unformatted else 0
+# -- compile -------------------------------------------------------------------------------
+
+
+def _add_compile(commands: Commands) -> None:
+    p = commands.add_parser(
+        "compile",
+        help="build a spec with PyTorch: check it, or save it as a checkpoint, TorchScript, ONNX or Python",
+        description="Compile SPEC into a PyTorch module. Without -o: build it, run one forward pass at the "
+        "spec's input size (or --input's, with --dense) and print each layer's real output shape and parameters "
+        "next to the analysis. With -o: write a vggspec checkpoint (load it with vggspec.load_model), "
+        "TorchScript, ONNX, or a standalone PyTorch source file that does not need vggspec.",
+    )
+    _add_spec_argument(p)
+    p.add_argument("-o", "--output", metavar="FILE", help="write the compiled network to FILE")
+    p.add_argument(
+        "--format",
+        choices=("checkpoint", "torchscript", "onnx", "python"),
+        help="output format (default: from FILE's suffix: .pt checkpoint, .ts torchscript, .onnx, .py python)",
+    )
+    p.add_argument("--dense", action="store_true", help="the fully-convolutional network (Section 3.2)")
+    p.add_argument(
+        "--weights",
+        metavar="FILE",
+        help="a state dict to load: vggspec's (a checkpoint, or a run folder: its best.pt) or torchvision's "
+        "(vgg11/13/16/19[_bn])",
+    )
+    _add_init_option(p, default="paper")
+    p.add_argument("--seed", type=int, help="seed of the random initialisation (reproducible weights)")
+    p.add_argument(
+        "--init-from",
+        metavar="CKPT",
+        help="a trained A's checkpoint or run folder: copy its first four conv and last three FC layers (Section 3.1)",
+    )
+    _add_input_option(p)
+    p.set_defaults(run=_compile)
 
 
 SUFFIX_FORMATS = {
@@ -197,26 +266,37 @@ def _compile(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
+# -- train ---------------------------------------------------------------------------------
 
-    from .config import TrainConfig, load_config_file
 
-    values = load_config_file(args.config) if args.config else {}
-    values.update(
-        {key: value for key, value in vars(args).items() if key in TrainConfig.model_fields and value is not None}
+def _add_train(commands: Commands) -> None:
+    p = commands.add_parser(
+        "train",
+        help="train a spec with the paper's recipe on an image folder (CPU, one GPU or many)",
+        description="Train SPEC with Section 3.1's recipe (every value below can be changed; defaults are "
+        "the paper's) on DATA/train/<class>/*, validating on DATA/val/<class>/* after every epoch. "
+        "--gpus N runs N data-parallel processes (DDP over NCCL), --nproc N runs N CPU processes (gloo). "
+        "On several machines, start the same command on each with torchrun: torchrun --nnodes M "
+        "--nproc-per-node N --rdzv-backend c10d --rdzv-endpoint HOST:PORT -m vggspec train SPEC --data DIR "
+        "--gpus N. Checkpoints go to RUN/last.pt and RUN/best.pt every epoch; 'vggspec train --out RUN "
+        "--resume' continues a run, mid-epoch included, with its spec and settings. Exit codes: 0 done, "
+        "2 bad input or a run folder that cannot be written, 3 the loss diverged, 130 interrupted (saved).",
     )
+    p.add_argument("--config", metavar="FILE", help="settings from a .json or .toml file; flags override them")
+    _add_model_options(p, TrainConfig)
+    p.set_defaults(run=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    values = load_config_file(args.config) if args.config else {}
+    values.update(_given(args, TrainConfig))
     # Which spec (a resumed run's own) and its errors first, before the seconds torch takes to import.
     load(TrainConfig.model_construct(**values).spec_file())
     if "data" not in values and values.get("resume") and values.get("out"):
         values["data"] = started_data(values["out"])  # a run knows its data
     if values.get("data") is None:
         raise SpecError("where is the data? give --data DIR (DIR/train/<class>/*, DIR/val/<class>/*)")
-    try:
-        config = TrainConfig(**values)
-    except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-        raise SpecError(f"invalid training settings: {problems}") from None
+    config = validated(TrainConfig, values, "training")
     try:
         from .train import train
     except ImportError as err:
@@ -225,87 +305,59 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_train_options(p: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field, so that --help and the configuration cannot disagree."""
-    from .config import TrainConfig
-
-    for name, field in TrainConfig.model_fields.items():
-        if name == "spec":
-            continue
-        flag = "--" + name.replace("_", "-")
-        if name == "data":
-            default = "(required, but for --resume: the run's)"
-        elif field.is_required():
-            default = "(required)"
-        elif field.default is None:
-            default = ""
-        else:
-            default = f"(default: {field.default})"
-        help_text = f"{field.description or ''} {default}".strip()
-        kind, choices = _flag_type(field.annotation)
-        if kind is bool:
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        elif choices:
-            p.add_argument(flag, choices=choices, default=None, help=help_text)
-        else:
-            p.add_argument(flag, type=kind, default=None, metavar=name.split("_")[-1].upper(), help=help_text)
+# -- evaluate ------------------------------------------------------------------------------
 
 
-def _flag_type(annotation: object) -> tuple[type, list[str]]:
-    """(type, choices) of a field: Optional[...] unwrapped, Literal[...] as choices."""
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
-    if typing.get_origin(annotation) is typing.Literal:
-        return str, list(typing.get_args(annotation))
-    return annotation if annotation in (bool, int, float) else str, []
-
-
-def _dtype_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--dtype",
-        choices=("float32", "bfloat16", "float16", "auto"),
-        default="float32",
-        help="what the network computes in (default: float32); auto: bfloat16 where the CPU or GPU computes it "
-        "natively (about 2.5x faster on such a CPU; posteriors then carry bf16 rounding), else float32",
+def _add_evaluate(commands: Commands) -> None:
+    p = commands.add_parser(
+        "evaluate",
+        help="top-1/top-5 error of trained networks: dense, multi-crop, several scales, fusion (Sections 3.2, 4)",
+        description="Evaluate checkpoints written by 'vggspec train' on DATA/<split>/<class>/*. Per test scale Q "
+        "the image's smallest side is rescaled to Q; 'dense' runs the fully-convolutional network on the whole "
+        "image and averages its class score map, 'multi-crop' averages 50 crops (5×5 grid × 2 flips), 'both' "
+        "averages the two; posteriors are averaged over scales and, with several checkpoints, over networks "
+        "(fusion rows last). On ILSVRC-2012 val the paper's numbers are printed beside the measured ones.",
     )
+    _add_model_options(p, EvaluateConfig)
+    p.set_defaults(run=_evaluate)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    config = validated(EvaluateConfig, _given(args, EvaluateConfig), "evaluation")
     try:
-        from .evaluate import Results, evaluate, render_rows
+        from .evaluate import evaluate
     except ImportError as err:
         raise SpecError(f"vggspec evaluate needs PyTorch: pip install 'vggspec[torch]' ({err})") from None
-    if args.from_probs:
-        results = Results.load(args.checkpoints)
-        print(render_rows(results.compute_rows()))
-        results.note_unreadable()
-        return 0
-    if not args.data:
-        raise SpecError("where is the data? give --data DIR (the images in DIR/val/<class>/*)")
-    methods = ["dense", "multi-crop", "both"] if args.method == "all" else [args.method]
-    evaluate(
-        args.checkpoints,
-        args.data,
-        split=args.split,
-        scales=args.scales,
-        methods=methods,
-        flip=not args.no_flip,
-        batch_size=args.batch_size,
-        gpus=args.gpus,
-        nproc=args.nproc,
-        json_path=args.json,
-        save_probs=args.save_probs,
-        progress=not args.no_progress,
-        dtype=args.dtype,
-    )
+    evaluate(config)
     return 0
+
+
+# -- predict -------------------------------------------------------------------------------
+
+
+def _add_predict(commands: Commands) -> None:
+    p = commands.add_parser(
+        "predict",
+        help="the top classes of images, with probabilities",
+        description="Classify images with a trained checkpoint: dense evaluation at the checkpoint's training "
+        "scale (or --scale), averaged with the flipped image; class names from the training run.",
+    )
+    p.add_argument(
+        "checkpoint", metavar="CKPT", help="a checkpoint written by 'vggspec train', or its run folder (its best.pt)"
+    )
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files, or folders of them")
+    p.add_argument("--scale", type=_positive_int, metavar="Q", help="rescale the smallest side to Q (default: S)")
+    p.add_argument("--top", type=_positive_int, default=5, metavar="K", help="how many classes (default: 5)")
+    _add_flip_option(p)
+    _add_dtype_option(p)
+    p.set_defaults(run=_predict)
 
 
 def _predict(args: argparse.Namespace) -> int:
     from .evaluate import predictions
 
     failed = False
-    options = {"scale": args.scale, "top": args.top, "flip": not args.no_flip, "dtype": args.dtype}
+    options = {"scale": args.scale, "top": args.top, "flip": args.flip, "dtype": args.dtype}
     for path, top in predictions(args.checkpoint, args.images, **options):
         if isinstance(top, SpecError):  # said, and the other images go on
             print(top, file=sys.stderr, flush=True)
@@ -316,6 +368,72 @@ def _predict(args: argparse.Namespace) -> int:
             print(f"  {p:7.2%}  {name}")
         sys.stdout.flush()
     return EXIT_BAD_INPUT if failed else 0
+
+
+# -- fmt -----------------------------------------------------------------------------------
+
+
+def _add_fmt(commands: Commands) -> None:
+    p = commands.add_parser(
+        "fmt",
+        help="print specs in canonical form",
+        description="Print specs in canonical form (comments kept, runs of equal layers as ×N). "
+        "parse(fmt(spec)) is the same network.",
+    )
+    p.add_argument("specs", nargs="+", metavar="SPEC", help="spec files or bundled names ('-' reads standard input)")
+    p.add_argument("--check", action="store_true", help="change nothing; exit 1 if a file is not canonical")
+    p.add_argument("-w", "--write", action="store_true", help="rewrite the files in place")
+    p.set_defaults(run=_fmt)
+
+
+def _fmt(args: argparse.Namespace) -> int:
+    if args.check and args.write:
+        raise SpecError("--check and --write exclude each other")
+    failed = False
+    unformatted = []
+    for name in args.specs:
+        try:
+            if name == "-":
+                text, source = sys.stdin.read(), "<stdin>"
+                spec = parse(text, source)
+            else:
+                path = spec_path(name)  # a bundled spec's name: its file
+                source = name
+                text = path.read_text(encoding="utf-8") if path.is_file() else ""
+                spec = load(path)
+        except SpecError as err:
+            print(err, file=sys.stderr)
+            failed = True
+            continue
+        formatted = format_spec(spec)
+        if args.check:
+            if formatted != text:
+                unformatted.append(source)
+                print(f"would reformat {source}", file=sys.stderr)
+        elif args.write and name != "-":
+            if formatted != text:
+                path.write_text(formatted, encoding="utf-8")
+                print(f"reformatted {source}", file=sys.stderr)
+        else:
+            sys.stdout.write(formatted)
+    if failed:
+        return EXIT_BAD_INPUT
+    return 1 if unformatted else 0
+
+
+# -- table ---------------------------------------------------------------------------------
+
+
+def _add_table(commands: Commands) -> None:
+    p = commands.add_parser(
+        "table",
+        help="render Table 1 (markdown) from spec files, side by side",
+        description="Render the specs as the paper's Table 1: a column per spec, a row per layer, "
+        "stages aligned at the max-pooling layers. Markdown.",
+    )
+    _add_specs_argument(p)
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
+    p.set_defaults(run=_table)
 
 
 def _table(args: argparse.Namespace) -> int:
@@ -330,6 +448,23 @@ def _table(args: argparse.Namespace) -> int:
     return EXIT_BAD_INPUT if failed else 0
 
 
+# -- graph ---------------------------------------------------------------------------------
+
+
+def _add_graph(commands: Commands) -> None:
+    p = commands.add_parser(
+        "graph",
+        help="draw a spec with graphviz (SVG, PNG, PDF or DOT)",
+        description="Draw the layer graph, each node with its output shape and parameters. SVG, PNG "
+        "and PDF need Graphviz's 'dot' program (apt-get install graphviz); DOT source does not.",
+    )
+    _add_spec_argument(p)
+    p.add_argument("-o", "--output", metavar="FILE", help="output file (default: SPEC's name with the format's suffix)")
+    p.add_argument("--format", choices=("svg", "png", "pdf", "dot"), help="default: from -o's suffix, else svg")
+    _add_input_option(p)
+    p.set_defaults(run=_graph)
+
+
 def _graph(args: argparse.Namespace) -> int:
     from .drawing import draw
 
@@ -340,7 +475,107 @@ def _graph(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- helpers -----------------------------------------------------------------------------
+# -- arguments that several commands share: one definition and one help text each -----------
+
+SPECS_HELP = (
+    "spec files, directories of them, or bundled specs by name (D, small/A-narrow-32); "
+    "default: Table 1's A, A-LRN, B, C, D, E"
+)
+SPEC_HELP = "a spec file, or a bundled spec by name (E)"
+INPUT_HELP = (
+    "work at N×N inputs instead of the spec's declared size (e.g. 384, a dense-evaluation scale): analyze and "
+    "graph give the shapes there; compile, with --dense and no -o, runs the network on such images"
+)
+
+
+def _add_specs_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("specs", nargs="*", metavar="SPEC", help=SPECS_HELP)
+
+
+def _add_spec_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
+
+
+def _add_input_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input", type=_positive_int, metavar="N", help=INPUT_HELP)
+
+
+def _add_init_option(p: argparse.ArgumentParser, *, default: InitName | None) -> None:
+    """``--init NAME``: train's field, with this command's default (none: analyze's RMS column stays off)."""
+    _add_field_option(p, "init", TrainConfig.model_fields["init"], default=default, default_note=_note(default))
+
+
+def _add_flip_option(p: argparse.ArgumentParser) -> None:
+    """``--flip/--no-flip`` as evaluate has it, with its default: on."""
+    field = EvaluateConfig.model_fields["flip"]
+    _add_field_option(p, "flip", field, default=field.default)
+
+
+def _add_dtype_option(p: argparse.ArgumentParser) -> None:
+    """``--dtype`` as evaluate has it, with its default: float32."""
+    field = EvaluateConfig.model_fields["dtype"]
+    _add_field_option(p, "dtype", field, default=field.default)
+
+
+# -- flags generated from a configuration model ---------------------------------------------
+
+
+def _add_model_options(p: argparse.ArgumentParser, model: type[BaseModel]) -> None:
+    """One flag (or positional argument) per field of ``model``, so that --help and the settings cannot
+    disagree. Flags default to None: what was not given stays out, and the model's defaults apply."""
+    for name, field in model.model_fields.items():
+        _add_field_option(p, name, field)
+
+
+def _add_field_option(
+    p: argparse.ArgumentParser,
+    name: str,
+    field: FieldInfo,
+    *,
+    default: object = None,
+    default_note: str | None = None,
+) -> None:
+    """The command-line form of one field: its type or choices, and its description and default as help.
+    ``default`` is what argparse fills in; ``default_note`` overrides what the help says of the default."""
+    how = (field.json_schema_extra or {}).get("command_line", {})  # see config.command_line
+    description = (field.description or "").replace("%", "%%")  # argparse formats help with %
+    if "nargs" in how:
+        p.add_argument(name, nargs=how["nargs"], metavar=how.get("metavar"), help=description)
+        return
+    if default_note is None:
+        default_note = how.get("default_note") or ("(required)" if field.is_required() else _note(field.default))
+    help_text = f"{description} {default_note}".strip()
+    flag = "--" + how.get("flag", name).replace("_", "-")
+    kind, choices = _flag_type(field.annotation)
+    if kind is bool:
+        p.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+    elif choices:
+        p.add_argument(flag, dest=name, choices=choices, default=default, help=help_text)
+    else:
+        metavar = how.get("metavar", name.split("_")[-1].upper())
+        p.add_argument(flag, dest=name, type=kind, default=default, metavar=metavar, help=help_text)
+
+
+def _note(default: object) -> str:
+    """What --help says of a default: nothing for none."""
+    return "" if default is None else f"(default: {default})"
+
+
+def _flag_type(annotation: object) -> tuple[type, list[str]]:
+    """(type, choices) of a field: Optional[...] unwrapped, Literal[...] as choices."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+    if typing.get_origin(annotation) is typing.Literal:
+        return str, list(typing.get_args(annotation))
+    return annotation if annotation in (bool, int, float) else str, []
+
+
+def _given(args: argparse.Namespace, model: type[BaseModel]) -> dict[str, object]:
+    """The settings of ``model`` given on the command line (flags not given are None)."""
+    return {key: value for key, value in vars(args).items() if key in model.model_fields and value is not None}
+
+
+# -- helpers -------------------------------------------------------------------------------
 
 
 def _load_all(names: list[str]) -> tuple[list[Spec], bool]:
@@ -365,212 +600,6 @@ def _load_all(names: list[str]) -> tuple[list[Spec], bool]:
             print(err, file=sys.stderr)
             failed = True
     return specs, failed
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="vggspec",
-        description="Describe VGG networks the way Table 1 of Simonyan & Zisserman writes them, "
-        "and check them: shapes, parameters, FLOPs, memory, receptive fields.",
-        epilog="Run 'vggspec COMMAND --help' for a command's options. Exit codes: 0 ok, "
-        "1 'fmt --check' would reformat, 2 bad input.",
-    )
-    parser.add_argument("--version", action="version", version=f"vggspec {__version__}")
-    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
-
-    specs_help = (
-        "spec files, directories of them, or bundled specs by name (D, small/A-narrow-32); "
-        "default: Table 1's A, A-LRN, B, C, D, E"
-    )
-
-    p = commands.add_parser(
-        "analyze",
-        help="shapes, parameters, MACs/FLOPs, memory and receptive fields of specs",
-        description="Analyse specs without building them (torch is not imported). One spec: a "
-        "row per layer. Several: a column per spec ('vggspec analyze --params' prints Table 2). "
-        "With no number chosen, all are shown.",
-    )
-    p.add_argument("specs", nargs="*", metavar="SPEC", help=specs_help)
-    p.add_argument("--params", action="store_true", help="parameters (weights + biases)")
-    p.add_argument(
-        "--flops", action="store_true", help="compute: MACs of conv and FC layers (fvcore's count), FLOPs = 2 × MACs"
-    )
-    p.add_argument("--memory", action="store_true", help="activations: output values per image, float32 bytes")
-    p.add_argument(
-        "--receptive-field",
-        action="store_true",
-        help="receptive field, effective stride and effective padding (Araujo et al., Distill 2019)",
-    )
-    p.add_argument("--shapes", action="store_true", help="output shapes and the smallest valid input size")
-    p.add_argument(
-        "--input",
-        type=_positive_int,
-        metavar="N",
-        help="analyse at N×N inputs instead of the declared size (e.g. 384, a dense-evaluation scale)",
-    )
-    p.add_argument(
-        "--dense",
-        action="store_true",
-        help="the fully-convolutional network of dense evaluation (FC layers as convolutions, Section 3.2); "
-        "with --input, the class score map",
-    )
-    p.add_argument(
-        "--init",
-        choices=typing.get_args(InitName),
-        help="also each layer's output RMS in a network so initialised (training mode, mean-subtracted pixels "
-        "of RMS 58): class scores far above 1 diverge, far below stall",
-    )
-    p.add_argument("--per-layer", action="store_true", help="a per-layer table for every spec, not side by side")
-    p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
-    p.set_defaults(run=_analyze)
-
-    p = commands.add_parser(
-        "compile",
-        help="build a spec with PyTorch: check it, or save it as a checkpoint, TorchScript, ONNX or Python",
-        description="Compile SPEC into a PyTorch module. Without -o: build it, run one forward pass at the "
-        "spec's input size and print each layer's real output shape and parameters next to the analysis. "
-        "With -o: write a vggspec checkpoint (load it with vggspec.load_model), TorchScript, ONNX, or a "
-        "standalone PyTorch source file that does not need vggspec.",
-    )
-    p.add_argument("spec", metavar="SPEC", help="a spec file, or a bundled spec by name (E)")
-    p.add_argument("-o", "--output", metavar="FILE", help="write the compiled network to FILE")
-    p.add_argument(
-        "--format",
-        choices=("checkpoint", "torchscript", "onnx", "python"),
-        help="output format (default: from FILE's suffix: .pt checkpoint, .ts torchscript, .onnx, .py python)",
-    )
-    p.add_argument("--dense", action="store_true", help="the fully-convolutional network (Section 3.2)")
-    p.add_argument(
-        "--weights",
-        metavar="FILE",
-        help="a state dict to load: vggspec's (a checkpoint, or a run folder: its best.pt) or torchvision's "
-        "(vgg11/13/16/19[_bn])",
-    )
-    p.add_argument(
-        "--init",
-        choices=typing.get_args(InitName),
-        default="paper",
-        help="random initialisation when no weights are given: paper N(0, 1e-2) (default), caffe N(0, 0.01²), "
-        "glorot (Glorot & Bengio 2010), kaiming (He et al. 2015, as torchvision)",
-    )
-    p.add_argument("--seed", type=int, help="seed of the random initialisation (reproducible weights)")
-    p.add_argument(
-        "--init-from",
-        metavar="CKPT",
-        help="a trained A's checkpoint or run folder: copy its first four conv and last three FC layers "
-        "(Section 3.1)",
-    )
-    p.add_argument("--input", type=_positive_int, metavar="N", help="with --dense and no -o: run on N×N images")
-    p.set_defaults(run=_compile)
-
-    p = commands.add_parser(
-        "train",
-        help="train a spec with the paper's recipe on an image folder (CPU, one GPU or many)",
-        description="Train SPEC with Section 3.1's recipe (every value below can be changed; defaults are "
-        "the paper's) on DATA/train/<class>/*, validating on DATA/val/<class>/* after every epoch. "
-        "--gpus N runs N data-parallel processes (DDP over NCCL), --nproc N runs N CPU processes (gloo). "
-        "On several machines, start the same command on each with torchrun: torchrun --nnodes M "
-        "--nproc-per-node N --rdzv-backend c10d --rdzv-endpoint HOST:PORT -m vggspec train SPEC --data DIR "
-        "--gpus N. Checkpoints go to RUN/last.pt and RUN/best.pt every epoch; 'vggspec train --out RUN "
-        "--resume' continues a run, mid-epoch included, with its spec and settings. Exit codes: 0 done, "
-        "2 bad input or a run folder that cannot be written, 3 the loss diverged, 130 interrupted (saved).",
-    )
-    p.add_argument(
-        "spec",
-        nargs="?",
-        metavar="SPEC",
-        help="the spec to train: a file, or a bundled spec by name (D); with --resume, by default the run's own "
-        "copy (RUN/spec.vgg)",
-    )
-    p.add_argument("--config", metavar="FILE", help="settings from a .json or .toml file; flags override them")
-    _add_train_options(p)
-    p.set_defaults(run=_train)
-
-    p = commands.add_parser(
-        "evaluate",
-        help="top-1/top-5 error of trained networks: dense, multi-crop, several scales, fusion (Sections 3.2, 4)",
-        description="Evaluate checkpoints written by 'vggspec train' on DATA/<split>/<class>/*. Per test scale Q "
-        "the image's smallest side is rescaled to Q; 'dense' runs the fully-convolutional network on the whole "
-        "image and averages its class score map, 'multi-crop' averages 50 crops (5×5 grid × 2 flips), 'both' "
-        "averages the two; posteriors are averaged over scales and, with several checkpoints, over networks "
-        "(fusion rows last). On ILSVRC-2012 val the paper's numbers are printed beside the measured ones.",
-    )
-    p.add_argument(
-        "checkpoints", nargs="+", metavar="CKPT", help="checkpoints or run folders (RUN: its best.pt); several: fused"
-    )
-    p.add_argument("--data", metavar="DIR", help="image folder: DIR/<split>/<class>/*")
-    p.add_argument("--split", default="val", help="the folder under DIR to evaluate (default: val)")
-    p.add_argument(
-        "--scales",
-        metavar="Q,...",
-        help="test scales: numbers (256,384,512) or relative to the training scale S (S-32,S,S+32; for a "
-        "jittered S: S_min,S,S_max); default: S",
-    )
-    p.add_argument("--method", choices=("dense", "multi-crop", "both", "all"), default="dense", help="(default: dense)")
-    p.add_argument("--no-flip", action="store_true", help="do not average with horizontally flipped images")
-    p.add_argument("--batch-size", type=_positive_int, default=32, metavar="N", help="images per batch (default: 32)")
-    p.add_argument("--gpus", type=int, default=0, metavar="N", help="evaluate on N GPUs (one process each)")
-    p.add_argument("--nproc", type=_positive_int, default=1, metavar="N", help="evaluate in N CPU processes")
-    p.add_argument("--json", metavar="FILE", help="also write the table as JSON")
-    p.add_argument("--save-probs", metavar="FILE", help="save every image's posteriors (to fuse later)")
-    p.add_argument(
-        "--from-probs", action="store_true", help="CKPT are files written by --save-probs: fuse them, no network runs"
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _dtype_argument(p)
-    p.set_defaults(run=_evaluate)
-
-    p = commands.add_parser(
-        "predict",
-        help="the top classes of images, with probabilities",
-        description="Classify images with a trained checkpoint: dense evaluation at the checkpoint's training "
-        "scale (or --scale), averaged with the flipped image; class names from the training run.",
-    )
-    p.add_argument(
-        "checkpoint", metavar="CKPT", help="a checkpoint written by 'vggspec train', or its run folder (its best.pt)"
-    )
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files, or folders of them")
-    p.add_argument("--scale", type=_positive_int, metavar="Q", help="rescale the smallest side to Q (default: S)")
-    p.add_argument("--top", type=_positive_int, default=5, metavar="K", help="how many classes (default: 5)")
-    p.add_argument("--no-flip", action="store_true", help="do not average with the flipped image")
-    _dtype_argument(p)
-    p.set_defaults(run=_predict)
-
-    p = commands.add_parser(
-        "fmt",
-        help="print specs in canonical form",
-        description="Print specs in canonical form (comments kept, runs of equal layers as ×N). "
-        "parse(fmt(spec)) is the same network.",
-    )
-    p.add_argument("specs", nargs="+", metavar="SPEC", help="spec files or bundled names ('-' reads standard input)")
-    p.add_argument("--check", action="store_true", help="change nothing; exit 1 if a file is not canonical")
-    p.add_argument("-w", "--write", action="store_true", help="rewrite the files in place")
-    p.set_defaults(run=_fmt)
-
-    p = commands.add_parser(
-        "table",
-        help="render Table 1 (markdown) from spec files, side by side",
-        description="Render the specs as the paper's Table 1: a column per spec, a row per layer, "
-        "stages aligned at the max-pooling layers. Markdown.",
-    )
-    p.add_argument("specs", nargs="*", metavar="SPEC", help=specs_help)
-    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
-    p.set_defaults(run=_table)
-
-    p = commands.add_parser(
-        "graph",
-        help="draw a spec with graphviz (SVG, PNG, PDF or DOT)",
-        description="Draw the layer graph, each node with its output shape and parameters. SVG, PNG "
-        "and PDF need Graphviz's 'dot' program (apt-get install graphviz); DOT source does not.",
-    )
-    p.add_argument("spec", metavar="SPEC", help="a spec file, or a bundled spec by name (E)")
-    p.add_argument("-o", "--output", metavar="FILE", help="output file (default: SPEC's name with the format's suffix)")
-    p.add_argument("--format", choices=("svg", "png", "pdf", "dot"), help="default: from -o's suffix, else svg")
-    p.add_argument("--input", type=_positive_int, metavar="N", help="draw the shapes at N×N inputs")
-    p.set_defaults(run=_graph)
-    for command in commands.choices.values():  # an unknown flag gets the command's usage, not vggspec's
-        command.set_defaults(command_parser=command)
-    return parser
 
 
 def _positive_int(text: str) -> int:

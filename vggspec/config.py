@@ -1,22 +1,51 @@
-"""The training configuration: every value of Section 3.1's recipe, each overridable.
+"""The training and evaluation configurations: every value of Section 3.1's recipe and of
+Sections 3.2 and 4's protocol, each overridable.
 
-Kept apart from :mod:`vggspec.train` so that the command line can describe it (``vggspec train
---help`` is generated from these fields) without importing torch.
+Kept apart from :mod:`vggspec.train` and :mod:`vggspec.evaluate` so that the command line can
+describe them (``vggspec train --help`` and ``vggspec evaluate --help`` are generated from these
+fields) without importing torch.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from . import runs
 from .errors import SpecError, did_you_mean
 from .initialisation import InitName
 from .scales import TrainingScale
+
+DType = Literal["float32", "bfloat16", "float16", "auto"]
+Method = Literal["dense", "multi-crop", "both", "all"]
+METHODS = ("dense", "multi-crop", "both")  # of evaluation, Section 3.2; --method all: a row for each
+
+# Help of flags that several commands have: one text each, so that they read the same everywhere.
+INIT_HELP = (
+    "random initialisation (where no --weights are given): paper N(0, 1e-2), caffe N(0, 0.01²), glorot "
+    "(Glorot & Bengio 2010), kaiming (He et al. 2015, as torchvision). Class scores that start far above 1 "
+    "diverge, far below stall: train warns, analyze shows each layer's output RMS so initialised"
+)
+FLIP_HELP = (
+    "horizontal flips: train flips images at random; evaluate and predict average each image's posteriors "
+    "with its mirror image's"
+)
+DTYPE_HELP = (
+    "what the network computes in; auto: bfloat16 where the CPU or GPU computes it natively (about 2.5x "
+    "faster on such a CPU; posteriors then carry bf16 rounding), else float32"
+)
+
+
+def command_line(**how: str) -> dict[str, Any]:
+    """A field's command-line form where its name alone does not say it: ``flag`` (another name),
+    ``metavar``, ``nargs`` (a positional argument), ``default_note`` (what --help says of the default)."""
+    return {"json_schema_extra": {"command_line": how}}
 
 
 class BatchSplit(NamedTuple):
@@ -33,9 +62,15 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     spec: str | None = Field(
-        default=None, description="the .vgg spec to train; with --resume, by default the run's own copy (RUN/spec.vgg)"
+        default=None,
+        description="the spec to train: a file, or a bundled spec by name (D); with --resume, by default the run's "
+        "own copy (RUN/spec.vgg)",
+        **command_line(nargs="?", metavar="SPEC"),
     )
-    data: str = Field(description="image folder: DATA/train/<class>/*, DATA/val/<class>/*")
+    data: str = Field(
+        description="image folder: DATA/train/<class>/*, DATA/val/<class>/*",
+        **command_line(default_note="(required, but for --resume: the run's)"),
+    )
     out: str | None = Field(default=None, description="run directory; by default runs/<spec>-<date>-<time>")
     train_split: str = Field(default="train", description="the training split's folder under DATA")
     val_split: str = Field(default="val", description="the validation split's folder under DATA")
@@ -60,14 +95,10 @@ class TrainConfig(BaseModel):
         "256 for 224 inputs, in proportion for others",
     )
     colour_std: float = Field(default=0.1, ge=0, description="std of the PCA colour shift's alpha")
-    flip: bool = Field(default=True, description="random horizontal flips")
+    flip: bool = Field(default=True, description=FLIP_HELP)
     stats_images: int = Field(default=1000, ge=1, description="training images sampled for mean RGB and PCA")
 
-    init: InitName = Field(
-        default="paper",
-        description="random initialisation: paper N(0, 1e-2 variance), caffe std 0.01, glorot, kaiming; a note "
-        "says when it would start the class scores far from 1 (diverging or stalling)",
-    )
+    init: InitName = Field(default="paper", description=INIT_HELP)
     init_from: str | None = Field(default=None, description="a trained A's run or checkpoint (Section 3.1)")
     weights: str | None = Field(
         default=None, description="a state dict to start from: vggspec's (a checkpoint or run folder) or torchvision's"
@@ -128,6 +159,77 @@ class TrainConfig(BaseModel):
         """S for a network with ``input_size`` inputs: ``scale``, or the paper's 256 in proportion;
         checked to fit the crops (a SpecError, before any image is read)."""
         return TrainingScale.resolve(self.scale, input_size)
+
+
+class EvaluateConfig(BaseModel):
+    """Everything an evaluation depends on: the networks, the images and the protocol (Sections 3.2, 4)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    checkpoints: list[str] = Field(
+        min_length=1,
+        description="checkpoints or run folders (RUN: its best.pt); several: fused; with --from-probs, files "
+        "written by --save-probs",
+        **command_line(nargs="+", metavar="CKPT"),
+    )
+    data: str | None = Field(
+        default=None,
+        description="image folder: DIR/<split>/<class>/* (required, but for --from-probs)",
+        **command_line(metavar="DIR"),
+    )
+    split: str = Field(default="val", description="the folder under DIR to evaluate")
+    scales: str | None = Field(
+        default=None,
+        description="test scales: numbers (256,384,512) or relative to the training scale S (S-32,S,S+32; for a "
+        "jittered S: S_min,S,S_max); by default S",
+        **command_line(metavar="Q,..."),
+    )
+    method: Method = Field(
+        default="dense",
+        description="dense: the fully-convolutional network on the whole image; multi-crop: 50 crops (5×5 grid × 2 "
+        "flips); both: their average; all: a row for each of the three",
+    )
+    flip: bool = Field(default=True, description=FLIP_HELP)
+    batch_size: int = Field(default=32, ge=1, description="images per batch", **command_line(metavar="N"))
+    gpus: int = Field(default=0, ge=0, description="evaluate on N GPUs (one process each)", **command_line(metavar="N"))
+    nproc: int = Field(default=1, ge=1, description="evaluate in N CPU processes", **command_line(metavar="N"))
+    json_path: str | None = Field(
+        default=None, description="also write the table as JSON", **command_line(flag="json", metavar="FILE")
+    )
+    save_probs: str | None = Field(
+        default=None, description="save every image's posteriors (to fuse later)", **command_line(metavar="FILE")
+    )
+    from_probs: bool = Field(
+        default=False, description="CKPT are files written by --save-probs: fuse them, no network runs"
+    )
+    progress: bool = Field(default=True, description="a progress bar")
+    dtype: DType = Field(default="float32", description=DTYPE_HELP)
+
+    @field_validator("checkpoints", "data", "json_path", "save_probs", mode="before")
+    @classmethod
+    def _paths_as_text(cls, value: Any) -> Any:
+        """Paths given as :class:`~pathlib.Path` too: the worker processes get them as text."""
+        if isinstance(value, (list, tuple)):
+            return [os.fspath(v) if isinstance(v, os.PathLike) else v for v in value]
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+    @property
+    def methods(self) -> list[str]:
+        """The methods to evaluate, a row each: ``all`` is dense, multi-crop and both."""
+        return list(METHODS) if self.method == "all" else [self.method]
+
+
+Settings = TypeVar("Settings", bound=BaseModel)
+
+
+def validated(model: type[Settings], values: Mapping[str, Any], what: str) -> Settings:
+    """``model(**values)``, with what is wrong said in one line (a SpecError), as the command line reports it:
+    ``invalid training settings: lr: Input should be a finite number``."""
+    try:
+        return model(**values)
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        raise SpecError(f"invalid {what} settings: {problems}") from None
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

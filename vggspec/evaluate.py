@@ -33,15 +33,15 @@ from PIL import Image, UnidentifiedImageError
 
 from . import data as datalib
 from .checkpoint import load_model, read_checkpoint
+from .config import METHODS, EvaluateConfig  # noqa: F401 - METHODS: where it always was
 from .dense import posteriors, to_dense
 from .errors import SpecError
-from .inference import DTypeLike, InferenceModel, optimize_for_inference, resolve_dtype
+from .inference import DTypeLike, InferenceModel, optimize_for_inference
 from .metrics import top_errors
 from .runlog import progress_bar
 from .runs import checkpoint_path
 from .scales import TrainingScale, parse_test_scales
 
-METHODS = ("dense", "multi-crop", "both")
 GRID = 5  # crops per side in multi-crop evaluation
 
 
@@ -434,71 +434,45 @@ def paper_row(network: Network, method: str, scales: Sequence[int]) -> tuple[flo
 # -- the whole evaluation, in one process or several ----------------------------------------
 
 
-def evaluate(
-    checkpoints: Sequence[str | Path],
-    data: str | Path,
-    *,
-    split: str = "val",
-    scales: str | None = None,
-    methods: Sequence[str] = ("dense",),
-    flip: bool = True,
-    batch_size: int = 32,
-    gpus: int = 0,
-    nproc: int = 1,
-    json_path: str | Path | None = None,
-    save_probs: str | Path | None = None,
-    progress: bool = True,
-    dtype: str = "float32",
-) -> Results | None:
-    """Evaluate (and fuse) checkpoints on ``DATA/<split>``; print the table, write files.
+def evaluate(config: EvaluateConfig) -> Results | None:
+    """Evaluate (and fuse) ``config.checkpoints`` on ``DATA/<split>``, or with ``from_probs`` fuse saved
+    posteriors; print the table, write files.
 
     Returns the results in this process; with several processes, rank 0 prints and writes them
     and this returns None.
     """
-    unknown = set(methods) - set(METHODS)
-    if unknown:
-        raise SpecError(f"unknown evaluation method {', '.join(sorted(unknown))}: choose from {', '.join(METHODS)}")
-    if gpus and gpus > torch.cuda.device_count():
-        raise SpecError(f"--gpus {gpus} asks for more GPUs than this machine has ({torch.cuda.device_count()})")
-    try:
-        resolve_dtype(dtype)  # before any process starts
-    except ValueError as err:
-        raise SpecError(str(err)) from None
-    settings = {
-        "checkpoints": [str(c) for c in checkpoints],
-        "data": str(data),
-        "split": split,
-        "scales": scales,
-        "methods": list(methods),
-        "flip": flip,
-        "batch_size": batch_size,
-        "gpus": gpus,
-        "json_path": str(json_path) if json_path else None,
-        "save_probs": str(save_probs) if save_probs else None,
-        "progress": progress,
-        "dtype": dtype,
-    }
-    world = gpus or nproc
+    if config.from_probs:
+        results = Results.load(config.checkpoints)
+        print(render_rows(results.compute_rows()))
+        results.note_unreadable()
+        return results
+    if config.data is None:
+        raise SpecError("where is the data? give --data DIR (the images in DIR/val/<class>/*)")
+    if config.gpus and config.gpus > torch.cuda.device_count():
+        raise SpecError(f"--gpus {config.gpus} asks for more GPUs than this machine has ({torch.cuda.device_count()})")
+    world = config.gpus or config.nproc
     if world > 1:
         from .distributed import launch
 
-        launch(_worker, settings, world=world)
+        launch(_worker, config.model_dump(), world=world)
         return None
-    return _worker(settings)
+    return _worker(config.model_dump())
 
 
-def _worker(settings: dict[str, Any]) -> Results | None:
+def _worker(config_values: dict[str, Any]) -> Results | None:
+    """One process's share: the settings come as a plain dict, which crosses into launched processes."""
     from .distributed import Distributed
 
-    env = Distributed.setup(gpu=bool(settings["gpus"]))
+    config = EvaluateConfig(**config_values)
+    env = Distributed.setup(gpu=bool(config.gpus))
     try:
-        return _evaluate_here(settings, env)
+        return _evaluate_here(config, env)
     finally:
         env.close()
 
 
-def _evaluate_here(settings: dict[str, Any], env) -> Results | None:
-    networks = [load_network(path, env.device, settings["dtype"]) for path in settings["checkpoints"]]
+def _evaluate_here(config: EvaluateConfig, env) -> Results | None:
+    networks = [load_network(path, env.device, config.dtype) for path in config.checkpoints]
     seen: dict[str, int] = defaultdict(int)
     for net in networks:  # the same network twice (or two runs of one spec): tell the rows apart
         seen[net.name] += 1
@@ -508,24 +482,24 @@ def _evaluate_here(settings: dict[str, Any], env) -> Results | None:
     for net in networks[1:]:
         if net.classes != classes:
             raise SpecError(f"{net.path} was trained on other classes than {networks[0].path}: they cannot be fused")
-    folder = datalib.scan(settings["data"], settings["split"], classes=classes or None)
+    folder = datalib.scan(config.data, config.split, classes=classes or None)
     paths = [path for path, _ in folder.samples]
     labels = torch.tensor([label for _, label in folder.samples])
     mine = by_aspect_ratio(paths, range(env.rank, len(paths), env.world))
-    scales = {net.name: parse_test_scales(settings["scales"], net.train_scale) for net in networks}
+    scales = {net.name: parse_test_scales(config.scales, net.train_scale) for net in networks}
     local: dict[str, dict[str, torch.Tensor]] = {}
-    bar = _progress(len(mine) * len(networks), settings["progress"] and env.main)
+    bar = _progress(len(mine) * len(networks), config.progress and env.main)
     for net in networks:
         parts: dict[str, list[torch.Tensor]] = defaultdict(list)
-        for start in range(0, len(mine), settings["batch_size"]):
-            chunk = [paths[i] for i in mine[start : start + settings["batch_size"]]]
+        for start in range(0, len(mine), config.batch_size):
+            chunk = [paths[i] for i in mine[start : start + config.batch_size]]
             for method, probs in image_posteriors(
                 net,
                 chunk,
                 scales[net.name],
-                settings["methods"],
-                flip=settings["flip"],
-                batch_size=settings["batch_size"],
+                config.methods,
+                flip=config.flip,
+                batch_size=config.batch_size,
             ).items():
                 parts[method].append(probs)
             if bar is not None:
@@ -539,7 +513,7 @@ def _evaluate_here(settings: dict[str, Any], env) -> Results | None:
     probs: dict[str, dict[str, torch.Tensor]] = {}
     for net in networks:
         probs[net.name] = {}
-        for method in settings["methods"]:
+        for method in config.methods:
             full = torch.full((len(paths), net.num_classes), math.nan)
             for indices, part in gathered:
                 if indices:
@@ -553,22 +527,22 @@ def _evaluate_here(settings: dict[str, Any], env) -> Results | None:
     results.compute_rows(lookup)
     print(render_rows(results.rows))
     results.note_unreadable()
-    _write_outputs(results, settings)
+    _write_outputs(results, config)
     return results
 
 
-def _write_outputs(results: Results, settings: dict[str, Any]) -> None:
+def _write_outputs(results: Results, config: EvaluateConfig) -> None:
     import json
     import sys
 
-    if settings["json_path"]:
-        Path(settings["json_path"]).write_text(
+    if config.json_path:
+        Path(config.json_path).write_text(
             json.dumps({"images": len(results.paths), "rows": [r.to_dict() for r in results.rows]}, indent=2) + "\n"
         )
-        print(f"wrote {settings['json_path']}", file=sys.stderr)
-    if settings["save_probs"]:
-        results.save(settings["save_probs"])
-        print(f"wrote {settings['save_probs']} (posteriors of every image)", file=sys.stderr)
+        print(f"wrote {config.json_path}", file=sys.stderr)
+    if config.save_probs:
+        results.save(config.save_probs)
+        print(f"wrote {config.save_probs} (posteriors of every image)", file=sys.stderr)
 
 
 def _progress(total: int, enabled: bool):
