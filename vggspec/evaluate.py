@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from . import colour, decoding, folders
 from . import data as datalib
 from .checkpoint import checkpoint_path, load_model, read_checkpoint
 from .config import TrainConfig
@@ -55,7 +56,7 @@ class Network:
     path: str
     classifier: InferenceModel
     dense: InferenceModel
-    stats: datalib.ColourStats
+    stats: colour.ColourStats
     train_scale: tuple[int, int]
     classes: list[str]
 
@@ -101,7 +102,7 @@ def load_network(path: str | Path, device: torch.device | str = "cpu", dtype: DT
         path=str(path),
         classifier=optimize_for_inference(model, dtype=dtype, inplace=True),
         dense=dense,
-        stats=datalib.ColourStats.model_validate_json(data["colour_stats"]),
+        stats=colour.ColourStats.model_validate_json(data["colour_stats"]),
         train_scale=scales,
         classes=classes,
     )
@@ -158,7 +159,7 @@ def multi_crops(image: torch.Tensor, size: int, *, flip: bool = True) -> torch.T
     return torch.cat([batch, batch.flip(dims=(3,))]) if flip else batch
 
 
-def _normalise(images: torch.Tensor, stats: datalib.ColourStats, device: torch.device) -> torch.Tensor:
+def _normalise(images: torch.Tensor, stats: colour.ColourStats, device: torch.device) -> torch.Tensor:
     mean = torch.tensor(stats.mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
     return images.to(device).float() - mean
 
@@ -249,7 +250,7 @@ def _decoded(paths: Sequence[str], scale: int, channels: int) -> list[torch.Tens
 
     def one(path: str) -> torch.Tensor | None:
         try:
-            return datalib.rescale(path, scale, channels)
+            return decoding.rescale(path, scale, channels)
         except Exception:  # noqa: BLE001 - PIL's many error types for a bad file
             return None
 
@@ -534,7 +535,7 @@ def _evaluate_here(settings: dict[str, Any], env) -> Results | None:
     for net in networks[1:]:
         if net.classes != classes:
             raise SpecError(f"{net.path} was trained on other classes than {networks[0].path}: they cannot be fused")
-    folder = datalib.scan(settings["data"], settings["split"], classes=classes or None)
+    folder = folders.scan(settings["data"], settings["split"], classes=classes or None)
     paths = [path for path, _ in folder.samples]
     labels = torch.tensor([label for _, label in folder.samples])
     mine = by_aspect_ratio(paths, range(env.rank, len(paths), env.world))
@@ -636,7 +637,7 @@ def predictions(
     names = net.classes or [str(i) for i in range(net.num_classes)]
     for path in paths:
         try:
-            image = datalib.rescale(path, q, net.channels)
+            image = decoding.rescale(path, q, net.channels)
         except FileNotFoundError:
             yield path, SpecError(f"no such image: {path}")
             continue
@@ -657,9 +658,9 @@ def image_paths(items: Sequence[str | Path]) -> list[str]:
     for item in items:
         folder = Path(item)
         if folder.is_dir():
-            found = datalib.image_files(folder)
+            found = folders.image_files(folder)
             if not found:
-                extensions = ", ".join(datalib.IMAGE_EXTENSIONS)
+                extensions = ", ".join(folders.IMAGE_EXTENSIONS)
                 raise SpecError(f"{folder} holds no image files", hint=f"they end in {extensions}")
             paths += [str(folder / name) for name in found]
         else:
