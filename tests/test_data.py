@@ -205,6 +205,17 @@ def test_to_device_subtracts_mean_and_adds_shift():
     assert torch.allclose(last.float(), expected, atol=1.0)
 
 
+def test_normalise_without_shifts_is_image_minus_mean_in_the_images_layout():
+    """Evaluation's inputs: ``image - mean`` to the bit, in the memory layout the images come in."""
+    images = torch.randint(0, 256, (2, 3, 4, 5), dtype=torch.uint8).contiguous(memory_format=torch.channels_last)
+    stats = colour.ColourStats(
+        mean=[10.3, 20.7, 123.456], eigenvalues=[1, 1, 1], eigenvectors=np.eye(3).tolist(), images=1, pixels=1
+    )
+    inputs = data.normalise(images, stats, "cpu")
+    assert inputs.dtype == torch.float32 and inputs.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(inputs, images.float() - torch.tensor(stats.mean).view(1, 3, 1, 1))
+
+
 def test_collate_then_to_device_round_trip(folder):
     stats = colour.colour_stats(folder, 3)
     ds = data.TrainDataset(folder, augment(stats=stats), seed=0)

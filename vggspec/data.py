@@ -9,7 +9,8 @@ the colour statistics are :mod:`vggspec.folders`, :mod:`vggspec.decoding` and
   the image's colour shift;
 * :func:`collate` stacks samples into a :class:`Batch` (dropping unreadable images, whose indices
   it reports) and :func:`to_device` turns a batch into network inputs on the device:
-  ``image - mean + shift`` on the 0-255 scale, the paper's only preprocessing.
+  ``image - mean + shift`` on the 0-255 scale, the paper's only preprocessing
+  (:func:`normalise`, which evaluation shares).
 
 The training transform is the paper's (and torchvision's standard one): rescale the image
 isotropically so that its smallest side is S (fixed, or drawn per image from [S_min, S_max]:
@@ -53,6 +54,7 @@ __all__ = [
     "TrainDataset",
     "collate",
     "default_scale",
+    "normalise",
     "stack_images",
     "to_device",
 ]
@@ -273,6 +275,32 @@ def collate(samples: list[Sample]) -> Batch:
     return Batch(images, shifts, labels, indices, broken)
 
 
+def normalise(
+    images: torch.Tensor,
+    stats: ColourStats,
+    device: torch.device | str,
+    *,
+    shifts: torch.Tensor | None = None,
+    memory_format: torch.memory_format = torch.preserve_format,
+) -> torch.Tensor:
+    """float32 ``image - mean`` on ``device``, per channel on the 0-255 scale; ``+ shift`` per image if given.
+
+    The paper's only preprocessing is subtracting the mean (no division by a std): training
+    (:func:`to_device`) and evaluation both get their inputs here. The uint8 ``images`` (N, C, H, W)
+    cross to the device (4× less traffic than floats) and get their float32 values and
+    ``memory_format`` there, in one pass. The shifts (N, C) are added to ``-mean`` before the
+    images are: one rounding per pixel, as with no shift.
+    """
+    device = torch.device(device)
+    images = images.to(device, non_blocking=True)
+    mean = torch.tensor(stats.mean, dtype=torch.float32, device=device)
+    if shifts is None:
+        offset = (-mean).view(1, -1, 1, 1)
+    else:
+        offset = (shifts.to(device, non_blocking=True).float() - mean).view(*images.shape[:2], 1, 1)
+    return images.to(torch.float32, memory_format=memory_format).add_(offset)  # cast and layout in one pass
+
+
 def to_device(
     batch: Batch,
     stats: ColourStats,
@@ -283,16 +311,11 @@ def to_device(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(inputs, labels) on ``device``: ``image - mean + shift`` per image and channel, 0-255 scale.
 
-    The paper's only preprocessing is subtracting the mean (no division by a std). The uint8
-    images cross to the device (4× less traffic than floats) and get their float32 values and
-    memory layout there, in one pass; ``dtype`` (e.g. bfloat16) is cast to last.
+    :func:`normalise` with the batch's colour shifts, in the layout the model wants;
+    ``dtype`` (e.g. bfloat16) is cast to last.
     """
-    device = torch.device(device)
-    images = batch.images.to(device, non_blocking=True)
     layout = torch.channels_last if channels_last else torch.contiguous_format
-    mean = torch.tensor(stats.mean, dtype=torch.float32, device=device)
-    offset = (batch.shifts.to(device, non_blocking=True).float() - mean).view(*images.shape[:2], 1, 1)
-    inputs = images.to(torch.float32, memory_format=layout).add_(offset)  # cast and layout in one pass
+    inputs = normalise(batch.images, stats, device, shifts=batch.shifts, memory_format=layout)
     if dtype != torch.float32:
         inputs = inputs.to(dtype)
     return inputs, batch.labels.to(device, non_blocking=True)

@@ -32,9 +32,9 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from . import colour, decoding, folders
-from . import data as datalib
 from .checkpoint import checkpoint_path, load_model, read_checkpoint
 from .config import TrainConfig
+from .data import normalise, stack_images
 from .dense import posteriors, to_dense
 from .errors import SpecError
 from .inference import DTypeLike, InferenceModel, optimize_for_inference, resolve_dtype
@@ -155,13 +155,8 @@ def multi_crops(image: torch.Tensor, size: int, *, flip: bool = True) -> torch.T
         for top in grid_positions(h, size)
         for left in grid_positions(w, size)
     ]
-    batch = datalib.stack_images(crops)
+    batch = stack_images(crops)
     return torch.cat([batch, batch.flip(dims=(3,))]) if flip else batch
-
-
-def _normalise(images: torch.Tensor, stats: colour.ColourStats, device: torch.device) -> torch.Tensor:
-    mean = torch.tensor(stats.mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-    return images.to(device).float() - mean
 
 
 @torch.inference_mode()
@@ -177,7 +172,7 @@ def dense_posteriors(
     for indices in by_size.values():
         for start in range(0, len(indices), batch_size):
             chunk = indices[start : start + batch_size]
-            batch = _normalise(datalib.stack_images([images[i] for i in chunk]), net.stats, device)
+            batch = normalise(stack_images([images[i] for i in chunk]), net.stats, device)
             out[chunk] = posteriors(net.dense, batch, flip=flip).float().cpu()
     return out
 
@@ -193,7 +188,7 @@ def multi_crop_posteriors(
         crops = multi_crops(image, net.input_size, flip=flip)
         probs = torch.cat(
             [
-                net.classifier(_normalise(crops[i : i + batch_size], net.stats, device)).float().softmax(dim=1).cpu()
+                net.classifier(normalise(crops[i : i + batch_size], net.stats, device)).float().softmax(dim=1).cpu()
                 for i in range(0, len(crops), batch_size)
             ]
         )
