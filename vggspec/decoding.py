@@ -46,6 +46,7 @@ __all__ = [
     "render",
     "rescale",
     "rescaled_size",
+    "torchvision_jpeg",
 ]
 
 DRAFT_FACTORS = (8, 4, 2)  # the DCT-domain reductions libjpeg offers through Image.draft
