@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 import vggspec
+from vggspec import folders
 from vggspec.config import TrainConfig  # pydantic only: no torch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,3 +76,20 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
     data = image_folder(root / "data", classes=3, train=24, val=10, size=28)
     run = train(tiny_config(root, data, name="shapes.vgg", epochs=4, batch_size=12, stats_images=30, scale="18:24"))
     return run / "best.pt", data
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(tmp_path_factory) -> Path:
+    """train/{cat,dog}: JPEGs of several shapes, one large enough for a 1/8 draft at S=40."""
+    from .images import make_split  # numpy and PIL come with the torch extras, which the other tests do without
+
+    root = tmp_path_factory.mktemp("images")
+    sizes = [(120, 90), (90, 120), (64, 48), (400, 300), (333, 250), (160, 160)]
+    make_split(root, "train", {"cat": sizes, "dog": sizes[::-1]})
+    make_split(root, "val", {"cat": sizes[:2], "dog": sizes[:2]})
+    return root
+
+
+@pytest.fixture(scope="module")
+def folder(dataset_dir) -> folders.ImageFolder:
+    return folders.scan(dataset_dir, "train")

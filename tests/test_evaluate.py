@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="needs the test extras: pip install -e '.[test]'")
 
 import vggspec  # noqa: E402
-from vggspec import data as datalib  # noqa: E402
+from vggspec import folders  # noqa: E402
 from vggspec.config import EvaluateConfig, validated  # noqa: E402
 from vggspec.evaluate import (  # noqa: E402
     PAPER,
@@ -94,7 +94,7 @@ def test_150_crops_per_image_over_three_scales(trained, monkeypatch):
     from vggspec import evaluate as evaluation
 
     monkeypatch.setattr(evaluation, "load_network", lambda path, device="cpu": net)
-    folder = datalib.scan(data, "val")
+    folder = folders.scan(data, "val")
     paths = [p for p, _ in folder.samples[:3]]
     evaluation.image_posteriors(net, paths, [18, 22, 26], ["multi-crop"])
     assert sum(seen) == 150 * len(paths)

@@ -351,7 +351,7 @@ def test_only_the_processes_that_decode_import_torchvision(shapes):
     code = (
         "import sys, vggspec.train, vggspec.evaluate\n"
         "assert 'torchvision' not in sys.modules, 'imported with the trainer'\n"
-        f"vggspec.data.TrainDataset(vggspec.data.scan({str(shapes)!r}, 'train'), None, seed=0)\n"
+        f"vggspec.data.TrainDataset(vggspec.folders.scan({str(shapes)!r}, 'train'), None, seed=0)\n"
         "assert 'torchvision.io' in sys.modules, 'not imported by the dataset'\n"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)

@@ -7,15 +7,16 @@ process, without DataLoader workers (the per-sample cost, i.e. images/s per work
 * torchvision, the standard pipeline: ``Image.open(p).convert("RGB")``, ``Resize(S)``,
   ``RandomCrop(224)``, ``RandomHorizontalFlip()``, ``ToTensor()``, ``Normalize(mean, std)``;
   for scale jittering ``Resize`` gets a random S in [256, 512] per image;
-* vggspec: ``TrainDataset.__getitem__`` (``vggspec/data.py``): JPEG decoded at 1/2, 1/4 or 1/8
-  size when that still leaves the smallest side ≥ S (PIL's ``draft``), otherwise straight into a
-  tensor (``torchvision.io.decode_jpeg``); rescaled with torch's uint8 antialiased bilinear
-  kernel (torchvision's ``Resize`` on tensors) and cropped, or, when the rescaled image is over
-  4× the crop's area, only the crop's region resampled by PIL (``box=``); flipped, a uint8
-  tensor kept in the interleaved (H, W, C) memory decoders write (a planar copy is a slow
-  strided gather), plus the image's PCA colour shift (which torchvision doesn't do). The float
-  conversion and the mean subtraction happen later, on the device (``to_device``); its cost on
-  the CPU is reported separately.
+* vggspec: ``TrainDataset.__getitem__`` (``vggspec/data.py``, decoding in
+  ``vggspec/decoding.py``): JPEG decoded at 1/2, 1/4 or 1/8 size when that still leaves the
+  smallest side ≥ S (PIL's ``draft``), otherwise straight into a tensor
+  (``torchvision.io.decode_jpeg``); rescaled with torch's uint8 antialiased bilinear kernel
+  (torchvision's ``Resize`` on tensors) and cropped, or, when the rescaled image is over 4× the
+  crop's area, only the crop's region resampled by PIL (``box=``); flipped, a uint8 tensor kept in
+  the interleaved (H, W, C) memory decoders write (a planar copy is a slow strided gather), plus
+  the image's PCA colour shift (which torchvision doesn't do). The float conversion and the mean
+  subtraction happen later, on the device (``to_device``); its cost on the CPU is reported
+  separately.
 
 Two reference rows show the floor: decoding the JPEG at full size (all torchvision can do) and
 decoding at the reduced size vggspec picks at S = 256.
@@ -64,7 +65,7 @@ from PIL import Image, ImageDraw, features  # noqa: E402
 from torchvision import transforms as T  # noqa: E402
 from torchvision.transforms import functional as TF  # noqa: E402
 
-from vggspec import data  # noqa: E402
+from vggspec import colour, data, decoding, folders  # noqa: E402
 
 SETTINGS = {"S=256": (256, 256), "S∈[256,512]": (256, 512)}
 GOALS = {"S=256": 3.0, "S∈[256,512]": 2.0}
@@ -97,7 +98,7 @@ def photo(width: int, height: int, rng: np.random.Generator, noise: float = 14.0
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
 
 
-def make_dataset(directory: Path, count: int, large_fraction: float, seed: int = 0) -> data.ImageFolder:
+def make_dataset(directory: Path, count: int, large_fraction: float, seed: int = 0) -> folders.ImageFolder:
     """DIR/train/<4 classes>/*.jpg: ``count`` images, ``large_fraction`` of them large."""
     rng = np.random.default_rng(seed)
     large = max(len(LARGE_SIZES), round(count * large_fraction))
@@ -107,7 +108,7 @@ def make_dataset(directory: Path, count: int, large_fraction: float, seed: int =
         folder = directory / "train" / f"class{i % 4}"
         folder.mkdir(parents=True, exist_ok=True)
         photo(w, h, rng).save(folder / f"{i:04d}_{w}x{h}.jpg", quality=90)
-    return data.scan(directory, "train")
+    return folders.scan(directory, "train")
 
 
 def group_of(path: str) -> str:
@@ -137,7 +138,7 @@ def decode_full(path: str) -> None:
 def decode_reduced(path: str, scale: int = 256) -> None:
     with Image.open(path) as img:
         w, h = img.size
-        factor = data._draft_factor(w, h, scale)
+        factor = decoding._draft_factor(w, h, scale)
         img.draft("RGB", (w // factor, h // factor) if factor > 1 else None)
         img.load()
 
@@ -151,7 +152,7 @@ class Method:
     dataset: data.TrainDataset | None = None  # vggspec's, whose epoch advances every round
 
 
-def make_methods(folder: data.ImageFolder, stats: data.ColourStats) -> list[Method]:
+def make_methods(folder: folders.ImageFolder, stats: colour.ColourStats) -> list[Method]:
     paths = [p for p, _ in folder.samples]
     methods = [
         Method("decode only, full size", "", "decode", lambda i: decode_full(paths[i])),
@@ -200,7 +201,7 @@ def bench(methods: list[Method], groups: list[str], rounds: int) -> dict[str, di
     return {m: {g: statistics.median(v) for g, v in by_group.items()} for m, by_group in per_round.items()}
 
 
-def device_cost(dataset: data.TrainDataset, stats: data.ColourStats, batch: int) -> float:
+def device_cost(dataset: data.TrainDataset, stats: colour.ColourStats, batch: int) -> float:
     """Seconds per image of collate + to_device on the CPU (the float work torchvision does per sample)."""
     samples = [dataset[i % len(dataset)] for i in range(batch)]
     data.to_device(data.collate(samples), stats, "cpu")
@@ -212,14 +213,14 @@ def device_cost(dataset: data.TrainDataset, stats: data.ColourStats, batch: int)
     return statistics.median(runs) / batch
 
 
-def equivalence(folder: data.ImageFolder, stats: data.ColourStats, scale: tuple[int, int]) -> list[float]:
+def equivalence(folder: folders.ImageFolder, stats: colour.ColourStats, scale: tuple[int, int]) -> list[float]:
     """Mean |vggspec − reference| per image (0-255 scale), for the same draws."""
     dataset = data.TrainDataset(folder, data.Augment(224, scale, 3, stats), seed=0)
     diffs = []
     for i, (path, _) in enumerate(folder.samples):
         d = dataset.draw(i)
         ours = dataset[i].image
-        ref = data.reference_image(path, d.scale, 224, d.left, d.top, d.flip, 3)
+        ref = decoding.reference_image(path, d.scale, 224, d.left, d.top, d.flip, 3)
         diffs.append((ours.float() - ref.float()).abs().mean().item())
     return diffs
 
@@ -302,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         bpp = statistics.mean(Path(p).stat().st_size / np.prod(Image.open(p).size) for p in small)
         tally = ", ".join(f"{groups.count(g)} at {g}" for g in group_order(groups))
         print(f"{count} JPEGs (quality 90) made in {made:.1f} s: {tally}; the ≈500×375 ones {bpp:.2f} bytes/pixel")
-        stats = data.colour_stats(folder, 3)
+        stats = colour.colour_stats(folder, 3)
         methods = make_methods(folder, stats)
         medians = bench(methods, groups, rounds)
         batch = min(64, count)

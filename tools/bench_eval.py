@@ -28,7 +28,7 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 import torch  # noqa: E402
 
 import vggspec  # noqa: E402
-from vggspec import data as datalib  # noqa: E402
+from vggspec import folders  # noqa: E402
 from vggspec.config import TrainConfig  # noqa: E402
 from vggspec.evaluate import image_posteriors, load_network  # noqa: E402
 from vggspec.metrics import top_errors  # noqa: E402
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         )  # fmt: skip
         net = load_network(run / "best.pt")
-        folder = datalib.scan(data, "val", classes=net.classes)
+        folder = folders.scan(data, "val", classes=net.classes)
         paths = [p for p, _ in folder.samples]
         labels = torch.tensor([label for _, label in folder.samples])
         scales = parse_test_scales("S_min,S,S_max", net.train_scale)
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         crops, t_crops = timed(lambda: image_posteriors(net, paths, scales, ["multi-crop"]))
         both = (dense["dense"] + crops["multi-crop"]) / 2
         print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
-        print(f"{net.name} (32×32 input, trained {len(datalib.scan(data, 'train').samples)} images, "
+        print(f"{net.name} (32×32 input, trained {len(folders.scan(data, 'train').samples)} images, "
               f"S ∈ [{net.train_scale[0]}, {net.train_scale[1]}]); {len(paths)} validation images, Q ∈ {scales}\n")
         print(f"{'method':<12} {'ms/image':>9} {'top-1 err':>10} {'top-5 err':>10}")
         for name, probs, seconds in (

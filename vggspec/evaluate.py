@@ -31,9 +31,10 @@ from typing import Any
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from . import data as datalib
+from . import colour, decoding, folders
 from .checkpoint import load_model, read_checkpoint
 from .config import METHODS, EvaluateConfig  # noqa: F401 - METHODS: where it always was
+from .data import normalise, stack_images
 from .dense import posteriors, to_dense
 from .errors import SpecError
 from .inference import DTypeLike, InferenceModel, optimize_for_inference
@@ -57,7 +58,7 @@ class Network:
     path: str
     classifier: InferenceModel
     dense: InferenceModel
-    stats: datalib.ColourStats
+    stats: colour.ColourStats
     train_scale: TrainingScale
     classes: list[str]
 
@@ -103,7 +104,7 @@ def load_network(path: str | Path, device: torch.device | str = "cpu", dtype: DT
         path=str(path),
         classifier=optimize_for_inference(model, dtype=dtype, inplace=True),
         dense=dense,
-        stats=datalib.ColourStats.model_validate_json(data["colour_stats"]),
+        stats=colour.ColourStats.model_validate_json(data["colour_stats"]),
         train_scale=scales,
         classes=classes,
     )
@@ -138,13 +139,8 @@ def multi_crops(image: torch.Tensor, size: int, *, flip: bool = True) -> torch.T
         for top in grid_positions(h, size)
         for left in grid_positions(w, size)
     ]
-    batch = datalib.stack_images(crops)
+    batch = stack_images(crops)
     return torch.cat([batch, batch.flip(dims=(3,))]) if flip else batch
-
-
-def _normalise(images: torch.Tensor, stats: datalib.ColourStats, device: torch.device) -> torch.Tensor:
-    mean = torch.tensor(stats.mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-    return images.to(device).float() - mean
 
 
 @torch.inference_mode()
@@ -160,7 +156,7 @@ def dense_posteriors(
     for indices in by_size.values():
         for start in range(0, len(indices), batch_size):
             chunk = indices[start : start + batch_size]
-            batch = _normalise(datalib.stack_images([images[i] for i in chunk]), net.stats, device)
+            batch = normalise(stack_images([images[i] for i in chunk]), net.stats, device)
             out[chunk] = posteriors(net.dense, batch, flip=flip).float().cpu()
     return out
 
@@ -176,7 +172,7 @@ def multi_crop_posteriors(
         crops = multi_crops(image, net.input_size, flip=flip)
         probs = torch.cat(
             [
-                net.classifier(_normalise(crops[i : i + batch_size], net.stats, device)).float().softmax(dim=1).cpu()
+                net.classifier(normalise(crops[i : i + batch_size], net.stats, device)).float().softmax(dim=1).cpu()
                 for i in range(0, len(crops), batch_size)
             ]
         )
@@ -233,7 +229,7 @@ def _decoded(paths: Sequence[str], scale: int, channels: int) -> list[torch.Tens
 
     def one(path: str) -> torch.Tensor | None:
         try:
-            return datalib.rescale(path, scale, channels)
+            return decoding.rescale(path, scale, channels)
         except Exception:  # noqa: BLE001 - PIL's many error types for a bad file
             return None
 
@@ -482,7 +478,7 @@ def _evaluate_here(config: EvaluateConfig, env) -> Results | None:
     for net in networks[1:]:
         if net.classes != classes:
             raise SpecError(f"{net.path} was trained on other classes than {networks[0].path}: they cannot be fused")
-    folder = datalib.scan(config.data, config.split, classes=classes or None)
+    folder = folders.scan(config.data, config.split, classes=classes or None)
     paths = [path for path, _ in folder.samples]
     labels = torch.tensor([label for _, label in folder.samples])
     mine = by_aspect_ratio(paths, range(env.rank, len(paths), env.world))
@@ -584,7 +580,7 @@ def predictions(
     names = net.classes or [str(i) for i in range(net.num_classes)]
     for path in paths:
         try:
-            image = datalib.rescale(path, q, net.channels)
+            image = decoding.rescale(path, q, net.channels)
         except FileNotFoundError:
             yield path, SpecError(f"no such image: {path}")
             continue
@@ -605,9 +601,9 @@ def image_paths(items: Sequence[str | Path]) -> list[str]:
     for item in items:
         folder = Path(item)
         if folder.is_dir():
-            found = datalib.image_files(folder)
+            found = folders.image_files(folder)
             if not found:
-                extensions = ", ".join(datalib.IMAGE_EXTENSIONS)
+                extensions = ", ".join(folders.IMAGE_EXTENSIONS)
                 raise SpecError(f"{folder} holds no image files", hint=f"they end in {extensions}")
             paths += [str(folder / name) for name in found]
         else:

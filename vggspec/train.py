@@ -33,13 +33,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import colour, folders, runs
 from . import data as datalib
-from . import runs
 from .analysis import EXPLODING_SCALE, FADING_SCALE, PIXEL_RMS, analyze, initial_scales, scale_trouble
 from .checkpoint import atomic_link, read_checkpoint, save_checkpoint, spec_hash
 from .compiler import VGG, build
 from .config import TrainConfig
-from .distributed import Distributed, launch
+from .distributed import Distributed, launch, worker_start_method
 from .errors import CheckpointError, ExitCode, SpecError
 from .layers import FC
 from .logs import log
@@ -233,8 +233,8 @@ class _Trainer:
         if env.main:
             with _writing(self.run_dir, hint="give --out a folder that can be created and written"):
                 self.run_dir.mkdir(parents=True, exist_ok=True)
-        train_folder = datalib.scan(config.data, config.train_split)
-        val_folder = datalib.scan(config.data, config.val_split, classes=train_folder.classes)
+        train_folder = folders.scan(config.data, config.train_split)
+        val_folder = folders.scan(config.data, config.val_split, classes=train_folder.classes)
         self._check_classes(train_folder)
         self.stats = self._colour_stats(train_folder, resumed)
         self.model = self._model(resumed)
@@ -300,7 +300,7 @@ class _Trainer:
             )
         return state
 
-    def _check_classes(self, folder: datalib.ImageFolder) -> None:
+    def _check_classes(self, folder: folders.ImageFolder) -> None:
         classifier = [layer for layer in self.spec.layers if isinstance(layer, FC)][-1]
         if classifier.features != len(folder.classes):
             raise SpecError(
@@ -313,15 +313,15 @@ class _Trainer:
                 hint=f"change the last FC layer to FC-{len(folder.classes)}, or train on the data it was written for",
             )
 
-    def _colour_stats(self, folder: datalib.ImageFolder, resumed: dict | None) -> datalib.ColourStats:
+    def _colour_stats(self, folder: folders.ImageFolder, resumed: dict | None) -> colour.ColourStats:
         path = self.run_dir / runs.COLOUR_STATS
         if resumed is not None and "colour_stats" in resumed:
-            return datalib.ColourStats.model_validate_json(resumed["colour_stats"])
+            return colour.ColourStats.model_validate_json(resumed["colour_stats"])
         if self.env.main:
             self.log.note(
                 f"computing mean RGB and colour PCA from up to {self.config.stats_images} training images ..."
             )
-            stats = datalib.colour_stats(
+            stats = colour.colour_stats(
                 folder,
                 self.spec.input.channels,
                 max_images=self.config.stats_images,
@@ -330,7 +330,7 @@ class _Trainer:
             )
             path.write_text(stats.model_dump_json(indent=2))
         self.env.barrier()
-        return datalib.ColourStats.model_validate_json(path.read_text())
+        return colour.ColourStats.model_validate_json(path.read_text())
 
     def _model(self, resumed: dict | None) -> VGG:
         config = self.config
@@ -350,7 +350,7 @@ class _Trainer:
         return model
 
     def _datasets(
-        self, train_folder: datalib.ImageFolder, val_folder: datalib.ImageFolder
+        self, train_folder: folders.ImageFolder, val_folder: folders.ImageFolder
     ) -> tuple[datalib.TrainDataset, datalib.EvalDataset]:
         config, input_size, channels = self.config, self.spec.input.size, self.spec.input.channels
         augment = datalib.Augment(
@@ -513,7 +513,7 @@ class _Trainer:
             num_workers=self.config.workers,
             collate_fn=datalib.collate,
             pin_memory=self.env.device.type == "cuda",
-            multiprocessing_context=datalib.worker_start_method(self.config.workers),
+            multiprocessing_context=worker_start_method(self.config.workers),
             # Its own generator: a DataLoader otherwise draws its workers' base seed from the
             # global RNG, which dropout also uses, and a resumed run would drift from the original.
             generator=torch.Generator().manual_seed(self.config.seed),
