@@ -516,12 +516,14 @@ def test_unknown_word_is_reported_where_it_is(case: tuple[str, str, int, int]) -
 @given(specs_with_unknown_word())
 @example(("name: \x0c A\nB, FC-10\n", "B", 2, 1))  # a form feed is not a line break
 def test_error_report_quotes_the_offending_line(case: tuple[str, str, int, int]) -> None:
-    """The report shows the line the error is on, with the caret under the word."""
+    """The report shows the line the error is on (control characters as U+FFFD, so that the report
+    prints no escape sequence), with the caret under the word."""
     text, word, line, column = case
     with pytest.raises(SpecError) as info:
         parse(text)
     report = str(info.value).split("\n")
     source = text.split("\n")[line - 1].rstrip()
+    source = "".join(ch if ch.isprintable() or ch == "\t" else "\ufffd" for ch in source)
     assert report[1].endswith("| " + source), (report, source)
     caret = report[2]
     assert caret.index("^") - caret.index("|") - 2 == column - 1
