@@ -1,7 +1,9 @@
 """The ``vggspec`` command: a thin shell over the Python API.
 
-Exit codes: 0 success, 1 ``fmt --check`` found files to reformat, 2 bad input (a spec error,
-a missing file) — reported as ``file:line:col: error: ...``, never as a traceback.
+Exit codes (:class:`vggspec.errors.ExitCode`): 0 success, 1 ``fmt --check`` found files to reformat
+(``compile``: the network disagrees with the analysis), 2 bad input (a spec error, a missing file) —
+reported as ``file:line:col: error: ...``, never as a traceback —, 3 a training run diverged, 130
+interrupted.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from . import __version__
 from .analysis import Analysis, analyze, initial_rms
 from .bundled import paper_specs, spec_files, spec_path
 from .config import EvaluateConfig, TrainConfig, load_config_file, validated
-from .errors import SpecError
+from .errors import ExitCode, SpecError
 from .formatter import format_spec
 from .initialisation import InitName
 from .logs import show_messages
@@ -29,8 +31,6 @@ from .parser import load, parse
 from .report import Columns, per_layer, side_by_side, table1
 from .runs import started_data
 from .spec import Spec
-
-EXIT_BAD_INPUT = 2
 
 
 def run() -> None:
@@ -54,12 +54,12 @@ def main(argv: list[str] | None = None) -> int:
         getattr(args, "command_parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     if not getattr(args, "run", None):
         parser.print_help()
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     try:
         return args.run(args)
     except SpecError as err:
         print(err, file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     except BrokenPipeError:  # `vggspec analyze | head`
         sys.stderr.close()
         return 0
@@ -68,10 +68,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {err.filename} is a file, where a folder is needed", file=sys.stderr)
         else:
             print(f"error: {f'{err.filename}: ' if err.filename else ''}{err.strerror or err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return ExitCode.INTERRUPTED
 
 
 # -- the parser: a block per command, its flags next to its handler ------------------------
@@ -158,7 +158,7 @@ def _analyze(args: argparse.Namespace) -> int:
         else:
             print(side_by_side(analyses, columns))
         _note_input_override(analyses, args.input)
-    return EXIT_BAD_INPUT if failed else 0
+    return ExitCode.BAD_INPUT if failed else 0
 
 
 def _json(analysis: Analysis, init: InitName | None) -> dict:
@@ -251,7 +251,7 @@ def _compile(args: argparse.Namespace) -> int:
 
         result = verify(model, args.input)
         print(result)
-        return 0 if result.ok else 1
+        return ExitCode.OK if result.ok else ExitCode.DIFFERS
     output = Path(args.output)
     fmt = args.format or SUFFIX_FORMATS.get(output.suffix.lower(), "checkpoint")
     if fmt == "checkpoint":
@@ -367,7 +367,7 @@ def _predict(args: argparse.Namespace) -> int:
         for name, p in top:
             print(f"  {p:7.2%}  {name}")
         sys.stdout.flush()
-    return EXIT_BAD_INPUT if failed else 0
+    return ExitCode.BAD_INPUT if failed else 0
 
 
 # -- fmt -----------------------------------------------------------------------------------
@@ -417,8 +417,8 @@ def _fmt(args: argparse.Namespace) -> int:
         else:
             sys.stdout.write(formatted)
     if failed:
-        return EXIT_BAD_INPUT
-    return 1 if unformatted else 0
+        return ExitCode.BAD_INPUT
+    return ExitCode.DIFFERS if unformatted else ExitCode.OK
 
 
 # -- table ---------------------------------------------------------------------------------
@@ -445,7 +445,7 @@ def _table(args: argparse.Namespace) -> int:
             print(f"wrote {args.output}", file=sys.stderr)
         else:
             sys.stdout.write(markdown)
-    return EXIT_BAD_INPUT if failed else 0
+    return ExitCode.BAD_INPUT if failed else 0
 
 
 # -- graph ---------------------------------------------------------------------------------

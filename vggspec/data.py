@@ -42,6 +42,7 @@ from .colour import ColourStats
 from .decoding import pil_mode, render, torchvision_jpeg
 from .errors import SpecError
 from .folders import ImageFolder
+from .scales import TrainingScale
 
 __all__ = [
     "Augment",
@@ -79,13 +80,7 @@ class Augment:
 
     def __post_init__(self) -> None:
         pil_mode(self.channels)
-        low, high = self.scale
-        if not (self.input_size <= low <= high):
-            raise SpecError(
-                f"the training scale {low}:{high} does not fit {self.input_size}×{self.input_size} crops",
-                hint=f"S is the smallest side of the rescaled image: it needs S_min ≥ {self.input_size} "
-                f"and S_min ≤ S_max (the paper: 256, 384 or 256:512 for 224)",
-            )
+        TrainingScale(*self.scale).check(self.input_size)
         if self.stats.channels != self.channels:
             raise SpecError(
                 f"the colour statistics have {self.stats.channels} channels but the images {self.channels}",

@@ -38,6 +38,7 @@ from .data import normalise, stack_images
 from .dense import posteriors, to_dense
 from .errors import SpecError
 from .inference import DTypeLike, InferenceModel, optimize_for_inference
+from .logs import log
 from .metrics import top_errors
 from .runlog import progress_bar
 from .runs import checkpoint_path
@@ -310,15 +311,12 @@ class Results:
         return [path for path, gone in zip(self.paths, missing.tolist()) if gone]
 
     def note_unreadable(self, shown: int = 5) -> None:
-        """Say which images the errors count as wrong because they could not be read (stderr)."""
-        import sys
-
+        """Say which images the errors count as wrong because they could not be read (a warning)."""
         if unreadable := self.unreadable():
             more = f" and {len(unreadable) - shown} more" if len(unreadable) > shown else ""
-            print(
+            log.warning(
                 f"note: {len(unreadable)} of {len(self.paths)} images could not be read; each is counted as an "
-                f"error: {', '.join(unreadable[:shown])}{more}",
-                file=sys.stderr,
+                f"error: {', '.join(unreadable[:shown])}{more}"
             )
 
     def save(self, path: str | Path) -> Path:
@@ -529,16 +527,15 @@ def _evaluate_here(config: EvaluateConfig, env) -> Results | None:
 
 def _write_outputs(results: Results, config: EvaluateConfig) -> None:
     import json
-    import sys
 
     if config.json_path:
         Path(config.json_path).write_text(
             json.dumps({"images": len(results.paths), "rows": [r.to_dict() for r in results.rows]}, indent=2) + "\n"
         )
-        print(f"wrote {config.json_path}", file=sys.stderr)
+        log.info(f"wrote {config.json_path}")
     if config.save_probs:
         results.save(config.save_probs)
-        print(f"wrote {config.save_probs} (posteriors of every image)", file=sys.stderr)
+        log.info(f"wrote {config.save_probs} (posteriors of every image)")
 
 
 def _progress(total: int, enabled: bool):

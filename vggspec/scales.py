@@ -49,7 +49,8 @@ class TrainingScale(NamedTuple):
         return scale
 
     def check(self, input_size: int) -> None:
-        if self.low < input_size:
+        """S_min ≤ S_max, and S_min at least the crop's side (a SpecError that says so)."""
+        if not input_size <= self.low <= self.high:
             raise SpecError(
                 f"the training scale {self} does not fit {input_size}×{input_size} crops",
                 hint=f"S is the smallest side of the rescaled image: it needs S_min ≥ {input_size} "
