@@ -124,16 +124,19 @@ def test_analyze_init_shows_how_a_fresh_network_scales_its_signal(capsys):
     import vggspec
     from vggspec.analysis import initial_rms
 
-    assert main(["analyze", "A", "--params", "--init", "paper"]) == 0
+    assert main(["analyze", "A", "--params", "--init", "normal:0.1"]) == 0
     out = capsys.readouterr().out
     assert "RMS at init" in out.splitlines()[2]
     fc8 = next(line for line in out.splitlines() if " fc8 " in line)
-    assert fc8.split()[-1] == f"{initial_rms(vggspec.load('A'), 'paper')[-2]:.2g}" == "1.5e+08"
-    assert "with --init paper, class scores of RMS 1e+08" in out and "training is likely to diverge" in out
+    assert fc8.split()[-1] == f"{initial_rms(vggspec.load('A'), 'normal:0.1')[-2]:.2g}" == "1.5e+08"
+    assert "with --init normal:0.1, class scores of RMS 1e+08" in out and "training is likely to diverge" in out
 
-    assert main(["analyze", "A", "D", "--init", "caffe"]) == 0
+    assert main(["analyze", "A", "D", "--init", "paper"]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("class-score RMS"))
-    assert row.split()[-2:] == ["0.001", "4e-06"]  # A trains from Caffe's std 0.01; D's signal fades
+    assert row.split()[-2:] == ["0.001", "4e-06"]  # the paper's std 0.01: A starts slowly; D's signal fades
+    assert main(["analyze", "A", "D", "--init", "auto"]) == 0  # auto: Glorot's for both
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("class-score RMS"))
+    assert row.split()[-2:] == ["2", "0.3"]
 
     assert main(["analyze", "D", "--format", "json", "--init", "glorot"]) == 0
     (d,) = json.loads(capsys.readouterr().out)

@@ -188,8 +188,9 @@ def test_lrn_divides_alpha_by_n():
 @pytest.mark.parametrize(
     "init, std",
     [
-        ("paper", 0.1),
+        ("paper", 0.01),
         ("caffe", 0.01),
+        ("normal:0.1", 0.1),
         ("glorot", (6 / (512 * 9 + 512 * 9)) ** 0.5 / 3**0.5),
         ("kaiming", (2 / (512 * 9)) ** 0.5),
     ],
@@ -243,7 +244,7 @@ def test_the_analysis_predicts_the_scale_of_a_fresh_networks_class_scores(name):
     noise = torch.randn(2 if name == "A" else 16, channels, n // 8, n // 8, generator=generator)
     images = torch.nn.functional.interpolate(noise, size=(n, n), mode="bilinear")
     images *= 58.0 / images.pow(2).mean().sqrt()
-    for init in ("paper", "caffe", "glorot", "kaiming"):
+    for init in ("normal:0.1", "paper", "glorot", "kaiming"):
         torch.manual_seed(0)  # dropout's masks
         model = vggspec.build(spec, init=init, seed=0).train()
         with torch.no_grad():
@@ -266,23 +267,46 @@ def test_seeded_initialisation_is_reproducible_and_leaves_the_global_rng_alone()
 
 
 def test_every_init_the_command_line_offers_is_implemented():
-    import typing
-
     from vggspec.cli import _parser as build_parser
     from vggspec.compiler import INITS
-    from vggspec.config import InitName, TrainConfig
+    from vggspec.config import TrainConfig
+    from vggspec.initialisation import DRAWN, INIT_NAMES
 
-    assert list(INITS) == list(typing.get_args(InitName))
-    assert typing.get_args(TrainConfig.model_fields["init"].annotation) == typing.get_args(InitName)
-    for command in (["compile", "x.vgg"], ["train", "x.vgg"]):
+    assert list(INITS) == list(DRAWN)
+    for init in (*INIT_NAMES, "normal:0.05", "caffe"):
+        assert TrainConfig(data="d", init=init).init == ("paper" if init == "caffe" else init)
+    with pytest.raises(ValueError, match="unknown initialisation 'xavier'"):
+        TrainConfig(data="d", init="xavier")
+    for command in (["compile", "x.vgg"], ["analyze", "x.vgg"]):
         with pytest.raises(SystemExit):
             build_parser().parse_args([*command, "--init", "xavier"])
-        assert build_parser().parse_args([*command, "--init", "glorot"]).init == "glorot"
+        assert build_parser().parse_args([*command, "--init", "normal:1e-1"]).init == "normal:0.1"
 
 
 def test_unknown_init_is_an_error():
-    with pytest.raises(ValueError, match="paper, caffe, glorot, kaiming"):
+    with pytest.raises(ValueError, match="choose auto, paper, glorot, kaiming or normal:STD"):
         vggspec.build(vggspec.parse(SMALL), init="xavier")
+    with pytest.raises(ValueError, match="positive standard deviation"):
+        vggspec.build(vggspec.parse(SMALL), init="normal:-1")
+
+
+@pytest.mark.parametrize(
+    "name, chosen",
+    [("A", "glorot"), ("D", "glorot"), ("small/D-narrow-32-bn", "glorot"), ("shallow", "paper")],
+)
+def test_auto_is_the_papers_init_where_its_start_trains_else_glorot(name, chosen):
+    """The default: the paper's N(0, 0.01²) where the class scores start within the bounds that train
+    (a shallow, wide net), else Glorot's (every VGG of Table 1: A starts at 1e-3, D at 4e-6). build()
+    draws exactly what the chosen init draws."""
+    from vggspec.analysis import auto_init
+
+    shallow = "input: 32x32 RGB\nconv3-512\nmaxpool\nFC-4096\nFC-10\n"
+    spec = vggspec.parse(shallow) if name == "shallow" else vggspec.load(name)
+    init, why = auto_init(spec)
+    assert init == chosen and ("which trains" in why) == (chosen == "paper")
+    if spec.input.size <= 32:
+        default, explicit = vggspec.build(spec, seed=5), vggspec.build(spec, init=chosen, seed=5)
+        assert all(torch.equal(x, y) for x, y in zip(default.state_dict().values(), explicit.state_dict().values()))
 
 
 def test_e_on_meta_allocates_nothing(paper_specs):

@@ -25,7 +25,7 @@ from .bundled import paper_specs, spec_files, spec_path
 from .config import EvaluateConfig, TrainConfig, load_config_file, validated
 from .errors import ExitCode, SpecError
 from .formatter import format_spec
-from .initialisation import InitName
+from .initialisation import parse_init
 from .logs import show_messages
 from .parser import load, parse
 from .report import Columns, per_layer, side_by_side, table1
@@ -161,7 +161,7 @@ def _analyze(args: argparse.Namespace) -> int:
     return ExitCode.BAD_INPUT if failed else 0
 
 
-def _json(analysis: Analysis, init: InitName | None) -> dict:
+def _json(analysis: Analysis, init: str | None) -> dict:
     out = analysis.to_dict()
     if init:
         rms = initial_rms(analysis.spec, init)
@@ -206,7 +206,7 @@ def _add_compile(commands: Commands) -> None:
         help="a state dict to load: vggspec's (a checkpoint, or a run folder: its best.pt) or torchvision's "
         "(vgg11/13/16/19[_bn])",
     )
-    _add_init_option(p, default="paper")
+    _add_init_option(p, default="auto")
     p.add_argument("--seed", type=int, help="seed of the random initialisation (reproducible weights)")
     p.add_argument(
         "--init-from",
@@ -500,9 +500,16 @@ def _add_input_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", type=_positive_int, metavar="N", help=INPUT_HELP)
 
 
-def _add_init_option(p: argparse.ArgumentParser, *, default: InitName | None) -> None:
+def _add_init_option(p: argparse.ArgumentParser, *, default: str | None) -> None:
     """``--init NAME``: train's field, with this command's default (none: analyze's RMS column stays off)."""
     _add_field_option(p, "init", TrainConfig.model_fields["init"], default=default, default_note=_note(default))
+
+
+def _init_spelling(text: str) -> str:
+    try:
+        return parse_init(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _add_flip_option(p: argparse.ArgumentParser) -> None:
@@ -534,26 +541,25 @@ def _add_field_option(
     *,
     default: object = None,
     default_note: str | None = None,
-) -> None:
+) -> argparse.Action:
     """The command-line form of one field: its type or choices, and its description and default as help.
     ``default`` is what argparse fills in; ``default_note`` overrides what the help says of the default."""
     how = (field.json_schema_extra or {}).get("command_line", {})  # see config.command_line
     description = (field.description or "").replace("%", "%%")  # argparse formats help with %
     if "nargs" in how:
-        p.add_argument(name, nargs=how["nargs"], metavar=how.get("metavar"), help=description)
-        return
+        return p.add_argument(name, nargs=how["nargs"], metavar=how.get("metavar"), help=description)
     if default_note is None:
         default_note = how.get("default_note") or ("(required)" if field.is_required() else _note(field.default))
     help_text = f"{description} {default_note}".strip()
     flag = "--" + how.get("flag", name).replace("_", "-")
     kind, choices = _flag_type(field.annotation)
     if kind is bool:
-        p.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=default, help=help_text)
-    elif choices:
-        p.add_argument(flag, dest=name, choices=choices, default=default, help=help_text)
-    else:
-        metavar = how.get("metavar", name.split("_")[-1].upper())
-        p.add_argument(flag, dest=name, type=kind, default=default, metavar=metavar, help=help_text)
+        return p.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+    if choices:
+        return p.add_argument(flag, dest=name, choices=choices, default=default, help=help_text)
+    metavar = how.get("metavar", name.split("_")[-1].upper())
+    kind = _init_spelling if name == "init" else kind  # a misspelt initialisation is said as the flag is read
+    return p.add_argument(flag, dest=name, type=kind, default=default, metavar=metavar, help=help_text)
 
 
 def _note(default: object) -> str:

@@ -10,7 +10,6 @@ is overwritten anyway.
 from __future__ import annotations
 
 import math
-import typing
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -18,26 +17,27 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .analysis import analyze
+from .analysis import analyze, resolve_init
 from .errors import InputSizeError, WeightsError
 from .graph import to_graph
-from .initialisation import InitName, init_std
+from .initialisation import DRAWN, init_std, is_uniform, parse_init
 from .runs import checkpoint_path
 from .spec import Spec
 
 InitFn = Callable[[nn.Module, "torch.Generator | None"], None]
 
 
-def _initialiser(init: InitName) -> InitFn:
+def initialiser(init: str) -> InitFn:
     """Draws a layer's weights with :func:`vggspec.initialisation.init_std`'s std: normal, or for glorot
     uniform (the same numbers as torch's ``xavier_uniform_`` and ``kaiming_normal_``)."""
+    uniform = is_uniform(init)
 
     def initialise(module: nn.Module, generator: torch.Generator | None) -> None:
         weight = module.weight
         receptive = math.prod(weight.shape[2:])  # k·k for a convolution, 1 for a linear layer
         fan_in, fan_out = weight.shape[1] * receptive, weight.shape[0] * receptive
         std = init_std(init, fan_in, fan_out, conv=isinstance(module, nn.Conv2d))
-        if init == "glorot":
+        if uniform:
             bound = math.sqrt(3.0) * std
             nn.init.uniform_(weight, -bound, bound, generator=generator)
         else:
@@ -46,9 +46,9 @@ def _initialiser(init: InitName) -> InitFn:
     return initialise
 
 
-INITS: dict[InitName, InitFn] = {init: _initialiser(init) for init in typing.get_args(InitName)}
-"""Weight initialisations by name (paper, caffe, glorot, kaiming: see :func:`vggspec.initialisation.init_std`);
-biases are always zero, batch norm starts as the identity."""
+INITS: dict[str, InitFn] = {init: initialiser(init) for init in DRAWN}
+"""The named weight initialisations (paper, glorot, kaiming: see :mod:`vggspec.initialisation`; also
+``normal:STD`` through :func:`initialiser`); biases are always zero, batch norm starts as the identity."""
 
 
 class VGG(nn.Module):
@@ -103,19 +103,20 @@ class VGG(nn.Module):
 def build(
     spec: Spec,
     *,
-    init: str = "paper",
+    init: str = "auto",
     weights: Mapping[str, torch.Tensor] | str | Path | None = None,
     seed: int | None = None,
     device: str | torch.device | None = None,
 ) -> VGG:
     """Compile ``spec`` into a :class:`VGG` module.
 
-    ``init`` names one of :data:`INITS`; ``weights`` (a state dict, vggspec's or torchvision's,
-    or a path to one) replaces the initialisation; ``seed`` makes it reproducible without
-    touching the global RNG; ``device="meta"`` builds the structure without allocating weights.
+    ``init``: ``auto`` (the paper's N(0, 0.01²) where the analysis predicts its start trains, else
+    Glorot's), ``paper``, ``glorot``, ``kaiming`` or ``normal:STD`` (:mod:`vggspec.initialisation`);
+    ``weights`` (a state dict, vggspec's or torchvision's, or a path to one) replaces the
+    initialisation; ``seed`` makes it reproducible without touching the global RNG;
+    ``device="meta"`` builds the structure without allocating weights.
     """
-    if init not in INITS:
-        raise ValueError(f"unknown initialisation '{init}': choose one of {', '.join(INITS)}")
+    init = resolve_init(spec, init)  # a ValueError for a spelling that is none
     device = torch.device(device) if device is not None else torch.device("cpu")
     with torch.device("meta"):
         model = assemble(spec)
@@ -142,9 +143,15 @@ def assemble(spec: Spec) -> VGG:
     return VGG(spec, nn.Sequential(OrderedDict(features)), nn.Sequential(OrderedDict(classifier)))
 
 
-def initialise(model: nn.Module, init: str = "paper", *, seed: int | None = None) -> None:
-    """Weights by ``init``, zero biases, batch norm as the identity with fresh statistics."""
-    weight_init = INITS[init]
+def initialise(model: nn.Module, init: str = "auto", *, seed: int | None = None) -> None:
+    """Weights by ``init``, zero biases, batch norm as the identity with fresh statistics. ``auto``
+    needs a :class:`VGG` (its spec decides); any module takes the others."""
+    init = parse_init(init)
+    if init == "auto":
+        if not isinstance(model, VGG):
+            raise ValueError("--init auto is decided from a spec: give a VGG, or name the initialisation")
+        init = resolve_init(model.spec, init)
+    weight_init = initialiser(init)
     generator = None
     if seed is not None:
         device = next(model.parameters()).device

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from . import runs
 from .errors import SpecError, did_you_mean
-from .initialisation import InitName
+from .initialisation import INIT_HELP, parse_init
 from .scales import TrainingScale
 
 DType = Literal["float32", "bfloat16", "float16", "auto"]
@@ -27,11 +27,6 @@ Method = Literal["dense", "multi-crop", "both", "all"]
 METHODS = ("dense", "multi-crop", "both")  # of evaluation, Section 3.2; --method all: a row for each
 
 # Help of flags that several commands have: one text each, so that they read the same everywhere.
-INIT_HELP = (
-    "random initialisation (where no --weights are given): paper N(0, 1e-2), caffe N(0, 0.01²), glorot "
-    "(Glorot & Bengio 2010), kaiming (He et al. 2015, as torchvision). Class scores that start far above 1 "
-    "diverge, far below stall: train warns, analyze shows each layer's output RMS so initialised"
-)
 FLIP_HELP = (
     "horizontal flips: train flips images at random; evaluate and predict average each image's posteriors "
     "with its mirror image's"
@@ -98,7 +93,12 @@ class TrainConfig(BaseModel):
     flip: bool = Field(default=True, description=FLIP_HELP)
     stats_images: int = Field(default=1000, ge=1, description="training images sampled for mean RGB and PCA")
 
-    init: InitName = Field(default="paper", description=INIT_HELP)
+    init: str = Field(
+        default="auto",
+        description=f"random initialisation of the weights not loaded: {INIT_HELP}. train says which it chose and "
+        "why, and warns when class scores would start far from 1 (far above diverges, far below stalls); "
+        "analyze --init shows each layer's output RMS so initialised",
+    )
     init_from: str | None = Field(default=None, description="a trained A's run or checkpoint (Section 3.1)")
     weights: str | None = Field(
         default=None, description="a state dict to start from: vggspec's (a checkpoint or run folder) or torchvision's"
@@ -119,6 +119,11 @@ class TrainConfig(BaseModel):
     checkpoint_every: int | None = Field(default=None, ge=1, description="also checkpoint every N steps")
     resume: bool = Field(default=False, description="continue the run in --out from its last.pt, with its settings")
     progress: bool = Field(default=True, description="progress bars")
+
+    @field_validator("init")
+    @classmethod
+    def _init(cls, value: str) -> str:
+        return parse_init(value)
 
     @field_validator("scale")
     @classmethod

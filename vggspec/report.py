@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 from .analysis import EXPLODING_SCALE, FADING_SCALE, PIXEL_RMS, Analysis, LayerAnalysis, initial_rms, scale_trouble
 from .formatter import format_layer
-from .initialisation import InitName
 from .layers import MaxPool
 from .spec import Spec
 
@@ -25,7 +24,7 @@ class Columns:
     flops: bool = False
     memory: bool = False
     receptive_field: bool = False
-    init: InitName | None = None  # also each layer's output RMS in a network so initialised
+    init: str | None = None  # also each layer's output RMS in a network so initialised
 
     def resolved(self) -> Columns:
         if any((self.shapes, self.params, self.flops, self.memory, self.receptive_field)):

@@ -35,7 +35,17 @@ from torch import nn
 
 from . import colour, folders, runs
 from . import data as datalib
-from .analysis import EXPLODING_SCALE, FADING_SCALE, PIXEL_RMS, analyze, initial_scales, scale_trouble
+from .analysis import (
+    EXPLODING_SCALE,
+    FADING_SCALE,
+    PIXEL_RMS,
+    analyze,
+    auto_init,
+    initial_scale,
+    initial_scales,
+    resolve_init,
+    scale_trouble,
+)
 from .checkpoint import atomic_link, read_checkpoint, save_checkpoint, spec_hash
 from .compiler import VGG, build
 from .config import TrainConfig
@@ -236,7 +246,16 @@ class _Trainer:
         train_folder = folders.scan(config.data, config.train_split)
         val_folder = folders.scan(config.data, config.val_split, classes=train_folder.classes)
         self._check_classes(train_folder)
+        self.batches = config.batch_split(env.world)
+        self.steps_per_epoch = len(train_folder.samples) // config.batch_size
+        if self.steps_per_epoch == 0:  # said before the statistics, which take minutes on a large set
+            raise SpecError(
+                f"{train_folder.root} has {len(train_folder.samples)} images, fewer than one batch of "
+                f"{config.batch_size}",
+                hint="lower --batch-size",
+            )
         self.stats = self._colour_stats(train_folder, resumed)
+        self.init = resolve_init(self.spec, config.init, self.stats.rms)  # auto: decided for this spec and data
         self.model = self._model(resumed)
         self.net = self.model
         if env.world > 1:
@@ -244,13 +263,6 @@ class _Trainer:
                 self.model, device_ids=[env.local_rank] if env.device.type == "cuda" else None
             )
         self.train_set, self.val_set = self._datasets(train_folder, val_folder)
-        self.batches = config.batch_split(env.world)
-        self.steps_per_epoch = len(self.train_set) // config.batch_size
-        if self.steps_per_epoch == 0:
-            raise SpecError(
-                f"{train_folder.root} has {len(self.train_set)} images, fewer than one batch of {config.batch_size}",
-                hint="lower --batch-size",
-            )
         self.state = self._training_state()
         # What the run is, in every checkpoint: how to continue it and what its numbers mean.
         self.facts = {
@@ -334,20 +346,30 @@ class _Trainer:
 
     def _model(self, resumed: dict | None) -> VGG:
         config = self.config
-        model = build(self.spec, init=config.init, weights=config.weights, seed=config.seed, device=self.env.device)
+        model = build(self.spec, init=self.init, weights=config.weights, seed=config.seed, device=self.env.device)
         if config.init_from and resumed is None:
             from .transfer import transfer_from
 
             report = transfer_from(config.init_from, model)
             if self.env.main:
                 self.log.note(str(report))
-        elif resumed is None and self.env.main and (advice := init_advice(self.spec, config, self.stats.rms)):
-            self.log.note(advice)
+        if resumed is None and not config.weights and self.env.main:
+            self.log.note(self._init_note())
+            if not config.init_from and (advice := init_advice(self.spec, self.init, self.stats.rms)):
+                self.log.note(advice)
         if config.channels_last:
             model = model.to(memory_format=torch.channels_last)
         if config.sync_bn and self.env.world > 1:  # before the optimizer: the conversion makes new modules
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         return model
+
+    def _init_note(self) -> str:
+        """Which initialisation the random weights have, and for ``auto`` why."""
+        layers = "the layers not copied from A" if self.config.init_from else "the weights"
+        if self.config.init != "auto":
+            return f"initialisation: --init {self.init} for {layers}"
+        why = auto_init(self.spec, self.stats.rms)[1]
+        return f"initialisation: --init auto chose {self.init} for {layers} of {self.spec.display_name}: {why}"
 
     def _datasets(
         self, train_folder: folders.ImageFolder, val_folder: folders.ImageFolder
@@ -480,12 +502,9 @@ class _Trainer:
         )
         tries = [f"a lower --lr (this run: {config.lr:g})"]
         starts = initial_scales(self.spec, self.stats.rms)
-        if not (config.init_from or config.weights) and starts[config.init] > 1:  # scores began large
-            tamer = [
-                f"--init {init}"
-                for init, scale in starts.items()
-                if not scale_trouble(scale) and scale < starts[config.init]
-            ]
+        began = initial_scale(self.spec, self.init, self.stats.rms)
+        if not (config.init_from or config.weights) and began > 1:  # scores began large
+            tamer = [f"--init {init}" for init, scale in starts.items() if not scale_trouble(scale) and scale < began]
             tries += [" or ".join(tamer)] if tamer else []
             tries.append("--init-from a trained A (Section 3.1)")
         return (
@@ -624,18 +643,18 @@ class _Trainer:
 PAPER_RANDOM_INIT_DEPTH = 11  # A's weight layers: the deepest net the paper trained from random weights
 
 
-def init_advice(spec: Spec, config: TrainConfig, pixel_rms: float = PIXEL_RMS) -> str | None:
-    """A word before training from random weights whose class scores start far from 1."""
-    if config.init_from or config.weights:
-        return None
-    scales = initial_scales(spec, pixel_rms)
-    scale = scales[config.init]
+def init_advice(spec: Spec, init: str, pixel_rms: float = PIXEL_RMS) -> str | None:
+    """A word before training from random weights (``init``, resolved) whose class scores start far from 1."""
+    init = resolve_init(spec, init, pixel_rms)
+    scale = initial_scale(spec, init, pixel_rms)
     if not (fate := scale_trouble(scale)):
         return None
-    others = ", ".join(f"--init {init} {value:.0e}" for init, value in scales.items() if init != config.init)
+    others = ", ".join(
+        f"--init {other} {value:.0e}" for other, value in initial_scales(spec, pixel_rms).items() if other != init
+    )
     deeper = analyze(spec).weight_layers > PAPER_RANDOM_INIT_DEPTH
     return (
-        f"note: with --init {config.init}, {spec.display_name}'s class scores start at about {scale:.0e} (RMS, "
+        f"note: with --init {init}, {spec.display_name}'s class scores start at about {scale:.0e} (RMS, "
         f"estimated from its layers' sizes; {FADING_SCALE:.0e} to {EXPLODING_SCALE:.0e} trains): {fate}. "
         f"Other initialisations: {others}."
         + (" The paper started nets deeper than A from a trained A (--init-from RUN_A)." if deeper else "")
