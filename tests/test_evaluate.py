@@ -37,6 +37,16 @@ def test_scales_relative_to_the_training_scale():
         parse_test_scales("S*2", (256, 256))
 
 
+def test_the_papers_test_scales_follow_how_the_network_was_trained(capfd):
+    """Table 4: S-32, S, S+32 for a fixed S; S_min, S, S_max for a jittered one (and a note when asked
+    for the former on a jittered network)."""
+    assert parse_test_scales("paper", (256, 256)) == [224, 256, 288]
+    assert parse_test_scales("Paper", (256, 512)) == [256, 384, 512]
+    assert "note:" not in capfd.readouterr().err
+    assert parse_test_scales("S-32, S, S+32", (256, 512)) == [352, 384, 416]
+    assert "the paper tested at S_min, S, S_max (Table 4: --scales paper)" in capfd.readouterr().err
+
+
 def test_the_grid_covers_the_image_corner_to_corner():
     assert grid_positions(256, 224) == [0, 8, 16, 24, 32]
     image = torch.arange(3 * 30 * 40, dtype=torch.float32).view(3, 30, 40)

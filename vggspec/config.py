@@ -185,8 +185,9 @@ class EvaluateConfig(BaseModel):
     split: str = Field(default="val", description="the folder under DIR to evaluate")
     scales: str | None = Field(
         default=None,
-        description="test scales: numbers (256,384,512) or relative to the training scale S (S-32,S,S+32; for a "
-        "jittered S: S_min,S,S_max); by default S",
+        description="test scales: numbers (256,384,512), relative to the training scale S (S-32,S,S+32; for a "
+        "jittered S: S_min,S,S_max), or 'paper': Table 4's three (S-32,S,S+32, or S_min,S,S_max when S was "
+        "jittered); by default S",
         **command_line(metavar="Q,..."),
     )
     method: Method = Field(

@@ -105,7 +105,7 @@ def per_layer(analysis: Analysis, columns: Columns) -> str:
 def _totals(analysis: Analysis, columns: Columns) -> list[str]:
     out = []
     if columns.params:
-        out.append(f"parameters:  {analysis.params:,} ({analysis.params / 1e6:.0f} million; weights and biases)")
+        out.append(f"parameters:  {analysis.params:,} ({_millions(analysis.params)} million; weights and biases)")
     if columns.flops:
         out.append(
             f"compute:     {human(analysis.macs)}MACs = {human(analysis.flops)}FLOPs per image "

@@ -37,22 +37,34 @@ class RunLog:
             log.info(message)
 
     def start(
-        self, config, spec, train_folder, val_folder, stats, steps_per_epoch: int, world: int, threads: int
+        self,
+        config,
+        spec,
+        train_folder,
+        val_folder,
+        stats,
+        steps_per_epoch: int,
+        world: int,
+        threads: int,
+        decided: dict[str, object] | None = None,
     ) -> None:
+        """``decided``: what the run made of settings left to it (the scale S, the init auto chose), shown
+        in place of the setting as given; RUN/config.json keeps what was given."""
         resolved = config.model_dump()
         (self.run_dir / runs.CONFIG).write_text(json.dumps(resolved, indent=2) + "\n")
         copy, text = self.run_dir / runs.SPEC, spec.text if spec.text is not None else format_spec(spec)
         if not copy.exists() or copy.read_text(encoding="utf-8") != text:  # what --resume without SPEC reads
             copy.write_text(text, encoding="utf-8")
         self.note(f"configuration (also in {self.run_dir / runs.CONFIG}):")
-        self.note("\n".join(f"  {key:<16} {value}" for key, value in resolved.items()))
+        shown = {**resolved, **(decided or {})}
+        self.note("\n".join(f"  {key:<16} {value}" for key, value in shown.items()))
         share, micro, _ = config.batch_split(world)
         self.note(
             f"{spec.display_name}: {len(train_folder.samples)} training images in {len(train_folder.classes)} classes, "
             f"{len(val_folder.samples)} validation images; {steps_per_epoch} steps of {config.batch_size} per epoch "
             f"({world} process{'es' if world > 1 else ''} × {share}, micro-batches of {micro}; "
             f"{threads} CPU thread{'s' if threads > 1 else ''}{' each' if world > 1 else ''}); "
-            f"mean RGB {[round(m, 1) for m in stats.mean]}"
+            f"mean {'RGB' if len(stats.mean) == 3 else 'value'} {[round(m, 1) for m in stats.mean]}"
         )
 
     def progress(self, epoch: int, epochs: int, step: int, steps: int) -> _Progress:

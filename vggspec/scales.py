@@ -12,6 +12,7 @@ import re
 from typing import NamedTuple
 
 from .errors import SpecError
+from .logs import log
 
 PAPER_S, PAPER_INPUT = 256, 224  # the paper's single training scale for 224×224 crops
 
@@ -75,8 +76,18 @@ def parse_test_scales(text: str | None, train_scale: tuple[int, int]) -> list[in
 
     For a jittered training scale [S_min, S_max], ``S`` is its middle (the paper's Q = 384 for
     [256, 512]) and ``S_min``/``S_max`` its ends. No text: the single scale ``S`` (Table 3).
+    ``'paper'``: Table 4's three scales, S−32, S, S+32 for a fixed S and S_min, S, S_max for a
+    jittered one; S−32, S, S+32 asked of a jittered network is done, with a note that the paper
+    did otherwise.
     """
     scale = TrainingScale(*train_scale)
+    if text is not None and text.strip().lower() == "paper":
+        text = "S_min,S,S_max" if scale.jittered else "S-32,S,S+32"
+    elif scale.jittered and text is not None and re.fullmatch(r"(?i)s-32,s,s\+32", re.sub(r"\s", "", text)):
+        log.warning(
+            f"note: for a network trained at jittered S ({scale}) the paper tested at S_min, S, S_max (Table 4: "
+            "--scales paper), not at S-32, S, S+32"
+        )
     names = {"s": scale.middle, "s_min": scale.low, "smin": scale.low, "s_max": scale.high, "smax": scale.high}
     out = []
     for token in (text or "S").split(","):

@@ -286,6 +286,7 @@ class _Trainer:
                     self.steps_per_epoch,
                     self.env.world,
                     torch.get_num_threads(),
+                    decided=self._decided(),
                 )
         previous = self._install_signal_handlers()
         try:
@@ -293,6 +294,14 @@ class _Trainer:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+    def _decided(self) -> dict[str, str]:
+        """The settings the run decided, as the configuration shows them: S, and what auto chose."""
+        config, size = self.config, self.spec.input.size
+        decided = {"scale": str(self.scale) if config.scale else f"{self.scale} (for {size}×{size} inputs)"}
+        if config.init == "auto" and not config.weights:
+            decided["init"] = f"auto: {self.init}"
+        return decided
 
     # -- set-up ------------------------------------------------------------------------
     def _resume_state(self) -> dict[str, Any] | None:
