@@ -297,3 +297,28 @@ def test_the_training_scale_travels_in_the_checkpoint(trained, tmp_path):
     torch.save(checkpoint, older)
     assert load_network(older).train_scale == (18, 24)
     assert parse_test_scales(None, load_network(older).train_scale) == [21]
+
+
+def test_a_network_trained_without_flips_is_evaluated_without_them(tmp_path, shapes, capsys):
+    """Digits and text are trained with --no-flip: their mirror images are not images of their classes,
+    so evaluate and predict do not average with them unless asked, and the table says which was done."""
+    from vggspec.train import train
+
+    from .conftest import tiny_config
+
+    run = train(tiny_config(tmp_path, shapes, epochs=1, flip=False))
+    net = load_network(run)
+    assert not net.trained_with_flips and load_network(trained_path := run / "best.pt").flips(True)
+    image = folders.scan(shapes, "val").samples[0][0]
+    (_, top), = predict(trained_path, [image], top=3)
+    from vggspec import decoding
+
+    q = parse_test_scales(None, net.train_scale)[0]
+    expected = dense_posteriors(net, [decoding.rescale(image, q, 3)], flip=False)[0].topk(3)
+    assert [p for _, p in top] == pytest.approx(expected.values.tolist())
+
+    capsys.readouterr()
+    results = evaluate(EvaluateConfig(checkpoints=[str(run)], data=str(shapes), progress=False))
+    assert results.rows[0].flip is False and " no " in capsys.readouterr().out
+    results = evaluate(EvaluateConfig(checkpoints=[str(run)], data=str(shapes), flip=True, progress=False))
+    assert results.rows[0].flip is True and " yes " in capsys.readouterr().out

@@ -29,7 +29,8 @@ METHODS = ("dense", "multi-crop", "both")  # of evaluation, Section 3.2; --metho
 # Help of flags that several commands have: one text each, so that they read the same everywhere.
 FLIP_HELP = (
     "horizontal flips: train flips images at random; evaluate and predict average each image's posteriors "
-    "with its mirror image's"
+    "with its mirror image's, by default when the network was trained with flips (a network trained on digits "
+    "or text with --no-flip is not shown mirror images)"
 )
 DTYPE_HELP = (
     "what the network computes in; auto: bfloat16 where the CPU or GPU computes it natively (about 2.5x "
@@ -195,7 +196,7 @@ class EvaluateConfig(BaseModel):
         description="dense: the fully-convolutional network on the whole image; multi-crop: 50 crops (5×5 grid × 2 "
         "flips); both: their average; all: a row for each of the three",
     )
-    flip: bool = Field(default=True, description=FLIP_HELP)
+    flip: bool | None = Field(default=None, description=FLIP_HELP)
     batch_size: int = Field(default=32, ge=1, description="images per batch", **command_line(metavar="N"))
     gpus: int = Field(default=0, ge=0, description="evaluate on N GPUs (one process each)", **command_line(metavar="N"))
     nproc: int = Field(default=1, ge=1, description="evaluate in N CPU processes", **command_line(metavar="N"))

@@ -62,6 +62,11 @@ class Network:
     stats: colour.ColourStats
     train_scale: TrainingScale
     classes: list[str]
+    trained_with_flips: bool = True  # the run's --flip: whether mirror images are images of its classes
+
+    def flips(self, asked: bool | None) -> bool:
+        """Whether to average with mirror images: as ``asked``, or by default as the network was trained."""
+        return self.trained_with_flips if asked is None else asked
 
     @property
     def input_size(self) -> int:
@@ -108,6 +113,7 @@ def load_network(path: str | Path, device: torch.device | str = "cpu", dtype: DT
         stats=colour.ColourStats.model_validate_json(data["colour_stats"]),
         train_scale=scales,
         classes=classes,
+        trained_with_flips=bool((data.get("config") or {}).get("flip", True)),
     )
 
 
@@ -263,12 +269,14 @@ class Row:
     top1_err: float
     top5_err: float
     paper: tuple[float, float] | None = None
+    flip: bool | None = None  # averaged with mirror images (None: not known, or a fusion)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "network": self.network,
             "method": self.method,
             "scales": self.scales,
+            "flip": self.flip,
             "top1_err": self.top1_err,
             "top5_err": self.top5_err,
             "paper": list(self.paper) if self.paper else None,
@@ -284,6 +292,7 @@ class Results:
     classes: list[str]
     probs: dict[str, dict[str, torch.Tensor]]  # network → method → (N, classes)
     scales: dict[str, list[int]]
+    flips: dict[str, bool] = field(default_factory=dict)  # network → averaged with mirror images
     rows: list[Row] = field(default_factory=list)
 
     def compute_rows(self, paper_lookup=None) -> list[Row]:
@@ -292,7 +301,7 @@ class Results:
             for method, probs in by_method.items():
                 top1, top5 = top_errors(probs, self.labels)
                 paper = paper_lookup(network, method, self.scales[network]) if paper_lookup else None
-                rows.append(Row(network, method, self.scales[network], top1, top5, paper))
+                rows.append(Row(network, method, self.scales[network], top1, top5, paper, self.flips.get(network)))
         networks = list(self.probs)
         if len(networks) > 1:  # fusion: the posteriors of all networks averaged, per method
             for method in next(iter(self.probs.values())):
@@ -329,6 +338,7 @@ class Results:
                 "labels": self.labels,
                 "classes": self.classes,
                 "scales": self.scales,
+                "flips": self.flips,
                 "probs": self.probs,
             },
             path,
@@ -355,6 +365,8 @@ class Results:
                 key = name if name not in merged.probs else f"{name} ({Path(path).stem})"
                 merged.probs[key] = dict(by_method)
                 merged.scales[key] = list(data["scales"][name])
+                if name in (data.get("flips") or {}):  # files saved before flips were recorded: not known
+                    merged.flips[key] = bool(data["flips"][name])
         if merged is None:
             raise SpecError("no posterior files given")
         return merged
@@ -365,7 +377,7 @@ def render_rows(rows: Sequence[Row]) -> str:
     from .report import render_table
 
     show_paper = any(r.paper for r in rows)
-    header = ["network", "method", "test scales Q", "top-1 err (%)", "top-5 err (%)"]
+    header = ["network", "method", "test scales Q", "flips", "top-1 err (%)", "top-5 err (%)"]
     if show_paper:
         header += ["paper top-1", "paper top-5"]
     body = []
@@ -374,13 +386,14 @@ def render_rows(rows: Sequence[Row]) -> str:
             r.network,
             r.method,
             ",".join(map(str, r.scales)) or "-",
+            {True: "yes", False: "no"}.get(r.flip, "-"),
             f"{100 * r.top1_err:.1f}",
             f"{100 * r.top5_err:.1f}",
         ]
         if show_paper:
             line += [f"{r.paper[0]:.1f}", f"{r.paper[1]:.1f}"] if r.paper else ["", ""]
         body.append(line)
-    return render_table(header, body, "lll" + "r" * (len(header) - 3))
+    return render_table(header, body, "llll" + "r" * (len(header) - 4))
 
 
 # -- the paper's numbers (ILSVRC-2012 val), printed beside measured ones --------------------
@@ -492,7 +505,7 @@ def _evaluate_here(config: EvaluateConfig, env) -> Results | None:
                 chunk,
                 scales[net.name],
                 config.methods,
-                flip=config.flip,
+                flip=net.flips(config.flip),
                 batch_size=config.batch_size,
             ).items():
                 parts[method].append(probs)
@@ -513,7 +526,8 @@ def _evaluate_here(config: EvaluateConfig, env) -> Results | None:
                 if indices:
                     full[indices] = part[net.name][method]
             probs[net.name][method] = full
-    results = Results(paths, labels, list(folder.classes), probs, scales)
+    flips = {net.name: net.flips(config.flip) for net in networks}
+    results = Results(paths, labels, list(folder.classes), probs, scales, flips)
     by_name = {net.name: net for net in networks}
     lookup = None
     if looks_like_ilsvrc2012_val(folder.classes, len(paths)):
@@ -562,14 +576,15 @@ def predictions(
     *,
     scale: int | None = None,
     top: int = 5,
-    flip: bool = True,
+    flip: bool | None = None,
     dtype: DTypeLike = torch.float32,
 ) -> Iterator[tuple[str, list[tuple[str, float]] | SpecError]]:
     """The top classes of each image, one at a time: (path, [(class, p), ...]), or (path, the error)
     for an image that cannot be read, so that one bad file in a folder stops nothing.
 
     Dense evaluation at the checkpoint's training scale (or ``scale``), averaged with the flipped
-    image; a folder means the image files under it.
+    image if the network was trained with flips (or ``flip`` says so); a folder means the image files
+    under it.
     """
     paths = image_paths(images)
     net = load_network(checkpoint, dtype=dtype)
@@ -587,7 +602,7 @@ def predictions(
         except Exception as err:  # noqa: BLE001 - PIL's many error types
             yield path, SpecError(f"cannot read {path} as an image ({type(err).__name__}: {err})")
             continue
-        probs = dense_posteriors(net, [image], flip=flip)[0]
+        probs = dense_posteriors(net, [image], flip=net.flips(flip))[0]
         values, indices = probs.topk(min(top, len(probs)))
         yield path, [(names[i], float(v)) for v, i in zip(values, indices)]
 
