@@ -292,16 +292,15 @@ def test_unknown_init_is_an_error():
 
 @pytest.mark.parametrize(
     "name, chosen",
-    [("A", "glorot"), ("D", "glorot"), ("small/D-narrow-32-bn", "glorot"), ("shallow", "paper")],
+    [("A", "paper"), ("D", "glorot"), ("small/D-narrow-32-bn", "glorot"), ("small/A-narrow-32", "glorot")],
 )
 def test_auto_is_the_papers_init_where_its_start_trains_else_glorot(name, chosen):
     """The default: the paper's N(0, 0.01²) where the class scores start within the bounds that train
-    (a shallow, wide net), else Glorot's (every VGG of Table 1: A starts at 1e-3, D at 4e-6). build()
-    draws exactly what the chosen init draws."""
+    (A: 1.5e-3, and the paper trained it), else Glorot's (D: 4e-6, D-narrow-32-bn: 4e-4, A-narrow-32:
+    2e-10). build() draws exactly what the chosen init draws."""
     from vggspec.analysis import auto_init
 
-    shallow = "input: 32x32 RGB\nconv3-512\nmaxpool\nFC-4096\nFC-10\n"
-    spec = vggspec.parse(shallow) if name == "shallow" else vggspec.load(name)
+    spec = vggspec.load(name)
     init, why = auto_init(spec)
     assert init == chosen and ("which trains" in why) == (chosen == "paper")
     if spec.input.size <= 32:

@@ -5,11 +5,12 @@ trained A from its random initialisation, so its "zero mean and 10⁻² variance
 SGD makes progress. From each initialisation, on the same batches of generated shape images (224×224,
 the paper's preprocessing: 0–255 pixels minus the mean RGB) and with the paper's recipe (lr 10⁻²,
 momentum 0.9, weight decay 5·10⁻⁴, dropout 0.5), this prints the loss of every step: std 0.01 and
-auto (Glorot's, for A) stay finite and fall; std 0.1, the literal reading, starts at a loss as large
-as A's class scores (about 10⁸) and does not recover. Also the analysis' estimate of each start.
+auto (the paper's, for A) stay finite and fall; Glorot's and Kaiming's starts diverge here; std
+0.1, the literal reading, starts at a loss as large as A's class scores (about 10⁸) and does not
+recover. Also the analysis' estimate of each start.
 
-    python tools/bench_init.py              # ~3 minutes on 2 cores (A is 133 M parameters)
-    python tools/bench_init.py --steps 4    # quicker
+    python tools/bench_init.py                         # ~3 minutes on 2 cores (A is 133 M parameters)
+    python tools/bench_init.py --inits paper,glorot    # two of them
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from vggspec.analysis import initial_scale, resolve_init  # noqa: E402
 from vggspec.decoding import rescale  # noqa: E402
 from vggspec.samples import image_folder  # noqa: E402
 
-INITS = ("paper", "auto", "normal:0.1")
+INITS = ("paper", "auto", "glorot", "kaiming", "normal:0.1")
 
 
 def batches(count: int, batch: int, size: int = 224) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -66,12 +67,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=8, help="SGD steps from each initialisation (default: 8)")
     parser.add_argument("--batch", type=int, default=8, help="images per step (default: 8)")
+    parser.add_argument(
+        "--inits", default=",".join(INITS), help=f"initialisations to compare (default: {','.join(INITS)})"
+    )
     args = parser.parse_args(argv)
     spec = vggspec.load("A")
     data = batches(args.steps, args.batch)
     print(f"A at 224×224, {args.steps} SGD steps of {args.batch} images, lr 1e-2 (torch {torch.__version__})")
     print(f"{'init':<12} {'chosen':<8} {'start RMS':>10}  losses (chance: ln 1000 = {math.log(1000):.2f})")
-    for init in INITS:
+    for init in args.inits.split(","):
         started = time.perf_counter()
         trace = losses(spec, init, data)
         shown = " ".join(f"{x:.3g}" for x in trace)
