@@ -322,3 +322,14 @@ def test_a_network_trained_without_flips_is_evaluated_without_them(tmp_path, sha
     assert results.rows[0].flip is False and " no " in capsys.readouterr().out
     results = evaluate(EvaluateConfig(checkpoints=[str(run)], data=str(shapes), flip=True, progress=False))
     assert results.rows[0].flip is True and " yes " in capsys.readouterr().out
+
+
+def test_the_centre_crop_method_reproduces_the_runs_validation_error(trained):
+    """--method center at the default scale is what the trainer's validation measured: its error is the
+    one the run recorded for its best epoch."""
+    checkpoint, data = trained
+    best = torch.load(checkpoint, weights_only=True)["best"]
+    results = evaluate(EvaluateConfig(checkpoints=[str(checkpoint)], data=str(data), method="center", progress=False))
+    (row,) = results.rows
+    assert row.method == "center" and row.scales == [21]  # S jittered over 18..24: its middle
+    assert (row.top1_err, row.top5_err) == pytest.approx((best["val_top1_err"], best["val_top5_err"]), abs=1e-9)

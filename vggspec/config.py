@@ -23,7 +23,7 @@ from .initialisation import INIT_HELP, parse_init
 from .scales import TrainingScale
 
 DType = Literal["float32", "bfloat16", "float16", "auto"]
-Method = Literal["dense", "multi-crop", "both", "all"]
+Method = Literal["dense", "multi-crop", "both", "all", "center"]
 METHODS = ("dense", "multi-crop", "both")  # of evaluation, Section 3.2; --method all: a row for each
 
 # Help of flags that several commands have: one text each, so that they read the same everywhere.
@@ -194,7 +194,8 @@ class EvaluateConfig(BaseModel):
     method: Method = Field(
         default="dense",
         description="dense: the fully-convolutional network on the whole image; multi-crop: 50 crops (5×5 grid × 2 "
-        "flips); both: their average; all: a row for each of the three",
+        "flips); both: their average; all: a row for each of the three; center: one centre crop, no flip, as the "
+        "validation during training measured it (at the default scale S, the run's validation error)",
     )
     flip: bool | None = Field(default=None, description=FLIP_HELP)
     batch_size: int = Field(default=32, ge=1, description="images per batch", **command_line(metavar="N"))

@@ -187,6 +187,27 @@ def multi_crop_posteriors(
     return torch.stack(rows)
 
 
+@torch.inference_mode()
+def center_posteriors(net: Network, images: Sequence[torch.Tensor], *, batch_size: int = 32) -> torch.Tensor:
+    """(N, classes): the centre crop of each image rescaled to one Q, through the classifier, as the
+    validation during training sees it (no flip): what the run's printed validation error measured."""
+    size = net.input_size
+    crops = []
+    for image in images:
+        _, h, w = image.shape
+        top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))  # as decoding.crop_box centres
+        crops.append(image[:, top : top + size, left : left + size])
+    return torch.cat(
+        [
+            net.classifier(normalise(stack_images(crops[i : i + batch_size]), net.stats, net.device))
+            .float()
+            .softmax(dim=1)
+            .cpu()
+            for i in range(0, len(crops), batch_size)
+        ]
+    )
+
+
 def image_posteriors(
     net: Network,
     paths: Sequence[str],
@@ -196,14 +217,15 @@ def image_posteriors(
     flip: bool = True,
     batch_size: int = 32,
 ) -> dict[str, torch.Tensor]:
-    """Posteriors of ``paths`` by method (``dense``, ``multi-crop``, ``both``), averaged over scales.
+    """Posteriors of ``paths`` by method (``dense``, ``multi-crop``, ``both``, ``center``), averaged
+    over scales.
 
     Unreadable images get NaN rows (the caller counts them as errors).
     """
     need_dense = any(m in ("dense", "both") for m in methods)
     need_crops = any(m in ("multi-crop", "both") for m in methods)
     classes = net.num_classes
-    total = {m: torch.zeros(len(paths), classes) for m in ("dense", "multi-crop")}
+    total = {m: torch.zeros(len(paths), classes) for m in ("dense", "multi-crop", "center")}
     broken = torch.zeros(len(paths), dtype=torch.bool)
     for q in scales:
         if q < net.input_size:
@@ -219,6 +241,8 @@ def image_posteriors(
             total["dense"][ok] += dense_posteriors(net, images, flip=flip, batch_size=batch_size)
         if need_crops and images:
             total["multi-crop"][ok] += multi_crop_posteriors(net, images, flip=flip, batch_size=max(batch_size, 50))
+        if "center" in methods and images:
+            total["center"][ok] += center_posteriors(net, images, batch_size=batch_size)
     out = {}
     for method in methods:
         if method == "both":
