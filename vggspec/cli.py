@@ -315,8 +315,9 @@ def _add_evaluate(commands: Commands) -> None:
         description="Evaluate checkpoints written by 'vggspec train' on DATA/<split>/<class>/*. Per test scale Q "
         "the image's smallest side is rescaled to Q; 'dense' runs the fully-convolutional network on the whole "
         "image and averages its class score map, 'multi-crop' averages 50 crops (5×5 grid × 2 flips), 'both' "
-        "averages the two, 'center' takes one centre crop as the run's validation did; posteriors are averaged over scales and, with several checkpoints, over networks "
-        "(fusion rows last). On ILSVRC-2012 val the paper's numbers are printed beside the measured ones.",
+        "averages the two, 'center' takes one centre crop as the run's validation did; posteriors are averaged "
+        "over scales and, with several checkpoints, over networks (fusion rows last). On ILSVRC-2012 val the "
+        "paper's numbers are printed beside the measured ones.",
     )
     _add_model_options(p, EvaluateConfig)
     p.set_defaults(run=_evaluate)
