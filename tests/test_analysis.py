@@ -198,3 +198,16 @@ def test_graph_is_a_chain_from_the_input(paper_specs):
     assert graph.number_of_nodes() == len(paper_specs["B"].layers) + 1
     assert list(graph.successors("input")) == ["conv1_1"]
     assert graph.nodes["fc6"]["dropout"] == 0.5 and graph.nodes["fc8"]["dropout"] == 0.0
+
+
+def test_a_test_scale_off_the_pooling_grid_leaves_a_border_unused():
+    """Three poolings of stride 2: Q = 37 leaves 5 rows outside every pooling window, 32 and 40 none.
+    Cross-checked against the network's own arithmetic: the map that reaches the classifier × 8."""
+    from vggspec.analysis import scales_using_every_pixel, unused_pixels
+
+    spec = vggspec.parse("input: 32x32 RGB\nconv3-8\nmaxpool\nconv3-16\nmaxpool\nconv3-16\nmaxpool\nFC-32\nFC-10\n")
+    assert [unused_pixels(spec, q) for q in (32, 33, 37, 39, 40)] == [0, 1, 5, 7, 0]
+    assert scales_using_every_pixel(spec, 37) == (32, 40)
+    d = vggspec.load("D")
+    assert [unused_pixels(d, q) for q in (224, 256, 288, 352, 384, 416)] == [0] * 6  # the paper's scales
+    assert unused_pixels(d, 400) == 400 - 12 * 32

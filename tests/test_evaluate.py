@@ -333,3 +333,12 @@ def test_the_centre_crop_method_reproduces_the_runs_validation_error(trained):
     (row,) = results.rows
     assert row.method == "center" and row.scales == [21]  # S jittered over 18..24: its middle
     assert (row.top1_err, row.top5_err) == pytest.approx((best["val_top1_err"], best["val_top5_err"]), abs=1e-9)
+
+
+def test_a_test_scale_that_leaves_pixels_unused_is_said(trained, capfd):
+    """The tiny network pools twice (stride 4): at its S = 21 one row falls outside every pooling window."""
+    checkpoint, data = trained
+    evaluate(EvaluateConfig(checkpoints=[str(checkpoint)], data=str(data), scales="20,21", progress=False))
+    err = capfd.readouterr().err
+    assert "at Q = 21, shapes's dense evaluation leaves the last 1 rows" in err and "20 or 24 use every pixel" in err
+    assert "at Q = 20" not in err

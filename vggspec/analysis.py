@@ -147,6 +147,24 @@ def dense_spec(spec: Spec) -> Spec:
     return spec.model_copy(update={"layers": layers})
 
 
+def unused_pixels(spec: Spec, size: int) -> int:
+    """How many rows (and columns) at the far edge of a ``size``-pixel side fall outside every pooling
+    window: each max pooling of stride 2 floors an odd row away, and the feature map that reaches the
+    classifier covers ``map × stride`` pixels (convolutions' zero padding lets the dropped rows touch
+    the border outputs, nothing more). At Q = 37 a network of stride 8 leaves 5; Q = 32 or 40 none."""
+    features = [stats for stats in analyze(spec, input_size=size).layers if spec.layers[stats.index].SPATIAL]
+    return size - features[-1].output_shape[1] * features[-1].effective_stride if features else 0
+
+
+def scales_using_every_pixel(spec: Spec, size: int) -> tuple[int | None, int | None]:
+    """The nearest sides below and above ``size`` that :func:`unused_pixels` finds fully used."""
+    stride = analyze(spec, dense=True).layers[-1].effective_stride
+    smallest = min_input_size(spec)
+    below = next((q for q in range(size - 1, max(smallest, size - stride) - 1, -1) if not unused_pixels(spec, q)), None)
+    above = next((q for q in range(size + 1, size + stride + 1) if not unused_pixels(spec, q)), None)
+    return below, above
+
+
 def classifier_spec(spec: Spec) -> Spec:
     """The network a dense spec was made from: its FC layers as fully-connected layers again."""
     if not spec.is_dense:
