@@ -613,3 +613,18 @@ def test_a_bundled_small_spec_trains_from_the_defaults(tmp_path, name, capfd):
     assert all(math.isfinite(r["train_loss"]) for r in records)
     assert min(r["train_loss"] for r in records[-3:]) < 0.8 * chance, [r["train_loss"] for r in records]
     assert min(r["val_top1_err"] for r in records) < 0.5  # chance: 0.75
+
+
+def test_weight_decay_spares_biases_when_asked(tmp_path, shapes):
+    """--no-decay-biases: biases and batch norm's parameters in a group without weight decay; by
+    default (the paper does not say) every parameter decays, as in torch's SGD."""
+    from vggspec.train import train
+
+    for decay_biases, groups in ((True, [5e-4]), (False, [5e-4, 0.0])):
+        run = train(tiny_config(tmp_path / str(decay_biases), shapes, epochs=1, decay_biases=decay_biases))
+        saved = torch.load(run / "last.pt", weights_only=True)
+        assert [group["weight_decay"] for group in saved["optimizer"]["param_groups"]] == groups
+        if not decay_biases:
+            vectors = [key for key, value in saved["state_dict"].items() if value.ndim <= 1 and "running" not in key]
+            vectors = [key for key in vectors if "num_batches" not in key]
+            assert len(saved["optimizer"]["param_groups"][1]["params"]) == len(vectors)

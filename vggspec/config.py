@@ -81,6 +81,11 @@ class TrainConfig(BaseModel):
     lr: float = Field(default=1e-2, gt=0, description="SGD learning rate")
     momentum: float = Field(default=0.9, ge=0, lt=1, description="SGD momentum")
     weight_decay: float = Field(default=5e-4, ge=0, description="weight decay (L2 penalty)")
+    decay_biases: bool = Field(
+        default=True,
+        description="apply the weight decay to biases and batch norm's scale and shift too (the paper does not "
+        "say; torch's SGD and torchvision's recipe do; Caffe setups often exempt biases: --no-decay-biases)",
+    )
     lr_factor: float = Field(default=0.1, gt=0, lt=1, description="lr multiplier when val accuracy plateaus")
     lr_patience: int = Field(default=2, ge=0, description="epochs without improvement before the lr drops")
     lr_drops: int = Field(default=3, ge=0, description="at most this many lr drops (the paper: 3)")

@@ -397,9 +397,13 @@ class _Trainer:
 
     def _training_state(self) -> TrainingState:
         config = self.config
-        optimizer = torch.optim.SGD(
-            self.model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-        )
+        params: list[Any] = list(self.model.parameters())
+        if not config.decay_biases:  # vectors (biases, batch norm's scale and shift) in a group of their own
+            params = [
+                {"params": [p for p in params if p.ndim > 1]},
+                {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
+            ]
+        optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer,
             mode="max",
