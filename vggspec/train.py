@@ -697,7 +697,8 @@ def _writing(run_dir: Path, hint: str | None = None) -> Iterator[None]:
         failure = files.os_error(err)
         if failure is None:
             raise
-        where = failure.filename or run_dir
+        name = os.fsdecode(failure.filename) if failure.filename is not None else None
+        where = name if name is not None and Path(name) != run_dir else f"in {run_dir}"
         raise SpecError(
             f"cannot write {where}: {failure.strerror or failure}",
             hint=hint
