@@ -92,8 +92,8 @@ def same_file(a: str | Path, b: str | Path) -> bool:
     """Whether ``a`` and ``b`` name one file (links and ``..`` included); a missing one is no file."""
     try:
         return os.path.samefile(a, b)
-    except OSError:
-        return Path(a).resolve() == Path(b).resolve() and Path(a).exists()
+    except OSError:  # one of them does not exist (a new output): not the same file
+        return False
 
 
 def refuse_overwriting(output: str | Path, inputs: Iterable[str | Path | None], command: str) -> None:
