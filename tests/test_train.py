@@ -628,3 +628,33 @@ def test_weight_decay_spares_biases_when_asked(tmp_path, shapes):
             vectors = [key for key, value in saved["state_dict"].items() if value.ndim <= 1 and "running" not in key]
             vectors = [key for key in vectors if "num_batches" not in key]
             assert len(saved["optimizer"]["param_groups"][1]["params"]) == len(vectors)
+
+
+def test_a_full_disk_mid_checkpoint_names_the_file_and_a_resume_sweeps_what_kills_left(
+    tmp_path, shapes, capfd, monkeypatch
+):
+    import errno
+
+    from vggspec.train import train
+
+    run = train(tiny_config(tmp_path, shapes, epochs=1))
+    saved = (run / "last.pt").read_bytes()
+    real_write = os.write
+
+    def full_for_checkpoints(fd: int, data) -> int:
+        if ".last.pt." in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", full_for_checkpoints)
+    with pytest.raises(vggspec.SpecError, match=f"cannot write {run / 'last.pt'}: No space left on device"):
+        train(tiny_config(tmp_path, shapes, epochs=2, resume=True))
+    monkeypatch.undo()
+    assert (run / "last.pt").read_bytes() == saved and not list(run.glob(".*.tmp"))
+
+    for name, size in ((".last.pt.0a1b2c3d.tmp", 3_000_000), (".best.pt.4e5f6a7b.tmp", 2_000_000)):
+        (run / name).write_bytes(b"\0" * size)  # what two kills mid-write leave
+    capfd.readouterr()
+    train(tiny_config(tmp_path, shapes, epochs=2, resume=True))
+    assert f"removed 2 temporary files a killed run left in {run} (5.0 MB freed)" in capfd.readouterr().err
+    assert not list(run.glob(".*.tmp"))

@@ -11,8 +11,8 @@ A checkpoint is a plain dictionary saved with ``torch.save`` and read back with
     state_dict  the weights
     ...         more entries the trainer adds (optimizer, epoch, ...)
 
-Files are written atomically (temporary file, fsync, rename): a killed process never leaves a
-half-written checkpoint behind.
+Files are written atomically (:mod:`vggspec.files`: temporary file, fsync, rename): a killed
+process never leaves a half-written checkpoint behind.
 """
 
 from __future__ import annotations
@@ -20,15 +20,14 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
 import zipfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from . import files
 from .analysis import classifier_spec
 from .compiler import VGG, build
 from .errors import CheckpointError, SpecError
@@ -68,12 +67,12 @@ def save_checkpoint(model: VGG, path: str | Path, **extra: Any) -> Path:
 
 
 def atomic_save(data: Mapping[str, Any], path: str | Path) -> Path:
-    """``torch.save`` through a temporary file in the same directory, fsync'ed, then renamed."""
+    """``torch.save`` whole or not at all (:func:`vggspec.files.writing`); a full disk is an ``OSError``
+    naming ``path``, not torch's ``RuntimeError``."""
     path = Path(path)
-    with _replacing(path) as tmp, open(tmp, "wb") as f:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with files.writing(path) as f:
         torch.save(dict(data), f)
-        f.flush()
-        os.fsync(f.fileno())
     return path
 
 
@@ -83,43 +82,13 @@ def atomic_link(source: str | Path, path: str | Path) -> Path:
     replace files rather than change them, so a later save to ``source`` leaves ``path`` as it
     was. Where links are not allowed, a copy (fsync'ed, renamed into place)."""
     path = Path(path)
-    with _replacing(path) as tmp:
+    with files.replacing(path) as tmp:
         try:
             os.unlink(tmp)
             os.link(source, tmp)
         except OSError:  # no hard links here (some network and FAT file systems): copy
             shutil.copyfile(source, tmp)
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
     return path
-
-
-@contextmanager
-def _replacing(path: Path) -> Iterator[str]:
-    """A fresh temporary name in ``path``'s folder, renamed to ``path`` when the block succeeds and
-    removed when it fails: readers see the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_folder(path.parent)
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make a rename in ``folder`` durable: a machine that loses power keeps the new file."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # a system that cannot open folders (Windows): the rename is what it is
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def read_checkpoint(path: str | Path, *, mmap: bool = False) -> dict[str, Any]:
@@ -162,7 +131,9 @@ def checkpoint_spec(data: Mapping[str, Any], path: str | Path = "<checkpoint>") 
 
 
 def load_model(path: str | Path, *, spec: Spec | None = None, device: str | torch.device | None = None) -> VGG:
-    """Rebuild the network a checkpoint holds. With ``spec``, insist that it is that network."""
+    """Rebuild the network a checkpoint holds, in eval mode (dropout off, batch norm on its running
+    statistics): a loaded model is for inference; call ``.train()`` to train it on. With ``spec``,
+    insist that it is that network."""
     data = read_checkpoint(path, mmap=True)  # the weights are copied into the model; the rest is not read
     stored = checkpoint_spec(data, path)
     if spec is not None and spec_hash(spec) != data["spec_hash"]:
@@ -175,4 +146,4 @@ def load_model(path: str | Path, *, spec: Spec | None = None, device: str | torc
         from .dense import to_dense
 
         model = to_dense(model)
-    return model
+    return model.eval()

@@ -19,7 +19,7 @@ from pathlib import Path
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from . import __version__
+from . import __version__, files, runs
 from .analysis import Analysis, analyze, initial_rms
 from .bundled import paper_specs, spec_files, spec_path
 from .config import EvaluateConfig, TrainConfig, load_config_file, validated
@@ -64,8 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except OSError as err:  # a file that cannot be written or read: -o under a file, a full disk, ...
-        if isinstance(err, FileExistsError) and err.filename and Path(err.filename).is_file():  # mkdir's way
-            print(f"error: {err.filename} is a file, where a folder is needed", file=sys.stderr)
+        blocker = _file_in_the_way(err)
+        if blocker is not None:
+            print(f"error: {blocker} is a file, where a folder is needed", file=sys.stderr)
         else:
             print(f"error: {f'{err.filename}: ' if err.filename else ''}{err.strerror or err}", file=sys.stderr)
         return ExitCode.BAD_INPUT
@@ -231,6 +232,9 @@ SUFFIX_FORMATS = {
 
 def _compile(args: argparse.Namespace) -> int:
     spec = load(args.spec)  # spec errors first, before the seconds torch takes to import
+    if args.output:
+        inputs = [spec_path(args.spec), *_checkpoint_files(args.weights), *_checkpoint_files(args.init_from)]
+        files.refuse_overwriting(args.output, inputs, "compile")
     print(f"building {spec.display_name} with PyTorch ...", file=sys.stderr)
     try:
         import torch  # noqa: F401
@@ -413,7 +417,12 @@ def _fmt(args: argparse.Namespace) -> int:
                 print(f"would reformat {source}", file=sys.stderr)
         elif args.write and name != "-":
             if formatted != text:
-                path.write_text(formatted, encoding="utf-8")
+                try:  # whole or not at all: a full disk leaves the spec as it was
+                    files.write_text(path, formatted)
+                except OSError as err:
+                    print(f"error: cannot write {err.filename or path}: {err.strerror or err}", file=sys.stderr)
+                    failed = True
+                    continue
                 print(f"reformatted {source}", file=sys.stderr)
         else:
             sys.stdout.write(formatted)
@@ -442,7 +451,8 @@ def _table(args: argparse.Namespace) -> int:
     if specs:
         markdown = table1(specs)
         if args.output:
-            Path(args.output).write_text(markdown, encoding="utf-8")
+            files.refuse_overwriting(args.output, [spec.source for spec in specs], "table")
+            files.write_text(args.output, markdown)
             print(f"wrote {args.output}", file=sys.stderr)
         else:
             sys.stdout.write(markdown)
@@ -471,6 +481,7 @@ def _graph(args: argparse.Namespace) -> int:
 
     spec = load(args.spec)
     output = Path(args.output or f"{Path(args.spec).stem}.{args.format or 'svg'}")
+    files.refuse_overwriting(output, [spec_path(args.spec)], "graph")
     written = draw(analyze(spec, input_size=args.input), output, args.format)
     print(f"wrote {written}", file=sys.stderr)
     return 0
@@ -607,6 +618,24 @@ def _load_all(names: list[str]) -> tuple[list[Spec], bool]:
             print(err, file=sys.stderr)
             failed = True
     return specs, failed
+
+
+def _file_in_the_way(err: OSError) -> Path | None:
+    """The file standing where a folder of ``err.filename``'s path should be (mkdir's EEXIST, open's ENOTDIR)."""
+    if not err.filename or not isinstance(err, (FileExistsError, NotADirectoryError)):
+        return None
+    path = Path(err.filename)
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate if candidate.is_file() else None
+    return None
+
+
+def _checkpoint_files(name: str | None) -> list[Path]:
+    """The files a checkpoint argument may read: the file, or a run folder's best.pt and last.pt."""
+    if not name:
+        return []
+    return [Path(name), Path(name) / runs.BEST, Path(name) / runs.LAST]
 
 
 def _positive_int(text: str) -> int:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .analysis import Analysis
 from .errors import SpecError
+from .files import write_bytes, write_text
 from .formatter import format_layer
 from .graph import INPUT, to_graph
 from .report import shape_text
@@ -51,16 +52,17 @@ def draw(analysis: Analysis, output: str | Path, fmt: str | None = None) -> Path
         raise SpecError(f"cannot draw to '{fmt}': choose one of {', '.join(FORMATS)}")
     dot = to_dot(analysis)
     if fmt == "dot":
-        output.write_text(dot.source, encoding="utf-8")
+        write_text(output, dot.source)
         return output
     import graphviz
 
-    try:
-        dot.render(outfile=str(output), format=fmt, cleanup=True)
+    try:  # rendered in memory, then written whole: a failure leaves no empty or half file
+        picture = dot.pipe(format=fmt)
     except graphviz.ExecutableNotFound:
         raise SpecError(
             "Graphviz's 'dot' program is not installed, so SVG/PNG cannot be rendered. Install it "
             "(Debian/Ubuntu: apt-get install graphviz; macOS: brew install graphviz; conda: conda "
             "install graphviz), or write DOT source with --format dot"
         ) from None
+    write_bytes(output, picture)
     return output

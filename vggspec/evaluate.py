@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from . import colour, decoding, folders
+from . import colour, decoding, files, folders, runs
 from .analysis import scales_using_every_pixel, unused_pixels
 from .checkpoint import load_model, read_checkpoint
 from .config import METHODS, EvaluateConfig  # noqa: F401 - METHODS: where it always was
@@ -488,6 +488,10 @@ def evaluate(config: EvaluateConfig) -> Results | None:
     Returns the results in this process; with several processes, rank 0 prints and writes them
     and this returns None.
     """
+    read = [p for c in config.checkpoints for p in (Path(c), Path(c) / runs.BEST, Path(c) / runs.LAST)]
+    for output in (config.json_path, config.save_probs):
+        if output:  # --json or --save-probs naming a checkpoint would replace it
+            files.refuse_overwriting(output, read, "evaluate")
     if config.from_probs:
         results = Results.load(config.checkpoints)
         print(render_rows(results.compute_rows()))
@@ -586,7 +590,8 @@ def _write_outputs(results: Results, config: EvaluateConfig) -> None:
     import json
 
     if config.json_path:
-        Path(config.json_path).write_text(
+        files.write_text(
+            config.json_path,
             json.dumps({"images": len(results.paths), "rows": [r.to_dict() for r in results.rows]}, indent=2) + "\n"
         )
         log.info(f"wrote {config.json_path}")

@@ -15,19 +15,18 @@
   ``build().load_state_dict(model.state_dict())`` works. It imports only torch.
 
 Every format is exported in evaluation mode (dropout off, batch norm on its running
-statistics); the model's own training flags are restored afterwards. Files are written to a
-temporary name beside ``path`` and renamed into place, so a failed export never leaves a
-half-written file behind.
+statistics); the model's own training flags are restored afterwards. Files are written whole or
+not at all (:mod:`vggspec.files`), TorchScript through memory (torch's C++ file writer aborts
+the process on a full disk), so a failed export never leaves a half-written file behind.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
-import os
+import io
 import re
 import unicodedata
-import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,6 +34,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from . import files
 from .compiler import VGG
 from .errors import SpecError
 
@@ -73,13 +73,15 @@ def export_model(model: VGG, path: str | Path, fmt: str, *, batch_size: int | No
         _require("onnx", "ONNX export")
     _check_writable(path)
     with _evaluation_mode(model):
-        if fmt == "torchscript":
-            _write(path, lambda tmp: _save_torchscript(model, tmp, batch_size))
+        if fmt == "torchscript":  # saved to memory first: torch's file writer aborts the process on a full disk
+            data = _torchscript_bytes(model, batch_size)
+            _write(path, lambda tmp: files.write_bytes(tmp, data))
         elif fmt == "onnx":
-            _write(path, lambda tmp: _save_onnx(model, tmp, batch_size))
+            data = _onnx_bytes(model, batch_size)
+            _write(path, lambda tmp: files.write_bytes(tmp, data))
         else:
             source = python_source(model)
-            _write(path, lambda tmp: tmp.write_text(source, encoding="utf-8"))
+            _write(path, lambda tmp: files.write_text(tmp, source))
     return path
 
 
@@ -94,16 +96,17 @@ def example_input(model: VGG, batch_size: int | None = None) -> torch.Tensor:
     return x.to(device=reference.device, dtype=reference.dtype)
 
 
-def _save_torchscript(model: VGG, path: Path, batch_size: int | None) -> None:
+def _torchscript_bytes(model: VGG, batch_size: int | None) -> bytes:
+    """The traced network as the bytes :func:`torch.jit.save` writes, made in memory."""
     with _expected_warnings(), torch.no_grad():
         traced = torch.jit.trace(model, example_input(model, batch_size))
-        try:
-            torch.jit.save(traced, str(path))
-        except RuntimeError as err:  # torch's file writer reports I/O errors as RuntimeError
-            raise SpecError(f"cannot write {path}: {err}") from None
+    buffer = io.BytesIO()
+    torch.jit.save(traced, buffer)
+    return buffer.getvalue()
 
 
-def _save_onnx(model: VGG, path: Path, batch_size: int | None) -> None:
+def _onnx_bytes(model: VGG, batch_size: int | None) -> bytes:
+    """The exported network as ONNX bytes, made in memory and checked (a VGG is far below protobuf's 2 GB)."""
     import onnx
 
     images: dict[int, str] = {} if batch_size else {0: "batch"}
@@ -111,21 +114,24 @@ def _save_onnx(model: VGG, path: Path, batch_size: int | None) -> None:
     if model.dense:
         images.update({2: "height", 3: "width"})
         scores.update({2: "score_height", 3: "score_width"})
+    buffer = io.BytesIO()
     with _expected_warnings(), torch.no_grad():
         torch.onnx.export(
             model,
             (example_input(model, batch_size),),
-            str(path),
+            buffer,
             dynamo=False,
             opset_version=ONNX_OPSET,
             input_names=[ONNX_INPUT],
             output_names=[ONNX_OUTPUT],
             dynamic_axes={ONNX_INPUT: images, ONNX_OUTPUT: scores} if images else None,
         )
+    data = buffer.getvalue()
     try:
-        onnx.checker.check_model(str(path), full_check=True)
+        onnx.checker.check_model(data, full_check=True)
     except onnx.checker.ValidationError as err:
         raise SpecError(f"torch exported an ONNX model that onnx.checker rejects: {err}") from err
+    return data
 
 
 @contextlib.contextmanager
@@ -186,20 +192,16 @@ def _check_writable(path: Path) -> None:
 
 
 def _write(path: Path, save: Callable[[Path], object]) -> None:
-    """``save`` to a fresh file beside ``path``, then rename it into place."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    """``save`` to a temporary file beside ``path``, renamed into place (:mod:`vggspec.files`); a
+    file that cannot be written, a full disk included, is a :class:`SpecError` naming ``path``."""
     try:
-        try:
-            tmp.open("xb").close()  # a real test of writability, with the usual permissions
-        except OSError as err:
-            raise SpecError(f"cannot write {path}: {err.strerror or err}") from None
-        try:
+        with files.replacing(path) as tmp:
             save(tmp)
-            os.replace(tmp, path)
-        except OSError as err:
-            raise SpecError(f"cannot write {path}: {err.strerror or err}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
+    except (OSError, RuntimeError) as err:
+        failure = files.os_error(err)
+        if failure is None:
+            raise
+        raise SpecError(f"cannot write {path}: {failure.strerror or failure}") from None
 
 
 # -- Python source --------------------------------------------------------------------

@@ -13,13 +13,12 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from . import runs
+from . import files, runs
 from .formatter import format_spec
 from .logs import log
 
@@ -51,10 +50,10 @@ class RunLog:
         """``decided``: what the run made of settings left to it (the scale S, the init auto chose), shown
         in place of the setting as given; RUN/config.json keeps what was given."""
         resolved = config.model_dump()
-        (self.run_dir / runs.CONFIG).write_text(json.dumps(resolved, indent=2) + "\n")
+        files.write_text(self.run_dir / runs.CONFIG, json.dumps(resolved, indent=2) + "\n")
         copy, text = self.run_dir / runs.SPEC, spec.text if spec.text is not None else format_spec(spec)
         if not copy.exists() or copy.read_text(encoding="utf-8") != text:  # what --resume without SPEC reads
-            copy.write_text(text, encoding="utf-8")
+            files.write_text(copy, text)
         self.note(f"configuration (also in {self.run_dir / runs.CONFIG}):")
         shown = {**resolved, **(decided or {})}
         self.note("\n".join(f"  {key:<16} {value}" for key, value in shown.items()))
@@ -86,10 +85,7 @@ class RunLog:
 
     def rewrite_metrics(self, history: list[dict[str, Any]]) -> None:
         """On resume: metrics.jsonl as the checkpoint knows it (a line written after it is dropped)."""
-        path = self.run_dir / runs.METRICS
-        tmp = path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(json.dumps(record) + "\n" for record in history))
-        os.replace(tmp, path)
+        files.write_text(self.run_dir / runs.METRICS, "".join(json.dumps(record) + "\n" for record in history))
 
     def finish(
         self, history: list[dict[str, Any]], best: dict[str, Any] | None, seconds: float, *, first_epoch: int = 0
@@ -157,10 +153,11 @@ class RunLog:
             ax.grid(alpha=0.3)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
         fig.tight_layout()
-        tmp = self.run_dir / f".{runs.CURVES}.tmp"
-        fig.savefig(tmp, dpi=100, format="png")
-        plt.close(fig)
-        os.replace(tmp, self.run_dir / runs.CURVES)
+        try:
+            with files.writing(self.run_dir / runs.CURVES) as f:
+                fig.savefig(f, dpi=100, format="png")
+        finally:
+            plt.close(fig)
 
 
 LOG_EVERY_SECONDS = 60.0  # without a terminal: a progress line this often

@@ -23,6 +23,8 @@ from .errors import CheckpointError
 
 LAST, BEST, SPEC, CONFIG = "last.pt", "best.pt", "spec.vgg", "config.json"
 COLOUR_STATS, METRICS, CURVES, TENSORBOARD = "colour_stats.json", "metrics.jsonl", "curves.png", "tensorboard"
+RUN_FILES = (LAST, BEST, SPEC, CONFIG, COLOUR_STATS, METRICS, CURVES)
+"""The files of a run folder that are written whole (:mod:`vggspec.files`): their temporaries are ``.NAME.*.tmp``."""
 
 
 def checkpoint_path(path: str | Path) -> Path:

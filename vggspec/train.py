@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import colour, folders, runs
+from . import colour, files, folders, runs
 from . import data as datalib
 from .analysis import (
     EXPLODING_SCALE,
@@ -243,6 +243,8 @@ class _Trainer:
         if env.main:
             with _writing(self.run_dir, hint="give --out a folder that can be created and written"):
                 self.run_dir.mkdir(parents=True, exist_ok=True)
+            if resumed is not None:
+                self._remove_temporaries()
         train_folder = folders.scan(config.data, config.train_split)
         val_folder = folders.scan(config.data, config.val_split, classes=train_folder.classes)
         self._check_classes(train_folder)
@@ -321,6 +323,15 @@ class _Trainer:
             )
         return state
 
+    def _remove_temporaries(self) -> None:
+        """What a killed writer left (``.last.pt.XXXX.tmp``: a checkpoint's size each); a resumed run owns RUN."""
+        count, freed = files.remove_temporaries(self.run_dir, runs.RUN_FILES)
+        if count:
+            self.log.note(
+                f"removed {count} temporary file{'s' if count > 1 else ''} a killed run left in {self.run_dir} "
+                f"({_size(freed)} freed)"
+            )
+
     def _check_classes(self, folder: folders.ImageFolder) -> None:
         classifier = [layer for layer in self.spec.layers if isinstance(layer, FC)][-1]
         if classifier.features != len(folder.classes):
@@ -349,7 +360,8 @@ class _Trainer:
                 seed=self.config.seed,
                 workers=self.config.workers,
             )
-            path.write_text(stats.model_dump_json(indent=2))
+            with _writing(self.run_dir):
+                files.write_text(path, stats.model_dump_json(indent=2))
         self.env.barrier()
         return colour.ColourStats.model_validate_json(path.read_text())
 
@@ -449,7 +461,8 @@ class _Trainer:
             torch.cuda.set_rng_state(rng["cuda"], self.env.device)
         if self.env.main:
             state = self.state
-            self.log.rewrite_metrics(state.history)
+            with _writing(self.run_dir):
+                self.log.rewrite_metrics(state.history)
             if state.epoch >= self.config.epochs:
                 self.log.note(
                     f"{self.run_dir} has finished its {state.epoch} epochs: nothing to train "
@@ -674,18 +687,33 @@ def init_advice(spec: Spec, init: str, pixel_rms: float = PIXEL_RMS) -> str | No
     )
 
 
+def _size(count: int) -> str:
+    """``51.2 MB``: a number of bytes as people read it."""
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if count < 1000 or unit == "GB":
+            return f"{count} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+        count /= 1000
+    return f"{count:.1f} TB"
+
+
 def _shown(value: object) -> str:
     return "(not set)" if value is None else str(value)
 
 
 @contextmanager
 def _writing(run_dir: Path, hint: str | None = None) -> Iterator[None]:
-    """A run folder that cannot be written (disk full, read-only, gone): said plainly, no traceback."""
+    """A run folder that cannot be written (disk full, read-only, gone): said plainly, naming the file, no
+    traceback; torch's ``RuntimeError`` around an ``OSError`` included."""
     try:
         yield
-    except OSError as err:
+    except (OSError, RuntimeError) as err:
+        failure = files.os_error(err)
+        if failure is None:
+            raise
+        name = os.fsdecode(failure.filename) if failure.filename is not None else None
+        where = name if name is not None and Path(name) != run_dir else f"in {run_dir}"
         raise SpecError(
-            f"cannot write in {run_dir}: {err.strerror or err}",
+            f"cannot write {where}: {failure.strerror or failure}",
             hint=hint
             or f"checkpoints are written whole or not at all: {runs.LAST} is the last one saved; "
             "make room (or mend the folder), then continue with --resume",
