@@ -342,3 +342,66 @@ def test_a_test_scale_that_leaves_pixels_unused_is_said(trained, capfd):
     err = capfd.readouterr().err
     assert "at Q = 21, shapes's dense evaluation leaves the last 1 rows" in err and "20 or 24 use every pixel" in err
     assert "at Q = 20" not in err
+
+
+@pytest.mark.parametrize("scales", ["99999", "S,9000", "8"])
+def test_test_scales_that_cannot_work_are_refused_before_an_image_is_read(trained, monkeypatch, capsys, scales):
+    from vggspec import cli, decoding
+
+    checkpoint, data = trained
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("an image was read")
+
+    monkeypatch.setattr(decoding, "rescale", no_reading)
+    monkeypatch.setattr(folders, "scan", no_reading)
+    capsys.readouterr()
+    code = cli.main(["evaluate", str(checkpoint), "--data", str(data), "--scales", scales, "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "unreadable" not in err and "could not be read" not in err
+    first = err.strip().splitlines()[0]
+    if scales == "8":
+        assert "the test scale 8 is smaller than shapes's 16-pixel input" in first
+    else:
+        assert f"the test scale {scales.split(',')[-1]} is above 8192" in first and "memory" in first
+    assert "Traceback" not in err
+
+
+def test_running_out_of_memory_is_not_an_unreadable_image(trained, monkeypatch):
+    from vggspec import decoding
+    from vggspec.evaluate import image_posteriors
+
+    checkpoint, data = trained
+    net = load_network(checkpoint)
+    paths = [p for p, _ in folders.scan(data, "val").samples][:3]
+
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried")
+
+    monkeypatch.setattr(decoding, "rescale", out_of_memory)
+    with pytest.raises(vggspec.SpecError, match="out of memory rescaling .* to Q = 21 \\(RuntimeError: "):
+        image_posteriors(net, paths, [21], ["dense"])
+    monkeypatch.setattr(decoding, "rescale", lambda *a, **k: (_ for _ in ()).throw(MemoryError()))
+    with pytest.raises(vggspec.SpecError, match="out of memory"):
+        image_posteriors(net, paths, [21], ["dense"])
+    monkeypatch.setattr(decoding, "rescale", lambda *a, **k: (_ for _ in ()).throw(OSError("truncated")))
+    assert torch.isnan(image_posteriors(net, paths, [21], ["dense"])["dense"]).all()  # the files' fault: NaN rows
+
+
+def test_image_paths_lists_each_real_file_once(trained, tmp_path, capsys):
+    import shutil
+
+    _, data = trained
+    folder = tmp_path / "photos"
+    shutil.copytree(data / "val" / "triangle", folder)
+    (folder / "again").symlink_to(folder)  # a loop
+    inner = folder / "sub"
+    inner.mkdir()
+    shutil.copy(next((data / "val" / "ellipse").iterdir()), inner / "x.png")  # given again below, as a folder
+    capsys.readouterr()
+    paths = image_paths([folder, inner])
+    err = capsys.readouterr().err
+    assert paths == sorted(str(p) for p in folder.rglob("*.png") if "again" not in str(p))
+    assert "skipped 1 linked folder already visited" in err
+    assert "skipped 1 file that an earlier folder given holds too" in err

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -65,3 +68,82 @@ def test_scan_val_classes_must_be_training_classes_and_keep_their_labels(tmp_pat
     make_split(tmp_path, "test", {"dog": [(20, 20), (30, 20)]})
     test = folders.scan(tmp_path, "test", classes=train.classes)
     assert test.classes == ("cat", "dog") and [label for _, label in test.samples] == [1, 1]
+
+
+def _class_with_links(folder: Path) -> None:
+    """Two images and a sub-folder's one, a link to its own folder, and a two-link loop between x and y."""
+    (folder / "x").mkdir(parents=True)
+    (folder / "y").mkdir()
+    for rel in ["a.png", "b.png", "x/c.png"]:
+        (folder / rel).write_bytes(b"")
+    (folder / "self").symlink_to(".")
+    (folder / "x" / "to_y").symlink_to("../y")
+    (folder / "y" / "to_x").symlink_to("../x")
+
+
+def test_link_loops_are_cut_and_said_in_one_line(tmp_path, capsys):
+    for name in ["cat", "dog"]:
+        _class_with_links(tmp_path / "train" / name)
+    start = time.perf_counter()
+    capsys.readouterr()
+    folder = folders.scan(tmp_path, "train")
+    said = capsys.readouterr().err.splitlines()
+    assert time.perf_counter() - start < 0.5  # os.walk(followlinks=True) took minutes over two loops
+    rels = [(str(Path(p).relative_to(folder.root)), label) for p, label in folder.samples]
+    assert rels == [("cat/a.png", 0), ("cat/b.png", 0), ("cat/x/c.png", 0)] + [
+        ("dog/a.png", 1), ("dog/b.png", 1), ("dog/x/c.png", 1)
+    ]  # fmt: skip
+    assert len(said) == 1 and "skipped 6 linked folders already visited" in said[0], said
+    assert folders.scan(tmp_path, "train") == folder  # deterministic
+    assert folders.image_files(tmp_path / "train" / "cat") == ["a.png", "b.png", "x/c.png"]
+
+
+def test_a_folder_linked_twice_is_listed_once(tmp_path, capsys):
+    make_split(tmp_path, "train", {"cat": [(20, 20), (20, 30)]})
+    elsewhere = tmp_path / "more"
+    elsewhere.mkdir()
+    picture(20, 20, 1).save(elsewhere / "m.jpg")
+    (tmp_path / "train" / "cat" / "l1").symlink_to(elsewhere)
+    (tmp_path / "train" / "cat" / "l2").symlink_to(elsewhere)
+    capsys.readouterr()
+    files = folders.image_files(tmp_path / "train" / "cat")
+    said = capsys.readouterr().err.splitlines()
+    assert len(files) == 3 and files[-1] == "l1/m.jpg"  # the first link, in sorted order
+    assert len(said) == 1 and "skipped 1 linked folder already visited" in said[0], said
+
+
+def test_a_file_reached_twice_counts_once(tmp_path, capsys):
+    make_split(tmp_path, "train", {"cat": [(20, 20), (20, 30)], "dog": [(20, 20)]})
+    cat = tmp_path / "train" / "cat"
+    first = sorted(cat.iterdir())[0]
+    os.link(first, cat / "zz_hard.jpg")
+    (cat / "zz_soft.jpg").symlink_to(first.name)
+    (cat / "zz_broken.jpg").symlink_to("nowhere.jpg")  # kept: counted unreadable when it is read
+    capsys.readouterr()
+    folder = folders.scan(tmp_path, "train")
+    said = capsys.readouterr().err.splitlines()
+    names = [Path(p).name for p, _ in folder.samples]
+    dog = next((tmp_path / "train" / "dog").iterdir()).name
+    assert names == [first.name, sorted(cat.iterdir())[1].name, "zz_broken.jpg", dog]  # the hard link: one file
+    assert len(said) == 1 and "skipped 2 files reached a second time" in said[0], said
+
+
+def test_the_same_file_in_training_and_validation_is_said_and_kept(tmp_path, capsys):
+    make_split(tmp_path, "train", {"cat": [(20, 20), (20, 30)], "dog": [(20, 20)]})
+    make_split(tmp_path, "val", {"cat": [(20, 20)], "dog": [(20, 20)]})
+    for name, how in [("cat", "link"), ("dog", "symlink")]:
+        source = sorted((tmp_path / "train" / name).iterdir())[0]
+        target = tmp_path / "val" / name / "zz_from_train.jpg"
+        os.link(source, target) if how == "link" else target.symlink_to(source)
+    shutil.copy(source, tmp_path / "val" / "dog" / "zz_a_copy.jpg")  # other bytes on disk: not the same file
+    train = folders.scan(tmp_path, "train")
+    val = folders.scan(tmp_path, "val", classes=train.classes)
+    assert len(val) == 5  # counted in validation, as the folders say
+    capsys.readouterr()
+    shared = folders.note_shared(train, val)
+    said = capsys.readouterr().err.splitlines()
+    assert shared == [str(tmp_path / "val" / n / "zz_from_train.jpg") for n in ("cat", "dog")]
+    [line] = said
+    assert f"2 of 5 validation images are also in the training split {train.root}" in line
+    assert f"e.g. {shared[0]}" in line and "counted in validation" in line and "optimistic" in line
+    assert folders.note_shared(train, folders.scan(tmp_path, "train")) == [p for p, _ in train.samples]

@@ -325,6 +325,26 @@ def test_a_broken_image_is_skipped_and_counted(tmp_path, shapes, capfd):
     assert "skipping an unreadable image: " in capfd.readouterr().err
 
 
+def test_a_training_image_in_validation_is_said_and_validated_and_a_link_loop_costs_nothing(tmp_path, shapes, capfd):
+    import os
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(shapes, data)
+    ellipse = data / "train" / "ellipse"
+    os.link(sorted(ellipse.iterdir())[0], data / "val" / "ellipse" / "zz_also_training.png")
+    (ellipse / "loop").symlink_to(".")  # os.walk counted this class ~40 times
+    from vggspec.train import train
+
+    capfd.readouterr()
+    train(tiny_config(tmp_path, data, epochs=1))
+    err = capfd.readouterr().err
+    assert "96 training images in 3 classes, 37 validation images" in err  # the loop cut, the shared one kept
+    assert "skipped 1 linked folder already visited" in err
+    [shared] = [line for line in err.splitlines() if "also in the training split" in line]
+    assert "1 of 37 validation images is also in the training split" in shared and "counted in validation" in shared
+
+
 # -- several processes -----------------------------------------------------------------
 
 

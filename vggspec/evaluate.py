@@ -43,7 +43,7 @@ from .logs import log
 from .metrics import top_errors
 from .runlog import progress_bar
 from .runs import checkpoint_path
-from .scales import TrainingScale, parse_test_scales
+from .scales import TrainingScale, check_test_scales, parse_test_scales
 
 GRID = 5  # crops per side in multi-crop evaluation
 
@@ -243,9 +243,8 @@ def image_posteriors(
     classes = net.num_classes
     total = {m: torch.zeros(len(paths), classes) for m in ("dense", "multi-crop", "center")}
     broken = torch.zeros(len(paths), dtype=torch.bool)
+    check_test_scales(list(scales), net.input_size, net.name)
     for q in scales:
-        if q < net.input_size:
-            raise SpecError(f"the test scale {q} is smaller than {net.name}'s {net.input_size}-pixel input")
         images, ok = [], []
         for i, image in enumerate(_decoded(paths, q, net.channels)):
             if image is None:  # an unreadable image is counted (as an error), not fatal
@@ -271,17 +270,38 @@ def image_posteriors(
 
 
 def _decoded(paths: Sequence[str], scale: int, channels: int) -> list[torch.Tensor | None]:
-    """The images rescaled to Q, decoded in threads (PIL releases the GIL while it decodes)."""
+    """The images rescaled to Q, decoded in threads (PIL releases the GIL while it decodes).
+
+    None for a file that cannot be read (counted as an error). Running out of memory is not the
+    file's fault, and would make every image "unreadable": it stops the evaluation with one line.
+    """
     from concurrent.futures import ThreadPoolExecutor
 
     def one(path: str) -> torch.Tensor | None:
         try:
             return decoding.rescale(path, scale, channels)
-        except Exception:  # noqa: BLE001 - PIL's many error types for a bad file
+        except Exception as err:  # noqa: BLE001 - PIL's many error types for a bad file
+            if _out_of_memory(err):
+                raise SpecError(
+                    f"out of memory rescaling {path} to Q = {scale} ({type(err).__name__}: {_first_line(err)})",
+                    hint="use smaller test scales (--scales), or a machine with more memory",
+                ) from None
             return None
 
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         return list(pool.map(one, paths))
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    """A MemoryError, or torch's failure to allocate (a RuntimeError, CUDA's or the CPU allocator's)."""
+    if isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError":
+        return True
+    text = str(err).lower()
+    return isinstance(err, RuntimeError) and ("out of memory" in text or "can't allocate" in text)
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [""])[0][:200]
 
 
 def by_aspect_ratio(paths: Sequence[str], indices: Sequence[int]) -> list[int]:
@@ -533,14 +553,15 @@ def _evaluate_here(config: EvaluateConfig, env) -> Results | None:
     for net in networks[1:]:
         if net.classes != classes:
             raise SpecError(f"{net.path} was trained on other classes than {networks[0].path}: they cannot be fused")
+    scales = {net.name: parse_test_scales(config.scales, net.train_scale) for net in networks}
+    for net in networks:  # before the folder is scanned or an image read
+        check_test_scales(scales[net.name], net.input_size, net.name)
+        if env.main:
+            note_unused_pixels(net, scales[net.name])
     folder = folders.scan(config.data, config.split, classes=classes or None)
     paths = [path for path, _ in folder.samples]
     labels = torch.tensor([label for _, label in folder.samples])
     mine = by_aspect_ratio(paths, range(env.rank, len(paths), env.world))
-    scales = {net.name: parse_test_scales(config.scales, net.train_scale) for net in networks}
-    if env.main:
-        for net in networks:
-            note_unused_pixels(net, scales[net.name])
     local: dict[str, dict[str, torch.Tensor]] = {}
     bar = _progress(len(mine) * len(networks), config.progress and env.main)
     for net in networks:
@@ -637,6 +658,7 @@ def predictions(
     paths = image_paths(images)
     net = load_network(checkpoint, dtype=dtype)
     q = scale or parse_test_scales(None, net.train_scale)[0]
+    check_test_scales([q], net.input_size, net.name)
     note_unused_pixels(net, [q])
     names = net.classes or [str(i) for i in range(net.num_classes)]
     for path in paths:
@@ -657,8 +679,11 @@ def predictions(
 
 
 def image_paths(items: Sequence[str | Path]) -> list[str]:
-    """Files as given; a folder stands for the image files under it (sorted)."""
-    paths = []
+    """Files as given; a folder stands for the image files under it (sorted, each real file once: a
+    file a folder reaches again, through a link or another folder given, is skipped with a warning)."""
+    paths: list[str] = []
+    seen: set[tuple[int, int]] = set()
+    again = 0
     for item in items:
         folder = Path(item)
         if folder.is_dir():
@@ -666,7 +691,20 @@ def image_paths(items: Sequence[str | Path]) -> list[str]:
             if not found:
                 extensions = ", ".join(folders.IMAGE_EXTENSIONS)
                 raise SpecError(f"{folder} holds no image files", hint=f"they end in {extensions}")
-            paths += [str(folder / name) for name in found]
+            for name in found:
+                path = str(folder / name)
+                try:
+                    stat = os.stat(path)
+                except OSError:  # a broken link: listed, and said unreadable when it is read
+                    paths.append(path)
+                    continue
+                if (stat.st_dev, stat.st_ino) in seen:
+                    again += 1
+                    continue
+                seen.add((stat.st_dev, stat.st_ino))
+                paths.append(path)
         else:
             paths.append(str(item))
+    if again:
+        log.warning(f"warning: skipped {again} file{'s' if again != 1 else ''} that an earlier folder given holds too")
     return paths

@@ -3,19 +3,24 @@
 Its own module because training, the colour statistics, evaluation and prediction all list images
 the same way and need nothing else of the pipeline: :func:`scan` lists a split into an
 :class:`ImageFolder` (sorted, so the same files always get the same indices and labels), and
-:func:`image_files` the images under any folder. Nothing here imports torch or decodes a pixel.
+:func:`image_files` the images under any folder. Links are followed, but each real folder is
+entered once and each real file listed once (a warning says what was skipped), so a link loop
+costs nothing. Nothing here imports torch or decodes a pixel.
 """
 
 from __future__ import annotations
 
 import os
+from array import array
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from .errors import SpecError
+from .logs import log
 
-__all__ = ["IMAGE_EXTENSIONS", "LAYOUT_HINT", "ImageFolder", "image_files", "scan"]
+__all__ = ["IMAGE_EXTENSIONS", "LAYOUT_HINT", "ImageFolder", "image_files", "note_shared", "scan", "shared_files"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp", ".tif", ".tiff")
 
@@ -34,6 +39,9 @@ class ImageFolder:
     root: Path
     classes: tuple[str, ...]
     samples: tuple[tuple[str, int], ...]
+    # (st_dev, st_ino) of each sample's real file, (0, 0) if unknown: what :func:`shared_files` compares.
+    # Two flat arrays, not a tuple per sample: ImageNet's 1.28 million pairs would cost ~140 MB of objects.
+    files: tuple[array, array] = field(default_factory=lambda: (array("Q"), array("Q")), compare=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -43,16 +51,103 @@ def _is_image(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
 
 
+class _Found(NamedTuple):
+    """What one walk found: image files as sorted relative paths, each real file once, and what it skipped."""
+
+    files: list[str]
+    keys: list[tuple[int, int]]  # (st_dev, st_ino) of each file; (0, 0) when it cannot be stat'ed
+    loops: int  # linked folders not followed again: a loop, or a second link to one folder
+    duplicates: int  # files reached a second time (a link, a hard link)
+
+
+def _key(stat: os.stat_result) -> tuple[int, int]:
+    return stat.st_dev, stat.st_ino
+
+
+def _walk(folder: Path) -> _Found:
+    """Image files under ``folder``, following links, each real folder entered once and each real file kept once.
+
+    ``os.walk(followlinks=True)`` re-enters a folder through every link to it, so a link to its own
+    folder repeats the class ~40 times (until paths grow too long) and two such links take minutes;
+    here a folder already visited (by its (st_dev, st_ino)) is cut, so the walk is linear in the folders.
+    Of the files reached twice (links, hard links), the first in sorted order is kept.
+    """
+    try:
+        visited = {_key(os.stat(folder))}
+    except OSError:
+        return _Found([], [], 0, 0)
+    found: list[tuple[str, tuple[int, int]]] = []
+    loops = 0
+    pending = [""]
+    while pending:
+        rel = pending.pop()
+        here = os.path.join(folder, rel) if rel else str(folder)
+        try:
+            with os.scandir(here) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+            device = os.stat(here).st_dev
+        except OSError:  # vanished or unreadable while walking: as os.walk, nothing from it
+            continue
+        subfolders = []
+        for entry in entries:
+            path = entry.name if not rel else os.path.join(rel, entry.name)
+            try:
+                is_dir = entry.is_dir()  # follows links; a broken link is a file (it is counted unreadable later)
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if entry.name.startswith("."):
+                    continue
+                try:
+                    key = _key(entry.stat())
+                except OSError:
+                    continue
+                if key in visited:
+                    loops += 1
+                    continue
+                visited.add(key)
+                subfolders.append(path)
+            elif _is_image(entry.name):
+                if not entry.is_symlink():  # d_ino from the listing: no stat per file (hard links share it)
+                    found.append((path, (device, entry.inode())))
+                    continue
+                try:
+                    found.append((path, _key(entry.stat())))
+                except OSError:
+                    found.append((path, (0, 0)))
+        pending.extend(reversed(subfolders))
+    found.sort()
+    files, keys, seen, duplicates = [], [], set(), 0
+    for path, key in found:
+        if key != (0, 0):
+            if key in seen:
+                duplicates += 1
+                continue
+            seen.add(key)
+        files.append(path)
+        keys.append(key)
+    return _Found(files, keys, loops, duplicates)
+
+
+def _skipped(where: object, loops: int, duplicates: int) -> None:
+    """Say in one line what a walk left out (nothing when it left nothing)."""
+    parts = []
+    if loops:
+        parts.append(f"{loops} linked folder{'s' if loops != 1 else ''} already visited (a link loop or a second link)")
+    if duplicates:
+        parts.append(f"{duplicates} file{'s' if duplicates != 1 else ''} reached a second time (a link or hard link)")
+    if parts:
+        log.warning(f"warning: {where}: skipped {' and '.join(parts)}; each real folder and file counts once")
+
+
 def image_files(folder: Path) -> list[str]:
-    """Image files under ``folder`` (recursively, following links), as sorted relative paths."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        rel = os.path.relpath(dirpath, folder)
-        for name in filenames:
-            if _is_image(name):
-                found.append(name if rel == "." else os.path.join(rel, name))
-    return sorted(found)
+    """Image files under ``folder`` (recursively, following links), as sorted relative paths, each real file once.
+
+    Link loops are cut and duplicates skipped; a warning on the ``vggspec`` logger says how many.
+    """
+    found = _walk(Path(folder))
+    _skipped(folder, found.loops, found.duplicates)
+    return found.files
 
 
 def _listing(names: Sequence[str], limit: int = 8) -> str:
@@ -97,8 +192,11 @@ def scan(data_dir: str | Path, split: str, classes: Sequence[str] | None = None)
         )
     labels = {name: i for i, name in enumerate(classes if classes is not None else found)}
     samples: list[tuple[str, int]] = []
+    devices, inodes = array("Q"), array("Q")
+    loops = duplicates = 0
     for name in found:
-        files = image_files(root / name)
+        walked = _walk(root / name)
+        files, loops, duplicates = walked.files, loops + walked.loops, duplicates + walked.duplicates
         if not files:
             others = sorted(p.name for p in (root / name).iterdir() if not p.name.startswith("."))
             holds = f"it holds {_listing(others)}" if others else "it is empty"
@@ -107,5 +205,34 @@ def scan(data_dir: str | Path, split: str, classes: Sequence[str] | None = None)
                 hint=f"image files end in {', '.join(IMAGE_EXTENSIONS)}; add images or remove the folder",
             )
         samples.extend((str(root / name / f), labels[name]) for f in files)
-    return ImageFolder(root=root, classes=tuple(labels), samples=tuple(samples))
+        devices.extend(device for device, _ in walked.keys)
+        inodes.extend(inode for _, inode in walked.keys)
+    _skipped(root, loops, duplicates)
+    return ImageFolder(root=root, classes=tuple(labels), samples=tuple(samples), files=(devices, inodes))
 
+
+def shared_files(first: ImageFolder, second: ImageFolder) -> list[str]:
+    """The samples of ``second`` whose real file (st_dev, st_ino) is also a sample of ``first``: a
+    training image in the validation split, say. Sorted, as ``second`` lists them."""
+    first_devices, first_inodes = first.files
+    second_devices, second_inodes = second.files
+    wanted = {key for key in zip(second_devices, second_inodes) if key != (0, 0)}
+    common = {key for key in zip(first_devices, first_inodes) if key in wanted}
+    return [path for (path, _), key in zip(second.samples, zip(second_devices, second_inodes)) if key in common]
+
+
+def note_shared(train: ImageFolder, val: ImageFolder) -> list[str]:
+    """Warn, in one line, of validation images that are training images too (the same real file); returns them.
+
+    They stay in validation: the folders say they are validation images, and dropping them would
+    change the validation set behind the user's back; the warning says the error is then optimistic.
+    """
+    shared = shared_files(train, val)
+    if shared:
+        n = len(shared)
+        log.warning(
+            f"warning: {n} of {len(val)} validation images {'are' if n != 1 else 'is'} also in the training split "
+            f"{train.root} (the same file), e.g. {shared[0]}; counted in validation as the folders say, so the "
+            "validation error is optimistic: keep each image in one split"
+        )
+    return shared

@@ -15,6 +15,10 @@ from .errors import SpecError
 from .logs import log
 
 PAPER_S, PAPER_INPUT = 256, 224  # the paper's single training scale for 224×224 crops
+# The largest test scale Q: 16× the paper's largest (512). A square image at Q = 8192 is 67 million
+# pixels, and the first layer of a 64-channel net alone needs 17 GB for it in float32; beyond this a
+# Q is a typo (an extra digit), and every image would fail for want of memory, not for its file.
+MAX_TEST_SCALE = 8192
 
 
 class TrainingScale(NamedTuple):
@@ -104,3 +108,20 @@ def parse_test_scales(text: str | None, train_scale: tuple[int, int]) -> list[in
             value += int(match.group(3)) * (1 if match.group(2) == "+" else -1)
         out.append(value)
     return out
+
+
+def check_test_scales(scales: list[int], input_size: int, name: str) -> None:
+    """Refuse, before any image is read, a Q below the network's input or above :data:`MAX_TEST_SCALE`."""
+    for q in scales:
+        if q < input_size:
+            raise SpecError(
+                f"the test scale {q} is smaller than {name}'s {input_size}-pixel input",
+                hint=f"Q is the smallest side of the rescaled image: it needs Q ≥ {input_size}",
+            )
+        if q > MAX_TEST_SCALE:
+            raise SpecError(
+                f"the test scale {q} is above {MAX_TEST_SCALE}: an image rescaled to it needs tens of GB "
+                "of memory or more",
+                hint=f"Q is the smallest side of the rescaled image, at most {MAX_TEST_SCALE} "
+                "(the paper used 224 to 512)",
+            )

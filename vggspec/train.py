@@ -247,6 +247,8 @@ class _Trainer:
                 self._remove_temporaries()
         train_folder = folders.scan(config.data, config.train_split)
         val_folder = folders.scan(config.data, config.val_split, classes=train_folder.classes)
+        if env.main:
+            folders.note_shared(train_folder, val_folder)
         self._check_classes(train_folder)
         self.batches = config.batch_split(env.world)
         self.steps_per_epoch = len(train_folder.samples) // config.batch_size
