@@ -172,3 +172,20 @@ def test_train_takes_the_names_and_strict_weights(hub, tmp_path):
     _check_start_files(config)  # a name, not a file: downloaded or read from the cache when built
     with pytest.raises(vggspec.WeightsError, match="vgg11, "):
         _check_start_files(config.model_copy(update={"weights": "torchvision:vgg12"}))
+
+
+def test_a_run_fine_tunes_from_a_name_and_says_what_it_loaded(hub, tmp_path, shapes, capsys):
+    """Another number of classes: the run starts from the copied layers, its classifier drawn anew."""
+    from vggspec.train import train
+
+    from .conftest import TINY_SPEC, tiny_config
+
+    source = vggspec.build(vggspec.parse(TINY_SPEC.replace("FC-3\n", "FC-5\n")), init="glorot", seed=1)
+    hub("vgg11", source.state_dict())
+    run = train(tiny_config(tmp_path, shapes, epochs=1, weights="torchvision:vgg11"))
+    err = capsys.readouterr().err
+    assert "Loaded torchvision:vgg11 into net: 5 layers copied, 0 adapted, 1 new (drawn by --init kaiming)" in err
+    assert "new      fc4         shape 3×32; the weights' classifier.fc4.fc is 5×32" in err
+    assert (run / "best.pt").is_file()
+    with pytest.raises(vggspec.WeightsError, match="fc"):
+        train(tiny_config(tmp_path / "strict", shapes, epochs=1, weights="torchvision:vgg11", strict_weights=True))
