@@ -362,7 +362,7 @@ class _Trainer:
         model = build(
             self.spec,
             init=self.init,
-            weights=config.weights,
+            weights=config.weights if resumed is None else None,  # a resumed run's come from its checkpoint
             seed=config.seed,
             device=self.env.device,
             strict_weights=config.strict_weights,
