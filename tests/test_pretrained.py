@@ -144,6 +144,14 @@ def test_partial_loading_keeps_what_fits_and_draws_the_rest(hub):
     assert [name for name, _ in a.weights_report.new] == ["fc8"] and not a.weights_report.adapted
     for (key, x), y in zip(list(a.state_dict().items())[:-2], list(source.state_dict().values())[:-2]):
         assert torch.equal(x, y), key
+    # weights never trained (torchvision's vgg16:IMAGENET1K_FEATURES has a classifier of NaNs) are drawn anew
+    features_only = {k: v.clone() for k, v in source.state_dict().items()}
+    for key in features_only:
+        if key.startswith("classifier."):
+            features_only[key].fill_(float("nan"))
+    model = vggspec.build(spec, weights=features_only, init="glorot", seed=7)
+    assert [name for name, _ in model.weights_report.new] == ["fc6", "fc7", "fc8"]
+    assert all(p.isfinite().all() for p in model.parameters()) and len(model.weights_report.copied) == 8
     # layers that do not line up are still refused: another network, not a fine-tuning
     deeper = vggspec.parse(spec.text.replace("conv3-8\n", "conv3-8 ×2\n"))
     with pytest.raises(vggspec.WeightsError, match="belong to another network"):

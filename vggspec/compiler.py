@@ -252,7 +252,10 @@ def load_weights(
                 f"layer {layer} has a {ours_w.dim()}-d weight, the weights' {theirs} a {their_w.dim()}-d one: "
                 "the layers do not line up (a dense spec takes a dense network's weights)"
             )
-        if all(own[k].shape == weights[mapping[k]].shape for k in keys):
+        if not strict and not all(weights[mapping[k]].isfinite().all() for k in keys if k.endswith(("weight", "bias"))):
+            plan[name] = "new"  # torchvision's vgg16:IMAGENET1K_FEATURES: a classifier of NaNs, never trained
+            report.new.append((layer, f"the weights' {theirs} holds NaN or infinite values"))
+        elif all(own[k].shape == weights[mapping[k]].shape for k in keys):
             plan[name] = "copy"
             report.copied.append((layer, theirs, tuple(ours_w.shape)))
         elif name == convs[0] and _adaptable(ours_w, their_w) and _fits(own, weights, mapping, f"{name}.bias"):
