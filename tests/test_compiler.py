@@ -139,7 +139,8 @@ def test_weights_from_a_file_and_errors(tmp_path):
     assert "batch norm" in info.value.hint
     five_classes = vggspec.parse(narrow_a.text.replace("FC-10", "FC-5"))
     with pytest.raises(vggspec.WeightsError, match="fc8"):
-        vggspec.build(five_classes, weights=path)
+        vggspec.build(five_classes, weights=path, strict_weights=True)
+    assert [name for name, _ in vggspec.build(five_classes, weights=path).weights_report.new] == ["fc8"]
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"not a state dict")
     with pytest.raises(vggspec.WeightsError, match="not a loadable state dict"):

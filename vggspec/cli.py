@@ -204,8 +204,15 @@ def _add_compile(commands: Commands) -> None:
     p.add_argument(
         "--weights",
         metavar="FILE",
-        help="a state dict to load: vggspec's (a checkpoint, or a run folder: its best.pt) or torchvision's "
-        "(vgg11/13/16/19[_bn])",
+        help="a state dict to load: vggspec's (a checkpoint, or a run folder: its best.pt), torchvision's "
+        "(vgg11/13/16/19[_bn]), or torchvision's pretrained by name: torchvision:vgg16[_bn][:ENUM] (downloaded "
+        "once into the torch hub cache). Layers whose shape differs (another number of classes) are drawn by "
+        "--init, a first conv for gray or N-channel input adapted from the RGB kernels; the loading is printed",
+    )
+    p.add_argument(
+        "--strict-weights",
+        action="store_true",
+        help="every layer of --weights must fit: refuse weights of another shape instead of drawing those layers",
     )
     _add_init_option(p, default="auto")
     p.add_argument("--seed", type=int, help="seed of the random initialisation (reproducible weights)")
@@ -244,7 +251,9 @@ def _compile(args: argparse.Namespace) -> int:
     from .dense import to_dense
     from .transfer import transfer_from
 
-    model = build(spec, init=args.init, weights=args.weights, seed=args.seed)
+    model = build(spec, init=args.init, weights=args.weights, seed=args.seed, strict_weights=args.strict_weights)
+    if model.weights_report is not None:
+        print(model.weights_report, file=sys.stderr)
     if args.init_from:
         print(transfer_from(args.init_from, model), file=sys.stderr)
     if args.dense:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -70,6 +71,7 @@ class VGG(nn.Module):
         self.min_input_size = analyze(spec).min_input_size
         self.features = features
         self.classifier = classifier
+        self.weights_report: WeightsReport | None = None  # what build(weights=...) copied, adapted, drew anew
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
@@ -107,13 +109,16 @@ def build(
     weights: Mapping[str, torch.Tensor] | str | Path | None = None,
     seed: int | None = None,
     device: str | torch.device | None = None,
+    strict_weights: bool = False,
 ) -> VGG:
     """Compile ``spec`` into a :class:`VGG` module.
 
     ``init``: ``auto`` (the paper's N(0, 0.01²) where the analysis predicts its start trains, else
     Glorot's), ``paper``, ``glorot``, ``kaiming`` or ``normal:STD`` (:mod:`vggspec.initialisation`);
-    ``weights`` (a state dict, vggspec's or torchvision's, or a path to one) replaces the
-    initialisation; ``seed`` makes it reproducible without touching the global RNG;
+    ``weights`` (a state dict, vggspec's or torchvision's, a path to one, or ``torchvision:vgg16[_bn][:ENUM]``)
+    replaces the initialisation where its layers fit and ``init`` draws the others, the first conv adapted
+    to other input channels (``model.weights_report`` says which; ``strict_weights``: every layer must fit,
+    for exactly the network the weights are); ``seed`` makes it reproducible without touching the global RNG;
     ``device="meta"`` builds the structure without allocating weights.
     """
     init = resolve_init(spec, init)  # a ValueError for a spelling that is none
@@ -124,7 +129,7 @@ def build(
         return model
     model = model.to_empty(device=device)
     if weights is not None:
-        load_weights(model, weights)
+        model.weights_report = load_weights(model, weights, strict=strict_weights, init=init, seed=seed)
     else:
         initialise(model, init, seed=seed)
     return model
@@ -172,22 +177,140 @@ def initialise(model: nn.Module, init: str = "auto", *, seed: int | None = None)
 _WEIGHT_MODULES = (nn.Conv2d, nn.BatchNorm2d, nn.Linear)
 
 
-def load_weights(model: VGG, weights: Mapping[str, torch.Tensor] | str | Path) -> None:
-    """Load a state dict: vggspec's own keys, or torchvision's ``features.0.weight`` layout.
+@dataclass
+class WeightsReport:
+    """What loading weights did, layer by layer: copied, adapted (a first conv for other input channels)
+    or new (drawn by ``init``, the shape differs), so a fine-tuning run says what it starts from."""
 
-    torchvision's keys are matched to this model's layers in order (conv, batch norm, linear),
-    every shape checked; anything that does not fit is a :class:`WeightsError` naming the layer.
+    source: str
+    target: str
+    init: str
+    copied: list[tuple[str, str, tuple[int, ...]]] = field(default_factory=list)  # (layer, their module, shape)
+    adapted: list[tuple[str, str, str]] = field(default_factory=list)  # (layer, their module, how)
+    new: list[tuple[str, str]] = field(default_factory=list)  # (layer, why)
+
+    @property
+    def complete(self) -> bool:
+        """Every layer copied as it was: what ``strict_weights`` insists on."""
+        return not self.adapted and not self.new
+
+    def __str__(self) -> str:
+        head = f"Loaded {self.source} into {self.target}: {len(self.copied)} layers copied"
+        if not self.complete:
+            head += f", {len(self.adapted)} adapted, {len(self.new)} new (drawn by --init {self.init})"
+        lines = [head]
+        width = max((len(name) for name, *_ in self.copied + self.adapted + self.new), default=0)
+        for name, theirs, shape in self.copied:
+            lines.append(f"  copied   {name:<{width}}  <- {theirs}  {'×'.join(map(str, shape))}")
+        for name, theirs, how in self.adapted:
+            lines.append(f"  adapted  {name:<{width}}  <- {theirs}  {how}")
+        for name, why in self.new:
+            lines.append(f"  new      {name:<{width}}  {why}")
+        return "\n".join(lines)
+
+
+def load_weights(
+    model: VGG,
+    weights: Mapping[str, torch.Tensor] | str | Path,
+    *,
+    strict: bool = True,
+    init: str = "auto",
+    seed: int | None = None,
+) -> WeightsReport:
+    """Load a state dict: vggspec's own keys, torchvision's ``features.0.weight`` layout, a file of either,
+    or torchvision's pretrained weights by name (``torchvision:vgg16``, :mod:`vggspec.pretrained`).
+
+    torchvision's keys are matched to this model's layers in order (conv, batch norm, linear). ``strict``:
+    every shape must fit, else a :class:`WeightsError` naming the layer. Otherwise, for fine-tuning, the
+    layers must still line up but a layer whose shape differs (the classifier of another number of
+    classes, ...) is drawn by ``init`` and a first conv for other input channels is adapted from the
+    weights' (:func:`adapt_first_conv`).
     """
-    if isinstance(weights, (str, Path)):
+    from .pretrained import is_pretrained_name, load_pretrained
+
+    source = str(weights) if isinstance(weights, (str, Path)) else "the given state dict"
+    if is_pretrained_name(weights):
+        weights = load_pretrained(str(weights))
+    elif isinstance(weights, (str, Path)):
         weights = read_state_dict(weights)
     own = model.state_dict()
-    if set(weights) == set(own):
-        _check_shapes(own, weights, {k: k for k in own})
-        model.load_state_dict(weights)
-        return
-    mapping = _map_by_order(model, weights)
-    _check_shapes(own, weights, mapping)
-    model.load_state_dict({ours: weights[theirs] for ours, theirs in mapping.items()})
+    mapping = {k: k for k in own} if set(weights) == set(own) else _map_by_order(model, weights)
+    report = WeightsReport(source, model.spec.display_name, init)
+    if strict:
+        _check_shapes(own, weights, mapping)
+    convs = [name for name, module in model.named_modules() if isinstance(module, nn.Conv2d)]
+    plan: dict[str, str] = {}  # module name → copy, adapt or new
+    for name, module in model.named_modules():
+        if not isinstance(module, _WEIGHT_MODULES):
+            continue
+        keys = [f"{name}.{leaf}" for leaf in module.state_dict()]
+        theirs = mapping[keys[0]].rpartition(".")[0]
+        layer = _layer_name(name)
+        ours_w, their_w = own[f"{name}.weight"], weights[mapping[f"{name}.weight"]]
+        if ours_w.dim() != their_w.dim():
+            raise WeightsError(
+                f"layer {layer} has a {ours_w.dim()}-d weight, the weights' {theirs} a {their_w.dim()}-d one: "
+                "the layers do not line up (a dense spec takes a dense network's weights)"
+            )
+        if not strict and not all(weights[mapping[k]].isfinite().all() for k in keys if k.endswith(("weight", "bias"))):
+            plan[name] = "new"  # torchvision's vgg16:IMAGENET1K_FEATURES: a classifier of NaNs, never trained
+            report.new.append((layer, f"the weights' {theirs} holds NaN or infinite values"))
+        elif all(own[k].shape == weights[mapping[k]].shape for k in keys):
+            plan[name] = "copy"
+            report.copied.append((layer, theirs, tuple(ours_w.shape)))
+        elif name == convs[0] and _adaptable(ours_w, their_w) and _fits(own, weights, mapping, f"{name}.bias"):
+            plan[name] = "adapt"
+            report.adapted.append((layer, theirs, _adapt_how(their_w.shape[1], ours_w.shape[1])))
+        else:
+            plan[name] = "new"
+            shape, their_shape = ("×".join(map(str, t.shape)) for t in (ours_w, their_w))
+            report.new.append((layer, f"shape {shape}; the weights' {theirs} is {their_shape}"))
+    if report.complete:
+        model.load_state_dict({ours: weights[theirs] for ours, theirs in mapping.items()})
+        return report
+    initialise(model, init, seed=seed)
+    with torch.no_grad():
+        for ours, theirs in mapping.items():
+            how = plan[ours.rpartition(".")[0]]
+            if how == "copy" or (how == "adapt" and not ours.endswith(".weight")):
+                own[ours].copy_(weights[theirs])
+            elif how == "adapt":
+                own[ours].copy_(adapt_first_conv(weights[theirs], own[ours].shape[1]))
+    return report
+
+
+def adapt_first_conv(weight: torch.Tensor, channels: int) -> torch.Tensor:
+    """RGB kernels ``(out, 3, k, k)`` for ``channels`` inputs: summed for 1 (a gray image then gives what the RGB
+    network gives on it repeated 3 times), else the input channels repeated cyclically and scaled by 3/N, which
+    keeps the outputs' scale (exactly, for an image of equal channels, when N is a multiple of 3)."""
+    if channels == 1:
+        return weight.sum(dim=1, keepdim=True)
+    repeats = -(-channels // weight.shape[1])
+    return weight.repeat(1, repeats, 1, 1)[:, :channels] * (weight.shape[1] / channels)
+
+
+def _fits(
+    own: Mapping[str, torch.Tensor], weights: Mapping[str, torch.Tensor], mapping: dict[str, str], key: str
+) -> bool:
+    return key not in mapping or own[key].shape == weights[mapping[key]].shape
+
+
+def _adaptable(ours: torch.Tensor, theirs: torch.Tensor) -> bool:
+    """The same conv but for its input channels."""
+    return ours.dim() == 4 and ours.shape[0] == theirs.shape[0] and ours.shape[2:] == theirs.shape[2:]
+
+
+def _adapt_how(theirs: int, ours: int) -> str:
+    if ours == 1:
+        return f"{theirs}-channel kernels summed over the input channels for 1 channel"
+    return f"{theirs}-channel kernels repeated for {ours} channels, scaled by {theirs}/{ours}"
+
+
+def _layer_name(module: str) -> str:
+    """``features.conv1_1.conv`` → ``conv1_1``; its batch norm ``conv1_1 bn``."""
+    parts = module.split(".")
+    block, leaf = (parts[1] if len(parts) > 1 else parts[0]), parts[-1]
+    return block if leaf in ("conv", "fc") or len(parts) < 3 else f"{block} {leaf}"
 
 
 def read_state_dict(path: str | Path) -> Mapping[str, torch.Tensor]:

@@ -107,7 +107,14 @@ class TrainConfig(BaseModel):
     )
     init_from: str | None = Field(default=None, description="a trained A's run or checkpoint (Section 3.1)")
     weights: str | None = Field(
-        default=None, description="a state dict to start from: vggspec's (a checkpoint or run folder) or torchvision's"
+        default=None,
+        description="a state dict to start from: vggspec's (a checkpoint or run folder), torchvision's, or "
+        "torchvision's pretrained by name (torchvision:vgg16[_bn][:ENUM], downloaded once into the torch hub "
+        "cache). Layers whose shape differs (the classifier for your classes) are drawn by --init, a first conv "
+        "for gray or N-channel input adapted from the RGB kernels",
+    )
+    strict_weights: bool = Field(
+        default=False, description="every layer of --weights must fit: refuse weights of another shape"
     )
     seed: int = Field(default=0, description="seed of the initialisation, the data order and the augmentation")
 

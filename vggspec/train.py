@@ -117,8 +117,12 @@ def _as_started(config: TrainConfig, given: set[str]) -> TrainConfig:
 
 def _check_start_files(config: TrainConfig) -> None:
     """The weights to start from exist: said now, not after the minutes of colour statistics."""
+    from .pretrained import is_pretrained_name, parse_name
+
+    if is_pretrained_name(config.weights) and not config.resume:
+        parse_name(config.weights)  # a name torchvision has; downloaded (or read from the cache) when built
     for flag, path in (("--init-from", config.init_from), ("--weights", config.weights)):
-        if path and not config.resume and not checkpoint_path(path).is_file():
+        if path and not config.resume and not is_pretrained_name(path) and not checkpoint_path(path).is_file():
             raise SpecError(
                 f"{flag} {path}: no such file", hint="give a checkpoint or state-dict file, or a run folder"
             )
@@ -369,7 +373,16 @@ class _Trainer:
 
     def _model(self, resumed: dict | None) -> VGG:
         config = self.config
-        model = build(self.spec, init=self.init, weights=config.weights, seed=config.seed, device=self.env.device)
+        model = build(
+            self.spec,
+            init=self.init,
+            weights=config.weights if resumed is None else None,  # a resumed run's come from its checkpoint
+            seed=config.seed,
+            device=self.env.device,
+            strict_weights=config.strict_weights,
+        )
+        if model.weights_report is not None and resumed is None and self.env.main:
+            self.log.note(str(model.weights_report))
         if config.init_from and resumed is None:
             from .transfer import transfer_from
 

@@ -1,0 +1,199 @@
+"""Pretrained weights by name (``torchvision:vgg16``) and partial loading for fine-tuning.
+
+Nothing is downloaded: each test points TORCH_HOME at a temporary folder, places a state dict at the
+exact path torchvision's weights API caches its download at, and makes any download fail."""
+
+import os
+import urllib.error
+
+import pytest
+
+torch = pytest.importorskip("torch")
+torchvision = pytest.importorskip("torchvision")
+
+import vggspec  # noqa: E402
+from vggspec.cli import main  # noqa: E402
+from vggspec.compiler import adapt_first_conv  # noqa: E402
+from vggspec.pretrained import VGG_NAMES  # noqa: E402
+
+from .conftest import SPECS  # noqa: E402
+
+NARROW_A = SPECS / "small" / "A-narrow-32.vgg"
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    """An empty torch hub cache and no network; returns a function placing a state dict as NAME's download."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)  # a set_dir elsewhere would win over TORCH_HOME
+
+    def no_network(url, *args, **kwargs):
+        raise urllib.error.URLError("no network in tests")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+
+    def place(name: str, state_dict, member: str = "DEFAULT"):
+        enum = torchvision.models.get_model_weights(name)
+        weights = enum.DEFAULT if member == "DEFAULT" else enum[member]
+        path = tmp_path / "torch" / "hub" / "checkpoints" / os.path.basename(weights.url)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(state_dict, path)
+        return path
+
+    return place
+
+
+def random_torchvision(name: str) -> torch.nn.Module:
+    """torchvision's network with cheap random weights (its own init takes seconds)."""
+    with torch.device("meta"):
+        model = getattr(torchvision.models, name)()
+    model = model.to_empty(device="cpu")
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for tensor in model.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.normal_(0, 0.01, generator=generator)
+    return model
+
+
+def equal(a, b) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a.values(), b.values())) and len(a) == len(b)
+
+
+def test_vgg11_by_name_from_the_cache_and_fine_tuned_for_gray_images_and_10_classes(hub, paper_specs):
+    reference = random_torchvision("vgg11").eval()
+    hub("vgg11", reference.state_dict())
+    for name in ("torchvision:vgg11", "torchvision:vgg11:IMAGENET1K_V1", "torchvision:VGG11:DEFAULT"):
+        model = vggspec.build(paper_specs["A"], weights=name)
+        assert equal(model.state_dict(), reference.state_dict())
+        assert model.weights_report.complete and len(model.weights_report.copied) == 11
+
+    gray = vggspec.load(SPECS / "small" / "vgg11-gray-10.vgg")
+    model = vggspec.build(gray, weights="torchvision:vgg11", init="glorot", seed=1).eval()
+    report = model.weights_report
+    assert [name for name, *_ in report.adapted] == ["conv1_1"]
+    assert [name for name, _ in report.new] == ["fc8"]
+    assert len(report.copied) == 9 and "1 adapted, 1 new (drawn by --init glorot)" in str(report)
+    ours, theirs = list(model.state_dict().values()), list(reference.state_dict().values())
+    assert all(torch.equal(x, y) for x, y in zip(ours[2:-2], theirs[2:-2]))  # conv1_2 … fc7
+    assert torch.equal(ours[1], theirs[1])  # conv1_1's bias
+    fc8 = model.classifier.fc8.fc
+    assert fc8.weight.shape == (10, 4096) and not fc8.bias.any() and 0.01 < fc8.weight.std() < 0.05  # glorot
+    x = torch.rand(2, 1, 224, 224)
+    with torch.no_grad():
+        got = model.features.conv1_1.conv(x)
+        expected = reference.features[0](x.repeat(1, 3, 1, 1))
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+    with pytest.raises(vggspec.WeightsError, match="conv1_1"):
+        vggspec.build(gray, weights="torchvision:vgg11", strict_weights=True)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 4, 6])
+def test_a_first_conv_adapted_to_n_channels(channels):
+    """Summed for gray; else repeated cyclically and scaled by 3/N, the same outputs for an image of equal
+    channels when N is a multiple of 3."""
+    rgb = torch.nn.Conv2d(3, 8, 3, padding=1)
+    adapted = torch.nn.Conv2d(channels, 8, 3, padding=1)
+    with torch.no_grad():
+        adapted.weight.copy_(adapt_first_conv(rgb.weight, channels))
+        adapted.bias.copy_(rgb.bias)
+        plane = torch.rand(1, 1, 9, 9)
+        if channels % 3 == 0 or channels == 1:
+            torch.testing.assert_close(adapted(plane.repeat(1, channels, 1, 1)), rgb(plane.repeat(1, 3, 1, 1)))
+    if channels == 1:
+        torch.testing.assert_close(adapted.weight, rgb.weight.sum(1, keepdim=True))
+    else:
+        for i in range(channels):
+            torch.testing.assert_close(adapted.weight[:, i], rgb.weight[:, i % 3] * 3 / channels)
+
+
+def test_bn_names_and_small_layouts(hub):
+    """The _bn names resolve to their own file; any state dict that lines up with the spec loads."""
+    spec = vggspec.load(SPECS / "small" / "D-narrow-32-bn.vgg")
+    source = vggspec.build(spec, init="glorot", seed=3)
+    hub("vgg16_bn", source.state_dict())
+    assert equal(vggspec.build(spec, weights="torchvision:vgg16_bn").state_dict(), source.state_dict())
+    with pytest.raises(vggspec.WeightsError, match="not in the torch hub cache"):
+        vggspec.build(spec, weights="torchvision:vgg16")
+
+
+def test_names_that_are_not_there(hub, tmp_path):
+    spec = vggspec.load(NARROW_A)
+    for name in ("torchvision:vgg17", "torchvision:resnet50"):
+        with pytest.raises(vggspec.WeightsError) as info:
+            vggspec.build(spec, weights=name)
+        assert all(f"torchvision:{n}" in str(info.value) for n in VGG_NAMES) and "\n" not in str(info.value)
+    with pytest.raises(vggspec.WeightsError, match="no vgg16 weights 'IMAGENET22K'.*torchvision:vgg16:IMAGENET1K_V1"):
+        vggspec.build(spec, weights="torchvision:vgg16:IMAGENET22K")
+    with pytest.raises(vggspec.WeightsError) as info:
+        vggspec.build(spec, weights="torchvision:vgg19")
+    message = info.value.message
+    expected = tmp_path / "torch" / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth"
+    assert message.startswith(f"torchvision:vgg19 is not in the torch hub cache ({expected}) and could not be")
+    assert "no network in tests" in message and "\n" not in message
+
+
+def test_partial_loading_keeps_what_fits_and_draws_the_rest(hub):
+    spec = vggspec.load(NARROW_A)
+    source = vggspec.build(spec, init="glorot", seed=4)
+    five = vggspec.parse(spec.text.replace("FC-10", "FC-5"))
+    a = vggspec.build(five, weights=source.state_dict(), init="glorot", seed=7)
+    b = vggspec.build(five, weights=source.state_dict(), init="glorot", seed=7)
+    assert equal(a.state_dict(), b.state_dict())  # the new layers are seeded
+    assert [name for name, _ in a.weights_report.new] == ["fc8"] and not a.weights_report.adapted
+    for (key, x), y in zip(list(a.state_dict().items())[:-2], list(source.state_dict().values())[:-2]):
+        assert torch.equal(x, y), key
+    # weights never trained (torchvision's vgg16:IMAGENET1K_FEATURES has a classifier of NaNs) are drawn anew
+    features_only = {k: v.clone() for k, v in source.state_dict().items()}
+    for key in features_only:
+        if key.startswith("classifier."):
+            features_only[key].fill_(float("nan"))
+    model = vggspec.build(spec, weights=features_only, init="glorot", seed=7)
+    assert [name for name, _ in model.weights_report.new] == ["fc6", "fc7", "fc8"]
+    assert all(p.isfinite().all() for p in model.parameters()) and len(model.weights_report.copied) == 8
+    # layers that do not line up are still refused: another network, not a fine-tuning
+    deeper = vggspec.parse(spec.text.replace("conv3-8\n", "conv3-8 ×2\n"))
+    with pytest.raises(vggspec.WeightsError, match="belong to another network"):
+        vggspec.build(deeper, weights=source.state_dict())
+
+
+def test_compile_prints_the_loading_and_strict_weights_refuses(hub, tmp_path, capsys):
+    spec = vggspec.load(NARROW_A)
+    hub("vgg11", vggspec.build(spec, init="glorot", seed=4).state_dict())
+    five = tmp_path / "five.vgg"
+    five.write_text(spec.text.replace("FC-10", "FC-5"))
+    assert main(["compile", str(five), "--weights", "torchvision:vgg11"]) == 0
+    err = capsys.readouterr().err
+    assert "Loaded torchvision:vgg11 into A narrow 32: 10 layers copied, 0 adapted, 1 new" in err
+    assert "new      fc8" in err
+    assert main(["compile", str(five), "--weights", "torchvision:vgg11", "--strict-weights"]) == 2
+    assert "fc8" in capsys.readouterr().err
+    assert main(["compile", str(five), "--weights", "torchvision:vgg17"]) == 2
+
+
+def test_train_takes_the_names_and_strict_weights(hub, tmp_path):
+    from vggspec.config import TrainConfig
+    from vggspec.train import _check_start_files
+
+    config = TrainConfig(spec=str(NARROW_A), data=str(tmp_path), weights="torchvision:vgg11", strict_weights=True)
+    _check_start_files(config)  # a name, not a file: downloaded or read from the cache when built
+    with pytest.raises(vggspec.WeightsError, match="vgg11, "):
+        _check_start_files(config.model_copy(update={"weights": "torchvision:vgg12"}))
+
+
+def test_a_run_fine_tunes_from_a_name_and_says_what_it_loaded(hub, tmp_path, shapes, capsys):
+    """Another number of classes: the run starts from the copied layers, its classifier drawn anew."""
+    from vggspec.train import train
+
+    from .conftest import TINY_SPEC, tiny_config
+
+    source = vggspec.build(vggspec.parse(TINY_SPEC.replace("FC-3\n", "FC-5\n")), init="glorot", seed=1)
+    hub("vgg11", source.state_dict())
+    run = train(tiny_config(tmp_path, shapes, epochs=1, weights="torchvision:vgg11"))
+    err = capsys.readouterr().err
+    assert "Loaded torchvision:vgg11 into net: 5 layers copied, 0 adapted, 1 new (drawn by --init kaiming)" in err
+    assert "new      fc4         shape 3×32; the weights' classifier.fc4.fc is 5×32" in err
+    assert (run / "best.pt").is_file()
+    with pytest.raises(vggspec.WeightsError, match="fc"):
+        train(tiny_config(tmp_path / "strict", shapes, epochs=1, weights="torchvision:vgg11", strict_weights=True))
