@@ -270,7 +270,10 @@ def _history(value: Any) -> str | None:
 
 
 def _best(value: Any) -> str | None:
-    return None if value is None or isinstance(value, Mapping) else f"is not an epoch record but {_kind(value)}"
+    """The best epoch's record: the trainer compares its top-1 error with each new epoch's."""
+    if value is None or (isinstance(value, Mapping) and _number(value.get("val_top1_err")) is None):
+        return None
+    return f"is not an epoch record with a 'val_top1_err' but {_kind(value)}"
 
 
 def _kind(value: Any) -> str:
