@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import ValidationError
 from torch import nn
 
 from . import colour, folders, runs
@@ -57,7 +56,7 @@ from .checkpoint import (
     verify_checksums,
 )
 from .compiler import VGG, build
-from .config import TrainConfig
+from .config import TrainConfig, validated
 from .distributed import Distributed, launch, worker_start_method
 from .errors import CheckpointError, ExitCode, SpecError
 from .layers import FC
@@ -106,15 +105,9 @@ def _as_started(config: TrainConfig, given: set[str]) -> TrainConfig:
     if "config" not in data:
         raise CheckpointError(f"{path} holds no settings ('config'): it was not written by vggspec train")
     try:
-        started = TrainConfig(**data["config"])
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise CheckpointError(
-            f"{path} is corrupt: its 'config' is not a training recipe ({where + ': ' if where else ''}{first['msg']})"
-        ) from None
-    except (TypeError, ValueError) as err:
-        raise CheckpointError(f"{path} is corrupt: its 'config' is not a training recipe ({err})") from None
+        started = validated(TrainConfig, data["config"], "training")
+    except SpecError as err:  # one line: "invalid training settings: lr: Input should be ..."
+        raise CheckpointError(f"{path} is corrupt: its 'config' holds {err.message}") from None
     changes = {
         key: getattr(config, key)
         for key in sorted(given)
