@@ -10,6 +10,7 @@ is overwritten anyway.
 from __future__ import annotations
 
 import math
+import os
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -19,9 +20,10 @@ import torch
 from torch import nn
 
 from .analysis import analyze, resolve_init
-from .errors import InputSizeError, WeightsError
+from .errors import InputSizeError, SpecError, WeightsError
 from .graph import to_graph
 from .initialisation import DRAWN, init_std, is_uniform, parse_init
+from .integrity import verify_checksum
 from .runs import checkpoint_path
 from .spec import Spec
 
@@ -127,12 +129,67 @@ def build(
         model = assemble(spec)
     if device.type == "meta":
         return model
-    model = model.to_empty(device=device)
+    check_memory(spec, device)
+    try:
+        model = model.to_empty(device=device)
+    except RuntimeError as err:  # torch.OutOfMemoryError is one too
+        if not _out_of_memory(err):
+            raise
+        raise SpecError(f"{_weights_size(spec, device)}: {device} could not allocate them") from None
     if weights is not None:
         model.weights_report = load_weights(model, weights, strict=strict_weights, init=init, seed=seed)
     else:
         initialise(model, init, seed=seed)
     return model
+
+
+def check_memory(spec: Spec, device: str | torch.device = "cpu") -> None:
+    """A SpecError in one line, before anything is allocated, when ``spec``'s weights do not fit in
+    the memory ``device`` has available: a spec can declare 10 G parameters in one line."""
+    device = torch.device(device)
+    available = available_memory(device)
+    if available is not None and _weight_bytes(spec) > available:
+        raise SpecError(f"{_weights_size(spec, device)}, more than the {_size(available)} {device} has available")
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes ``device`` can still allocate, as far as can be known (None: unknown). The CPU: Linux's
+    MemAvailable and free swap (else the physical memory); a GPU: what CUDA says is free."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    if device.type != "cpu":
+        return None
+    try:
+        with open("/proc/meminfo") as f:
+            info = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f if line.split()[1:2]}
+        return info["MemAvailable"] + info.get("SwapFree", 0)
+    except (OSError, KeyError, ValueError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):  # no sysconf (Windows), or no such name
+        return None
+
+
+def _weight_bytes(spec: Spec) -> int:
+    return analyze(spec).params * torch.empty((), dtype=torch.get_default_dtype()).element_size()
+
+
+def _weights_size(spec: Spec, device: torch.device) -> str:
+    params = analyze(spec).params
+    return f"{spec.display_name} has {params:,} parameters: its weights need {_size(_weight_bytes(spec))} on {device}"
+
+
+def _size(size: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:,} {unit}" if unit == "bytes" else f"{size:,.1f} {unit}"
+        size /= 1000
+    raise AssertionError("unreachable")
+
+
+def _out_of_memory(err: RuntimeError) -> bool:
+    return isinstance(err, torch.OutOfMemoryError) or "can't allocate memory" in str(err) or "out of memory" in str(err)
 
 
 def assemble(spec: Spec) -> VGG:
@@ -324,6 +381,8 @@ def read_state_dict(path: str | Path) -> Mapping[str, torch.Tensor]:
     except Exception as err:  # noqa: BLE001 - torch raises several types for a bad file
         raise WeightsError(f"{path} is not a loadable state dict ({type(err).__name__}: {err})") from None
     if isinstance(data, Mapping) and "state_dict" in data and isinstance(data["state_dict"], Mapping):
+        if data.get("format") == "vggspec.checkpoint":
+            verify_checksum(data, "state_dict", path)
         data = data["state_dict"]  # a checkpoint that wraps its state dict
     if not isinstance(data, Mapping) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise WeightsError(f"{path} does not hold a state dict (a mapping of names to tensors)")

@@ -33,7 +33,7 @@ from PIL import Image, UnidentifiedImageError
 
 from . import colour, decoding, files, folders, runs
 from .analysis import scales_using_every_pixel, unused_pixels
-from .checkpoint import load_model, read_checkpoint
+from .checkpoint import check_finite, load_model, read_checkpoint
 from .config import METHODS, EvaluateConfig  # noqa: F401 - METHODS: where it always was
 from .data import normalise, stack_images
 from .dense import posteriors, to_dense
@@ -92,15 +92,16 @@ def load_network(path: str | Path, device: torch.device | str = "cpu", dtype: DT
     ``dtype``: what the networks compute in (see :func:`vggspec.optimize_for_inference`).
     """
     path = checkpoint_path(path)  # a run directory: its best.pt
-    data = read_checkpoint(path, mmap=True)  # only the small entries are read here
+    data = read_checkpoint(path, mmap=True)  # only the small entries are read here, each checked
     if "colour_stats" not in data:
         raise SpecError(
             f"{path} holds no training statistics (mean RGB): it was not written by vggspec train",
             hint="evaluate checkpoints from a training run (RUN/best.pt or RUN/last.pt)",
         )
-    model = load_model(path, device=device).eval()
+    model = load_model(path, device=device).eval()  # checked: shapes, size, checksum, classes
     if model.dense:
         raise SpecError(f"{path} holds a dense network; evaluate the classifier's checkpoint")
+    check_finite(model, path)  # else every image would come out "unreadable"
     scales = trained_scale(data, model.spec.input.size)
     classes = list(data.get("classes") or [])
     # In place: the plain model and its dense twin are not kept, so they need no second copies

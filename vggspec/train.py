@@ -46,9 +46,17 @@ from .analysis import (
     resolve_init,
     scale_trouble,
 )
-from .checkpoint import atomic_link, read_checkpoint, save_checkpoint, spec_hash
+from .checkpoint import (
+    atomic_link,
+    check_weights,
+    checkpoint_spec,
+    read_checkpoint,
+    save_checkpoint,
+    spec_hash,
+    verify_checksums,
+)
 from .compiler import VGG, build
-from .config import TrainConfig
+from .config import TrainConfig, validated
 from .distributed import Distributed, launch, worker_start_method
 from .errors import CheckpointError, ExitCode, SpecError
 from .layers import FC
@@ -93,10 +101,13 @@ _CHANGEABLE_ON_RESUME = (
 def _as_started(config: TrainConfig, given: set[str]) -> TrainConfig:
     """The run's settings from its last checkpoint, but for those ``given`` that it may change."""
     path = Path(config.out) / runs.LAST  # there: TrainConfig.spec_file checked
+    data = read_checkpoint(path, mmap=True)  # its entries checked: 'config' is a mapping of names
+    if "config" not in data:
+        raise CheckpointError(f"{path} holds no settings ('config'): it was not written by vggspec train")
     try:
-        started = TrainConfig(**read_checkpoint(path, mmap=True)["config"])
-    except (KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{path} holds no settings this vggspec can read ({type(err).__name__})") from None
+        started = validated(TrainConfig, data["config"], "training")
+    except SpecError as err:  # one line: "invalid training settings: lr: Input should be ..."
+        raise CheckpointError(f"{path} is corrupt: its 'config' holds {err.message}") from None
     changes = {
         key: getattr(config, key)
         for key in sorted(given)
@@ -321,12 +332,16 @@ class _Trainer:
                 )
             return None
         path = self.run_dir / runs.LAST  # there: TrainConfig.spec_file checked
-        state = read_checkpoint(path)
+        state = read_checkpoint(path)  # every entry checked to have the form vggspec writes
         if state.get("spec_hash") != spec_hash(self.spec):
             raise CheckpointError(
                 f"{path} was trained with another spec than {self.config.spec}",
                 hint=f"leave SPEC out to resume with the run's own ({self.run_dir / runs.SPEC})",
             )
+        if "rng" not in state:
+            raise CheckpointError(f"{path} is corrupt: its 'rng' is missing (a run cannot resume without it)")
+        check_weights(state, checkpoint_spec(state, path), path)  # the classes and statistics fit the network
+        verify_checksums(state, path)  # the optimizer's state and the RNGs too
         return state
 
     def _remove_temporaries(self) -> None:
@@ -460,7 +475,7 @@ class _Trainer:
 
     def _restore(self, checkpoint: dict[str, Any]) -> None:
         trained_on, here = list(checkpoint.get("classes") or []), list(self.facts["classes"])
-        if trained_on and trained_on != here:  # as many (the spec's classifier fits both), but not the same
+        if trained_on and trained_on != here:  # as many (checkpoint_spec and _check_classes), but not the same
             i = next(i for i, (was, now) in enumerate(zip(trained_on, here)) if was != now)
             raise SpecError(
                 f"{self.run_dir} was trained on other classes than {self.train_set.folder.root} holds: "
@@ -468,7 +483,14 @@ class _Trainer:
                 hint="resume with the data the run was started on (--data), or start a new run",
             )
         self.model.load_state_dict(checkpoint["state_dict"])
-        self.state.load_state_dict(checkpoint)
+        path = self.run_dir / runs.LAST
+        try:
+            self.state.load_state_dict(checkpoint)
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as err:
+            why = str(err).splitlines()[0] if str(err) else ""
+            raise CheckpointError(
+                f"{path} is corrupt: its training state cannot be restored ({type(err).__name__}: {why})"
+            ) from None
         rngs = checkpoint["rng"]
         rng = rngs[self.env.rank] if self.env.rank < len(rngs) else rngs[0]  # fewer processes than before
         torch.set_rng_state(rng["cpu"])
