@@ -354,7 +354,7 @@ def load_model(path: str | Path, *, spec: Spec | None = None, device: str | torc
     _check_shapes(data, stored, path)  # the file's index, then the size, before the bytes are read
     check_memory(stored, device or "cpu")  # before a checksum of gigabytes that would not fit anyway
     verify_checksum(data, "state_dict", path)
-    model = build(stored, weights=data["state_dict"], device=device)
+    model = build(stored, weights=data["state_dict"], device=device, strict_weights=True)  # its own: all or none
     if data.get("dense"):
         from .dense import to_dense
 
