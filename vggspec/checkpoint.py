@@ -9,6 +9,8 @@ A checkpoint is a plain dictionary saved with ``torch.save`` and read back with
     spec_hash   sha256 of that text        catches a spec edited after the fact
     dense       bool                       FC layers applied as convolutions
     state_dict  the weights
+    preprocessing  JSON of :class:`~vggspec.preprocessing.Preprocessing`  what the weights expect of pixels
+                   (when known; a training run's checkpoint without it: the paper's, from its colour_stats)
     ...         more entries the trainer adds (optimizer, epoch, ...)
 
 Files are written atomically (:mod:`vggspec.files`: temporary file, fsync, rename): a killed
@@ -33,6 +35,7 @@ from .compiler import VGG, build
 from .errors import CheckpointError, SpecError
 from .formatter import format_spec
 from .parser import parse
+from .preprocessing import Preprocessing
 from .runs import checkpoint_path
 from .spec import Spec
 
@@ -63,6 +66,8 @@ def save_checkpoint(model: VGG, path: str | Path, **extra: Any) -> Path:
         "state_dict": state,
         **extra,
     }
+    if model.preprocessing is not None and "preprocessing" not in extra:
+        data["preprocessing"] = model.preprocessing.model_dump_json()
     return atomic_save(data, path)
 
 
@@ -142,6 +147,7 @@ def load_model(path: str | Path, *, spec: Spec | None = None, device: str | torc
             "(the specs differ: their hashes do not match)"
         )
     model = build(stored, weights=data["state_dict"], device=device)
+    model.preprocessing = Preprocessing.from_checkpoint(data)
     if data.get("dense"):
         from .dense import to_dense
 
