@@ -196,6 +196,7 @@ def test_a_run_fine_tunes_from_a_name_and_says_what_it_loaded(hub, tmp_path, sha
     err = capsys.readouterr().err
     assert "Loaded torchvision:vgg11 into net: 5 layers copied, 0 adapted, 1 new (drawn by --init kaiming)" in err
     assert "new      fc4         shape 3×32; the weights' classifier.fc4.fc is 5×32" in err
+    assert "inputs as the weights were trained on: RGB pixels, (pixel / 255 - mean) / std with mean (0.485" in err
     assert (run / "best.pt").is_file()
     record = vggspec.load_model(run / "best.pt").preprocessing  # fine-tuning keeps the weights' normalisation
     assert record.scale == 1 and record.std == pytest.approx(IMAGENET_STD)
@@ -241,6 +242,9 @@ def test_predict_normalises_as_torchvision_and_prints_imagenet_names(hub, tmp_pa
     hub("vgg11", vggspec.build(spec, init="glorot", seed=4).state_dict())
     spec_file = tmp_path / "a1000.vgg"
     spec_file.write_text(spec.text)
+    assert main(["compile", str(spec_file), "--weights", "torchvision:vgg11", "-o", str(tmp_path / "tv.py")]) == 0
+    assert "it takes raw pixels 0-255 and normalises them: RGB pixels, (pixel / 255" in capsys.readouterr().err
+    assert "tench" in (tmp_path / "tv.py").read_text()
     assert main(["compile", str(spec_file), "--weights", "torchvision:vgg11", "-o", str(tmp_path / "tv.pt")]) == 0
     pixels = torch.randint(0, 256, (32, 32, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     Image.fromarray(pixels.numpy()).save(tmp_path / "x.png")

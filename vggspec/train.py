@@ -381,6 +381,8 @@ class _Trainer:
         if resumed is not None and (recorded := Preprocessing.from_checkpoint(resumed)) is not None:
             return recorded
         if self.model.preprocessing is not None:
+            if self.env.main:
+                self.log.note(f"inputs as the weights were trained on: {self.model.preprocessing.describe()}")
             return self.model.preprocessing.model_copy(update={"classes": classes})
         return Preprocessing.paper(self.stats.mean, classes)
 
