@@ -39,8 +39,9 @@ class Preprocessing(BaseModel):
     @classmethod
     def paper(cls, mean: Sequence[float], classes: Sequence[str] = ()) -> Preprocessing:
         """The paper's only preprocessing: the training set's mean RGB subtracted, 0-255 scale, no division."""
-        return cls(scale=255, mean=list(mean), std=[1.0] * len(mean), channel_order=_order(len(mean)),
-                   classes=list(classes))
+        return cls(
+            scale=255, mean=list(mean), std=[1.0] * len(mean), channel_order=_order(len(mean)), classes=list(classes)
+        )
 
     @classmethod
     def from_checkpoint(cls, data: Mapping[str, Any]) -> Preprocessing | None:
