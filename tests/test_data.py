@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from vggspec import colour, data, decoding, folders
 from vggspec.errors import SpecError
+from vggspec.preprocessing import Preprocessing
 from vggspec.scales import TrainingScale
 
 from .images import make_split, picture
@@ -183,11 +184,15 @@ def test_broken_files_give_not_ok_samples(broken_folder):
     assert batch.labels.dtype == torch.int64 and batch.shifts.shape == (2, 3)
     empty = data.collate([s for s in samples if not s.ok])
     assert empty.images.shape == (0, 3, SIZE, SIZE) and len(empty.broken) == 4
-    inputs, labels = data.to_device(empty, flat_stats(), "cpu")
+    inputs, labels = data.to_device(empty, paper(flat_stats()), "cpu")
     assert inputs.shape == (0, 3, SIZE, SIZE) and labels.shape == (0,)
     evaluated = data.EvalDataset(broken_folder, data.Evaluate(SIZE, 40, 3))
     assert [evaluated[i].ok for i in range(len(evaluated))] == [s.ok for s in samples]
     assert colour.colour_stats(broken_folder, 3).images == 2
+
+
+def paper(stats: colour.ColourStats) -> Preprocessing:
+    return Preprocessing.paper(stats.mean)
 
 
 def test_to_device_subtracts_mean_and_adds_shift():
@@ -197,11 +202,11 @@ def test_to_device_subtracts_mean_and_adds_shift():
     stats = colour.ColourStats(
         mean=[10.0, 20.0, 30.0], eigenvalues=[1, 1, 1], eigenvectors=np.eye(3).tolist(), images=1, pixels=1
     )
-    inputs, labels = data.to_device(batch, stats, "cpu")
+    inputs, labels = data.to_device(batch, paper(stats), "cpu")
     expected = images.float() - torch.tensor([10.0, 20.0, 30.0]).view(1, 3, 1, 1) + shifts.view(2, 3, 1, 1)
     assert inputs.dtype == torch.float32 and torch.allclose(inputs, expected)
     assert inputs.is_contiguous() and labels.tolist() == [3, 1] and labels.dtype == torch.int64
-    last, _ = data.to_device(batch, stats, "cpu", channels_last=True, dtype=torch.bfloat16)
+    last, _ = data.to_device(batch, paper(stats), "cpu", channels_last=True, dtype=torch.bfloat16)
     assert last.dtype == torch.bfloat16 and last.is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(last.float(), expected, atol=1.0)
 
@@ -212,9 +217,20 @@ def test_normalise_without_shifts_is_image_minus_mean_in_the_images_layout():
     stats = colour.ColourStats(
         mean=[10.3, 20.7, 123.456], eigenvalues=[1, 1, 1], eigenvectors=np.eye(3).tolist(), images=1, pixels=1
     )
-    inputs = data.normalise(images, stats, "cpu")
+    inputs = data.normalise(images, paper(stats), "cpu")
     assert inputs.dtype == torch.float32 and inputs.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(inputs, images.float() - torch.tensor(stats.mean).view(1, 3, 1, 1))
+
+
+def test_normalise_for_torchvision_weights_scales_and_divides_and_shifts_on_that_scale():
+    """``(image / 255 - mean) / std``; a colour shift (0-255 scale) moves the pixels before they are scaled."""
+    images = torch.randint(0, 256, (2, 3, 4, 5), dtype=torch.uint8)
+    shifts = torch.tensor([[1.0, 2.0, 3.0], [-1.0, 0.5, 0.0]])
+    record = Preprocessing(scale=1, mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
+    mean, std = torch.tensor(record.mean).view(1, 3, 1, 1), torch.tensor(record.std).view(1, 3, 1, 1)
+    torch.testing.assert_close(data.normalise(images, record, "cpu"), (images.float() / 255 - mean) / std)
+    shifted = data.normalise(images, record, "cpu", shifts=shifts)
+    torch.testing.assert_close(shifted, ((images.float() + shifts.view(2, 3, 1, 1)) / 255 - mean) / std)
 
 
 def test_collate_then_to_device_round_trip(folder):
@@ -226,11 +242,11 @@ def test_collate_then_to_device_round_trip(folder):
     batch = data.collate(samples)
     assert batch.images.shape == (3, 3, SIZE, SIZE) and batch.broken == []
     assert batch.images.is_contiguous(memory_format=torch.channels_last)
-    inputs, labels = data.to_device(batch, stats, "cpu")
+    inputs, labels = data.to_device(batch, paper(stats), "cpu")
     assert inputs.is_contiguous()  # the layout the model asks for, whatever the batch's
     first = samples[0].image.float() - torch.tensor(stats.mean).view(3, 1, 1) + samples[0].shift.view(3, 1, 1)
     assert torch.allclose(inputs[0], first, atol=1e-4)
-    last, _ = data.to_device(batch, stats, "cpu", channels_last=True)
+    last, _ = data.to_device(batch, paper(stats), "cpu", channels_last=True)
     assert last.is_contiguous(memory_format=torch.channels_last) and torch.equal(last, inputs)
     assert labels.tolist() == [folder.samples[i][1] for i in (4, 2, 9)]
 
@@ -248,7 +264,7 @@ def test_gray_spec(folder):
         d = ds.draw(i)
         ref = decoding.reference_image(folder.samples[i][0], d.scale, SIZE, d.left, d.top, d.flip, 1)
         assert (s.image.float() - ref.float()).abs().mean() < 2.5
-    inputs, _ = data.to_device(data.collate([ds[0], ds[1]]), stats, "cpu")
+    inputs, _ = data.to_device(data.collate([ds[0], ds[1]]), paper(stats), "cpu")
     assert inputs.shape == (2, 1, SIZE, SIZE)
 
 

@@ -59,7 +59,7 @@ def test_the_grid_covers_the_image_corner_to_corner():
 def test_dense_at_the_training_size_equals_the_classifier(trained):
     net = load_network(trained[0])
     image = torch.randint(0, 256, (3, 16, 16), dtype=torch.uint8)
-    mean = torch.tensor(net.stats.mean).view(1, 3, 1, 1)
+    mean = torch.tensor(net.preprocessing.mean).view(1, 3, 1, 1)
     with torch.inference_mode():
         expected = net.classifier(image[None].float() - mean).softmax(1)
     torch.testing.assert_close(dense_posteriors(net, [image], flip=False), expected)
@@ -86,7 +86,7 @@ def test_networks_run_on_the_fast_path_in_the_dtype_asked(trained, monkeypatch):
     assert (fp32.dense.dtype, fp32.classifier.dtype, bf16.dense.dtype) == (torch.float32, torch.float32, torch.bfloat16)
     assert fp32.dense.channels_last and not any(isinstance(m, torch.nn.BatchNorm2d) for m in fp32.dense.modules())
     images = [torch.randint(0, 256, (3, 24, 30), dtype=torch.uint8) for _ in range(2)]
-    mean = torch.tensor(fp32.stats.mean).view(1, 3, 1, 1)
+    mean = torch.tensor(fp32.preprocessing.mean).view(1, 3, 1, 1)
     with torch.inference_mode():
         expected = posteriors(to_dense(plain), torch.stack(images).float() - mean)
     torch.testing.assert_close(dense_posteriors(fp32, images), expected, rtol=1e-4, atol=1e-5)
@@ -405,3 +405,32 @@ def test_image_paths_lists_each_real_file_once(trained, tmp_path, capsys):
     assert paths == sorted(str(p) for p in folder.rglob("*.png") if "again" not in str(p))
     assert "skipped 1 linked folder already visited" in err
     assert "skipped 1 file that an earlier folder given holds too" in err
+
+
+def test_a_trained_network_evaluates_as_before_the_preprocessing_record(trained, tmp_path, monkeypatch):
+    """A run's record is the paper's mean subtraction with its colour_stats mean; its posteriors are those of
+    the former ``image - mean`` to the bit, and a checkpoint written before the record existed reads the same."""
+    from vggspec import evaluate as evaluation
+    from vggspec.checkpoint import atomic_save, read_checkpoint
+    from vggspec.preprocessing import Preprocessing
+
+    checkpoint, data = trained
+    stored = read_checkpoint(checkpoint)
+    net = load_network(checkpoint)
+    mean = json.loads(stored["colour_stats"])["mean"]
+    assert net.preprocessing == Preprocessing.paper(mean, stored["classes"]) and net.preprocessing.is_paper
+    older = {key: value for key, value in stored.items() if key != "preprocessing"}
+    atomic_save(older, tmp_path / "older.pt")
+    paths = [path for path, _ in folders.scan(data, "val").samples[:4]]
+    methods = ["dense", "multi-crop", "center"]
+    now = evaluation.image_posteriors(net, paths, [18, 24], methods)
+    again = evaluation.image_posteriors(load_network(tmp_path / "older.pt"), paths, [18, 24], methods)
+
+    def former(images, record, device, **_):  # the code before the record: uint8 → float32, then + (-mean)
+        offset = -torch.tensor(record.mean, dtype=torch.float32, device=device)
+        return images.to(device).to(torch.float32).add_(offset.view(1, -1, 1, 1))
+
+    monkeypatch.setattr(evaluation, "normalise", former)
+    before = evaluation.image_posteriors(net, paths, [18, 24], methods)
+    for method in methods:
+        assert torch.equal(now[method], before[method]) and torch.equal(again[method], before[method]), method

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import importlib.machinery
 import importlib.util
+import json
 import sys
 import types
 from pathlib import Path
@@ -300,3 +301,52 @@ def test_unwritable_paths(models, tmp_path, fmt):
 def test_bad_batch_size(models, tmp_path, batch_size):
     with pytest.raises(vggspec.SpecError, match="batch_size"):
         export_model(models["plain-lrn"], tmp_path / "m.pt", "torchscript", batch_size=batch_size)
+
+
+# -- the preprocessing, inside the graph ----------------------------------------------------
+
+
+TORCHVISION_LIKE = vggspec.Preprocessing(
+    scale=1, mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225], classes=[f"class '{i}'" for i in range(10)]
+)
+
+
+@pytest.mark.parametrize("record", [TORCHVISION_LIKE, vggspec.Preprocessing.paper([123.68, 116.779, 103.939])])
+@pytest.mark.parametrize("kind", ["plain-lrn", "dense"])
+def test_exports_take_raw_pixels_and_say_how_they_are_normalised(models, kind, record, tmp_path, monkeypatch):
+    """TorchScript, ONNX and Python source normalise raw 0-255 pixels as data.normalise does; ONNX's
+    metadata_props and the source's docstring state the record; vggspec's state dict still loads."""
+    from vggspec.data import normalise
+
+    model = models[kind]
+    model.preprocessing = record
+    try:
+        pixels = torch.randint(0, 256, (2, *model.input_shape), generator=torch.Generator().manual_seed(3))
+        expected = _expected(model, normalise(pixels.to(torch.uint8), record, "cpu"))
+        traced = torch.jit.load(str(export_model(model, tmp_path / "m.ts", "torchscript")))
+        with torch.no_grad():
+            torch.testing.assert_close(traced(pixels.float()), expected, atol=1e-4, rtol=1e-4)
+
+        path = export_model(model, tmp_path / "m.py", "python")
+        docstring = " ".join(ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))).split())
+        assert "raw RGB pixel values 0-255" in docstring and record.describe().split(" with ")[0] in docstring
+        generated = load_generated(path, monkeypatch)
+        assert list(generated.CLASSES) == record.classes and list(generated.STD) == record.std
+        net = generated.build().eval()
+        net.load_state_dict(model.state_dict())
+        with torch.no_grad():
+            torch.testing.assert_close(net(pixels.float()), expected, atol=1e-4, rtol=1e-4)
+
+        onnx = pytest.importorskip("onnx")
+        ort = pytest.importorskip("onnxruntime")
+        path = export_model(model, tmp_path / "m.onnx", "onnx")
+        props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+        assert props["preprocessing_scale"] == str(record.scale) and props["channel_order"] == "RGB"
+        assert json.loads(props["preprocessing_mean"]) == record.mean
+        assert json.loads(props["preprocessing_std"]) == record.std
+        assert json.loads(props["classes"]) == record.classes and "0-255" in props["input"]
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        (out,) = session.run(None, {"images": pixels.float().numpy()})
+        torch.testing.assert_close(torch.from_numpy(out), expected, atol=1e-4, rtol=1e-4)
+    finally:
+        model.preprocessing = None

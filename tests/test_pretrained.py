@@ -12,6 +12,7 @@ torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
 
 import vggspec  # noqa: E402
+from vggspec.checkpoint import read_checkpoint  # noqa: E402
 from vggspec.cli import main  # noqa: E402
 from vggspec.compiler import adapt_first_conv  # noqa: E402
 from vggspec.pretrained import VGG_NAMES  # noqa: E402
@@ -19,6 +20,7 @@ from vggspec.pretrained import VGG_NAMES  # noqa: E402
 from .conftest import SPECS  # noqa: E402
 
 NARROW_A = SPECS / "small" / "A-narrow-32.vgg"
+IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]  # torchvision's normalisation
 
 
 @pytest.fixture
@@ -194,6 +196,67 @@ def test_a_run_fine_tunes_from_a_name_and_says_what_it_loaded(hub, tmp_path, sha
     err = capsys.readouterr().err
     assert "Loaded torchvision:vgg11 into net: 5 layers copied, 0 adapted, 1 new (drawn by --init kaiming)" in err
     assert "new      fc4         shape 3×32; the weights' classifier.fc4.fc is 5×32" in err
+    assert "inputs as the weights were trained on: RGB pixels, (pixel / 255 - mean) / std with mean (0.485" in err
     assert (run / "best.pt").is_file()
+    record = vggspec.load_model(run / "best.pt").preprocessing  # fine-tuning keeps the weights' normalisation
+    assert record.scale == 1 and record.std == pytest.approx(IMAGENET_STD)
+    assert record.mean == pytest.approx(IMAGENET_MEAN)
+    assert record.classes == read_checkpoint(run / "best.pt")["classes"] and len(record.classes) == 3
     with pytest.raises(vggspec.WeightsError, match="fc"):
         train(tiny_config(tmp_path / "strict", shapes, epochs=1, weights="torchvision:vgg11", strict_weights=True))
+
+
+# -- the weights' preprocessing -----------------------------------------------------------------
+
+
+def test_torchvision_weights_bring_their_normalisation_and_class_names(hub, tmp_path):
+    """build() records torchvision's 0-1 scale, mean/std and ImageNet's categories; they travel through a
+    checkpoint and to_dense; a gray network takes the channels' average; other class counts drop the names."""
+    spec = vggspec.parse(NARROW_A.read_text().replace("FC-10", "FC-1000"))
+    hub("vgg11", vggspec.build(spec, init="glorot", seed=4).state_dict())
+    model = vggspec.build(spec, weights="torchvision:vgg11")
+    record = model.preprocessing
+    assert (record.scale, record.channel_order) == (1, "RGB")
+    torch.testing.assert_close(record.mean, IMAGENET_MEAN) and torch.testing.assert_close(record.std, IMAGENET_STD)
+    categories = torchvision.models.VGG11_Weights.DEFAULT.meta["categories"]
+    assert record.classes == categories and record.classes[0] == "tench"
+    assert vggspec.to_dense(model).preprocessing == record
+    vggspec.save_checkpoint(model, tmp_path / "tv.pt")
+    assert vggspec.load_model(tmp_path / "tv.pt").preprocessing == record
+    assert vggspec.build(spec, weights=tmp_path / "tv.pt").preprocessing == record  # a checkpoint's weights, too
+
+    ten = vggspec.build(vggspec.load(NARROW_A), weights="torchvision:vgg11", init="glorot")
+    assert ten.preprocessing.classes == [] and ten.preprocessing.mean == record.mean
+    gray = vggspec.parse(NARROW_A.read_text().replace("32x32 RGB", "32x32 gray"))
+    gray_record = vggspec.build(gray, weights="torchvision:vgg11", init="glorot").preprocessing
+    assert gray_record.channel_order == "L" and gray_record.mean == [sum(record.mean) / 3]
+    assert vggspec.build(spec, init="glorot").preprocessing is None  # a fresh network's inputs are not known yet
+
+
+def test_predict_normalises_as_torchvision_and_prints_imagenet_names(hub, tmp_path, capsys):
+    from PIL import Image
+
+    from vggspec.dense import posteriors
+
+    spec = vggspec.parse(NARROW_A.read_text().replace("FC-10", "FC-1000"))
+    hub("vgg11", vggspec.build(spec, init="glorot", seed=4).state_dict())
+    spec_file = tmp_path / "a1000.vgg"
+    spec_file.write_text(spec.text)
+    assert main(["compile", str(spec_file), "--weights", "torchvision:vgg11", "-o", str(tmp_path / "tv.py")]) == 0
+    assert "it takes raw pixels 0-255 and normalises them: RGB pixels, (pixel / 255" in capsys.readouterr().err
+    assert "tench" in (tmp_path / "tv.py").read_text()
+    assert main(["compile", str(spec_file), "--weights", "torchvision:vgg11", "-o", str(tmp_path / "tv.pt")]) == 0
+    pixels = torch.randint(0, 256, (32, 32, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    Image.fromarray(pixels.numpy()).save(tmp_path / "x.png")
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "tv.pt"), str(tmp_path / "x.png"), "--scale", "32", "--top", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    model = vggspec.load_model(tmp_path / "tv.pt")
+    x = (pixels.permute(2, 0, 1)[None].float() / 255 - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(
+        IMAGENET_STD
+    ).view(1, 3, 1, 1)
+    with torch.no_grad():
+        probs = posteriors(vggspec.to_dense(model), x)[0]
+    categories = torchvision.models.VGG11_Weights.DEFAULT.meta["categories"]
+    expected = [categories[i] for i in probs.topk(3).indices]
+    assert [line.split(maxsplit=1)[1] for line in lines[1:]] == expected

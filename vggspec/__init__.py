@@ -20,6 +20,7 @@ from .formatter import format_spec
 from .graph import to_graph
 from .layers import LAYER_KINDS
 from .parser import load, parse
+from .preprocessing import Preprocessing
 from .spec import InputShape, Spec
 
 __version__ = "0.1.0"
@@ -65,6 +66,7 @@ __all__ = [
     "Analysis",
     "InputShape",
     "LayerAnalysis",
+    "Preprocessing",
     "ShapeError",
     "Spec",
     "SpecError",

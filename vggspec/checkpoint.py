@@ -11,6 +11,8 @@ A checkpoint is a plain dictionary saved with ``torch.save`` and read back with
     state_dict  the weights
     checksums   {entry: sha256}            of each entry that holds tensors (the weights, the
                                            optimizer's state, ...): :func:`vggspec.integrity.checksum`
+    preprocessing  JSON of :class:`~vggspec.preprocessing.Preprocessing`  what the weights expect of pixels
+                   (when known; a training run's checkpoint without it: the paper's, from its colour_stats)
     ...         more entries the trainer adds (optimizer, epoch, ...)
 
 Every entry is checked when the file is read (:func:`check_fields`), and the weights against their
@@ -42,6 +44,7 @@ from .errors import CheckpointError, SpecError
 from .formatter import format_spec
 from .integrity import checksum, first_non_finite, holds_tensors, verify_checksum
 from .parser import parse
+from .preprocessing import Preprocessing
 from .runs import checkpoint_path
 from .spec import Spec
 
@@ -72,6 +75,8 @@ def save_checkpoint(model: VGG, path: str | Path, **extra: Any) -> Path:
         "state_dict": state,
         **extra,
     }
+    if model.preprocessing is not None and "preprocessing" not in extra:
+        data["preprocessing"] = model.preprocessing.model_dump_json()
     data["checksums"] = {key: checksum(value) for key, value in data.items() if holds_tensors(value)}
     return atomic_save(data, path)
 
@@ -355,6 +360,7 @@ def load_model(path: str | Path, *, spec: Spec | None = None, device: str | torc
     check_memory(stored, device or "cpu")  # before a checksum of gigabytes that would not fit anyway
     verify_checksum(data, "state_dict", path)
     model = build(stored, weights=data["state_dict"], device=device, strict_weights=True)  # its own: all or none
+    model.preprocessing = Preprocessing.from_checkpoint(data)
     if data.get("dense"):
         from .dense import to_dense
 

@@ -276,6 +276,8 @@ def _compile(args: argparse.Namespace) -> int:
 
         export_model(model, output, fmt)
     print(f"wrote {output} ({fmt}{', dense' if model.dense else ''})", file=sys.stderr)
+    if model.preprocessing is not None and fmt != "checkpoint":
+        print(f"it takes raw pixels 0-255 and normalises them: {model.preprocessing.describe()}", file=sys.stderr)
     return 0
 
 

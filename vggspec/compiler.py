@@ -24,6 +24,7 @@ from .errors import InputSizeError, SpecError, WeightsError
 from .graph import to_graph
 from .initialisation import DRAWN, init_std, is_uniform, parse_init
 from .integrity import verify_checksum
+from .preprocessing import Preprocessing
 from .runs import checkpoint_path
 from .spec import Spec
 
@@ -74,6 +75,7 @@ class VGG(nn.Module):
         self.features = features
         self.classifier = classifier
         self.weights_report: WeightsReport | None = None  # what build(weights=...) copied, adapted, drew anew
+        self.preprocessing: Preprocessing | None = None  # what its weights expect of pixels; None: not known
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
@@ -283,13 +285,17 @@ def load_weights(
     classes, ...) is drawn by ``init`` and a first conv for other input channels is adapted from the
     weights' (:func:`adapt_first_conv`).
     """
-    from .pretrained import is_pretrained_name, load_pretrained
+    from .pretrained import is_pretrained_name, load_pretrained, pretrained_preprocessing
 
     source = str(weights) if isinstance(weights, (str, Path)) else "the given state dict"
+    preprocessing = None
     if is_pretrained_name(weights):
+        preprocessing = pretrained_preprocessing(str(weights))
         weights = load_pretrained(str(weights))
     elif isinstance(weights, (str, Path)):
-        weights = read_state_dict(weights)
+        weights, preprocessing = _read_weights(weights)
+    if preprocessing is not None:  # the weights' own: fine-tuning keeps what they were trained on
+        model.preprocessing = preprocessing.fitted(model.spec.input.channels, _outputs(model))
     own = model.state_dict()
     mapping = {k: k for k in own} if set(weights) == set(own) else _map_by_order(model, weights)
     report = WeightsReport(source, model.spec.display_name, init)
@@ -373,6 +379,16 @@ def _layer_name(module: str) -> str:
 def read_state_dict(path: str | Path) -> Mapping[str, torch.Tensor]:
     """A state dict from a ``.pth`` file, a vggspec checkpoint or a run directory (its best),
     never unpickling anything but tensors."""
+    return _read_weights(path)[0]
+
+
+def _outputs(model: VGG) -> int:
+    last = [m for m in model.classifier.modules() if isinstance(m, (nn.Linear, nn.Conv2d))][-1]
+    return last.out_features if isinstance(last, nn.Linear) else last.out_channels
+
+
+def _read_weights(path: str | Path) -> tuple[Mapping[str, torch.Tensor], Preprocessing | None]:
+    """:func:`read_state_dict`, and the preprocessing a vggspec checkpoint records."""
     path = checkpoint_path(path)
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
@@ -380,13 +396,18 @@ def read_state_dict(path: str | Path) -> Mapping[str, torch.Tensor]:
         raise WeightsError(f"no such weights file: {path}") from None
     except Exception as err:  # noqa: BLE001 - torch raises several types for a bad file
         raise WeightsError(f"{path} is not a loadable state dict ({type(err).__name__}: {err})") from None
+    preprocessing = None
     if isinstance(data, Mapping) and "state_dict" in data and isinstance(data["state_dict"], Mapping):
         if data.get("format") == "vggspec.checkpoint":
             verify_checksum(data, "state_dict", path)
+        try:
+            preprocessing = Preprocessing.from_checkpoint(data)
+        except ValueError:  # not vggspec's record: the weights still load
+            preprocessing = None
         data = data["state_dict"]  # a checkpoint that wraps its state dict
     if not isinstance(data, Mapping) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise WeightsError(f"{path} does not hold a state dict (a mapping of names to tensors)")
-    return data
+    return data, preprocessing
 
 
 def _map_by_order(model: VGG, weights: Mapping[str, torch.Tensor]) -> dict[str, str]:

@@ -9,8 +9,8 @@ the colour statistics are :mod:`vggspec.folders`, :mod:`vggspec.decoding` and
   the image's colour shift;
 * :func:`collate` stacks samples into a :class:`Batch` (dropping unreadable images, whose indices
   it reports) and :func:`to_device` turns a batch into network inputs on the device:
-  ``image - mean + shift`` on the 0-255 scale, the paper's only preprocessing
-  (:func:`normalise`, which evaluation shares).
+  ``image - mean + shift`` on the 0-255 scale, the paper's only preprocessing, or what other weights'
+  :class:`~vggspec.preprocessing.Preprocessing` says (:func:`normalise`, which evaluation shares).
 
 The training transform is the paper's (and torchvision's standard one): rescale the image
 isotropically so that its smallest side is S (fixed, or drawn per image from [S_min, S_max]:
@@ -42,6 +42,7 @@ from .colour import ColourStats
 from .decoding import pil_mode, render, torchvision_jpeg
 from .errors import SpecError
 from .folders import ImageFolder
+from .preprocessing import Preprocessing
 from .scales import TrainingScale
 
 __all__ = [
@@ -270,45 +271,54 @@ def collate(samples: list[Sample]) -> Batch:
 
 def normalise(
     images: torch.Tensor,
-    stats: ColourStats,
+    preprocessing: Preprocessing,
     device: torch.device | str,
     *,
     shifts: torch.Tensor | None = None,
     memory_format: torch.memory_format = torch.preserve_format,
 ) -> torch.Tensor:
-    """float32 ``image - mean`` on ``device``, per channel on the 0-255 scale; ``+ shift`` per image if given.
+    """float32 network inputs on ``device``: ``(image · scale / 255 - mean) / std`` per channel, as the
+    weights' :class:`~vggspec.preprocessing.Preprocessing` says; ``+ shift`` per image if given (0-255 scale,
+    brought to the record's scale).
 
-    The paper's only preprocessing is subtracting the mean (no division by a std): training
-    (:func:`to_device`) and evaluation both get their inputs here. The uint8 ``images`` (N, C, H, W)
-    cross to the device (4× less traffic than floats) and get their float32 values and
-    ``memory_format`` there, in one pass. The shifts (N, C) are added to ``-mean`` before the
-    images are: one rounding per pixel, as with no shift.
+    The paper's only preprocessing is subtracting the mean on the 0-255 scale (no division by a std);
+    torchvision's weights want 0-1 values divided by ImageNet's std. Training (:func:`to_device`) and
+    evaluation both get their inputs here. The uint8 ``images`` (N, C, H, W) cross to the device (4× less
+    traffic than floats) and get their float32 values and ``memory_format`` there, in one pass. The shifts
+    (N, C) are added to ``-mean`` before the images are: for the paper's record one rounding per pixel, as
+    with no shift; otherwise one more multiplication, ``(image + shift - mean') · factor``.
     """
     device = torch.device(device)
     images = images.to(device, non_blocking=True)
-    mean = torch.tensor(stats.mean, dtype=torch.float32, device=device)
+    mean = torch.tensor(preprocessing.mean, dtype=torch.float32, device=device)
+    if not preprocessing.is_paper:  # to the 0-255 scale, so the shift and the mean add as they are
+        mean = mean * (255.0 / preprocessing.scale)
     if shifts is None:
         offset = (-mean).view(1, -1, 1, 1)
     else:
         offset = (shifts.to(device, non_blocking=True).float() - mean).view(*images.shape[:2], 1, 1)
-    return images.to(torch.float32, memory_format=memory_format).add_(offset)  # cast and layout in one pass
+    inputs = images.to(torch.float32, memory_format=memory_format).add_(offset)  # cast and layout in one pass
+    if preprocessing.is_paper:
+        return inputs
+    std = torch.tensor(preprocessing.std, dtype=torch.float32, device=device)
+    return inputs.mul_((preprocessing.scale / 255.0 / std).view(1, -1, 1, 1))
 
 
 def to_device(
     batch: Batch,
-    stats: ColourStats,
+    preprocessing: Preprocessing,
     device: torch.device | str,
     *,
     channels_last: bool = False,
     dtype: torch.dtype = torch.float32,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(inputs, labels) on ``device``: ``image - mean + shift`` per image and channel, 0-255 scale.
+    """(inputs, labels) on ``device``: ``image - mean + shift`` per image and channel, scaled as the record says.
 
     :func:`normalise` with the batch's colour shifts, in the layout the model wants;
     ``dtype`` (e.g. bfloat16) is cast to last.
     """
     layout = torch.channels_last if channels_last else torch.contiguous_format
-    inputs = normalise(batch.images, stats, device, shifts=batch.shifts, memory_format=layout)
+    inputs = normalise(batch.images, preprocessing, device, shifts=batch.shifts, memory_format=layout)
     if dtype != torch.float32:
         inputs = inputs.to(dtype)
     return inputs, batch.labels.to(device, non_blocking=True)

@@ -23,6 +23,7 @@ def to_dense(model: VGG) -> VGG:
     with torch.device("meta"):
         dense = assemble(dense_spec(model.spec))
     reference = next(model.parameters())
+    dense.preprocessing = model.preprocessing  # the same weights want the same pixels
     if reference.is_meta:
         return dense.train(model.training)
     dense = dense.to_empty(device=reference.device).to(reference.dtype)

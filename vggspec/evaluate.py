@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from . import colour, decoding, files, folders, runs
+from . import decoding, files, folders, runs
 from .analysis import scales_using_every_pixel, unused_pixels
 from .checkpoint import check_finite, load_model, read_checkpoint
 from .config import METHODS, EvaluateConfig  # noqa: F401 - METHODS: where it always was
@@ -41,6 +41,7 @@ from .errors import SpecError
 from .inference import DTypeLike, InferenceModel, optimize_for_inference
 from .logs import log
 from .metrics import top_errors
+from .preprocessing import Preprocessing
 from .runlog import progress_bar
 from .runs import checkpoint_path
 from .scales import TrainingScale, check_test_scales, parse_test_scales
@@ -60,7 +61,7 @@ class Network:
     path: str
     classifier: InferenceModel
     dense: InferenceModel
-    stats: colour.ColourStats
+    preprocessing: Preprocessing
     train_scale: TrainingScale
     classes: list[str]
     trained_with_flips: bool = True  # the run's --flip: whether mirror images are images of its classes
@@ -87,15 +88,17 @@ class Network:
 
 
 def load_network(path: str | Path, device: torch.device | str = "cpu", dtype: DTypeLike = torch.float32) -> Network:
-    """A checkpoint written by ``vggspec train`` (it knows its mean RGB, scale and classes).
+    """A checkpoint written by ``vggspec train`` (it knows its preprocessing, scale and classes), or by
+    ``vggspec compile -o`` from weights that record their preprocessing (``torchvision:vgg16``).
 
     ``dtype``: what the networks compute in (see :func:`vggspec.optimize_for_inference`).
     """
     path = checkpoint_path(path)  # a run directory: its best.pt
     data = read_checkpoint(path, mmap=True)  # only the small entries are read here, each checked
-    if "colour_stats" not in data:
+    preprocessing = Preprocessing.from_checkpoint(data)
+    if preprocessing is None:
         raise SpecError(
-            f"{path} holds no training statistics (mean RGB): it was not written by vggspec train",
+            f"{path} holds no preprocessing (mean RGB): it was not written by vggspec train",
             hint="evaluate checkpoints from a training run (RUN/best.pt or RUN/last.pt)",
         )
     model = load_model(path, device=device).eval()  # checked: shapes, size, checksum, classes
@@ -103,7 +106,7 @@ def load_network(path: str | Path, device: torch.device | str = "cpu", dtype: DT
         raise SpecError(f"{path} holds a dense network; evaluate the classifier's checkpoint")
     check_finite(model, path)  # else every image would come out "unreadable"
     scales = trained_scale(data, model.spec.input.size)
-    classes = list(data.get("classes") or [])
+    classes = list(data.get("classes") or preprocessing.classes)
     # In place: the plain model and its dense twin are not kept, so they need no second copies
     # (loading D held four copies of its weights at once that way).
     dense = optimize_for_inference(to_dense(model), dtype=dtype, inplace=True)
@@ -112,7 +115,7 @@ def load_network(path: str | Path, device: torch.device | str = "cpu", dtype: DT
         path=str(path),
         classifier=optimize_for_inference(model, dtype=dtype, inplace=True),
         dense=dense,
-        stats=colour.ColourStats.model_validate_json(data["colour_stats"]),
+        preprocessing=preprocessing,
         train_scale=scales,
         classes=classes,
         trained_with_flips=bool((data.get("config") or {}).get("flip", True)),
@@ -180,7 +183,7 @@ def dense_posteriors(
     for indices in by_size.values():
         for start in range(0, len(indices), batch_size):
             chunk = indices[start : start + batch_size]
-            batch = normalise(stack_images([images[i] for i in chunk]), net.stats, device)
+            batch = normalise(stack_images([images[i] for i in chunk]), net.preprocessing, device)
             out[chunk] = posteriors(net.dense, batch, flip=flip).float().cpu()
     return out
 
@@ -190,13 +193,13 @@ def multi_crop_posteriors(
     net: Network, images: Sequence[torch.Tensor], *, flip: bool = True, batch_size: int = 50
 ) -> torch.Tensor:
     """(N, classes): for each image rescaled to one Q, the mean soft-max of its 50 crops."""
-    device = net.device
+    device, preprocessing = net.device, net.preprocessing
     rows = []
     for image in images:
         crops = multi_crops(image, net.input_size, flip=flip)
         probs = torch.cat(
             [
-                net.classifier(normalise(crops[i : i + batch_size], net.stats, device)).float().softmax(dim=1).cpu()
+                net.classifier(normalise(crops[i : i + batch_size], preprocessing, device)).float().softmax(dim=1).cpu()
                 for i in range(0, len(crops), batch_size)
             ]
         )
@@ -216,7 +219,7 @@ def center_posteriors(net: Network, images: Sequence[torch.Tensor], *, batch_siz
         crops.append(image[:, top : top + size, left : left + size])
     return torch.cat(
         [
-            net.classifier(normalise(stack_images(crops[i : i + batch_size]), net.stats, net.device))
+            net.classifier(normalise(stack_images(crops[i : i + batch_size]), net.preprocessing, net.device))
             .float()
             .softmax(dim=1)
             .cpu()

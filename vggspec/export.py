@@ -14,6 +14,11 @@
   network as a class whose ``state_dict()`` keys are vggspec's, so
   ``build().load_state_dict(model.state_dict())`` works. It imports only torch.
 
+When the model records its preprocessing (``model.preprocessing``: a trained checkpoint, torchvision's
+weights), every format takes raw pixels, 0-255 in the record's channel order, and normalises them itself
+(:class:`RawPixels`; the Python source's ``forward``); the ONNX file's ``metadata_props`` and the Python
+file's docstring state the record and the class names. A model without one takes its inputs as given.
+
 Every format is exported in evaluation mode (dropout off, batch norm on its running
 statistics); the model's own training flags are restored afterwards. Files are written whole or
 not at all (:mod:`vggspec.files`), TorchScript through memory (torch's C++ file writer aborts
@@ -73,11 +78,12 @@ def export_model(model: VGG, path: str | Path, fmt: str, *, batch_size: int | No
         _require("onnx", "ONNX export")
     _check_writable(path)
     with _evaluation_mode(model):
+        graph = RawPixels(model) if model.preprocessing is not None else model
         if fmt == "torchscript":  # saved to memory first: torch's file writer aborts the process on a full disk
-            data = _torchscript_bytes(model, batch_size)
+            data = _torchscript_bytes(graph, model, batch_size)
             _write(path, lambda tmp: files.write_bytes(tmp, data))
         elif fmt == "onnx":
-            data = _onnx_bytes(model, batch_size)
+            data = _onnx_bytes(graph, model, batch_size)
             _write(path, lambda tmp: files.write_bytes(tmp, data))
         else:
             source = python_source(model)
@@ -96,17 +102,40 @@ def example_input(model: VGG, batch_size: int | None = None) -> torch.Tensor:
     return x.to(device=reference.device, dtype=reference.dtype)
 
 
-def _torchscript_bytes(model: VGG, batch_size: int | None) -> bytes:
+class RawPixels(nn.Module):
+    """``model`` behind its preprocessing: takes raw pixel values (0-255, float) and normalises them as
+    ``model.preprocessing`` says (:func:`vggspec.data.normalise`'s arithmetic), so that an exported graph
+    needs no vggspec to be fed right."""
+
+    def __init__(self, model: VGG) -> None:
+        super().__init__()
+        record = model.preprocessing
+        if record is None:
+            raise ValueError("RawPixels needs a model that records its preprocessing")
+        self.model = model
+        reference = next(model.parameters())
+        mean = torch.tensor(record.mean, dtype=torch.float64) * (255.0 / record.scale)
+        factor = (record.scale / 255.0) / torch.tensor(record.std, dtype=torch.float64)
+        options = {"device": reference.device, "dtype": reference.dtype}
+        self.register_buffer("mean", mean.view(1, -1, 1, 1).to(**options), persistent=False)
+        self.register_buffer("factor", factor.view(1, -1, 1, 1).to(**options), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model((x - self.mean) * self.factor)
+
+
+def _torchscript_bytes(graph: nn.Module, model: VGG, batch_size: int | None) -> bytes:
     """The traced network as the bytes :func:`torch.jit.save` writes, made in memory."""
     with _expected_warnings(), torch.no_grad():
-        traced = torch.jit.trace(model, example_input(model, batch_size))
+        traced = torch.jit.trace(graph, example_input(model, batch_size))
     buffer = io.BytesIO()
     torch.jit.save(traced, buffer)
     return buffer.getvalue()
 
 
-def _onnx_bytes(model: VGG, batch_size: int | None) -> bytes:
-    """The exported network as ONNX bytes, made in memory and checked (a VGG is far below protobuf's 2 GB)."""
+def _onnx_bytes(graph: nn.Module, model: VGG, batch_size: int | None) -> bytes:
+    """The exported network as ONNX bytes, made in memory and checked (a VGG is far below protobuf's 2 GB),
+    its preprocessing in ``metadata_props`` (:func:`input_metadata`)."""
     import onnx
 
     images: dict[int, str] = {} if batch_size else {0: "batch"}
@@ -117,7 +146,7 @@ def _onnx_bytes(model: VGG, batch_size: int | None) -> bytes:
     buffer = io.BytesIO()
     with _expected_warnings(), torch.no_grad():
         torch.onnx.export(
-            model,
+            graph,
             (example_input(model, batch_size),),
             buffer,
             dynamo=False,
@@ -126,12 +155,24 @@ def _onnx_bytes(model: VGG, batch_size: int | None) -> bytes:
             output_names=[ONNX_OUTPUT],
             dynamic_axes={ONNX_INPUT: images, ONNX_OUTPUT: scores} if images else None,
         )
-    data = buffer.getvalue()
+    proto = onnx.load_from_string(buffer.getvalue())
+    onnx.helper.set_model_props(proto, input_metadata(model))
+    data = proto.SerializeToString()
     try:
         onnx.checker.check_model(data, full_check=True)
     except onnx.checker.ValidationError as err:
         raise SpecError(f"torch exported an ONNX model that onnx.checker rejects: {err}") from err
     return data
+
+
+def input_metadata(model: VGG) -> dict[str, str]:
+    """What an exported file's input is, as string key/values: the preprocessing record's fields, and
+    ``input`` saying in words what to feed."""
+    record = model.preprocessing
+    if record is None:
+        return {"input": "as the weights expect: their preprocessing is not recorded (normalise before)"}
+    raw = f"raw {record.channel_order} pixel values 0-255 (float); the graph normalises them: {record.describe()}"
+    return {"input": raw, **record.metadata()}
 
 
 @contextlib.contextmanager
@@ -253,7 +294,19 @@ def python_source(model: VGG) -> str:
         "    model.load_state_dict(state_dict)",
         "",
     ]
-    out += _wrap(_doc(io_doc))[:-1]
+    out += _wrap(_doc(io_doc))
+    record = model.preprocessing
+    if record is not None:
+        out += _wrap(
+            _doc(
+                f"Preprocessing, done by forward(): raw {record.channel_order} pixel values 0-255 in, then "
+                f"{record.describe()} (SCALE, MEAN, STD, CHANNEL_ORDER below)."
+            )
+        )
+        if record.classes:
+            names = ", ".join(record.classes[:10]) + (", ..." if len(record.classes) > 10 else "")
+            out += _wrap(_doc(f"Classes ({len(record.classes)}, all in CLASSES below, in output order): {names}"))
+    out.pop()
     out.append('"""')
     out.append(f"# The spec it was generated from{f' ({_comment(spec.source)})' if spec.source else ''}:")
     out.append("#")
@@ -270,11 +323,30 @@ def python_source(model: VGG) -> str:
     ]
     if model.dense:
         out.append(f"MIN_INPUT_SIZE = {model.min_input_size}")
+    if record is not None:
+        out += [f"SCALE = {record.scale}"]
+        out += _tuple("MEAN", [repr(float(m)) for m in record.mean])
+        out += _tuple("STD", [repr(float(v)) for v in record.std])
+        out += [f"CHANNEL_ORDER = {_quote(record.channel_order)}"]
+        out += _tuple("CLASSES", [_quote(c) for c in record.classes])
     out += ["", "", f"class {cls}(nn.Module):"]
     out.append(f'    """{_doc(f"VGG {name!r}" + (" (dense)" if model.dense else ""))}: features, then classifier."""')
     out += ["", "    def __init__(self) -> None:", "        super().__init__()"]
     out += _assign("self.features", model.features, 8)
     out += _assign("self.classifier", model.classifier, 8)
+    normalise = []
+    if record is not None:  # buffers outside the state dict: vggspec's weights load as they are
+        out += [
+            "        mean = torch.tensor(MEAN) * (255.0 / SCALE)",
+            "        factor = (SCALE / 255.0) / torch.tensor(STD)",
+            "        self.register_buffer(",
+            '            "pixel_mean", mean.view(1, -1, 1, 1), persistent=False',
+            "        )",
+            "        self.register_buffer(",
+            '            "pixel_factor", factor.view(1, -1, 1, 1), persistent=False',
+            "        )",
+        ]
+        normalise = ["        x = (x - self.pixel_mean) * self.pixel_factor"]
     out += ["", "    def forward(self, x: torch.Tensor) -> torch.Tensor:"]
     if model.dense:
         out += [
@@ -287,6 +359,7 @@ def python_source(model: VGG) -> str:
             f'                f"dense {{SPEC_NAME}} takes inputs of shape (N, {c}, H, W) "',
             '                f"with H, W >= {MIN_INPUT_SIZE}, got {tuple(x.shape)}"',
             "            )",
+            *normalise,
             "        x = self.features(x)",
             "        return self.classifier(x)",
         ]
@@ -297,6 +370,7 @@ def python_source(model: VGG) -> str:
             f'                f"{{SPEC_NAME}} expects inputs of shape (N, {c}, {h}, {w}), "',
             '                f"got {tuple(x.shape)}"',
             "            )",
+            *normalise,
             "        x = self.features(x)",
             "        x = torch.flatten(x, 1)",
             "        return self.classifier(x)",
@@ -312,6 +386,14 @@ def python_source(model: VGG) -> str:
     source = "\n".join(out)
     compile(source, f"<vggspec export of {name}>", "exec")  # a generator bug fails here, not for the user
     return source
+
+
+def _tuple(name: str, items: list[str]) -> list[str]:
+    """``NAME = (a, b, c)`` on one line if it fits, else one item per line."""
+    line = f"{name} = ({', '.join(items)}{',' if len(items) == 1 else ''})"
+    if len(line) <= _LINE_LENGTH:
+        return [line]
+    return [f"{name} = (", *(f"    {item}," for item in items), ")"]
 
 
 def _classes(classifier: nn.Sequential) -> int:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import WeightsError
+from .preprocessing import Preprocessing
 
 if TYPE_CHECKING:
     import torch
@@ -45,8 +46,8 @@ def cache_path(url: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
 
 
-def load_pretrained(weights: str, *, progress: bool = True) -> Mapping[str, torch.Tensor]:
-    """The state dict that ``torchvision:NAME[:ENUM]`` names, from the hub cache or downloaded once."""
+def _weights_entry(weights: str) -> Any:
+    """torchvision's ``Weights`` enum member that ``torchvision:NAME[:ENUM]`` names."""
     name, member = parse_name(weights)
     try:
         from torchvision.models import get_model_weights
@@ -54,10 +55,29 @@ def load_pretrained(weights: str, *, progress: bool = True) -> Mapping[str, torc
         raise WeightsError(f"{weights} needs torchvision: pip install torchvision") from None
     enum = get_model_weights(name)
     try:
-        chosen = enum[member] if member != "DEFAULT" else enum.DEFAULT
+        return enum[member] if member != "DEFAULT" else enum.DEFAULT
     except KeyError:
         members = ", ".join(f"{PREFIX}{name}:{m}" for m in enum.__members__)
         raise WeightsError(f"{weights}: torchvision has no {name} weights '{member}'; it has {members}") from None
+
+
+def pretrained_preprocessing(weights: str) -> Preprocessing:
+    """What ``torchvision:NAME[:ENUM]`` was trained on: ``weights.transforms()``'s mean and std on the 0-1
+    scale, RGB, and the weights' class names (ImageNet's)."""
+    chosen = _weights_entry(weights)
+    transform = chosen.transforms()
+    return Preprocessing(
+        scale=1,
+        mean=[float(m) for m in transform.mean],
+        std=[float(s) for s in transform.std],
+        channel_order="RGB",
+        classes=[str(c) for c in chosen.meta.get("categories") or []],
+    )
+
+
+def load_pretrained(weights: str, *, progress: bool = True) -> Mapping[str, torch.Tensor]:
+    """The state dict that ``torchvision:NAME[:ENUM]`` names, from the hub cache or downloaded once."""
+    chosen = _weights_entry(weights)
     path = cache_path(chosen.url)
     cached = path.is_file()
     try:

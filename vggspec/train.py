@@ -63,6 +63,7 @@ from .layers import FC
 from .logs import log
 from .metrics import top_k_correct
 from .parser import load
+from .preprocessing import Preprocessing
 from .runlog import RunLog
 from .runs import checkpoint_path
 from .spec import Spec
@@ -276,6 +277,8 @@ class _Trainer:
         self.stats = self._colour_stats(train_folder, resumed)
         self.init = resolve_init(self.spec, config.init, self.stats.rms)  # auto: decided for this spec and data
         self.model = self._model(resumed)
+        self.preprocessing = self._preprocessing(resumed, list(train_folder.classes))
+        self.model.preprocessing = self.preprocessing
         self.net = self.model
         if env.world > 1:
             self.net = nn.parallel.DistributedDataParallel(
@@ -287,6 +290,7 @@ class _Trainer:
         self.facts = {
             "config": config.model_dump(),
             "colour_stats": self.stats.model_dump_json(),
+            "preprocessing": self.preprocessing.model_dump_json(),
             "classes": list(train_folder.classes),
             "train_scale": list(self.scale),
         }
@@ -385,6 +389,17 @@ class _Trainer:
                 files.write_text(path, stats.model_dump_json(indent=2))
         self.env.barrier()
         return colour.ColourStats.model_validate_json(path.read_text())
+
+    def _preprocessing(self, resumed: dict | None, classes: list[str]) -> Preprocessing:
+        """What the network's inputs are: the run's own (resumed), the starting weights' (fine-tuning keeps
+        torchvision's normalisation), or the paper's subtraction of this training set's mean RGB."""
+        if resumed is not None and (recorded := Preprocessing.from_checkpoint(resumed)) is not None:
+            return recorded
+        if self.model.preprocessing is not None:
+            if self.env.main:
+                self.log.note(f"inputs as the weights were trained on: {self.model.preprocessing.describe()}")
+            return self.model.preprocessing.model_copy(update={"classes": classes})
+        return Preprocessing.paper(self.stats.mean, classes)
 
     def _model(self, resumed: dict | None) -> VGG:
         config = self.config
@@ -615,7 +630,7 @@ class _Trainer:
         return torch.autocast(self.env.device.type, dtype=dtype)
 
     def _inputs(self, batch: datalib.Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        return datalib.to_device(batch, self.stats, self.env.device, channels_last=self.config.channels_last)
+        return datalib.to_device(batch, self.preprocessing, self.env.device, channels_last=self.config.channels_last)
 
     def _train_epoch(self) -> tuple[float, int, float, float]:
         config, env, state = self.config, self.env, self.state
