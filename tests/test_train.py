@@ -410,6 +410,76 @@ def test_init_from_a_trained_a(tmp_path, shapes, capfd):
     assert "conv1_2" in err and "random" in err
 
 
+# -- fine-tuning -------------------------------------------------------------------------
+# TINY_SPEC with another first FC: conv1_1 and conv2_1 load from the `trained` fixture, fc3 and fc4 are new.
+WIDER_FC = TINY_SPEC.replace("FC-32", "FC-24")
+
+
+def test_freeze_keeps_the_frozen_layers_and_their_batch_norm_statistics_bit_for_bit(tmp_path, shapes, trained, capfd):
+    """--freeze pool1: conv1_1 (its batch norm's running statistics too) unchanged after an epoch, conv2_1
+    trained; --new-layer-lr-mult: the new classifier's own parameter groups, at 10× the lr, in the checkpoint."""
+    from vggspec.train import train
+
+    best, _ = trained
+    start = torch.load(best, weights_only=True)["state_dict"]
+    cfg = tiny_config(tmp_path, shapes, WIDER_FC, epochs=1, weights=str(best), freeze="pool1", new_layer_lr_mult=10)
+    run = train(cfg)
+    assert "frozen: conv1_1 to pool1" in capfd.readouterr().err
+    saved = torch.load(run / "last.pt", weights_only=True)
+    after = saved["state_dict"]
+    for key in [k for k in after if k.startswith("features.")]:
+        assert torch.equal(after[key], start[key]) == key.startswith("features.conv1_1."), key
+    assert saved["new_layers"] == ["fc3", "fc4"]
+    groups = saved["optimizer"]["param_groups"]
+    assert [(g["lr_mult"], g["lr"]) for g in groups] == [(1.0, 0.05), (10.0, 0.5)]
+    assert [len(g["params"]) for g in groups] == [4, 4]  # conv2_1's conv and bn; fc3, fc4: conv1_1 left out
+
+    # Resumed after its epoch, the run goes on as one run of two epochs does: the same groups, the same
+    # frozen layers.
+    reference = train(cfg.model_copy(update={"out": str(tmp_path / "ref"), "epochs": 2, "deterministic": True}))
+    first = cfg.model_copy(update={"out": str(tmp_path / "res"), "deterministic": True})
+    train(first)
+    train(TrainConfig(data=first.data, out=first.out, resume=True, epochs=2, progress=False))
+    assert_same_weights(final_weights(tmp_path / "res"), final_weights(reference))
+    statistics = "features.conv1_1.bn.running_mean"
+    assert torch.equal(final_weights(reference)[statistics], start[statistics])
+
+
+def test_the_parameter_groups_come_from_the_settings():
+    """One function builds the groups: frozen parameters out, new layers at their multiplier, vectors
+    undecayed under --no-decay-biases; the base lr's decayed group first."""
+    from vggspec.compiler import build
+    from vggspec.train import param_groups
+
+    model = build(vggspec.parse(TINY_SPEC), init="kaiming", seed=0)
+    model.features.conv1_1.requires_grad_(False)
+    config = TrainConfig(data="d", lr=0.1, decay_biases=False, new_layer_lr_mult=5)
+    groups = param_groups(model, config, ["fc4", "conv2_1 bn"])
+    assert [(g["lr"], g["lr_mult"], g.get("weight_decay")) for g in groups] == [
+        (0.1, 1.0, None), (0.1, 1.0, 0.0), (0.5, 5.0, None), (0.5, 5.0, 0.0),
+    ]  # fmt: skip
+    # conv2_1's and fc3's weights, then their biases; fc4's weight, then its bias and conv2_1's bn scale and shift
+    assert [len(g["params"]) for g in groups] == [2, 2, 1, 3]
+    assert sum(len(g["params"]) for g in param_groups(model, TrainConfig(data="d"), [])) == 8
+
+
+def test_fine_tuning_settings_that_cannot_work_are_one_line_and_exit_2(tmp_path, shapes, capfd):
+    from vggspec.cli import main
+
+    spec = spec_file(tmp_path, TINY_SPEC)
+    base = ["train", spec, "--data", str(shapes), "--out", str(tmp_path / "run")]
+    for args, said in (
+        (["--freeze", "conv9_9"], "--freeze conv9_9: net has no such layer; it has features, conv1_1, pool1, "),
+        (["--freeze", "conv2-1"], "did you mean conv2_1?"),
+        (["--freeze", "fc4"], "--freeze fc4 leaves no layer of net to train"),
+        (["--new-layer-lr-mult", "10"], "--new-layer-lr-mult 10 applies to the layers --weights leaves new"),
+    ):
+        assert main([*base, *args]) == 2
+        err = capfd.readouterr().err
+        assert said in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "run").exists()
+
+
 # -- errors ------------------------------------------------------------------------------
 
 
@@ -569,7 +639,9 @@ def test_the_training_state_is_one_object_saved_and_restored_whole():
     state.epoch, state.step, state.loss_sum, state.best = 3, 7, 12.5, {"epoch": 2}
     state.history.append({"epoch": 1})
     saved = state.state_dict()
-    assert set(saved) == {"optimizer", "scheduler", "scaler", "epoch", "step", "loss_sum", "history", "best"}
+    assert set(saved) == {
+        "optimizer", "scheduler", "scaler", "epoch", "step", "loss_sum", "history", "best", "new_layers"
+    }  # fmt: skip
 
     restored, _ = fresh()
     restored.load_state_dict(saved)

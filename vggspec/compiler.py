@@ -376,6 +376,12 @@ def _layer_name(module: str) -> str:
     return block if leaf in ("conv", "fc") or len(parts) < 3 else f"{block} {leaf}"
 
 
+def layer_of(parameter: str) -> str:
+    """The layer a parameter belongs to, as :class:`WeightsReport` names it: ``features.conv1_1.bn.weight`` →
+    ``conv1_1 bn``; so that the trainer finds the parameters of the layers a load left new."""
+    return _layer_name(parameter.rsplit(".", 1)[0])
+
+
 def read_state_dict(path: str | Path) -> Mapping[str, torch.Tensor]:
     """A state dict from a ``.pth`` file, a vggspec checkpoint or a run directory (its best),
     never unpickling anything but tensors."""

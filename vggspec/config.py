@@ -116,6 +116,20 @@ class TrainConfig(BaseModel):
     strict_weights: bool = Field(
         default=False, description="every layer of --weights must fit: refuse weights of another shape"
     )
+    freeze: str | None = Field(
+        default=None,
+        description="fine-tuning: freeze every layer up to and including LAYER (a name analyze shows: conv5_3, "
+        "pool5, fc6; or features: every conv and pool layer): no gradient, no update, no weight decay, and its "
+        "batch norm keeps its running statistics",
+        **command_line(metavar="LAYER"),
+    )
+    new_layer_lr_mult: float = Field(
+        default=1.0,
+        gt=0,
+        description="fine-tuning: learning-rate multiplier of the layers --weights leaves new (drawn: the "
+        "classifier for your classes), e.g. 10 to let them catch up with the pretrained ones",
+        **command_line(metavar="X"),
+    )
     seed: int = Field(default=0, description="seed of the initialisation, the data order and the augmentation")
 
     gpus: int = Field(default=0, ge=0, description="data-parallel processes on GPUs (NCCL)")

@@ -56,7 +56,7 @@ class RunLog:
             files.write_text(copy, text)
         self.note(f"configuration (also in {self.run_dir / runs.CONFIG}):")
         shown = {**resolved, **(decided or {})}
-        self.note("\n".join(f"  {key:<16} {value}" for key, value in shown.items()))
+        self.note("\n".join(f"  {key:<18} {value}" for key, value in shown.items()))
         share, micro, _ = config.batch_split(world)
         self.note(
             f"{spec.display_name}: {len(train_folder.samples)} training images in {len(train_folder.classes)} classes, "

@@ -24,7 +24,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -55,10 +55,11 @@ from .checkpoint import (
     spec_hash,
     verify_checksums,
 )
-from .compiler import VGG, build
+from .compiler import VGG, build, layer_of
 from .config import TrainConfig, validated
 from .distributed import Distributed, launch, worker_start_method
-from .errors import CheckpointError, ExitCode, SpecError
+from .errors import CheckpointError, ExitCode, SpecError, did_you_mean
+from .graph import layer_nodes, to_graph
 from .layers import FC
 from .logs import log
 from .metrics import top_k_correct
@@ -84,6 +85,8 @@ def train(config: TrainConfig) -> Path:
     if config.resume:
         config = _as_started(config, given)
     config.training_scale(spec.input.size)  # a --scale that cannot work is said now, not after the statistics
+    frozen_layers(spec, config.freeze)  # so is a --freeze naming no layer
+    _check_fine_tuning(config)
     _check_devices(config)
     _check_start_files(config)
     launch(run_worker, config.model_dump(), world=config.gpus or config.nproc)
@@ -125,6 +128,40 @@ def _as_started(config: TrainConfig, given: set[str]) -> TrainConfig:
         changed = ", ".join(f"{key} {_shown(getattr(started, key))} → {_shown(v)}" for key, v in changes.items())
         log.info(f"note: resuming {config.out} with {changed}")
     return started.model_copy(update={**changes, **{key: getattr(config, key) for key in _NOT_THE_RUNS}})
+
+
+def frozen_layers(spec: Spec, freeze: str | None) -> list[str]:
+    """The layers ``--freeze LAYER`` holds fixed: every one up to and including LAYER (``features``: every
+    conv and pool layer), by the Caffe names ``analyze`` shows. A name the spec has not, or one that leaves
+    nothing to train, is a SpecError: said before any image is read."""
+    if freeze is None:
+        return []
+    graph = to_graph(spec)
+    names = layer_nodes(graph)
+    if freeze == "features":
+        spatial = [i for i, name in enumerate(names) if graph.nodes[name]["layer"].SPATIAL]
+        last = spatial[-1] if spatial else -1
+    elif freeze in names:
+        last = names.index(freeze)
+    else:
+        close = did_you_mean(freeze, ["features", *names])
+        guess = f"did you mean {close}? " if close else ""
+        raise SpecError(
+            f"--freeze {freeze}: {spec.display_name} has no such layer; {guess}it has features, {', '.join(names)}"
+        )
+    if not any(layer.params for layer in analyze(spec).layers[last + 1 :]):
+        raise SpecError(f"--freeze {freeze} leaves no layer of {spec.display_name} to train: freeze fewer layers")
+    return names[: last + 1]
+
+
+def _check_fine_tuning(config: TrainConfig) -> None:
+    """--new-layer-lr-mult without --weights is refused, not ignored: with no weights loaded no layer is new,
+    so the multiplier would silently do nothing while its user believes it does something."""
+    if config.new_layer_lr_mult != 1 and not config.weights:
+        raise SpecError(
+            f"--new-layer-lr-mult {config.new_layer_lr_mult:g} applies to the layers --weights leaves new: "
+            "without --weights there are none (give --weights, or leave the multiplier out)"
+        )
 
 
 def _check_start_files(config: TrainConfig) -> None:
@@ -224,6 +261,7 @@ class TrainingState:
     loss_sum: float = 0.0  # the global losses of those steps: a resumed epoch's train_loss counts them
     history: list[dict[str, Any]] = field(default_factory=list)  # a record per finished epoch
     best: dict[str, Any] | None = None  # the record of the best epoch so far
+    new_layers: list[str] = field(default_factory=list)  # what --weights left new: --new-layer-lr-mult's layers
 
     def state_dict(self) -> dict[str, Any]:
         return {f.name: _saved(getattr(self, f.name)) for f in fields(self)}
@@ -279,13 +317,14 @@ class _Trainer:
         self.model = self._model(resumed)
         self.preprocessing = self._preprocessing(resumed, list(train_folder.classes))
         self.model.preprocessing = self.preprocessing
+        self.frozen = self._freeze()  # before DDP, which hooks only the parameters that take gradients
         self.net = self.model
         if env.world > 1:
             self.net = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[env.local_rank] if env.device.type == "cuda" else None
             )
         self.train_set, self.val_set = self._datasets(train_folder, val_folder)
-        self.state = self._training_state()
+        self.state = self._training_state(resumed)
         # What the run is, in every checkpoint: how to continue it and what its numbers mean.
         self.facts = {
             "config": config.model_dump(),
@@ -452,24 +491,47 @@ class _Trainer:
         validate = datalib.Evaluate(input_size=input_size, scale=self.scale.middle, channels=channels)
         return datalib.TrainDataset(train_folder, augment, seed=config.seed), datalib.EvalDataset(val_folder, validate)
 
-    def _training_state(self) -> TrainingState:
+    def _freeze(self) -> list[nn.Module]:
+        """--freeze: the frozen layers' parameters take no gradient (and so stay out of the optimizer)."""
+        names = frozen_layers(self.spec, self.config.freeze)
+        parts = (self.model.features, self.model.classifier)
+        modules = [getattr(part, name) for part in parts for name in names if hasattr(part, name)]
+        for module in modules:
+            module.requires_grad_(False)
+        if modules and self.env.main:
+            count = sum(p.numel() for module in modules for p in module.parameters())
+            self.log.note(f"frozen: {names[0]} to {names[-1]} ({count:,} parameters), batch norm's statistics too")
+        return modules
+
+    def _train_mode(self) -> None:
+        """Training mode, but for the frozen layers' batch norm: its running statistics must not move either."""
+        self.model.train()
+        for module in self.frozen:
+            for bn in module.modules():
+                if isinstance(bn, nn.modules.batchnorm._BatchNorm):
+                    bn.eval()
+
+    def _training_state(self, resumed: dict | None) -> TrainingState:
         config = self.config
-        params: list[Any] = list(self.model.parameters())
-        if not config.decay_biases:  # vectors (biases, batch norm's scale and shift) in a group of their own
-            params = [
-                {"params": [p for p in params if p.ndim > 1]},
-                {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
-            ]
-        optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+        report = self.model.weights_report
+        if resumed is not None:  # the load is not repeated: the run's checkpoint says which layers it left new
+            new_layers = list(resumed.get("new_layers", []))
+        else:
+            new_layers = [name for name, _ in report.new] if report is not None else []
+        if config.new_layer_lr_mult != 1 and not new_layers and resumed is None and self.env.main:
+            mult = config.new_layer_lr_mult
+            self.log.note(f"note: --weights left no layer new: --new-layer-lr-mult {mult:g} applies to none")
+        groups = param_groups(self.model, config, new_layers)
+        optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer,
             mode="max",
             factor=config.lr_factor,
             patience=config.lr_patience,
-            min_lr=config.lr * config.lr_factor**config.lr_drops * (1 - 1e-6),
+            min_lr=[group["lr"] * config.lr_factor**config.lr_drops * (1 - 1e-6) for group in groups],
         )
         scaler = torch.amp.GradScaler(self.env.device.type, enabled=config.amp == "fp16")
-        return TrainingState(optimizer, scheduler, scaler)
+        return TrainingState(optimizer, scheduler, scaler, new_layers=new_layers)
 
     # -- checkpoints -------------------------------------------------------------------
     def _rng_state(self) -> dict[str, torch.Tensor]:
@@ -541,7 +603,8 @@ class _Trainer:
             while state.epoch < config.epochs:
                 train_loss, seen, seconds, wait = self._train_epoch()
                 top1, top5 = self._validate()
-                lr = state.optimizer.param_groups[0]["lr"]
+                group = state.optimizer.param_groups[0]
+                lr = group["lr"] / group.get("lr_mult", 1.0)  # the base lr, were group 0 the new layers'
                 improved = state.best is None or top1 < state.best["val_top1_err"]
                 record = {
                     "epoch": state.epoch + 1,
@@ -635,7 +698,7 @@ class _Trainer:
     def _train_epoch(self) -> tuple[float, int, float, float]:
         config, env, state = self.config, self.env, self.state
         self.train_set.set_epoch(state.epoch)
-        self.model.train()
+        self._train_mode()
         share, per_step = self.batches.share, self.batches.per_step
         loader = self._loader(self.train_set, self._micro_batches())
         if state.step == 0:
@@ -716,6 +779,26 @@ class _Trainer:
         if count == 0:
             return 1.0, 1.0
         return 1 - correct1 / count, 1 - correct5 / count
+
+
+def param_groups(model: nn.Module, config: TrainConfig, new_layers: Collection[str]) -> list[dict[str, Any]]:
+    """The optimizer's parameter groups, from the settings and the new layers alone, so that a resumed run
+    rebuilds them as they were: frozen parameters (no gradient) left out, the ``new_layers`` at
+    ``new_layer_lr_mult`` times the lr (``lr_mult`` in the group), vectors (biases, batch norm's scale and
+    shift) without weight decay under ``--no-decay-biases``. The base lr's decayed group comes first."""
+    new = set(new_layers)
+    groups: dict[tuple[float, bool], list[nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        mult = config.new_layer_lr_mult if layer_of(name) in new else 1.0
+        groups.setdefault((mult, config.decay_biases or param.ndim > 1), []).append(param)
+    order = sorted(groups, key=lambda key: (key[0] != 1.0, not key[1]))
+    return [
+        {"params": groups[mult, decay], "lr": config.lr * mult, "lr_mult": mult}
+        | ({} if decay else {"weight_decay": 0.0})
+        for mult, decay in order
+    ]
 
 
 PAPER_RANDOM_INIT_DEPTH = 11  # A's weight layers: the deepest net the paper trained from random weights
