@@ -9,7 +9,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .analysis import EXPLODING_SCALE, FADING_SCALE, PIXEL_RMS, Analysis, LayerAnalysis, initial_rms, scale_trouble
+from .analysis import (
+    EXPLODING_SCALE,
+    FADING_SCALE,
+    PIXEL_RMS,
+    Analysis,
+    LayerAnalysis,
+    initial_rms,
+    resolve_init,
+    scale_trouble,
+)
 from .formatter import format_layer
 from .layers import MaxPool
 from .spec import Spec
@@ -126,8 +135,8 @@ def _totals(analysis: Analysis, columns: Columns) -> list[str]:
     if columns.init:
         scale = initial_rms(analysis.spec, columns.init)[-1]
         out.append(
-            f"at init:     with --init {columns.init}, class scores of RMS {scale:.1g} for pixels of RMS "
-            f"{PIXEL_RMS:g} (training mode; {_verdict(scale)})"
+            f"at init:     with --init {_init_named(analysis.spec, columns.init)}, class scores of RMS {scale:.1g} "
+            f"for pixels of RMS {PIXEL_RMS:g} (training mode; {_verdict(scale)})"
         )
     if columns.shapes:
         out.append(
@@ -187,6 +196,11 @@ def side_by_side(analyses: Sequence[Analysis], columns: Columns) -> str:
     if columns.memory:
         notes.append("activations: every layer's output per image.")
     return render_table(header, rows) + ("\n\n" + "\n".join(notes) if notes else "")
+
+
+def _init_named(spec: Spec, init: str) -> str:
+    """``init`` as asked, and for ``auto`` what it chose for ``spec``: ``auto (glorot)``."""
+    return f"auto ({resolve_init(spec, init)})" if init == "auto" else init
 
 
 def _millions(n: int) -> str:
