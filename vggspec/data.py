@@ -290,9 +290,7 @@ def normalise(
     """
     device = torch.device(device)
     images = images.to(device, non_blocking=True)
-    mean = torch.tensor(preprocessing.mean, dtype=torch.float32, device=device)
-    if not preprocessing.is_paper:  # to the 0-255 scale, so the shift and the mean add as they are
-        mean = mean * (255.0 / preprocessing.scale)
+    mean = torch.tensor(preprocessing.pixel_mean, dtype=torch.float32, device=device)  # the shift's scale
     if shifts is None:
         offset = (-mean).view(1, -1, 1, 1)
     else:
@@ -300,8 +298,8 @@ def normalise(
     inputs = images.to(torch.float32, memory_format=memory_format).add_(offset)  # cast and layout in one pass
     if preprocessing.is_paper:
         return inputs
-    std = torch.tensor(preprocessing.std, dtype=torch.float32, device=device)
-    return inputs.mul_((preprocessing.scale / 255.0 / std).view(1, -1, 1, 1))
+    factor = torch.tensor(preprocessing.pixel_factor, dtype=torch.float32, device=device)
+    return inputs.mul_(factor.view(1, -1, 1, 1))
 
 
 def to_device(

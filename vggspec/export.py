@@ -114,11 +114,9 @@ class RawPixels(nn.Module):
             raise ValueError("RawPixels needs a model that records its preprocessing")
         self.model = model
         reference = next(model.parameters())
-        mean = torch.tensor(record.mean, dtype=torch.float64) * (255.0 / record.scale)
-        factor = (record.scale / 255.0) / torch.tensor(record.std, dtype=torch.float64)
         options = {"device": reference.device, "dtype": reference.dtype}
-        self.register_buffer("mean", mean.view(1, -1, 1, 1).to(**options), persistent=False)
-        self.register_buffer("factor", factor.view(1, -1, 1, 1).to(**options), persistent=False)
+        self.register_buffer("mean", torch.tensor(record.pixel_mean, **options).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("factor", torch.tensor(record.pixel_factor, **options).view(1, -1, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model((x - self.mean) * self.factor)

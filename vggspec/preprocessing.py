@@ -63,6 +63,16 @@ class Preprocessing(BaseModel):
         """Mean subtraction on the 0-255 scale only: applied as the paper's code did, one addition per pixel."""
         return self.scale == 255 and all(s == 1.0 for s in self.std)
 
+    @property
+    def pixel_mean(self) -> list[float]:
+        """The mean on the 0-255 scale of uint8 pixels: the input is ``(pixel - pixel_mean) · pixel_factor``."""
+        return [m * 255.0 / self.scale for m in self.mean]
+
+    @property
+    def pixel_factor(self) -> list[float]:
+        """What a pixel less :attr:`pixel_mean` is multiplied by: ``scale / 255 / std`` (1 for the paper's)."""
+        return [self.scale / 255.0 / s for s in self.std]
+
     def fitted(self, channels: int, classes: int) -> Preprocessing:
         """For a network of ``channels`` inputs and ``classes`` outputs made from these weights: a gray one
         (whose first conv sums the RGB kernels) takes the channels' average mean and std; N channels take
