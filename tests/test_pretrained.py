@@ -260,3 +260,196 @@ def test_predict_normalises_as_torchvision_and_prints_imagenet_names(hub, tmp_pa
     categories = torchvision.models.VGG11_Weights.DEFAULT.meta["categories"]
     expected = [categories[i] for i in probs.topk(3).indices]
     assert [line.split(maxsplit=1)[1] for line in lines[1:]] == expected
+
+
+def kaiming_torchvision(name: str, sharpen: float) -> torch.nn.Module:
+    """torchvision's network with He-scaled random weights, its last layer ``sharpen``× as confident: its
+    probabilities depend on the pixels the way a trained network's do (and a pixel off moves them)."""
+    model = random_torchvision(name)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+                fan_in = module.weight[0].numel()
+                module.weight.normal_(0, (2 / fan_in) ** 0.5, generator=generator)
+                module.bias.zero_()
+        model.classifier[-1].weight.mul_(sharpen)
+    return model.eval()
+
+
+def test_predict_center_is_torchvisions_evaluation_transform(hub, tmp_path, capsys):
+    """`predict A --weights torchvision:vgg11 --crop center` gives the probabilities of torchvision's own
+    recipe (weights.transforms() on the PIL image, then the model) within 1e-4 as asked, in fact within
+    float rounding: the same pixels (torch's resampling kernel, a grey level off, moves these by 1-2·10⁻⁴).
+    For a photo-sized JPEG and PNG; --format json says how they were made."""
+    import json
+
+    from PIL import Image
+
+    from .images import picture
+
+    reference = kaiming_torchvision("vgg11", sharpen=2)
+    hub("vgg11", reference.state_dict())
+    transform = torchvision.models.VGG11_Weights.DEFAULT.transforms()
+    categories = torchvision.models.VGG11_Weights.DEFAULT.meta["categories"]
+    for name, size in (("photo.jpg", (500, 375)), ("scan.png", (300, 420))):
+        picture(*size, seed=5).save(tmp_path / name)
+        capsys.readouterr()
+        args = ["predict", "A", "--weights", "torchvision:vgg11", "--crop", "center", "--format", "json"]
+        assert main([*args, "--top", "1000", str(tmp_path / name)]) == 0
+        document = json.loads(capsys.readouterr().out)
+        assert (document["method"], document["scale"], document["flip"]) == ("center", 256, False)
+        assert "(pixel / 255 - mean) / std" in document["preprocessing"]
+        (image,) = document["images"]
+        ours = {entry["class"]: entry["probability"] for entry in image["top"]}
+        with torch.no_grad():
+            expected = reference(transform(Image.open(tmp_path / name).convert("RGB"))[None]).softmax(1)[0]
+        assert 0.5 < max(expected) < 0.99  # confident, not saturated: a pixel's difference shows
+        assert len(ours) == 1000 and image["top"][0]["class"] == categories[int(expected.argmax())]
+        worst = max(abs(ours[categories[i]] - float(p)) for i, p in enumerate(expected))
+        assert worst < 1e-5, (name, worst)
+
+
+def test_predict_and_evaluate_load_weights_into_a_spec(hub, tmp_path, capsys):
+    """A spec with --weights evaluates as the compiled checkpoint does; weights that do not fit, or that do
+    not say how their inputs are prepared, are refused in one line (exit 2)."""
+    from vggspec.config import EvaluateConfig
+    from vggspec.evaluate import evaluate
+
+    from .images import make_split
+
+    spec = vggspec.parse(NARROW_A.read_text().replace("FC-10", "FC-1000"))
+    source = vggspec.build(spec, init="glorot", seed=4)
+    hub("vgg11", source.state_dict())
+    spec_file = tmp_path / "a1000.vgg"
+    spec_file.write_text(spec.text)
+    assert main(["compile", str(spec_file), "--weights", "torchvision:vgg11", "-o", str(tmp_path / "tv.pt")]) == 0
+    data = make_split(tmp_path / "data", "val", {"tench": [(40, 36), (50, 32)], "goldfish": [(36, 60)]})
+    image = next((data / "val" / "tench").iterdir())
+    capsys.readouterr()
+    assert main(["predict", str(spec_file), "--weights", "torchvision:vgg11", str(image)]) == 0
+    by_spec = capsys.readouterr().out
+    assert main(["predict", str(tmp_path / "tv.pt"), str(image)]) == 0
+    assert capsys.readouterr().out == by_spec and by_spec.count("\n") == 6
+
+    table = {}
+    for name, config in {
+        "spec": EvaluateConfig(checkpoints=[str(spec_file)], weights="torchvision:vgg11", data=str(tmp_path / "data")),
+        "checkpoint": EvaluateConfig(checkpoints=[str(tmp_path / "tv.pt")], data=str(tmp_path / "data")),
+    }.items():
+        results = evaluate(config.model_copy(update={"progress": False}))
+        (row,) = results.rows
+        table[name] = (row.top1_err, row.top5_err, len(results.paths))
+    assert table["spec"] == table["checkpoint"] and table["spec"][2] == 3
+
+    assert main(["predict", str(NARROW_A), "--weights", "torchvision:vgg11", str(image)]) == 2
+    assert "fc8" in capsys.readouterr().err  # FC-10 against the weights' 1000 classes: strict
+    torch.save(source.state_dict(), tmp_path / "plain.pth")
+    assert main(["predict", str(spec_file), "--weights", str(tmp_path / "plain.pth"), str(image)]) == 2
+    err = capsys.readouterr().err
+    assert "does not say how its inputs are prepared" in err and "Traceback" not in err
+    assert main(["evaluate", str(spec_file), str(spec_file), "--weights", "torchvision:vgg11", "--data", "x"]) == 2
+    assert "--weights loads into one SPEC" in capsys.readouterr().err
+
+
+def test_auto_draws_new_layers_for_the_input_the_weights_expect(hub):
+    """Under torchvision's normalisation the input's RMS is about 1, not the paper's 58: auto decides the
+    layers left new by that. Here the paper's N(0, 0.01²) starts at 1.5e-3 on 0-255 inputs (it trains),
+    at 2.5e-5 on normalised ones (it fades): glorot then. A vggspec checkpoint of the paper's
+    preprocessing keeps the paper's."""
+    spec = vggspec.parse("input: 16x16 RGB\nconv3-8\nmaxpool\nconv3-16\nmaxpool\nFC-32\nFC-3\nsoft-max\n")
+    five = vggspec.parse(spec.text.replace("FC-3\n", "FC-5\n"))
+    source = vggspec.build(five, init="glorot", seed=1)
+    hub("vgg11", source.state_dict())
+    assert vggspec.build(spec, seed=2).weights_report is None  # nothing loaded: auto on 0-255 inputs
+    from vggspec.analysis import resolve_init
+
+    assert resolve_init(spec, "auto") == "paper"
+    model = vggspec.build(spec, weights="torchvision:vgg11", seed=2)
+    assert model.weights_report.init == "glorot" and "drawn by --init glorot" in str(model.weights_report)
+    fc = model.classifier[-1].fc.weight.detach()  # drawn by glorot: std sqrt(2 / (32 + 3))
+    assert float(fc.std()) == pytest.approx((2 / 35) ** 0.5, rel=0.35)
+
+    source.preprocessing = vggspec.Preprocessing.paper([120.0, 110.0, 100.0])
+    paper = vggspec.build(spec, weights=_saved(source, hub), seed=2)
+    assert paper.weights_report.init == "paper" and paper.preprocessing.is_paper
+
+
+def _saved(model, hub) -> str:
+    """``model`` as a vggspec checkpoint next to the hub cache."""
+    from pathlib import Path
+
+    path = Path(os.environ["TORCH_HOME"]) / "paper.pt"
+    vggspec.save_checkpoint(model, path)
+    return str(path)
+
+
+def test_torchvisions_own_files_are_taken_to_expect_its_normalisation(tmp_path):
+    """A torchvision-layout .pth without a record (torchvision's downloads, kept by hand) loads with
+    torchvision's normalisation, and the report says it was assumed; vggspec's layout assumes nothing."""
+    spec = vggspec.parse(NARROW_A.read_text().replace("FC-10", "FC-1000"))
+    ours = vggspec.build(spec, init="glorot", seed=1).state_dict()
+    torch.save(ours, tmp_path / "ours.pth")
+    assert vggspec.build(spec, weights=tmp_path / "ours.pth").preprocessing is None
+    modules = list(dict.fromkeys(key.rsplit(".", 1)[0] for key in ours))  # in order: features…, classifier…
+    renamed = {}
+    for key, value in ours.items():
+        module, leaf = key.rsplit(".", 1)
+        part = "features" if module.startswith("features") else "classifier"
+        index = [m for m in modules if m.startswith(part)].index(module)
+        renamed[f"{part}.{3 * index}.{leaf}"] = value  # torchvision's indices skip ReLUs and pools
+    torch.save(renamed, tmp_path / "vgg11-8a719046.pth")
+    model = vggspec.build(spec, weights=tmp_path / "vgg11-8a719046.pth")
+    assert model.weights_report.complete and equal(model.state_dict(), ours)
+    assert model.preprocessing.scale == 1 and model.preprocessing.mean == pytest.approx(IMAGENET_MEAN)
+    assert model.preprocessing.classes[0] == "tench"
+    assert "torchvision's normalisation assumed" in str(model.weights_report)
+
+
+def test_a_corrupt_cached_file_and_another_architecture_each_get_one_line(hub, tmp_path, capsys):
+    path = hub("vgg11", {})
+    path.write_bytes(b"PK\x03\x04 half a download")
+    assert main(["compile", "A", "--weights", "torchvision:vgg11"]) == 2
+    err = capsys.readouterr().err
+    assert f"{path} (torchvision:vgg11 in the torch hub cache) is not a loadable state dict" in err
+    assert "delete it to download it again" in err and "Traceback" not in err
+
+    resnet = {"conv1.weight": torch.zeros(64, 3, 7, 7), "bn1.weight": torch.ones(64), "fc.weight": torch.zeros(9, 8)}
+    hub("vgg11", resnet)
+    assert main(["compile", str(NARROW_A), "--weights", "torchvision:vgg11"]) == 2
+    err = capsys.readouterr().err
+    assert "belong to another network" in err and "Traceback" not in err and len(err.strip().splitlines()) <= 3
+
+
+def test_fine_tuning_to_another_number_of_classes_learns(tmp_path, capsys):
+    """A network trained in the test on 4 classes of shapes stands in for pretrained weights: a 2-class
+    network from them on other images, its classifier drawn anew and everything else copied, learns in a
+    few epochs what the same network from random weights does not (chance: 50% error); it keeps its
+    weights' preprocessing and predicts with its own class names."""
+    import json
+
+    from vggspec.evaluate import predict
+    from vggspec.samples import image_folder
+    from vggspec.train import train
+
+    from .conftest import tiny_config
+
+    four = image_folder(tmp_path / "four", classes=4, train=48, val=8, size=32)
+    spec = "input: 24x24 RGB\nconv3-16 [bn]\nmaxpool\nconv3-32 [bn]\nmaxpool\nconv3-32 [bn]\nmaxpool\nFC-64\nFC-4\n"
+    pretrained = train(tiny_config(tmp_path / "pre", four, spec, epochs=8, scale="24:32", lr=0.02)) / "best.pt"
+    data = image_folder(tmp_path / "two", classes=2, train=24, val=16, size=32, seed=1)
+    recipe = dict(epochs=5, batch_size=12, lr=0.01, scale="24:32", stats_images=30, init="auto")
+    two = spec.replace("FC-4\n", "FC-2\n")
+    capsys.readouterr()
+    run = train(tiny_config(tmp_path / "fine", data, two, weights=str(pretrained), **recipe))
+    assert "7 layers copied, 0 adapted, 1 new" in capsys.readouterr().err
+    scratch = train(tiny_config(tmp_path / "scratch", data, two, **recipe))
+
+    def best(run):
+        return min(json.loads(line)["val_top1_err"] for line in (run / "metrics.jsonl").read_text().splitlines())
+
+    assert best(run) <= 0.2 and best(scratch) >= 0.3, (best(run), best(scratch))
+    assert vggspec.load_model(run / "best.pt").preprocessing.mean == vggspec.load_model(pretrained).preprocessing.mean
+    names = sorted(path.name for path in (data / "val").iterdir())
+    found = predict(run, [next((data / "val" / names[1]).iterdir())], top=4)
+    assert sorted(name for name, _ in found[0][1]) == names == ["ellipse", "rectangle"]

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .analysis import analyze, resolve_init
+from .analysis import PIXEL_RMS, analyze, resolve_init
 from .errors import InputSizeError, SpecError, WeightsError
 from .graph import to_graph
 from .initialisation import DRAWN, init_std, is_uniform, parse_init
@@ -114,6 +114,7 @@ def build(
     seed: int | None = None,
     device: str | torch.device | None = None,
     strict_weights: bool = False,
+    pixel_rms: float = PIXEL_RMS,
 ) -> VGG:
     """Compile ``spec`` into a :class:`VGG` module.
 
@@ -123,9 +124,11 @@ def build(
     replaces the initialisation where its layers fit and ``init`` draws the others, the first conv adapted
     to other input channels (``model.weights_report`` says which; ``strict_weights``: every layer must fit,
     for exactly the network the weights are); ``seed`` makes it reproducible without touching the global RNG;
-    ``device="meta"`` builds the structure without allocating weights.
+    ``device="meta"`` builds the structure without allocating weights. ``pixel_rms``: the RMS of the
+    training pixels about their mean (0-255), what ``auto``'s choice depends on with the input scale of the
+    weights' preprocessing (about 1 under torchvision's normalisation, for the layers they leave new).
     """
-    init = resolve_init(spec, init)  # a ValueError for a spelling that is none
+    init = parse_init(init)  # a ValueError for a spelling that is none
     device = torch.device(device) if device is not None else torch.device("cpu")
     with torch.device("meta"):
         model = assemble(spec)
@@ -139,9 +142,11 @@ def build(
             raise
         raise SpecError(f"{_weights_size(spec, device)}: {device} could not allocate them") from None
     if weights is not None:
-        model.weights_report = load_weights(model, weights, strict=strict_weights, init=init, seed=seed)
+        model.weights_report = load_weights(
+            model, weights, strict=strict_weights, init=init, seed=seed, pixel_rms=pixel_rms
+        )
     else:
-        initialise(model, init, seed=seed)
+        initialise(model, resolve_init(spec, init, pixel_rms), seed=seed)
     return model
 
 
@@ -247,6 +252,7 @@ class WeightsReport:
     copied: list[tuple[str, str, tuple[int, ...]]] = field(default_factory=list)  # (layer, their module, shape)
     adapted: list[tuple[str, str, str]] = field(default_factory=list)  # (layer, their module, how)
     new: list[tuple[str, str]] = field(default_factory=list)  # (layer, why)
+    notes: list[str] = field(default_factory=list)  # what was assumed
 
     @property
     def complete(self) -> bool:
@@ -265,6 +271,7 @@ class WeightsReport:
             lines.append(f"  adapted  {name:<{width}}  <- {theirs}  {how}")
         for name, why in self.new:
             lines.append(f"  new      {name:<{width}}  {why}")
+        lines += [f"  note: {note}" for note in self.notes]
         return "\n".join(lines)
 
 
@@ -275,6 +282,7 @@ def load_weights(
     strict: bool = True,
     init: str = "auto",
     seed: int | None = None,
+    pixel_rms: float = PIXEL_RMS,
 ) -> WeightsReport:
     """Load a state dict: vggspec's own keys, torchvision's ``features.0.weight`` layout, a file of either,
     or torchvision's pretrained weights by name (``torchvision:vgg16``, :mod:`vggspec.pretrained`).
@@ -283,9 +291,14 @@ def load_weights(
     every shape must fit, else a :class:`WeightsError` naming the layer. Otherwise, for fine-tuning, the
     layers must still line up but a layer whose shape differs (the classifier of another number of
     classes, ...) is drawn by ``init`` and a first conv for other input channels is adapted from the
-    weights' (:func:`adapt_first_conv`).
+    weights' (:func:`adapt_first_conv`). ``auto`` is decided for the input the network gets under the
+    weights' preprocessing (:meth:`~vggspec.preprocessing.Preprocessing.input_rms` of ``pixel_rms``).
+
+    A state dict in torchvision's layout that records no preprocessing (torchvision's own ``.pth``
+    files) is taken to expect torchvision's normalisation, as every torchvision VGG was trained on;
+    the report says so.
     """
-    from .pretrained import is_pretrained_name, load_pretrained, pretrained_preprocessing
+    from .pretrained import PREFIX, is_pretrained_name, load_pretrained, pretrained_preprocessing
 
     source = str(weights) if isinstance(weights, (str, Path)) else "the given state dict"
     preprocessing = None
@@ -294,11 +307,17 @@ def load_weights(
         weights = load_pretrained(str(weights))
     elif isinstance(weights, (str, Path)):
         weights, preprocessing = _read_weights(weights)
-    if preprocessing is not None:  # the weights' own: fine-tuning keeps what they were trained on
-        model.preprocessing = preprocessing.fitted(model.spec.input.channels, _outputs(model))
     own = model.state_dict()
     mapping = {k: k for k in own} if set(weights) == set(own) else _map_by_order(model, weights)
-    report = WeightsReport(source, model.spec.display_name, init)
+    assumed = preprocessing is None and _torchvision_layout(weights)
+    if assumed:
+        preprocessing = pretrained_preprocessing(f"{PREFIX}vgg11")  # metadata only: nothing is read or fetched
+    if preprocessing is not None:  # the weights' own: fine-tuning keeps what they were trained on
+        model.preprocessing = preprocessing.fitted(model.spec.input.channels, _outputs(model))
+    input_rms = model.preprocessing.input_rms(pixel_rms) if model.preprocessing is not None else pixel_rms
+    report = WeightsReport(source, model.spec.display_name, resolve_init(model.spec, init, input_rms))
+    if assumed:
+        report.notes.append("torchvision's layout without a preprocessing record: torchvision's normalisation assumed")
     if strict:
         _check_shapes(own, weights, mapping)
     convs = [name for name, module in model.named_modules() if isinstance(module, nn.Conv2d)]
@@ -331,7 +350,7 @@ def load_weights(
     if report.complete:
         model.load_state_dict({ours: weights[theirs] for ours, theirs in mapping.items()})
         return report
-    initialise(model, init, seed=seed)
+    initialise(model, report.init, seed=seed)
     with torch.no_grad():
         for ours, theirs in mapping.items():
             how = plan[ours.rpartition(".")[0]]
@@ -443,6 +462,11 @@ def _map_by_order(model: VGG, weights: Mapping[str, torch.Tensor]) -> dict[str, 
         for key in keys:
             mapping[f"{name}.{key}"] = f"{prefix}.{key}" if prefix else key
     return mapping
+
+
+def _torchvision_layout(weights: Mapping[str, torch.Tensor]) -> bool:
+    """Keys as torchvision's VGG names them: ``features.0.weight`` … ``classifier.6.bias``."""
+    return "features.0.weight" in weights and any(key.startswith("classifier.") for key in weights)
 
 
 def _group_by_module(weights: Mapping[str, torch.Tensor]) -> list[tuple[str, list[str]]]:

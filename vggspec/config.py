@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from . import runs
 from .errors import SpecError, did_you_mean
@@ -25,6 +25,7 @@ from .scales import TrainingScale
 DType = Literal["float32", "bfloat16", "float16", "auto"]
 Method = Literal["dense", "multi-crop", "both", "all", "center"]
 METHODS = ("dense", "multi-crop", "both")  # of evaluation, Section 3.2; --method all: a row for each
+PREDICT_METHODS = ("dense", "center", "multi-crop", "both")  # what predict takes: one row per image
 
 # Help of flags that several commands have: one text each, so that they read the same everywhere.
 FLIP_HELP = (
@@ -204,6 +205,12 @@ class EvaluateConfig(BaseModel):
         "written by --save-probs",
         **command_line(nargs="+", metavar="CKPT"),
     )
+    weights: str | None = Field(
+        default=None,
+        description="weights to evaluate, with one SPEC given in place of CKPT: torchvision:NAME[:ENUM] (e.g. "
+        "torchvision:vgg16 with spec D) or a state dict file; every layer must fit",
+        **command_line(metavar="W"),
+    )
     data: str | None = Field(
         default=None,
         description="image folder: DIR/<split>/<class>/* (required, but for --from-probs)",
@@ -246,6 +253,12 @@ class EvaluateConfig(BaseModel):
         if isinstance(value, (list, tuple)):
             return [os.fspath(v) if isinstance(v, os.PathLike) else v for v in value]
         return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+    @model_validator(mode="after")
+    def _one_spec_for_weights(self) -> EvaluateConfig:
+        if self.weights is not None and (len(self.checkpoints) != 1 or self.from_probs):
+            raise ValueError("--weights loads into one SPEC, given in place of CKPT (no fusion, no --from-probs)")
+        return self
 
     @property
     def methods(self) -> list[str]:

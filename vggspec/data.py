@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from .colour import ColourStats
-from .decoding import pil_mode, render, torchvision_jpeg
+from .decoding import centre_crop, pil_mode, render, torchvision_jpeg
 from .errors import SpecError
 from .folders import ImageFolder
 from .preprocessing import Preprocessing
@@ -220,7 +220,8 @@ class TrainDataset(torch.utils.data.Dataset):
 
 
 class EvalDataset(torch.utils.data.Dataset):
-    """Validation samples: the centre crop of the image rescaled to Q; no flip, no colour shift."""
+    """Validation samples: the centre crop of the image rescaled to Q, as torchvision's evaluation
+    transform makes it (:func:`~vggspec.decoding.centre_crop`); no flip, no colour shift."""
 
     def __init__(self, folder: ImageFolder, evaluate: Evaluate) -> None:
         self.folder, self.evaluate = folder, evaluate
@@ -234,7 +235,7 @@ class EvalDataset(torch.utils.data.Dataset):
         path, label = self.samples[index]
         e = self.evaluate
         try:
-            image = render(path, e.scale, e.input_size, None, None, False, e.channels)
+            image = centre_crop(path, e.scale, e.input_size, e.channels)
         except Exception:  # noqa: BLE001 - as in TrainDataset
             return _broken(e.channels, e.input_size, label, index)
         return Sample(image, torch.zeros(e.channels), label, True, index)

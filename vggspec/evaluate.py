@@ -23,8 +23,9 @@ import math
 import os
 import re
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +35,15 @@ from PIL import Image, UnidentifiedImageError
 from . import decoding, files, folders, runs
 from .analysis import scales_using_every_pixel, unused_pixels
 from .checkpoint import check_finite, load_model, read_checkpoint
-from .config import METHODS, EvaluateConfig  # noqa: F401 - METHODS: where it always was
+from .compiler import VGG, build
+from .config import METHODS, PREDICT_METHODS, EvaluateConfig  # noqa: F401 - METHODS: where it always was
 from .data import normalise, stack_images
 from .dense import posteriors, to_dense
 from .errors import SpecError
 from .inference import DTypeLike, InferenceModel, optimize_for_inference
 from .logs import log
 from .metrics import top_errors
+from .parser import load
 from .preprocessing import Preprocessing
 from .runlog import progress_bar
 from .runs import checkpoint_path
@@ -87,12 +90,22 @@ class Network:
         return next(self.classifier.parameters()).device
 
 
-def load_network(path: str | Path, device: torch.device | str = "cpu", dtype: DTypeLike = torch.float32) -> Network:
+def load_network(
+    path: str | Path,
+    device: torch.device | str = "cpu",
+    dtype: DTypeLike = torch.float32,
+    *,
+    weights: str | Path | None = None,
+) -> Network:
     """A checkpoint written by ``vggspec train`` (it knows its preprocessing, scale and classes), or by
-    ``vggspec compile -o`` from weights that record their preprocessing (``torchvision:vgg16``).
+    ``vggspec compile -o`` from weights that record their preprocessing; or, with ``weights``
+    (``torchvision:vgg16``, a checkpoint, a state dict file), ``path`` is the spec they are loaded into:
+    every layer must fit, and the weights must say how their inputs are prepared.
 
     ``dtype``: what the networks compute in (see :func:`vggspec.optimize_for_inference`).
     """
+    if weights is not None:
+        return _network_from_weights(path, weights, device, dtype)
     path = checkpoint_path(path)  # a run directory: its best.pt
     data = read_checkpoint(path, mmap=True)  # only the small entries are read here, each checked
     preprocessing = Preprocessing.from_checkpoint(data)
@@ -105,21 +118,47 @@ def load_network(path: str | Path, device: torch.device | str = "cpu", dtype: DT
     if model.dense:
         raise SpecError(f"{path} holds a dense network; evaluate the classifier's checkpoint")
     check_finite(model, path)  # else every image would come out "unreadable"
-    scales = trained_scale(data, model.spec.input.size)
-    classes = list(data.get("classes") or preprocessing.classes)
-    # In place: the plain model and its dense twin are not kept, so they need no second copies
-    # (loading D held four copies of its weights at once that way).
-    dense = optimize_for_inference(to_dense(model), dtype=dtype, inplace=True)
-    return Network(
-        name=model.spec.display_name,
-        path=str(path),
-        classifier=optimize_for_inference(model, dtype=dtype, inplace=True),
-        dense=dense,
+    return _network(
+        model,
+        str(path),
+        dtype,
         preprocessing=preprocessing,
-        train_scale=scales,
-        classes=classes,
+        train_scale=trained_scale(data, model.spec.input.size),
+        classes=list(data.get("classes") or preprocessing.classes),
         trained_with_flips=bool((data.get("config") or {}).get("flip", True)),
     )
+
+
+def _network_from_weights(
+    spec: str | Path, weights: str | Path, device: torch.device | str, dtype: DTypeLike
+) -> Network:
+    """``spec`` built with ``weights``, all of them: a network that drew some layers anew would classify at random."""
+    model = build(load(spec), weights=weights, strict_weights=True, device=device).eval()
+    if model.preprocessing is None:
+        raise SpecError(
+            f"{weights} does not say how its inputs are prepared (mean, std, value scale)",
+            hint="use torchvision:NAME, a checkpoint written by vggspec, or 'vggspec compile SPEC --weights FILE -o "
+            "x.pt' after training",
+        )
+    check_finite(model, str(weights))
+    return _network(
+        model,
+        str(weights),
+        dtype,
+        preprocessing=model.preprocessing,
+        train_scale=TrainingScale.resolve(None, model.spec.input.size),
+        classes=list(model.preprocessing.classes),
+        trained_with_flips=True,
+    )
+
+
+def _network(model: VGG, path: str, dtype: DTypeLike, **facts: Any) -> Network:
+    """The classifier and its dense twin on the inference fast path, converted in place: the plain model
+    and its dense twin are not kept, so they need no second copies (loading D held four copies of its
+    weights at once that way)."""
+    dense = optimize_for_inference(to_dense(model), dtype=dtype, inplace=True)
+    classifier = optimize_for_inference(model, dtype=dtype, inplace=True)
+    return Network(name=model.spec.display_name, path=path, classifier=classifier, dense=dense, **facts)
 
 
 def trained_scale(checkpoint: dict[str, Any], input_size: int) -> TrainingScale:
@@ -208,15 +247,10 @@ def multi_crop_posteriors(
 
 
 @torch.inference_mode()
-def center_posteriors(net: Network, images: Sequence[torch.Tensor], *, batch_size: int = 32) -> torch.Tensor:
-    """(N, classes): the centre crop of each image rescaled to one Q, through the classifier, as the
-    validation during training sees it (no flip): what the run's printed validation error measured."""
-    size = net.input_size
-    crops = []
-    for image in images:
-        _, h, w = image.shape
-        top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))  # as decoding.crop_box centres
-        crops.append(image[:, top : top + size, left : left + size])
+def center_posteriors(net: Network, crops: Sequence[torch.Tensor], *, batch_size: int = 32) -> torch.Tensor:
+    """(N, classes): each image's centre crop (:func:`~vggspec.decoding.centre_crop`) through the
+    classifier, as the validation during training sees it (no flip): what the run's printed validation
+    error measured, and torchvision's evaluation transform for its weights (Q 256, crop 224)."""
     return torch.cat(
         [
             net.classifier(normalise(stack_images(crops[i : i + batch_size]), net.preprocessing, net.device))
@@ -249,19 +283,18 @@ def image_posteriors(
     broken = torch.zeros(len(paths), dtype=torch.bool)
     check_test_scales(list(scales), net.input_size, net.name)
     for q in scales:
-        images, ok = [], []
-        for i, image in enumerate(_decoded(paths, q, net.channels)):
-            if image is None:  # an unreadable image is counted (as an error), not fatal
-                broken[i] = True
-            else:
-                images.append(image)
-                ok.append(i)
+        if need_dense or need_crops:
+            rescaled = partial(decoding.rescale, scale=q, channels=net.channels)
+            images, ok = _readable(_decoded(paths, rescaled, q), broken)
         if need_dense and images:
             total["dense"][ok] += dense_posteriors(net, images, flip=flip, batch_size=batch_size)
         if need_crops and images:
             total["multi-crop"][ok] += multi_crop_posteriors(net, images, flip=flip, batch_size=max(batch_size, 50))
-        if "center" in methods and images:
-            total["center"][ok] += center_posteriors(net, images, batch_size=batch_size)
+        if "center" in methods:
+            centre = partial(decoding.centre_crop, scale=q, size=net.input_size, channels=net.channels)
+            crops, ok = _readable(_decoded(paths, centre, q), broken)
+            if crops:
+                total["center"][ok] += center_posteriors(net, crops, batch_size=batch_size)
     out = {}
     for method in methods:
         if method == "both":
@@ -273,8 +306,9 @@ def image_posteriors(
     return out
 
 
-def _decoded(paths: Sequence[str], scale: int, channels: int) -> list[torch.Tensor | None]:
-    """The images rescaled to Q, decoded in threads (PIL releases the GIL while it decodes).
+def _decoded(paths: Sequence[str], decode: Callable[[str], torch.Tensor], scale: int) -> list[torch.Tensor | None]:
+    """``decode`` of each path (the image at test scale ``scale``), in threads (PIL releases the GIL
+    while it decodes).
 
     None for a file that cannot be read (counted as an error). Running out of memory is not the
     file's fault, and would make every image "unreadable": it stops the evaluation with one line.
@@ -283,7 +317,7 @@ def _decoded(paths: Sequence[str], scale: int, channels: int) -> list[torch.Tens
 
     def one(path: str) -> torch.Tensor | None:
         try:
-            return decoding.rescale(path, scale, channels)
+            return decode(path)
         except Exception as err:  # noqa: BLE001 - PIL's many error types for a bad file
             if _out_of_memory(err):
                 raise SpecError(
@@ -294,6 +328,20 @@ def _decoded(paths: Sequence[str], scale: int, channels: int) -> list[torch.Tens
 
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         return list(pool.map(one, paths))
+
+
+def _readable(
+    decoded: Sequence[torch.Tensor | None], broken: torch.Tensor
+) -> tuple[list[torch.Tensor], list[int]]:
+    """The images that could be read and their indices; the others marked in ``broken`` (counted as errors)."""
+    images, ok = [], []
+    for i, image in enumerate(decoded):
+        if image is None:
+            broken[i] = True
+        else:
+            images.append(image)
+            ok.append(i)
+    return images, ok
 
 
 def _out_of_memory(err: BaseException) -> bool:
@@ -547,7 +595,7 @@ def _worker(config_values: dict[str, Any]) -> Results | None:
 
 
 def _evaluate_here(config: EvaluateConfig, env) -> Results | None:
-    networks = [load_network(path, env.device, config.dtype) for path in config.checkpoints]
+    networks = [load_network(path, env.device, config.dtype, weights=config.weights) for path in config.checkpoints]
     seen: dict[str, int] = defaultdict(int)
     for net in networks:  # the same network twice (or two runs of one spec): tell the rows apart
         seen[net.name] += 1
@@ -643,43 +691,81 @@ def predict(checkpoint: str | Path, images: Sequence[str | Path], **options: Any
     return out
 
 
+@dataclass
+class Predictions:
+    """The images' top classes, computed one image at a time as they are iterated: (path, [(class, p),
+    ...]), or (path, the error) for an image that cannot be read, so that one bad file stops nothing.
+    The fields say how they were made."""
+
+    net: Network
+    paths: list[str]
+    method: str
+    scale: int
+    flip: bool
+    top: int
+
+    def __iter__(self) -> Iterator[tuple[str, list[tuple[str, float]] | SpecError]]:
+        net, q = self.net, self.scale
+        names = net.classes or [str(i) for i in range(net.num_classes)]
+        for path in self.paths:
+            try:
+                image = decoding.rescale(path, q, net.channels)
+            except FileNotFoundError:
+                yield path, SpecError(f"no such image: {path}")
+                continue
+            except UnidentifiedImageError:
+                yield path, SpecError(f"cannot read {path} as an image: not a format PIL knows, or a broken file")
+                continue
+            except Exception as err:  # noqa: BLE001 - PIL's many error types
+                yield path, SpecError(f"cannot read {path} as an image ({type(err).__name__}: {err})")
+                continue
+            if self.method == "dense":
+                probs = dense_posteriors(net, [image], flip=self.flip)[0]
+            else:  # read as the method reads images: once more for one already read is little
+                probs = image_posteriors(net, [path], [q], [self.method], flip=self.flip)[self.method][0]
+            values, indices = probs.topk(min(self.top, len(probs)))
+            yield path, [(names[i], float(v)) for v, i in zip(values, indices)]
+
+    def describe(self) -> dict[str, Any]:
+        """What the numbers mean: the network, its weights, the method, Q, flips and the preprocessing."""
+        return {
+            "network": self.net.name,
+            "weights": self.net.path,
+            "method": self.method,
+            "scale": self.scale,
+            "flip": self.flip,
+            "preprocessing": self.net.preprocessing.describe(),
+        }
+
+
 def predictions(
     checkpoint: str | Path,
     images: Sequence[str | Path],
     *,
+    weights: str | Path | None = None,
+    method: str = "dense",
     scale: int | None = None,
     top: int = 5,
     flip: bool | None = None,
     dtype: DTypeLike = torch.float32,
-) -> Iterator[tuple[str, list[tuple[str, float]] | SpecError]]:
-    """The top classes of each image, one at a time: (path, [(class, p), ...]), or (path, the error)
-    for an image that cannot be read, so that one bad file in a folder stops nothing.
+) -> Predictions:
+    """The top classes of each image, computed as the result is iterated (:class:`Predictions`).
 
-    Dense evaluation at the checkpoint's training scale (or ``scale``), averaged with the flipped
-    image if the network was trained with flips (or ``flip`` says so); a folder means the image files
-    under it.
+    ``checkpoint`` is a checkpoint or run folder, or with ``weights`` a spec (:func:`load_network`).
+    ``method`` as evaluate's: dense evaluation by default, or ``center`` (torchvision's evaluation
+    transform: at Q = 256 and a 224 input, resize 256, centre crop 224), ``multi-crop``, ``both``; at the
+    training scale (or ``scale``), averaged with the flipped image if the network was trained with flips
+    (or ``flip`` says so; not for ``center``). A folder means the image files under it.
     """
+    if method not in PREDICT_METHODS:
+        raise SpecError(f"unknown method {method!r}: the methods are {', '.join(PREDICT_METHODS)}")
     paths = image_paths(images)
-    net = load_network(checkpoint, dtype=dtype)
+    net = load_network(checkpoint, dtype=dtype, weights=weights)
     q = scale or parse_test_scales(None, net.train_scale)[0]
     check_test_scales([q], net.input_size, net.name)
-    note_unused_pixels(net, [q])
-    names = net.classes or [str(i) for i in range(net.num_classes)]
-    for path in paths:
-        try:
-            image = decoding.rescale(path, q, net.channels)
-        except FileNotFoundError:
-            yield path, SpecError(f"no such image: {path}")
-            continue
-        except UnidentifiedImageError:
-            yield path, SpecError(f"cannot read {path} as an image: not a format PIL knows, or a broken file")
-            continue
-        except Exception as err:  # noqa: BLE001 - PIL's many error types
-            yield path, SpecError(f"cannot read {path} as an image ({type(err).__name__}: {err})")
-            continue
-        probs = dense_posteriors(net, [image], flip=net.flips(flip))[0]
-        values, indices = probs.topk(min(top, len(probs)))
-        yield path, [(names[i], float(v)) for v, i in zip(values, indices)]
+    if method != "center":
+        note_unused_pixels(net, [q])
+    return Predictions(net, paths, method, q, net.flips(flip) and method != "center", top)
 
 
 def image_paths(items: Sequence[str | Path]) -> list[str]:

@@ -73,6 +73,12 @@ class Preprocessing(BaseModel):
         """What a pixel less :attr:`pixel_mean` is multiplied by: ``scale / 255 / std`` (1 for the paper's)."""
         return [self.scale / 255.0 / s for s in self.std]
 
+    def input_rms(self, pixel_rms: float) -> float:
+        """The RMS of the network's input for pixels of RMS ``pixel_rms`` about the mean on the 0-255 scale:
+        the signal the first layer sees, which the choice of a random initialisation depends on (58 for
+        the paper's ImageNet inputs, about 1 under torchvision's normalisation)."""
+        return pixel_rms * sum(self.pixel_factor) / len(self.pixel_factor)
+
     def fitted(self, channels: int, classes: int) -> Preprocessing:
         """For a network of ``channels`` inputs and ``classes`` outputs made from these weights: a gray one
         (whose first conv sums the RGB kernels) takes the channels' average mean and std; N channels take

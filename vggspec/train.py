@@ -442,16 +442,20 @@ class _Trainer:
 
     def _model(self, resumed: dict | None) -> VGG:
         config = self.config
+        weights = config.weights if resumed is None else None  # a resumed run's come from its checkpoint
         model = build(
             self.spec,
-            init=self.init,
-            weights=config.weights if resumed is None else None,  # a resumed run's come from its checkpoint
+            init=config.init if weights else self.init,  # auto: decided for the weights' input scale
+            weights=weights,
             seed=config.seed,
             device=self.env.device,
             strict_weights=config.strict_weights,
+            pixel_rms=self.stats.rms,
         )
-        if model.weights_report is not None and resumed is None and self.env.main:
-            self.log.note(str(model.weights_report))
+        if model.weights_report is not None:
+            self.init = model.weights_report.init
+            if self.env.main:
+                self.log.note(str(model.weights_report))
         if config.init_from and resumed is None:
             from .transfer import transfer_from
 
