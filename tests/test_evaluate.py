@@ -16,6 +16,7 @@ from vggspec.evaluate import (  # noqa: E402
     Results,
     dense_posteriors,
     evaluate,
+    evaluation_scales,
     grid_positions,
     image_paths,
     load_network,
@@ -313,7 +314,7 @@ def test_a_network_trained_without_flips_is_evaluated_without_them(tmp_path, sha
     (_, top), = predict(trained_path, [image], top=3)
     from vggspec import decoding
 
-    q = parse_test_scales(None, net.train_scale)[0]
+    q = evaluation_scales(net, None, dense=True, say=False)[0]
     expected = dense_posteriors(net, [decoding.rescale(image, q, 3)], flip=False)[0].topk(3)
     assert [p for _, p in top] == pytest.approx(expected.values.tolist())
 
@@ -333,6 +334,26 @@ def test_the_centre_crop_method_reproduces_the_runs_validation_error(trained):
     (row,) = results.rows
     assert row.method == "center" and row.scales == [21]  # S jittered over 18..24: its middle
     assert (row.top1_err, row.top5_err) == pytest.approx((best["val_top1_err"], best["val_top5_err"]), abs=1e-9)
+
+
+def test_the_default_test_scale_uses_every_pixel(trained, capfd):
+    """By default Q = S, but where S leaves pixels outside every pooling window of the dense evaluation
+    (this network's S = 21, stride 4: one row), the nearest scale that uses them all, said in a note;
+    --scales S tests at S itself; crops at the input size (center) keep S."""
+    checkpoint, data = trained
+    rows = {}
+    for method, scales in (("dense", None), ("dense", "S"), ("center", None), ("both", None)):
+        (row,) = evaluate(EvaluateConfig(checkpoints=[str(checkpoint)], data=str(data), method=method,
+                                         scales=scales, progress=False)).rows  # fmt: skip
+        rows[method, scales] = row.scales
+    assert rows == {("dense", None): [20], ("dense", "S"): [21], ("center", None): [21], ("both", None): [20]}
+    err = capfd.readouterr().err
+    assert "note: testing shapes at Q = 20, not its S = 21: at 21 the dense evaluation leaves the last 1 rows" in err
+    net = load_network(checkpoint)
+    assert evaluation_scales(net, None, dense=True, say=False) == [20]
+    assert evaluation_scales(net, "S", dense=True) == [21]
+    assert predict(checkpoint, [next(iter(folders.scan(data, "val").samples))[0]], top=1)  # predict too, at 20
+    assert "at Q = 20, not its S = 21" in capfd.readouterr().err
 
 
 def test_a_test_scale_that_leaves_pixels_unused_is_said(trained, capfd):

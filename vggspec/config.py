@@ -45,6 +45,23 @@ def command_line(**how: str) -> dict[str, Any]:
     return {"json_schema_extra": {"command_line": how}}
 
 
+PAPER_BATCH = 256
+# A default batch leaves at least this many steps in an epoch: at 256, a folder of 400 images took one
+# step an epoch, and the plateau schedule had spent its three drops before anything was learned.
+MIN_STEPS_PER_EPOCH = 20
+MIN_BATCH = 16  # at 8, A-narrow-32 diverged at the default lr of 10⁻² (16 trains)
+
+
+def default_batch(images: int, world: int = 1) -> int:
+    """The paper's 256, or for a training set too small for it, the largest power of two (at least
+    ``MIN_BATCH``) that still gives ``MIN_STEPS_PER_EPOCH`` steps an epoch; rounded up to split
+    evenly over ``world`` processes."""
+    batch = PAPER_BATCH
+    while batch > MIN_BATCH and images // batch < MIN_STEPS_PER_EPOCH:
+        batch //= 2
+    return -(-batch // world) * world
+
+
 class BatchSplit(NamedTuple):
     """How one of several processes takes its share of every global batch."""
 
@@ -73,7 +90,17 @@ class TrainConfig(BaseModel):
     val_split: str = Field(default="val", description="the validation split's folder under DATA")
 
     epochs: int = Field(default=74, ge=1, description="at most this many epochs (the paper: 74)")
-    batch_size: int = Field(default=256, ge=1, description="global batch, whatever the number of processes")
+    batch_size: int | None = Field(
+        default=None,
+        ge=1,
+        description="global batch, whatever the number of processes",
+        **command_line(
+            metavar="N",
+            default_note=f"(default: the paper's {PAPER_BATCH}; for fewer than {PAPER_BATCH * MIN_STEPS_PER_EPOCH} "
+            f"training images the power of two that gives at least {MIN_STEPS_PER_EPOCH} steps an epoch, at least "
+            f"{MIN_BATCH}: one step an epoch learns nothing)",
+        ),
+    )
     micro_batch: int | None = Field(
         default=None,
         ge=1,
@@ -182,6 +209,8 @@ class TrainConfig(BaseModel):
 
     def batch_split(self, world: int) -> BatchSplit:
         """The global batch over ``world`` processes, each in micro-batches of at most ``micro_batch``."""
+        if self.batch_size is None:
+            raise ValueError("the default batch is decided by the training set's size: resolve it first")
         if self.batch_size % world:
             raise SpecError(f"the batch of {self.batch_size} does not split evenly over {world} processes")
         share = self.batch_size // world

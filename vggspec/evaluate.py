@@ -171,6 +171,28 @@ def trained_scale(checkpoint: dict[str, Any], input_size: int) -> TrainingScale:
         raise SpecError(f"the checkpoint's training scale cannot be read: {err}") from None
 
 
+def evaluation_scales(net: Network, text: str | None, *, dense: bool, say: bool = True) -> list[int]:
+    """The test scales ``text`` asks of ``net`` (:func:`~vggspec.scales.parse_test_scales`). By default
+    that is S; but where S leaves a border of pixels outside every pooling window of a dense evaluation
+    (S = 37 for a 32-pixel network of stride 32: 5 rows), the nearest scale that uses every pixel instead,
+    said in a note (``--scales S`` keeps S)."""
+    scales = parse_test_scales(text, net.train_scale)
+    spec = net.classifier.spec
+    if text is not None or not dense or not (unused := unused_pixels(spec, scales[0])):
+        return scales
+    q = scales[0]
+    fits = [s for s in scales_using_every_pixel(spec, q) if s is not None and s >= net.input_size]
+    if not fits:
+        return scales
+    nearest = min(fits, key=lambda s: (abs(s - q), -s))
+    if say:
+        log.warning(
+            f"note: testing {net.name} at Q = {nearest}, not its S = {q}: at {q} the dense evaluation leaves the "
+            f"last {unused} rows and columns outside every pooling window (--scales S tests at S)"
+        )
+    return [nearest]
+
+
 def note_unused_pixels(net: Network, scales: Sequence[int]) -> None:
     """Say where a test scale leaves a border of the image outside every pooling window, and the nearest
     scales that use every pixel (at Q = 37 a network of stride 8 drops 5 rows: its error rose from 3.1%
@@ -605,7 +627,8 @@ def _evaluate_here(config: EvaluateConfig, env) -> Results | None:
     for net in networks[1:]:
         if net.classes != classes:
             raise SpecError(f"{net.path} was trained on other classes than {networks[0].path}: they cannot be fused")
-    scales = {net.name: parse_test_scales(config.scales, net.train_scale) for net in networks}
+    dense = any(method in ("dense", "both") for method in config.methods)
+    scales = {net.name: evaluation_scales(net, config.scales, dense=dense, say=env.main) for net in networks}
     for net in networks:  # before the folder is scanned or an image read
         check_test_scales(scales[net.name], net.input_size, net.name)
         if env.main:
@@ -761,7 +784,7 @@ def predictions(
         raise SpecError(f"unknown method {method!r}: the methods are {', '.join(PREDICT_METHODS)}")
     paths = image_paths(images)
     net = load_network(checkpoint, dtype=dtype, weights=weights)
-    q = scale or parse_test_scales(None, net.train_scale)[0]
+    q = scale or evaluation_scales(net, None, dense=method in ("dense", "both"))[0]
     check_test_scales([q], net.input_size, net.name)
     if method != "center":
         note_unused_pixels(net, [q])

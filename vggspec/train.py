@@ -56,7 +56,7 @@ from .checkpoint import (
     verify_checksums,
 )
 from .compiler import VGG, build, layer_of
-from .config import TrainConfig, validated
+from .config import PAPER_BATCH, TrainConfig, default_batch, validated
 from .distributed import Distributed, launch, worker_start_method
 from .errors import CheckpointError, ExitCode, SpecError, did_you_mean
 from .graph import layer_nodes, to_graph
@@ -262,6 +262,7 @@ class TrainingState:
     history: list[dict[str, Any]] = field(default_factory=list)  # a record per finished epoch
     best: dict[str, Any] | None = None  # the record of the best epoch so far
     new_layers: list[str] = field(default_factory=list)  # what --weights left new: --new-layer-lr-mult's layers
+    learning_began: int | None = None  # the epoch whose train loss first fell clearly below chance's
 
     def state_dict(self) -> dict[str, Any]:
         return {f.name: _saved(getattr(self, f.name)) for f in fields(self)}
@@ -279,6 +280,11 @@ class TrainingState:
 
 def _saved(value: Any) -> Any:
     return value.state_dict() if hasattr(value, "state_dict") else value
+
+
+# Below these shares of chance's training loss (ln classes) or validation error (1 - 1/classes), the
+# network has begun to learn.
+LEARNING_BEGAN, LEARNING_BEGAN_ERROR = 0.9, 0.7
 
 
 class _Trainer:
@@ -304,6 +310,16 @@ class _Trainer:
         if env.main:
             folders.note_shared(train_folder, val_folder)
         self._check_classes(train_folder)
+        self.classes = len(train_folder.classes)
+        if config.batch_size is None:  # decided by the training set's size, the same in every process
+            batch = default_batch(len(train_folder.samples), env.world)
+            self.config = config = config.model_copy(update={"batch_size": batch})
+            if batch != PAPER_BATCH and env.main:
+                steps = len(train_folder.samples) // PAPER_BATCH
+                self.log.note(
+                    f"batch {batch}: the paper's {PAPER_BATCH} would give {steps} step{'s' if steps != 1 else ''} an "
+                    f"epoch on {len(train_folder.samples)} images (--batch-size sets it)"
+                )
         self.batches = config.batch_split(env.world)
         self.steps_per_epoch = len(train_folder.samples) // config.batch_size
         if self.steps_per_epoch == 0:  # said before the statistics, which take minutes on a large set
@@ -624,7 +640,12 @@ class _Trainer:
                 state.history.append(record)
                 if improved:
                     state.best = record
-                state.scheduler.step(1.0 - top1)
+                if state.learning_began is None and self._learning(train_loss, top1):
+                    state.learning_began = state.epoch + 1
+                    if self.env.main and state.epoch > 0:
+                        self.log.note(f"learning began in epoch {state.epoch + 1}: the lr schedule counts from here")
+                if state.learning_began is not None:  # a drop before anything is learned only stalls the run
+                    state.scheduler.step(1.0 - top1)
                 state.epoch, state.step, state.loss_sum = state.epoch + 1, 0, 0.0
                 self._save(best=improved)
                 if self.env.main:
@@ -635,7 +656,25 @@ class _Trainer:
                 self.log.note(str(stop))
             raise SystemExit(stop.code) from None
         if self.env.main:
+            if state.learning_began is None and len(state.history) > self.config.lr_patience + 1:
+                chance = math.log(self.classes)
+                self.log.note(
+                    f"note: the training loss never fell below {LEARNING_BEGAN:g} × chance's (ln {self.classes} = "
+                    f"{chance:.3g}) nor the validation error below {LEARNING_BEGAN_ERROR:g} × chance's, so the "
+                    "learning rate was never lowered; try another --lr, --init or --batch-size"
+                )
             self.log.finish(state.history, state.best, time.perf_counter() - started, first_epoch=first_epoch)
+
+    def _learning(self, train_loss: float, top1: float) -> bool:
+        """Whether an epoch says the network has begun to learn: its training loss clearly below that of a
+        network that knows nothing (ln classes), or its validation error clearly below chance's (dropout
+        and augmentation keep the training loss up for a while). Until then the plateau schedule waits: its
+        drops would come before the first improvement (a narrow deep network sits at chance for epochs
+        first) and leave the rate too small to ever start. On ImageNet both pass in the first epoch."""
+        if self.classes < 2:
+            return True
+        chance_error = 1.0 - 1.0 / self.classes
+        return train_loss < LEARNING_BEGAN * math.log(self.classes) or top1 < LEARNING_BEGAN_ERROR * chance_error
 
     def _diverged(self, loss: float) -> str:
         """What a NaN or infinite loss left behind, and what to try: only what was not tried."""
