@@ -158,6 +158,14 @@ def test_saved_posteriors_fuse_without_the_networks(trained, tmp_path):
     assert rows[0].top1_err == results.rows[0].top1_err
     assert rows[-1].network == "shapes + shapes (probs)" and rows[-1].top1_err == results.rows[0].top1_err
 
+    fused = evaluate(EvaluateConfig(checkpoints=[saved, saved], from_probs=True, json_path=tmp_path / "f.json",
+                                    save_probs=tmp_path / "fused.pt", progress=False))  # fmt: skip
+    written = json.loads((tmp_path / "f.json").read_text())  # --json and --save-probs are written here too
+    assert [row["network"] for row in written["rows"]] == [row.network for row in fused.rows]
+    assert Results.load([tmp_path / "fused.pt"]).compute_rows()[-1].top1_err == fused.rows[-1].top1_err
+    with pytest.raises(vggspec.SpecError, match="--json and --save-probs name the same file"):
+        validated(EvaluateConfig, {"checkpoints": [saved], "json_path": "x", "save_probs": "./x"}, "evaluation")
+
     text = tmp_path / "net.vgg"  # a file of another kind, given by mistake: said plainly, no traceback
     text.write_text("conv3-64\n")
     for wrong in (text, checkpoint):

@@ -115,7 +115,12 @@ class TrainConfig(BaseModel):
         "say; torch's SGD and torchvision's recipe do; Caffe setups often exempt biases: --no-decay-biases)",
     )
     lr_factor: float = Field(default=0.1, gt=0, lt=1, description="lr multiplier when val accuracy plateaus")
-    lr_patience: int = Field(default=2, ge=0, description="epochs without improvement before the lr drops")
+    lr_patience: int = Field(
+        default=2,
+        ge=0,
+        description="epochs without improvement before the lr drops, counted once the network has begun to learn "
+        "(training loss below 0.9 ln classes, or validation error below 0.7 of chance's)",
+    )
     lr_drops: int = Field(default=3, ge=0, description="at most this many lr drops (the paper: 3)")
 
     scale: str | None = Field(
@@ -284,9 +289,11 @@ class EvaluateConfig(BaseModel):
         return os.fspath(value) if isinstance(value, os.PathLike) else value
 
     @model_validator(mode="after")
-    def _one_spec_for_weights(self) -> EvaluateConfig:
+    def _consistent(self) -> EvaluateConfig:
         if self.weights is not None and (len(self.checkpoints) != 1 or self.from_probs):
             raise ValueError("--weights loads into one SPEC, given in place of CKPT (no fusion, no --from-probs)")
+        if self.json_path and self.save_probs and os.path.abspath(self.json_path) == os.path.abspath(self.save_probs):
+            raise ValueError("--json and --save-probs name the same file: the second would overwrite the first")
         return self
 
     @property

@@ -590,9 +590,10 @@ def evaluate(config: EvaluateConfig) -> Results | None:
         results = Results.load(config.checkpoints)
         print(render_rows(results.compute_rows()))
         results.note_unreadable()
+        _write_outputs(results, config)  # --json, and --save-probs keeps the fusion for a later one
         return results
     if config.data is None:
-        raise SpecError("where is the data? give --data DIR (the images in DIR/val/<class>/*)")
+        raise SpecError(f"where is the data? give --data DIR (the images in DIR/{config.split}/<class>/*)")
     if config.gpus and config.gpus > torch.cuda.device_count():
         raise SpecError(f"--gpus {config.gpus} asks for more GPUs than this machine has ({torch.cuda.device_count()})")
     world = config.gpus or config.nproc
