@@ -28,6 +28,20 @@ def vggspec_messages():
     show_messages()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def probe_cache(tmp_path_factory):
+    """The measured dtype decisions (``dtype="auto"``) go to a folder of the tests', not the user's cache."""
+    import os
+
+    before = os.environ.get("VGGSPEC_CACHE")
+    os.environ["VGGSPEC_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if before is None:
+        os.environ.pop("VGGSPEC_CACHE", None)
+    else:
+        os.environ["VGGSPEC_CACHE"] = before
+
+
 def spec_file(folder: Path, text: str, name: str = "net.vgg") -> str:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name

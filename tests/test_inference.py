@@ -1,5 +1,7 @@
 """The inference fast path returns the model's scores, on plain and dense models; no timings here."""
 
+import json
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -113,9 +115,12 @@ def test_explicit_bf16_is_close(model, images):
     assert_bf16_close(out, reference(model, images))
 
 
-def test_auto_picks_bf16_only_where_native(model, images):
+def test_auto_picks_bf16_only_where_faster(model, images):
+    from vggspec.inference import bf16_faster
+
     fast = optimize_for_inference(model)  # dtype="auto"
-    expected = torch.bfloat16 if bf16_supported("cpu") else torch.float32
+    expected = torch.bfloat16 if bf16_faster("cpu") else torch.float32
+    assert bf16_supported("cpu") or expected == torch.float32  # never emulated bf16
     assert fast.dtype == expected
     if expected == torch.float32:
         torch.testing.assert_close(fast(images), reference(model, images), rtol=1e-5, atol=1e-5)
@@ -201,3 +206,44 @@ def test_compiled_fast_path_checks_inputs_before_compiling(model):
     assert fast.compiled
     with pytest.raises(vggspec.InputSizeError):
         fast(torch.zeros(2, 3, 64, 64))
+
+
+def test_auto_measures_whether_bf16_is_faster_on_this_cpu_once(monkeypatch, tmp_path):
+    """bf16 instructions are not enough (an EPYC with AVX512-BF16 and no AMX ran VGG-11 at 0.92× fp32's
+    speed): auto measures, once per CPU, torch version and thread count, and keeps the answer."""
+    from vggspec import inference
+
+    monkeypatch.setenv("VGGSPEC_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(inference, "_cpu_has_native_bf16", lambda: True)
+    measured = []
+
+    def probe(times):
+        def run():
+            measured.append(times)
+            return times
+
+        return run
+
+    monkeypatch.setattr(inference, "_probe_times", probe((0.010, 0.0095)))  # bf16 barely faster: not enough
+    assert resolve_dtype("auto", "cpu") == torch.float32 and len(measured) == 1
+    assert resolve_dtype("auto", "cpu") == torch.float32 and len(measured) == 1  # kept, not measured again
+    (entry,) = json.loads(inference.probe_cache_path().read_text()).values()
+    assert entry == {"fp32_ms": 10.0, "bf16_ms": 9.5, "bf16_faster": False}
+
+    monkeypatch.setattr(torch, "__version__", "9.9.9")  # another torch: measured again
+    monkeypatch.setattr(inference, "_probe_times", probe((0.010, 0.004)))
+    assert resolve_dtype("auto", "cpu") == torch.bfloat16 and len(measured) == 2
+    assert len(json.loads(inference.probe_cache_path().read_text())) == 2
+
+    monkeypatch.setattr(inference, "_cpu_has_native_bf16", lambda: False)  # emulated bf16: never measured
+    assert resolve_dtype("auto", "cpu") == torch.float32 and len(measured) == 2
+    inference.probe_cache_path().write_text("{not json")  # a damaged cache is measured again, not an error
+    monkeypatch.setattr(inference, "_cpu_has_native_bf16", lambda: True)
+    assert resolve_dtype("auto", "cpu") == torch.bfloat16 and len(measured) == 3
+
+
+def test_the_probe_measures_both_dtypes():
+    from vggspec.inference import _probe_times
+
+    fp32, bf16 = _probe_times()
+    assert 0 < fp32 < 5 and 0 < bf16 < 50

@@ -34,8 +34,9 @@ FLIP_HELP = (
     "or text with --no-flip is not shown mirror images)"
 )
 DTYPE_HELP = (
-    "what the network computes in; auto: bfloat16 where the CPU or GPU computes it natively (about 2.5x "
-    "faster on such a CPU; posteriors then carry bf16 rounding), else float32"
+    "what the network computes in; auto: bfloat16 where it is faster than float32 (measured once on a CPU with "
+    "bf16 instructions, kept in ~/.cache/vggspec; a GPU from Ampere on; posteriors then carry bf16 rounding), "
+    "else float32"
 )
 
 

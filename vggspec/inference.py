@@ -13,9 +13,10 @@ a 2-core AMD EPYC Zen 4 with AVX512-BF16, torch 2.14.1; ratios against torchvisi
 * **channels-last memory format** — oneDNN's convolutions work on NHWC; given NCHW tensors,
   PyTorch reorders every activation to NHWC and back around each convolution. 1.3–1.4× in
   fp32, which brings the network to the speed of a large fp32 matmul: the ceiling of fp32.
-* **bfloat16 weights and activations, where the hardware computes in bf16 natively**
-  (``dtype="auto"``: CPUs with AVX512-BF16 or AMX, CUDA GPUs from Ampere on): ≈2.5×, twice the
-  multiply-adds per instruction and half the memory traffic. The weights are converted once:
+* **bfloat16 weights and activations, where they are faster** (``dtype="auto"``: measured once on
+  a CPU with AVX512-BF16 or AMX, :func:`bf16_faster`; CUDA GPUs from Ampere on): ≈2.5× on one
+  such EPYC, twice the multiply-adds per instruction and half the memory traffic — but 0.92× on
+  another with AVX512-BF16 and no AMX, hence the measurement rather than a rule. The weights are converted once:
   ``torch.autocast`` instead re-casts them (VGG-11: 133 M parameters) on every call: ≈2.0×.
   Without native bf16 oneDNN emulates it: 0.53–0.58× on AVX-512 without BF16, 0.26× on AVX2 —
   slower than fp32 — so ``"auto"`` keeps fp32 there. In bf16 the scores differ from fp32 by
@@ -35,8 +36,11 @@ a CUDA device gets the same treatment (channels-last suits cuDNN's tensor-core k
 from __future__ import annotations
 
 import copy
+import json
+import math
 import os
 import platform
+import time
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -45,6 +49,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from . import files
 from .compiler import VGG
 
 DTypeLike = str | torch.dtype | None
@@ -88,6 +93,82 @@ def bf16_supported(device: str | torch.device | None = None) -> bool:
     return False
 
 
+def bf16_faster(device: str | torch.device | None = None) -> bool:
+    """Whether bfloat16 runs faster than float32 on ``device``: what ``dtype="auto"`` asks.
+
+    CUDA: native bf16 (:func:`bf16_supported`) is faster there. CPU: bf16 instructions are necessary but
+    not enough — an EPYC with AVX512-BF16 and no AMX ran VGG-11 at 0.92× fp32's speed in bf16 — so the
+    answer is measured, once per CPU model, torch version and thread count, by :func:`_probe_times`
+    (a fraction of a second) and kept in ``$VGGSPEC_CACHE/dtype-probe.json`` (by default
+    ``~/.cache/vggspec``). bf16 counts as faster from ``BF16_MARGIN`` of fp32's time down.
+    """
+    device = torch.device("cpu" if device is None else device)
+    if device.type != "cpu" or not _cpu_has_native_bf16():
+        return bf16_supported(device)
+    key = f"{_cpu_model()} | torch {torch.__version__} | {torch.get_num_threads()} threads"
+    path = probe_cache_path()
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if not isinstance(known, dict):
+        known = {}
+    if isinstance(entry := known.get(key), dict) and isinstance(entry.get("bf16_faster"), bool):
+        return entry["bf16_faster"]
+    fp32, bf16 = _probe_times()
+    faster = bf16 < BF16_MARGIN * fp32
+    known[key] = {"fp32_ms": round(fp32 * 1e3, 3), "bf16_ms": round(bf16 * 1e3, 3), "bf16_faster": faster}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        files.write_text(path, json.dumps(known, indent=2) + "\n")
+    except OSError:  # a read-only home: measured again next time, nothing else lost
+        pass
+    return faster
+
+
+BF16_MARGIN = 0.9  # bf16 must take at most this share of fp32's time: its rounding is not free
+
+
+def probe_cache_path() -> Path:
+    """Where the measured dtype decisions are kept: ``$VGGSPEC_CACHE``, ``$XDG_CACHE_HOME/vggspec`` or
+    ``~/.cache/vggspec``."""
+    if explicit := os.environ.get("VGGSPEC_CACHE"):
+        return Path(explicit) / "dtype-probe.json"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vggspec" / "dtype-probe.json"
+
+
+def _probe_times() -> tuple[float, float]:
+    """Seconds of a VGG-like 3×3 convolution (64 → 64 channels, 4 × 56 × 56, channels-last) in fp32 and in
+    bf16 on this CPU: the best of three after a warm-up, the layer kind that dominates VGG's time."""
+    generator = torch.Generator().manual_seed(0)
+    conv = nn.Conv2d(64, 64, 3, padding=1).eval().to(memory_format=torch.channels_last)
+    x = torch.randn(4, 64, 56, 56, generator=generator).to(memory_format=torch.channels_last)
+    times = []
+    for dtype in (torch.float32, torch.bfloat16):
+        layer, inputs = copy.deepcopy(conv).to(dtype), x.to(dtype)
+        with torch.inference_mode():
+            layer(inputs)
+            best = math.inf
+            for _ in range(3):
+                start = time.perf_counter()
+                layer(inputs)
+                best = min(best, time.perf_counter() - start)
+        times.append(best)
+    return times[0], times[1]
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (Linux), else what platform says: the measured decision is this CPU's."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _cpu_has_native_bf16() -> bool:
     """The CPU has bf16 instructions and oneDNN is allowed to use them."""
     cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or ""
@@ -124,14 +205,14 @@ def _cpu_flags() -> list[str]:
 def resolve_dtype(
     dtype: DTypeLike, device: str | torch.device | None = None, default: torch.dtype = torch.float32
 ) -> torch.dtype:
-    """The dtype a request means: ``"auto"`` → bf16 where native (:func:`bf16_supported`), else
-    ``default`` (the model's own dtype); ``None`` → ``default``; a name or a ``torch.dtype`` → itself."""
+    """The dtype a request means: ``"auto"`` → bf16 where it is faster than fp32 (:func:`bf16_faster`),
+    else ``default`` (the model's own dtype); ``None`` → ``default``; a name or a ``torch.dtype`` → itself."""
     if dtype is None:
         return default
     if isinstance(dtype, torch.dtype):
         resolved = dtype
     elif dtype == "auto":
-        return torch.bfloat16 if default == torch.float32 and bf16_supported(device) else default
+        return torch.bfloat16 if default == torch.float32 and bf16_faster(device) else default
     elif isinstance(dtype, str) and dtype.lower() in _DTYPE_NAMES:
         resolved = _DTYPE_NAMES[dtype.lower()]
     else:
