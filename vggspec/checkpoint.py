@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 
-from . import files
+from . import files, safetensors_file
 from .analysis import analyze, classifier_spec
 from .compiler import VGG, build, check_memory
 from .errors import CheckpointError, SpecError
@@ -58,8 +58,10 @@ def spec_hash(spec: Spec) -> str:
     return hashlib.sha256(format_spec(bare).encode()).hexdigest()
 
 
-def save_checkpoint(model: VGG, path: str | Path, **extra: Any) -> Path:
-    """Write ``model`` (and any ``extra`` plain values or tensors) atomically to ``path``."""
+def save_checkpoint(model: VGG, path: str | Path, *, safetensors: bool | None = None, **extra: Any) -> Path:
+    """Write ``model`` (and any ``extra`` plain values or tensors) atomically to ``path``: a ``torch.save``
+    file, or with ``safetensors`` (by default: for a ``.safetensors`` path) a safetensors file of the
+    weights with every other entry in its metadata (:mod:`vggspec.safetensors_file`)."""
     spec, state = model.spec, model.state_dict()
     if model.dense:  # stored as the classifier it was made from; load_model converts again
         spec = classifier_spec(spec)
@@ -78,6 +80,8 @@ def save_checkpoint(model: VGG, path: str | Path, **extra: Any) -> Path:
     if model.preprocessing is not None and "preprocessing" not in extra:
         data["preprocessing"] = model.preprocessing.model_dump_json()
     data["checksums"] = {key: checksum(value) for key, value in data.items() if holds_tensors(value)}
+    if safetensors_file.is_safetensors(path) if safetensors is None else safetensors:  # no pickle
+        return safetensors_file.write(data, path)
     return atomic_save(data, path)
 
 
@@ -114,6 +118,8 @@ def read_checkpoint(path: str | Path, *, mmap: bool = False) -> dict[str, Any]:
     copy some of them out (a model's weights, not the optimizer's state).
     """
     path = checkpoint_path(path)
+    if safetensors_file.is_safetensors(path):
+        return _checked(safetensors_file.read(path), path)
     if path.is_file() and not zipfile.is_zipfile(path):  # torch.save writes zip archives
         raise CheckpointError(f"{path} is not a vggspec checkpoint (not a file torch.save wrote)")
     try:
@@ -125,6 +131,11 @@ def read_checkpoint(path: str | Path, *, mmap: bool = False) -> dict[str, Any]:
             f"{path} is not a vggspec checkpoint (it cannot be read with weights_only=True: "
             f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
         ) from None
+    return _checked(data, path)
+
+
+def _checked(data: Any, path: Path) -> dict[str, Any]:
+    """``data`` if it is a vggspec checkpoint of this version with every entry in its form."""
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         hint = "a plain state dict? load it with vggspec.build(spec, weights=path)" if isinstance(data, dict) else None
         raise CheckpointError(f"{path} is not a vggspec checkpoint", hint=hint)

@@ -32,6 +32,9 @@ from .report import Columns, per_layer, side_by_side, table1
 from .runs import started_data
 from .spec import Spec
 
+if typing.TYPE_CHECKING:
+    from .compiler import VGG
+
 
 def run() -> None:
     """The ``vggspec`` program: :func:`main`, then exit without Python's last garbage collections.
@@ -190,15 +193,18 @@ def _add_compile(commands: Commands) -> None:
         help="build a spec with PyTorch: check it, or save it as a checkpoint, TorchScript, ONNX or Python",
         description="Compile SPEC into a PyTorch module. Without -o: build it, run one forward pass at the "
         "spec's input size (or --input's, with --dense) and print each layer's real output shape and parameters "
-        "next to the analysis. With -o: write a vggspec checkpoint (load it with vggspec.load_model), "
-        "TorchScript, ONNX, or a standalone PyTorch source file that does not need vggspec.",
+        "next to the analysis. With -o: write a vggspec checkpoint (load it with vggspec.load_model), a "
+        ".safetensors file (the weights, with the spec, its hash and the preprocessing in its metadata), "
+        "TorchScript, ONNX, or a standalone PyTorch source file that does not need vggspec. SPEC may also be a "
+        "checkpoint or run folder: 'vggspec compile RUN -o model.safetensors' converts a trained network.",
     )
-    _add_spec_argument(p)
+    p.add_argument("spec", metavar="SPEC", help=SPEC_HELP + "; or a checkpoint or run folder (its best.pt)")
     p.add_argument("-o", "--output", metavar="FILE", help="write the compiled network to FILE")
     p.add_argument(
         "--format",
-        choices=("checkpoint", "torchscript", "onnx", "python"),
-        help="output format (default: from FILE's suffix: .pt checkpoint, .ts torchscript, .onnx, .py python)",
+        choices=("checkpoint", "safetensors", "torchscript", "onnx", "python"),
+        help="output format (default: from FILE's suffix: .pt checkpoint, .safetensors, .ts torchscript, .onnx, "
+        ".py python)",
     )
     p.add_argument("--dense", action="store_true", help="the fully-convolutional network (Section 3.2)")
     p.add_argument(
@@ -229,6 +235,7 @@ SUFFIX_FORMATS = {
     ".pt": "checkpoint",
     ".pth": "checkpoint",
     ".ckpt": "checkpoint",
+    ".safetensors": "safetensors",
     ".ts": "torchscript",
     ".torchscript": "torchscript",
     ".jit": "torchscript",
@@ -238,6 +245,8 @@ SUFFIX_FORMATS = {
 
 
 def _compile(args: argparse.Namespace) -> int:
+    if _is_checkpoint(args.spec):
+        return _compile_checkpoint(args)
     spec = load(args.spec)  # spec errors first, before the seconds torch takes to import
     if args.output:
         inputs = [spec_path(args.spec), *_checkpoint_files(args.weights), *_checkpoint_files(args.init_from)]
@@ -265,18 +274,53 @@ def _compile(args: argparse.Namespace) -> int:
         result = verify(model, args.input)
         print(result)
         return ExitCode.OK if result.ok else ExitCode.DIFFERS
+    return _write_compiled(model, args)
+
+
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors")
+
+
+def _is_checkpoint(name: str) -> bool:
+    """A run folder, or a checkpoint file, rather than a spec (a file or a bundled name)."""
+    path = Path(name)
+    return path.suffix.lower() in CHECKPOINT_SUFFIXES or (path.is_dir() and (path / runs.BEST).exists())
+
+
+def _compile_checkpoint(args: argparse.Namespace) -> int:
+    """A trained network written again in another format: its weights, spec and preprocessing as they are."""
+    if args.weights or args.init_from or args.seed is not None or args.strict_weights:
+        raise SpecError("a checkpoint brings its own weights: --weights, --init-from, --seed do not apply to it")
+    if not args.output:
+        raise SpecError(f"{args.spec} is a trained network: give -o FILE to write it in another format")
+    files.refuse_overwriting(args.output, [runs.checkpoint_path(args.spec)], "compile")
+    from .checkpoint import load_model, read_checkpoint
+    from .dense import to_dense
+
+    model = load_model(args.spec)
+    facts = read_checkpoint(args.spec, mmap=True)  # what its numbers mean travels along: S, classes, flips
+    kept = {key: facts[key] for key in ("classes", "train_scale", "config", "colour_stats") if key in facts}
+    if args.dense and not model.dense:
+        model = to_dense(model)
+    return _write_compiled(model.eval(), args, **kept)
+
+
+def _write_compiled(model: VGG, args: argparse.Namespace, **facts: object) -> int:
+    """``model`` to ``args.output`` in the format its suffix (or --format) says; ``facts``: entries a
+    checkpoint keeps beside the weights (a trained network's training scale, classes, settings)."""
     output = Path(args.output)
     fmt = args.format or SUFFIX_FORMATS.get(output.suffix.lower(), "checkpoint")
-    if fmt == "checkpoint":
+    if fmt in ("checkpoint", "safetensors"):
         from .checkpoint import save_checkpoint
 
-        save_checkpoint(model, output)
+        save_checkpoint(model, output, safetensors=fmt == "safetensors", **facts)
     else:
         from .export import export_model
 
         export_model(model, output, fmt)
     print(f"wrote {output} ({fmt}{', dense' if model.dense else ''})", file=sys.stderr)
-    if model.preprocessing is not None and fmt != "checkpoint":
+    if model.preprocessing is not None and fmt == "safetensors":
+        print(f"its metadata records the inputs: {model.preprocessing.describe()}", file=sys.stderr)
+    elif model.preprocessing is not None and fmt != "checkpoint":
         print(f"it takes raw pixels 0-255 and normalises them: {model.preprocessing.describe()}", file=sys.stderr)
     return 0
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from . import safetensors_file
 from .analysis import PIXEL_RMS, analyze, resolve_init
 from .errors import InputSizeError, SpecError, WeightsError
 from .graph import to_graph
@@ -26,6 +27,7 @@ from .initialisation import DRAWN, init_std, is_uniform, parse_init
 from .integrity import verify_checksum
 from .preprocessing import Preprocessing
 from .runs import checkpoint_path
+from .safetensors_file import is_safetensors
 from .spec import Spec
 
 InitFn = Callable[[nn.Module, "torch.Generator | None"], None]
@@ -416,9 +418,14 @@ def _read_weights(path: str | Path) -> tuple[Mapping[str, torch.Tensor], Preproc
     """:func:`read_state_dict`, and the preprocessing a vggspec checkpoint records."""
     path = checkpoint_path(path)
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        if is_safetensors(path):  # its own errors are one line already
+            data = safetensors_file.read(path)
+        else:
+            data = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise WeightsError(f"no such weights file: {path}") from None
+    except SpecError:
+        raise
     except Exception as err:  # noqa: BLE001 - torch raises several types for a bad file
         raise WeightsError(f"{path} is not a loadable state dict ({type(err).__name__}: {err})") from None
     preprocessing = None
