@@ -6,6 +6,7 @@ torch.
 """
 
 from .analysis import Analysis, LayerAnalysis, analyze, initial_scale
+from .diff import SpecDiff, diff
 from .errors import (
     CheckpointError,
     InputSizeError,
@@ -71,9 +72,11 @@ __all__ = [
     "Spec",
     "SpecError",
     "SpecSyntaxError",
+    "SpecDiff",
     "SpecValueError",
     "UnknownLayerError",
     "analyze",
+    "diff",
     "format_spec",
     "initial_scale",
     "load",

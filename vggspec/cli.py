@@ -1,9 +1,9 @@
 """The ``vggspec`` command: a thin shell over the Python API.
 
 Exit codes (:class:`vggspec.errors.ExitCode`): 0 success, 1 ``fmt --check`` found files to reformat
-(``compile``: the network disagrees with the analysis), 2 bad input (a spec error, a missing file) —
-reported as ``file:line:col: error: ...``, never as a traceback —, 3 a training run diverged, 130
-interrupted.
+(``compile``: the network disagrees with the analysis; ``diff``: the networks differ), 2 bad input (a spec
+error, a missing file) — reported as ``file:line:col: error: ...``, never as a traceback —, 3 a training
+run diverged, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import json
 import sys
 import types
 import typing
+import zipfile
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -23,6 +24,7 @@ from . import __version__, files, runs
 from .analysis import Analysis, analyze, initial_rms
 from .bundled import paper_specs, spec_files, spec_path
 from .config import PREDICT_METHODS, EvaluateConfig, TrainConfig, load_config_file, validated
+from .diff import diff, new_layers
 from .errors import ExitCode, SpecError
 from .formatter import format_spec
 from .initialisation import parse_init
@@ -87,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Describe VGG networks the way Table 1 of Simonyan & Zisserman writes them, "
         "and check them: shapes, parameters, FLOPs, memory, receptive fields.",
         epilog="Run 'vggspec COMMAND --help' for a command's options. Exit codes: 0 ok, "
-        "1 'fmt --check' would reformat, 2 bad input.",
+        "1 'fmt --check' would reformat or 'diff' found differences, 2 bad input.",
     )
     parser.add_argument("--version", action="version", version=f"vggspec {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
@@ -98,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_predict(commands)
     _add_fmt(commands)
     _add_table(commands)
+    _add_diff(commands)
     _add_graph(commands)
     for command in commands.choices.values():  # an unknown flag gets the command's usage, not vggspec's
         command.set_defaults(command_parser=command)
@@ -534,13 +537,19 @@ def _add_table(commands: Commands) -> None:
     )
     _add_specs_argument(p)
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
+    p.add_argument(
+        "--mark-added",
+        action="store_true",
+        help="set in bold (**conv3-256**) each column's layers that are added or changed against the column "
+        "before it, as the paper does (aligned as 'vggspec diff' aligns them)",
+    )
     p.set_defaults(run=_table)
 
 
 def _table(args: argparse.Namespace) -> int:
     specs, failed = _load_all(args.specs)
     if specs:
-        markdown = table1(specs)
+        markdown = table1(specs, new_layers(specs) if args.mark_added else ())
         if args.output:
             files.refuse_overwriting(args.output, [spec.source for spec in specs], "table")
             files.write_text(args.output, markdown)
@@ -548,6 +557,53 @@ def _table(args: argparse.Namespace) -> int:
         else:
             sys.stdout.write(markdown)
     return ExitCode.BAD_INPUT if failed else 0
+
+
+# -- diff ----------------------------------------------------------------------------------
+
+
+def _add_diff(commands: Commands) -> None:
+    p = commands.add_parser(
+        "diff",
+        help="compare two networks layer by layer: added, removed, changed, and what it costs",
+        description="Align the layers of OLD and NEW (edit distance: a layer kept, changed within its kind, "
+        "added or removed) and print a row per layer with the change in parameters, MACs and activations, the "
+        "receptive field at each stage's end, and a summary. Names, comments and spelling (conv3-64 ×2 or two "
+        "lines) do not count. Exit codes as diff(1): 0 the same network, 1 they differ, 2 bad input.",
+    )
+    for name in ("old", "new"):
+        p.add_argument(
+            name,
+            metavar=name.upper(),
+            help="a spec file, a bundled spec by name (D), or a checkpoint or run folder (the spec stored in it)",
+        )
+    p.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="text: a table and a summary line; json: {old, new, same, input, layers: [{status, old, new, "
+        "delta, receptive_field}], total: {params, macs, activations: {old, new, delta}}} (default: text)",
+    )
+    p.set_defaults(run=_diff)
+
+
+def _diff(args: argparse.Namespace) -> int:
+    changes = diff(_network_spec(args.old), _network_spec(args.new))
+    print(json.dumps(changes.to_dict(), indent=2) if args.format == "json" else changes)
+    return ExitCode.OK if changes.same else ExitCode.DIFFERS
+
+
+def _network_spec(name: str) -> Spec:
+    """The spec a network argument names: a checkpoint's or a run folder's stored spec (read with torch,
+    so only then), else a spec file or a bundled spec."""
+    path = Path(name)
+    if not (path.is_dir() or (path.is_file() and zipfile.is_zipfile(path))):  # torch.save writes zip archives
+        return load(name)
+    try:
+        from .checkpoint import checkpoint_spec, read_checkpoint
+    except ImportError as err:
+        raise SpecError(f"reading a checkpoint needs PyTorch: pip install 'vggspec[torch]' ({err})") from None
+    return checkpoint_spec(read_checkpoint(path, mmap=True), path)
 
 
 # -- graph ---------------------------------------------------------------------------------

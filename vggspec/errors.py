@@ -19,7 +19,8 @@ class ExitCode(IntEnum):
     processes it launches."""
 
     OK = 0
-    DIFFERS = 1  # fmt --check: a file is not canonical; compile: the network disagrees with the analysis
+    DIFFERS = 1  # fmt --check: a file is not canonical; compile: the network disagrees with the analysis;
+    # diff: the two networks differ
     BAD_INPUT = 2  # a spec error, a missing or unwritable file, a setting that cannot work: said in one line
     DIVERGED = 3  # train: the loss became NaN or infinite (the last good checkpoint is kept)
     INTERRUPTED = 130  # Ctrl-C or SIGTERM (a training run saves first)

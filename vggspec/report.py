@@ -208,9 +208,21 @@ def _millions(n: int) -> str:
     return f"{n / 1e6:.0f}" if n >= 10_000_000 else f"{n / 1e6:.3g}"
 
 
-def table1(specs: Sequence[Spec]) -> str:
-    """Table 1 of the paper, from spec files: one column per spec, one row per layer, aligned by stage."""
+def table1(specs: Sequence[Spec], bold: Sequence[set[int]] = ()) -> str:
+    """Table 1 of the paper, from spec files: one column per spec, one row per layer, aligned by stage.
+
+    ``bold``: for each column, the indices of its layers to set in bold (``**conv3-256**``), as the
+    paper marks the layers each configuration adds (:func:`vggspec.diff.new_layers`).
+    """
     stages = [_stages(spec) for spec in specs]
+    marked = [set(bold[k]) if k < len(bold) else set() for k in range(len(specs))]
+
+    def cell(column: int, index: int | None) -> str:
+        if index is None:
+            return ""
+        text = format_layer(specs[column].layers[index])
+        return f"**{text}**" if index in marked[column] else text
+
     depth = max(len(s) for s in stages)
     header = [spec.display_name for spec in specs]
     weight_layers = [sum(1 for layer in spec.layers if layer.kind in ("conv", "fc")) for spec in specs]
@@ -220,10 +232,10 @@ def table1(specs: Sequence[Spec]) -> str:
     for k in range(depth):
         layers_k = [s[k][0] if k < len(s) else [] for s in stages]
         for r in range(max(len(layers) for layers in layers_k)):
-            rows.append([format_layer(layers[r]) if r < len(layers) else "" for layers in layers_k])
+            rows.append([cell(c, layers[r] if r < len(layers) else None) for c, layers in enumerate(layers_k)])
         pools = [s[k][1] if k < len(s) else None for s in stages]
-        if any(pools):
-            rows.append([format_layer(p) if p else "" for p in pools])
+        if any(p is not None for p in pools):
+            rows.append([cell(c, p) for c, p in enumerate(pools)])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
@@ -233,15 +245,15 @@ def _colour(spec: Spec) -> str:
     return {3: "RGB", 1: "gray"}.get(spec.input.channels, f"{spec.input.channels}-channel")
 
 
-def _stages(spec: Spec) -> list[tuple[list, MaxPool | None]]:
-    """The layers between pools, each stage with the pool that ends it (the last has none)."""
-    stages: list[tuple[list, MaxPool | None]] = []
-    current: list = []
-    for layer in spec.layers:
+def _stages(spec: Spec) -> list[tuple[list[int], int | None]]:
+    """The indices of the layers between pools, each stage with its pool's (the last has none)."""
+    stages: list[tuple[list[int], int | None]] = []
+    current: list[int] = []
+    for index, layer in enumerate(spec.layers):
         if isinstance(layer, MaxPool):
-            stages.append((current, layer))
+            stages.append((current, index))
             current = []
         else:
-            current.append(layer)
+            current.append(index)
     stages.append((current, None))
     return stages
