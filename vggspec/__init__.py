@@ -5,7 +5,9 @@ The pipeline, one module per stage: text → :mod:`~vggspec.parser` → :class:`
 torch.
 """
 
+from . import notebook  # noqa: F401  (gives Spec and Analysis their Jupyter view: an HTML table)
 from .analysis import Analysis, LayerAnalysis, analyze, initial_scale
+from .drawing import to_dot
 from .errors import (
     CheckpointError,
     InputSizeError,
@@ -78,5 +80,6 @@ __all__ = [
     "initial_scale",
     "load",
     "parse",
+    "to_dot",
     "to_graph",
 ]
