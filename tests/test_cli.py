@@ -113,6 +113,9 @@ def test_analyze_never_imports_torch(tmp_path):
         ["analyze", "specs/D.vgg", "--format", "json", "--init", "paper"],
         ["table"],
         ["fmt", "specs/E.vgg"],
+        ["list"],
+        ["analyze", "D", "--format", "csv"],
+        ["analyze", "D", "--format", "markdown"],
     ):
         result = run(*args, env=env)
         assert result.returncode == 0, result.stderr
@@ -256,7 +259,7 @@ def test_graph_renders_with_dot(tmp_path, fmt):
 def test_help_explains_every_command():
     result = run("--help")
     assert result.returncode == 0
-    for command in ("analyze", "fmt", "table", "graph"):
+    for command in ("list", "analyze", "fmt", "table", "graph"):
         assert command in result.stdout
     analyze_help = run("analyze", "--help").stdout
     for flag in ("--params", "--flops", "--memory", "--receptive-field", "--shapes", "--input", "--format"):

@@ -5,8 +5,10 @@ The pipeline, one module per stage: text → :mod:`~vggspec.parser` → :class:`
 torch.
 """
 
+from . import notebook  # noqa: F401  (gives Spec and Analysis their Jupyter view: an HTML table)
 from .analysis import Analysis, LayerAnalysis, analyze, initial_scale
 from .diff import SpecDiff, diff
+from .drawing import to_dot
 from .errors import (
     CheckpointError,
     InputSizeError,
@@ -81,5 +83,6 @@ __all__ = [
     "initial_scale",
     "load",
     "parse",
+    "to_dot",
     "to_graph",
 ]

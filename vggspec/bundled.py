@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 from pathlib import Path
 
 PAPER_CONFIGS = ("A", "A-LRN", "B", "C", "D", "E")
@@ -51,3 +52,15 @@ def spec_files(path: Path) -> list[Path]:
     files = list(path.glob("*.vgg"))
     order = {name: i for i, name in enumerate(PAPER_CONFIGS)}
     return sorted(files, key=lambda p: (order.get(p.stem, len(order)), p.name))
+
+
+def matching(pattern: str | None, names: list[str] | None = None) -> list[str]:
+    """The bundled names ``pattern`` picks, case aside: a glob (``small/*``, ``[DE]``) matches the
+    whole name, anything else is a substring (``narrow``); no pattern picks all."""
+    names = bundled_names() if names is None else names
+    if not pattern:
+        return names
+    pattern = pattern.lower()
+    if any(c in pattern for c in "*?["):
+        return [name for name in names if fnmatch.fnmatchcase(name.lower(), pattern)]
+    return [name for name in names if pattern in name.lower()]

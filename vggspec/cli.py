@@ -1,9 +1,9 @@
 """The ``vggspec`` command: a thin shell over the Python API.
 
 Exit codes (:class:`vggspec.errors.ExitCode`): 0 success, 1 ``fmt --check`` found files to reformat
-(``compile``: the network disagrees with the analysis; ``diff``: the networks differ), 2 bad input (a spec
-error, a missing file) — reported as ``file:line:col: error: ...``, never as a traceback —, 3 a training
-run diverged, 130 interrupted.
+(``compile``: the network disagrees with the analysis; ``diff``: the networks differ; ``list``: the pattern
+matched nothing), 2 bad input (a spec error, a missing file) — reported as ``file:line:col: error: ...``,
+never as a traceback —, 3 a training run diverged, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pydantic.fields import FieldInfo
 
 from . import __version__, files, runs
 from .analysis import Analysis, analyze, initial_rms
-from .bundled import paper_specs, spec_files, spec_path
+from .bundled import matching, paper_specs, spec_files, spec_path
 from .config import PREDICT_METHODS, EvaluateConfig, TrainConfig, load_config_file, validated
 from .diff import diff, new_layers
 from .errors import ExitCode, SpecError
@@ -30,7 +30,16 @@ from .formatter import format_spec
 from .initialisation import parse_init
 from .logs import show_messages
 from .parser import load, parse
-from .report import Columns, per_layer, side_by_side, table1
+from .report import (
+    Columns,
+    catalogue,
+    classes,
+    per_layer,
+    per_layer_csv,
+    per_layer_markdown,
+    side_by_side,
+    table1,
+)
 from .runs import started_data
 from .spec import Spec
 
@@ -89,10 +98,11 @@ def _parser() -> argparse.ArgumentParser:
         description="Describe VGG networks the way Table 1 of Simonyan & Zisserman writes them, "
         "and check them: shapes, parameters, FLOPs, memory, receptive fields.",
         epilog="Run 'vggspec COMMAND --help' for a command's options. Exit codes: 0 ok, "
-        "1 'fmt --check' would reformat or 'diff' found differences, 2 bad input.",
+        "1 'fmt --check' would reformat, 'diff' found differences or 'list' matched nothing, 2 bad input.",
     )
     parser.add_argument("--version", action="version", version=f"vggspec {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    _add_list(commands)
     _add_analyze(commands)
     _add_compile(commands)
     _add_train(commands)
@@ -108,6 +118,52 @@ def _parser() -> argparse.ArgumentParser:
 
 
 Commands = argparse._SubParsersAction  # what add_subparsers returns: add_parser(name, ...) per command
+
+
+# -- list ----------------------------------------------------------------------------------
+
+
+def _add_list(commands: Commands) -> None:
+    p = commands.add_parser(
+        "list",
+        help="the bundled specs: name, input, classes, parameters, MACs",
+        description="List the specs that ship with vggspec, each by the name every other command takes "
+        "(vggspec analyze small/A-narrow-32). Torch is not imported. A PATTERN that matches none exits 1, "
+        "as grep does, so that a script can tell 'no such spec' from a listing.",
+    )
+    p.add_argument(
+        "pattern",
+        nargs="?",
+        metavar="PATTERN",
+        help="keep the names containing PATTERN, or matching it as a glob (small/*, [DE]); case-insensitive",
+    )
+    p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
+    p.set_defaults(run=_list)
+
+
+def _list(args: argparse.Namespace) -> int:
+    names = matching(args.pattern)
+    if not names:
+        print(f"no bundled spec matches '{args.pattern}'; 'vggspec list' shows them all", file=sys.stderr)
+        return ExitCode.NO_MATCH
+    entries = [(name, analyze(load(spec_path(name)))) for name in names]
+    if args.format == "json":
+        print(json.dumps([_list_json(name, a) for name, a in entries], indent=2))
+    else:
+        print(catalogue(entries))
+    return ExitCode.OK
+
+
+def _list_json(name: str, analysis: Analysis) -> dict:
+    return {
+        "name": name,
+        "display_name": analysis.spec.display_name,
+        "source": analysis.spec.source,
+        "input": list(analysis.input_shape),
+        "classes": classes(analysis),
+        "params": analysis.params,
+        "macs": analysis.macs,
+    }
 
 
 # -- analyze -------------------------------------------------------------------------------
@@ -143,7 +199,13 @@ def _add_analyze(commands: Commands) -> None:
     )
     _add_init_option(p, default=None)
     p.add_argument("--per-layer", action="store_true", help="a per-layer table for every spec, not side by side")
-    p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
+    p.add_argument(
+        "--format",
+        choices=("text", "json", "markdown", "csv"),
+        default="text",
+        help="output format (default: text). markdown: a pipe table per spec, totals last; csv: a row per layer "
+        "per spec, the spec's name first, plain numbers and no totals row; both with the text table's columns",
+    )
     p.set_defaults(run=_analyze)
 
 
@@ -156,10 +218,14 @@ def _analyze(args: argparse.Namespace) -> int:
         except SpecError as err:
             print(err.located(spec.source, spec.text), file=sys.stderr)
             failed = True
+    columns = Columns(args.shapes, args.params, args.flops, args.memory, args.receptive_field, args.init)
     if args.format == "json":
         print(json.dumps([_json(a, args.init) for a in analyses], indent=2))
+    elif args.format == "markdown":
+        print("\n".join(per_layer_markdown(a, columns) for a in analyses), end="")
+    elif args.format == "csv":
+        sys.stdout.write(per_layer_csv(analyses, columns))
     elif analyses:
-        columns = Columns(args.shapes, args.params, args.flops, args.memory, args.receptive_field, args.init)
         if len(analyses) == 1 or args.per_layer:
             print("\n\n".join(per_layer(a, columns) for a in analyses))
         else:

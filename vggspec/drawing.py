@@ -22,7 +22,11 @@ _FILL = {"conv": "#dbe9f6", "maxpool": "#f6e3c7", "lrn": "#e8e0f3", "fc": "#d9f0
 
 
 def to_dot(analysis: Analysis):
-    """A ``graphviz.Digraph`` of the analysed network (edges follow the layer graph)."""
+    """A ``graphviz.Digraph`` of the analysed network (edges follow the layer graph).
+
+    Jupyter shows it inline as SVG (graphviz's ``_repr_mimebundle_``; rendering needs ``dot``,
+    importing and building do not): ``vggspec.to_dot(vggspec.analyze(spec))`` as a cell's last line.
+    """
     import graphviz
 
     graph = to_graph(analysis.spec)

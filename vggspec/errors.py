@@ -21,6 +21,7 @@ class ExitCode(IntEnum):
     OK = 0
     DIFFERS = 1  # fmt --check: a file is not canonical; compile: the network disagrees with the analysis;
     # diff: the two networks differ
+    NO_MATCH = 1  # list: the pattern matched no bundled spec (grep's 1; an alias of DIFFERS)
     BAD_INPUT = 2  # a spec error, a missing or unwritable file, a setting that cannot work: said in one line
     DIVERGED = 3  # train: the loss became NaN or infinite (the last good checkpoint is kept)
     INTERRUPTED = 130  # Ctrl-C or SIGTERM (a training run saves first)

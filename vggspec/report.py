@@ -1,13 +1,19 @@
-"""Analyses → text: per-layer tables, specs side by side, and Table 1 as markdown.
+"""Analyses → text: per-layer tables (plain, markdown, CSV, HTML), specs side by side, the bundled
+specs' catalogue, and Table 1 as markdown.
 
 Plain text with aligned columns, so the output reads the same in a terminal, a pipe or a log
-file. Every number says its unit and convention (MACs vs FLOPs, parameters with biases).
+file; the other formats share its columns (:func:`layer_table`). Every number says its unit and
+convention (MACs vs FLOPs, parameters with biases).
 """
 
 from __future__ import annotations
 
+import csv
+import html
+import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .analysis import (
     EXPLODING_SCALE,
@@ -73,42 +79,123 @@ def shape_text(shape: Sequence[int]) -> str:
     return "×".join(str(s) for s in shape)
 
 
+class _Column(NamedTuple):
+    """One column of the per-layer table: its title, alignment, a layer's value and the total's."""
+
+    title: str
+    align: str
+    value: Callable[[LayerAnalysis], int | float | str]
+    total: int | str = ""
+    grouped: bool = False  # a count: thousands separated in text (15,470,264,320)
+
+
+def _layer_columns(analysis: Analysis, columns: Columns) -> list[_Column]:
+    """The per-layer table's columns, for every format (text, markdown, CSV, HTML)."""
+    spec = analysis.spec
+    table = [
+        _Column("#", "r", lambda la: la.index),
+        _Column("name", "l", lambda la: la.name, "total"),
+        _Column(
+            "layer", "l", lambda la: format_layer(spec.layers[la.index]), f"{analysis.weight_layers} weight layers"
+        ),
+        _Column("line", "r", lambda la: la.line),
+    ]
+    if columns.shapes:
+        table.append(_Column("output (C×H×W)", "r", lambda la: shape_text(la.output_shape)))
+    if columns.params:
+        table.append(_Column("params", "r", lambda la: la.params, analysis.params, grouped=True))
+    if columns.flops:
+        table.append(_Column("MACs", "r", lambda la: la.macs, analysis.macs, grouped=True))
+    if columns.memory:
+        table.append(_Column("activations", "r", lambda la: la.activations, analysis.activations, grouped=True))
+    if columns.receptive_field:
+        table.append(_Column("RF", "r", lambda la: la.receptive_field))
+        table.append(_Column("stride", "r", lambda la: la.effective_stride))
+        table.append(_Column("padding", "r", lambda la: la.effective_padding))
+    if columns.init:
+        rms = dict(zip(analysis.layers, initial_rms(spec, columns.init)))
+        table.append(_Column("RMS at init", "r", lambda la: rms[la]))
+    return table
+
+
+def _text(value: int | float | str, grouped: bool) -> str:
+    if grouped and isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:.2g}" if isinstance(value, float) else str(value)
+
+
+def layer_table(analysis: Analysis, columns: Columns) -> tuple[list[str], list[list[str]], str]:
+    """(header, a row per layer then the totals row, alignment) as text cells."""
+    table = _layer_columns(analysis, columns.resolved())
+    rows = [[_text(c.value(la), c.grouped) for c in table] for la in analysis.layers]
+    rows.append([_text(c.total, c.grouped) for c in table])
+    return [c.title for c in table], rows, "".join(c.align for c in table)
+
+
+def _title(analysis: Analysis) -> str:
+    spec = analysis.spec
+    title = f"{spec.display_name}" + (f" ({spec.source})" if spec.source else "")
+    return title + f": input {shape_text(analysis.input_shape)}"
+
+
 def per_layer(analysis: Analysis, columns: Columns) -> str:
     """One spec: a row per layer, totals last."""
     columns = columns.resolved()
-    spec = analysis.spec
-    # (title, alignment, the cell of a layer, the cell of the totals row)
-    table: list[tuple[str, str, Callable[[LayerAnalysis], str], str]] = [
-        ("#", "r", lambda la: str(la.index), ""),
-        ("name", "l", lambda la: la.name, "total"),
-        ("layer", "l", lambda la: format_layer(spec.layers[la.index]), f"{analysis.weight_layers} weight layers"),
-        ("line", "r", lambda la: str(la.line), ""),
-    ]
-    if columns.shapes:
-        table.append(("output (C×H×W)", "r", lambda la: shape_text(la.output_shape), ""))
-    if columns.params:
-        table.append(("params", "r", lambda la: f"{la.params:,}", f"{analysis.params:,}"))
-    if columns.flops:
-        table.append(("MACs", "r", lambda la: f"{la.macs:,}", f"{analysis.macs:,}"))
-    if columns.memory:
-        table.append(("activations", "r", lambda la: f"{la.activations:,}", f"{analysis.activations:,}"))
-    if columns.receptive_field:
-        table.append(("RF", "r", lambda la: str(la.receptive_field), ""))
-        table.append(("stride", "r", lambda la: str(la.effective_stride), ""))
-        table.append(("padding", "r", lambda la: str(la.effective_padding), ""))
-    if columns.init:
-        rms = dict(zip(analysis.layers, initial_rms(spec, columns.init)))
-        table.append(("RMS at init", "r", lambda la: f"{rms[la]:.2g}", ""))
-    rows = [[cell(la) for _, _, cell, _ in table] for la in analysis.layers]
-    rows.append([total for *_, total in table])
-    header = [title for title, *_ in table]
-    align = "".join(a for _, a, _, _ in table)
-
-    title = f"{spec.display_name}" + (f" ({spec.source})" if spec.source else "")
-    title += f": input {shape_text(analysis.input_shape)}"
-    lines = [title, "", render_table(header, rows, align), ""]
+    lines = [_title(analysis), "", render_table(*layer_table(analysis, columns)), ""]
     lines += _totals(analysis, columns)
     return "\n".join(lines)
+
+
+def per_layer_markdown(analysis: Analysis, columns: Columns) -> str:
+    """One spec as a markdown pipe table (a row per layer, totals last in bold), for reports."""
+    header, rows, align = layer_table(analysis, columns)
+    rule = "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"
+    *layers, totals = rows
+    totals = [f"**{cell}**" if cell else "" for cell in totals]
+    lines = [f"### {_title(analysis)}", "", _pipe_row(header), rule]
+    lines += [_pipe_row(row) for row in [*layers, totals]]
+    return "\n".join(lines) + "\n"
+
+
+def _pipe_row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+
+def per_layer_csv(analyses: Sequence[Analysis], columns: Columns) -> str:
+    """A row per layer per spec, the spec's name first; plain numbers (no separators), no totals
+    row (a column's sum is its total), so that a spreadsheet or pandas reads it as it is."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for i, analysis in enumerate(analyses):
+        table = _layer_columns(analysis, columns.resolved())
+        if i == 0:
+            writer.writerow(["spec", *(c.title for c in table)])
+        writer.writerows([analysis.spec.display_name, *(c.value(la) for c in table)] for la in analysis.layers)
+    return out.getvalue()
+
+
+NOTEBOOK_COLUMNS = Columns(shapes=True, params=True, flops=True, receptive_field=True)
+"""What a spec or an analysis shows in Jupyter: shapes, parameters, MACs, receptive fields."""
+
+
+def per_layer_html(analysis: Analysis, columns: Columns = NOTEBOOK_COLUMNS) -> str:
+    """One spec as an HTML table (a row per layer, totals last), for Jupyter's ``_repr_html_``."""
+    header, rows, align = layer_table(analysis, columns)
+    *layers, totals = rows
+
+    def row(cells: Sequence[str], tag: str = "td", style: str = "") -> str:
+        return (
+            "<tr>"
+            + "".join(
+                f'<{tag} style="text-align:{"right" if a == "r" else "left"}{style}">{html.escape(c)}</{tag}>'
+                for c, a in zip(cells, align)
+            )
+            + "</tr>"
+        )
+
+    body = [row(header, "th"), *(row(r) for r in layers), row(totals, style=";font-weight:bold")]
+    caption = html.escape(_title(analysis))
+    return f"<table><caption>{caption}</caption>" + "".join(body) + "</table>"
 
 
 def _totals(analysis: Analysis, columns: Columns) -> list[str]:
@@ -196,6 +283,26 @@ def side_by_side(analyses: Sequence[Analysis], columns: Columns) -> str:
     if columns.memory:
         notes.append("activations: every layer's output per image.")
     return render_table(header, rows) + ("\n\n" + "\n".join(notes) if notes else "")
+
+
+def catalogue(entries: Sequence[tuple[str, Analysis]]) -> str:
+    """The bundled specs, one row each: the name other commands take, and what the network is."""
+    header = ["name", "display name", "input", "classes", "params", "MACs"]
+    rows = [
+        [name, a.spec.display_name, input_text(a.spec), str(classes(a)), f"{a.params:,}", human(a.macs)]
+        for name, a in entries
+    ]
+    return render_table(header, rows, "lllrrr")
+
+
+def input_text(spec: Spec) -> str:
+    """``224×224 RGB``, ``28×28 gray``."""
+    return f"{spec.input.size}×{spec.input.size} {_colour(spec)}"
+
+
+def classes(analysis: Analysis) -> int:
+    """The number of class scores: the last layer's channels."""
+    return analysis.layers[-1].output_shape[0]
 
 
 def _init_named(spec: Spec, init: str) -> str:
