@@ -134,6 +134,47 @@ def test_export_is_in_eval_mode_and_restores_training_flags(models, tmp_path):
         torch.testing.assert_close(torch.jit.load(str(path))(x), _expected(model, x))
 
 
+# -- torch.export (.pt2) -------------------------------------------------------------------
+
+
+def load_program(path: Path, monkeypatch: pytest.MonkeyPatch, extra_files: dict | None = None):
+    """``torch.export.load`` of ``path`` with vggspec made unimportable: the program needs only torch."""
+    with monkeypatch.context() as patch:
+        patch.setitem(sys.modules, "vggspec", None)
+        return torch.export.load(str(path), extra_files=extra_files).module()
+
+
+def _program_inputs(model: vggspec.VGG) -> list[torch.Tensor]:
+    """Two batch sizes; a dense program's sides start one stride above its input (its score map ≥ 2×2)."""
+    from vggspec.analysis import analyze
+
+    if not model.dense:
+        return _inputs(model, "pt2")
+    c, size = model.input_shape[0], model.spec.input.size + analyze(model.spec, dense=True).layers[-1].effective_stride
+    generator = torch.Generator().manual_seed(7)
+    return [torch.randn(shape, generator=generator) for shape in ((2, c, size, size), (5, c, size + 16, size + 9))]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_pt2_round_trip(models, kind, tmp_path, monkeypatch):
+    model = models[kind]
+    path = export_model(model, tmp_path / f"{kind}.pt2", "pt2")
+    assert [p.name for p in tmp_path.iterdir()] == [f"{kind}.pt2"]
+    extra = {"vggspec.json": ""}
+    program = load_program(path, monkeypatch, extra)
+    assert "as the weights expect" in json.loads(extra["vggspec.json"])["input"]  # no record: inputs as given
+    for x in _program_inputs(model):
+        with torch.no_grad():
+            torch.testing.assert_close(program(x), _expected(model, x), atol=1e-5, rtol=1e-5)
+    fixed = load_program(export_model(model, tmp_path / "b3.pt2", "pt2", batch_size=3), monkeypatch)
+    x = _program_inputs(model)[0][:1].expand(3, -1, -1, -1)
+    with torch.no_grad():
+        torch.testing.assert_close(fixed(x), _expected(model, x), atol=1e-5, rtol=1e-5)
+        if not model.dense:
+            with pytest.raises(Exception):  # noqa: B017 - torch's guard error type is its own affair
+                fixed(x[:2])
+
+
 # -- ONNX -----------------------------------------------------------------------------
 
 
@@ -314,8 +355,9 @@ TORCHVISION_LIKE = vggspec.Preprocessing(
 @pytest.mark.parametrize("record", [TORCHVISION_LIKE, vggspec.Preprocessing.paper([123.68, 116.779, 103.939])])
 @pytest.mark.parametrize("kind", ["plain-lrn", "dense"])
 def test_exports_take_raw_pixels_and_say_how_they_are_normalised(models, kind, record, tmp_path, monkeypatch):
-    """TorchScript, ONNX and Python source normalise raw 0-255 pixels as data.normalise does; ONNX's
-    metadata_props and the source's docstring state the record; vggspec's state dict still loads."""
+    """TorchScript, torch.export, ONNX and Python source normalise raw 0-255 pixels as data.normalise does;
+    ONNX's metadata_props, the .pt2's extra file and the source's docstring state the record; vggspec's
+    state dict still loads."""
     from vggspec.data import normalise
 
     model = models[kind]
@@ -336,6 +378,16 @@ def test_exports_take_raw_pixels_and_say_how_they_are_normalised(models, kind, r
         net.load_state_dict(model.state_dict())
         with torch.no_grad():
             torch.testing.assert_close(net(pixels.float()), expected, atol=1e-4, rtol=1e-4)
+
+        extra = {"vggspec.json": ""}
+        program = load_program(export_model(model, tmp_path / "m.pt2", "pt2"), monkeypatch, extra)
+        metadata = json.loads(extra["vggspec.json"])
+        assert json.loads(metadata["preprocessing_mean"]) == record.mean and "0-255" in metadata["input"]
+        shape = (2, *_program_inputs(model)[1].shape[1:])
+        big = torch.randint(0, 256, shape, generator=torch.Generator().manual_seed(4))
+        expected_big = _expected(model, normalise(big.to(torch.uint8), record, "cpu"))
+        with torch.no_grad():
+            torch.testing.assert_close(program(big.float()), expected_big, atol=1e-4, rtol=1e-4)
 
         onnx = pytest.importorskip("onnx")
         ort = pytest.importorskip("onnxruntime")

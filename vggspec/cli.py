@@ -271,9 +271,9 @@ def _add_compile(commands: Commands) -> None:
     p.add_argument("-o", "--output", metavar="FILE", help="write the compiled network to FILE")
     p.add_argument(
         "--format",
-        choices=("checkpoint", "safetensors", "torchscript", "onnx", "python"),
-        help="output format (default: from FILE's suffix: .pt checkpoint, .safetensors, .ts torchscript, .onnx, "
-        ".py python)",
+        choices=("checkpoint", "safetensors", "pt2", "torchscript", "onnx", "python"),
+        help="output format (default: from FILE's suffix: .pt checkpoint, .safetensors, .pt2 torch.export program, "
+        ".ts torchscript (legacy: PyTorch deprecates it for torch.export), .onnx, .py python)",
     )
     p.add_argument("--dense", action="store_true", help="the fully-convolutional network (Section 3.2)")
     p.add_argument(
@@ -305,6 +305,7 @@ SUFFIX_FORMATS = {
     ".pth": "checkpoint",
     ".ckpt": "checkpoint",
     ".safetensors": "safetensors",
+    ".pt2": "pt2",
     ".ts": "torchscript",
     ".torchscript": "torchscript",
     ".jit": "torchscript",

@@ -2,8 +2,13 @@
 
 :func:`export_model` writes one of :data:`FORMATS`:
 
-* ``torchscript``: the network traced (:func:`torch.jit.trace`) on an input of the spec's
-  shape and saved with :func:`torch.jit.save`; ``torch.jit.load`` gives it back.
+* ``pt2``: a :func:`torch.export.export` program with a dynamic batch dimension (a dense model:
+  height and width too, from one stride above its input size on), saved with
+  :func:`torch.export.save`; ``torch.export.load(path).module()`` runs it without vggspec, and its
+  extra file ``vggspec.json`` states the input. PyTorch's way forward from TorchScript.
+* ``torchscript`` (legacy: PyTorch deprecates TorchScript for torch.export; kept while PyTorch has
+  it): the network traced (:func:`torch.jit.trace`) on an input of the spec's shape and saved with
+  :func:`torch.jit.save`; ``torch.jit.load`` gives it back.
 * ``onnx``: :func:`torch.onnx.export` with a dynamic batch dimension (and, for a dense model,
   dynamic height and width), input ``images``, output ``scores``, checked with
   ``onnx.checker``. It uses PyTorch's TorchScript-based exporter (``dynamo=False``): on
@@ -42,8 +47,9 @@ from torch import nn
 from . import files
 from .compiler import VGG
 from .errors import SpecError
+from .scales import MAX_TEST_SCALE
 
-FORMATS = ("torchscript", "onnx", "python")
+FORMATS = ("pt2", "torchscript", "onnx", "python")
 """The formats :func:`export_model` writes."""
 
 ONNX_OPSET = 17
@@ -79,7 +85,10 @@ def export_model(model: VGG, path: str | Path, fmt: str, *, batch_size: int | No
     _check_writable(path)
     with _evaluation_mode(model):
         graph = RawPixels(model) if model.preprocessing is not None else model
-        if fmt == "torchscript":  # saved to memory first: torch's file writer aborts the process on a full disk
+        if fmt == "pt2":
+            data = _program_bytes(graph, model, batch_size)
+            _write(path, lambda tmp: files.write_bytes(tmp, data))
+        elif fmt == "torchscript":  # saved to memory first: torch's file writer aborts the process on a full disk
             data = _torchscript_bytes(graph, model, batch_size)
             _write(path, lambda tmp: files.write_bytes(tmp, data))
         elif fmt == "onnx":
@@ -120,6 +129,33 @@ class RawPixels(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model((x - self.mean) * self.factor)
+
+
+METADATA_FILE = "vggspec.json"
+"""The extra file of a ``.pt2`` that says what its input is (``torch.export.load(f, extra_files=...)``)."""
+
+
+def _program_bytes(graph: nn.Module, model: VGG, batch_size: int | None) -> bytes:
+    """The network as a ``torch.export`` program (``.pt2``), made in memory: a dynamic batch unless
+    ``batch_size`` fixes it, and for a dense network dynamic height and width from one stride above the
+    input size on (where its score map is at least 2×2: torch.export specialises the 1×1 case), the
+    input metadata (:func:`input_metadata`) as the extra file :data:`METADATA_FILE`."""
+    import json
+
+    from .analysis import analyze
+
+    shapes: dict[int, object] = {} if batch_size else {0: torch.export.Dim("batch", min=1, max=1 << 16)}
+    example = example_input(model, batch_size)
+    if model.dense:
+        stride = analyze(model.spec, dense=True).layers[-1].effective_stride
+        low = model.spec.input.size + stride
+        shapes[2], shapes[3] = (torch.export.Dim(side, min=low, max=MAX_TEST_SCALE) for side in ("height", "width"))
+        example = torch.nn.functional.interpolate(example, size=(low + stride, low))  # not square, not the minimum
+    with _expected_warnings(), torch.no_grad():
+        program = torch.export.export(graph, (example,), dynamic_shapes=(shapes,) if shapes else None)
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer, extra_files={METADATA_FILE: json.dumps(input_metadata(model), indent=2)})
+    return buffer.getvalue()
 
 
 def _torchscript_bytes(graph: nn.Module, model: VGG, batch_size: int | None) -> bytes:
