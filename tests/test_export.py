@@ -206,9 +206,11 @@ def test_onnx_fixed_batch_size(models, tmp_path):
 
 
 def test_onnx_without_the_onnx_package_names_what_to_install(models, tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "onnx", None)  # importlib.util.find_spec("onnx") → None
-    with pytest.raises(vggspec.SpecError, match="pip install onnx"):
-        export_model(models["plain-lrn"], tmp_path / "m.onnx", "onnx")
+    for package in ("onnx", "onnxscript"):
+        with monkeypatch.context() as patch:
+            patch.setitem(sys.modules, package, None)  # importlib.util.find_spec(package) → None
+            with pytest.raises(vggspec.SpecError, match=f"pip install {package}$"):
+                export_model(models["plain-lrn"], tmp_path / "m.onnx", "onnx")
     assert not list(tmp_path.iterdir())
 
 

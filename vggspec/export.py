@@ -9,12 +9,10 @@
 * ``torchscript`` (legacy: PyTorch deprecates TorchScript for torch.export; kept while PyTorch has
   it): the network traced (:func:`torch.jit.trace`) on an input of the spec's shape and saved with
   :func:`torch.jit.save`; ``torch.jit.load`` gives it back.
-* ``onnx``: :func:`torch.onnx.export` with a dynamic batch dimension (and, for a dense model,
-  dynamic height and width), input ``images``, output ``scores``, checked with
-  ``onnx.checker``. It uses PyTorch's TorchScript-based exporter (``dynamo=False``): on
-  torch 2.14 it exports plain, batch-norm, LRN and dense networks alike, in a fraction of the
-  time the torch.export-based one takes, as a single file, and needs only the ``onnx``
-  package (not ``onnxscript``).
+* ``onnx``: :func:`torch.onnx.export` through PyTorch's torch.export-based exporter
+  (``dynamo=True``, opset 18; needs ``onnx`` and ``onnxscript``), dynamic as ``pt2`` is, input
+  ``images``, output ``scores``, checked with ``onnx.checker``. The TorchScript-based exporter it
+  replaces is deprecated; this one takes a few seconds where that one took a fraction of one.
 * ``python``: a standalone PyTorch source file (:func:`python_source`) defining the same
   network as a class whose ``state_dict()`` keys are vggspec's, so
   ``build().load_state_dict(model.state_dict())`` works. It imports only torch.
@@ -52,8 +50,8 @@ from .scales import MAX_TEST_SCALE
 FORMATS = ("pt2", "torchscript", "onnx", "python")
 """The formats :func:`export_model` writes."""
 
-ONNX_OPSET = 17
-"""The ONNX opset exported: every op a VGG needs, readable by runtimes of the last years."""
+ONNX_OPSET = 18
+"""The ONNX opset exported: the torch.export-based exporter's first, readable by runtimes of the last years."""
 ONNX_INPUT = "images"
 ONNX_OUTPUT = "scores"
 
@@ -82,9 +80,10 @@ def export_model(model: VGG, path: str | Path, fmt: str, *, batch_size: int | No
     path = Path(path)
     if fmt == "onnx":
         _require("onnx", "ONNX export")
+        _require("onnxscript", "ONNX export (PyTorch's torch.export-based exporter)")
     _check_writable(path)
     with _evaluation_mode(model):
-        graph = RawPixels(model) if model.preprocessing is not None else model
+        graph = RawPixels(model).eval() if model.preprocessing is not None else model
         if fmt == "pt2":
             data = _program_bytes(graph, model, batch_size)
             _write(path, lambda tmp: files.write_bytes(tmp, data))
@@ -142,6 +141,18 @@ def _program_bytes(graph: nn.Module, model: VGG, batch_size: int | None) -> byte
     input metadata (:func:`input_metadata`) as the extra file :data:`METADATA_FILE`."""
     import json
 
+    shapes, example = _dynamic_shapes(model, batch_size)
+    with _expected_warnings(), torch.no_grad():
+        program = torch.export.export(graph, (example,), dynamic_shapes=(shapes,) if shapes else None)
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer, extra_files={METADATA_FILE: json.dumps(input_metadata(model), indent=2)})
+    return buffer.getvalue()
+
+
+def _dynamic_shapes(model: VGG, batch_size: int | None) -> tuple[dict[int, object], torch.Tensor]:
+    """torch.export's dynamic dimensions of the input, and an example input within them: the batch unless
+    ``batch_size`` fixes it; for a dense network height and width too, from one stride above the input
+    size on (its score map at least 2×2: torch.export specialises sizes of 1)."""
     from .analysis import analyze
 
     shapes: dict[int, object] = {} if batch_size else {0: torch.export.Dim("batch", min=1, max=1 << 16)}
@@ -151,11 +162,7 @@ def _program_bytes(graph: nn.Module, model: VGG, batch_size: int | None) -> byte
         low = model.spec.input.size + stride
         shapes[2], shapes[3] = (torch.export.Dim(side, min=low, max=MAX_TEST_SCALE) for side in ("height", "width"))
         example = torch.nn.functional.interpolate(example, size=(low + stride, low))  # not square, not the minimum
-    with _expected_warnings(), torch.no_grad():
-        program = torch.export.export(graph, (example,), dynamic_shapes=(shapes,) if shapes else None)
-    buffer = io.BytesIO()
-    torch.export.save(program, buffer, extra_files={METADATA_FILE: json.dumps(input_metadata(model), indent=2)})
-    return buffer.getvalue()
+    return shapes, example
 
 
 def _torchscript_bytes(graph: nn.Module, model: VGG, batch_size: int | None) -> bytes:
@@ -168,28 +175,24 @@ def _torchscript_bytes(graph: nn.Module, model: VGG, batch_size: int | None) -> 
 
 
 def _onnx_bytes(graph: nn.Module, model: VGG, batch_size: int | None) -> bytes:
-    """The exported network as ONNX bytes, made in memory and checked (a VGG is far below protobuf's 2 GB),
-    its preprocessing in ``metadata_props`` (:func:`input_metadata`)."""
+    """The exported network as ONNX bytes through PyTorch's torch.export-based exporter (``dynamo=True``),
+    made in memory and checked (a VGG is far below protobuf's 2 GB), its preprocessing in
+    ``metadata_props`` (:func:`input_metadata`). Dynamic as :func:`_program_bytes` makes the program."""
     import onnx
 
-    images: dict[int, str] = {} if batch_size else {0: "batch"}
-    scores: dict[int, str] = dict(images)
-    if model.dense:
-        images.update({2: "height", 3: "width"})
-        scores.update({2: "score_height", 3: "score_width"})
-    buffer = io.BytesIO()
-    with _expected_warnings(), torch.no_grad():
-        torch.onnx.export(
+    shapes, example = _dynamic_shapes(model, batch_size)
+    with _expected_warnings(), torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
+        program = torch.onnx.export(
             graph,
-            (example_input(model, batch_size),),
-            buffer,
-            dynamo=False,
+            (example,),
+            dynamo=True,
             opset_version=ONNX_OPSET,
             input_names=[ONNX_INPUT],
             output_names=[ONNX_OUTPUT],
-            dynamic_axes={ONNX_INPUT: images, ONNX_OUTPUT: scores} if images else None,
+            dynamic_shapes=(shapes,) if shapes else None,
+            verbose=False,
         )
-    proto = onnx.load_from_string(buffer.getvalue())
+    proto = program.model_proto
     onnx.helper.set_model_props(proto, input_metadata(model))
     data = proto.SerializeToString()
     try:
