@@ -83,18 +83,18 @@ def test_drafted_size_not_divisible_by_the_factor(tmp_path):
 
 
 def test_jpeg_decoders_agree(tmp_path, monkeypatch):
-    """torchvision's decoder (training) and PIL's (threads, fallback) give the same pixels."""
+    """TorchCodec's decoder and PIL's (the fallback) give the same pixels."""
     colour, gray = str(tmp_path / "c.jpg"), str(tmp_path / "g.jpg")
     picture(120, 90, 4).save(colour, quality=90)
     picture(120, 90, 5).convert("L").save(gray, quality=90)
     for path in (colour, gray):
         for channels in (3, 1):
             fast, *_ = decoding.decode(path, 60, channels)
-            pil, *_ = decoding.decode(path, 60, channels, threads=True)
+            pil, *_ = decoding.decode(path, 60, channels, pil=True)
             assert fast.shape == pil.shape == (channels, 90, 120) and torch.equal(fast, pil)
             rendered = decoding.render(path, 70, SIZE, 0.4, 0.6, True, channels)
             with monkeypatch.context() as patch:
-                patch.setattr(decoding, "torchvision_jpeg", lambda: None)  # a torchvision without image decoding
+                patch.setattr(decoding, "jpeg_decoder", lambda: None)  # TorchCodec missing, or not loading
                 assert torch.equal(decoding.render(path, 70, SIZE, 0.4, 0.6, True, channels), rendered)
 
 

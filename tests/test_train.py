@@ -362,14 +362,21 @@ def test_a_launched_process_skips_pythons_last_garbage_collections():
         gc.unfreeze()
 
 
-def test_only_the_processes_that_decode_import_torchvision(shapes):
-    """Importing torchvision takes 1.5 s: a launching process (or evaluation) does without it,
-    and a training process imports it once, before its loader workers fork."""
+def test_training_and_evaluation_decode_without_torchvision(shapes, tmp_path):
+    """Importing torchvision takes 1.5 s and its decoders are deprecated: training and evaluation decode
+    with TorchCodec (its libraries loaded once by the dataset, before loader workers fork) or PIL, and
+    never import torchvision, nor hide its deprecation warnings."""
+    from .images import picture
+
+    picture(60, 40, 3).save(tmp_path / "x.jpg", quality=90)
     code = (
-        "import sys, vggspec.train, vggspec.evaluate\n"
-        "assert 'torchvision' not in sys.modules, 'imported with the trainer'\n"
+        "import sys, warnings, vggspec.train, vggspec.evaluate\n"
+        "warnings.simplefilter('error')\n"
         f"vggspec.data.TrainDataset(vggspec.folders.scan({str(shapes)!r}, 'train'), None, seed=0)\n"
-        "assert 'torchvision.io' in sys.modules, 'not imported by the dataset'\n"
+        "assert 'torchcodec' in sys.modules, 'not loaded by the dataset'\n"
+        f"vggspec.decoding.render({str(tmp_path / 'x.jpg')!r}, 32, 24, 0.5, 0.5, False, 3)\n"
+        f"vggspec.decoding.rescale({str(tmp_path / 'x.jpg')!r}, 32, 3)\n"
+        "assert 'torchvision' not in sys.modules, 'imported'\n"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

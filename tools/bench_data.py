@@ -10,7 +10,7 @@ process, without DataLoader workers (the per-sample cost, i.e. images/s per work
 * vggspec: ``TrainDataset.__getitem__`` (``vggspec/data.py``, decoding in
   ``vggspec/decoding.py``): JPEG decoded at 1/2, 1/4 or 1/8 size when that still leaves the
   smallest side ≥ S (PIL's ``draft``), otherwise straight into a tensor
-  (``torchvision.io.decode_jpeg``); rescaled with torch's uint8 antialiased bilinear kernel
+  (TorchCodec's ``decode_jpeg``); rescaled with torch's uint8 antialiased bilinear kernel
   (torchvision's ``Resize`` on tensors) and cropped, or, when the rescaled image is over 4× the
   crop's area, only the crop's region resampled by PIL (``box=``); flipped, a uint8 tensor kept in
   the interleaved (H, W, C) memory decoders write (a planar copy is a slow strided gather), plus
@@ -66,6 +66,7 @@ from torchvision import transforms as T  # noqa: E402
 from torchvision.transforms import functional as TF  # noqa: E402
 
 from vggspec import colour, data, decoding, folders  # noqa: E402
+from vggspec.preprocessing import Preprocessing  # noqa: E402
 
 SETTINGS = {"S=256": (256, 256), "S∈[256,512]": (256, 512)}
 GOALS = {"S=256": 3.0, "S∈[256,512]": 2.0}
@@ -204,11 +205,12 @@ def bench(methods: list[Method], groups: list[str], rounds: int) -> dict[str, di
 def device_cost(dataset: data.TrainDataset, stats: colour.ColourStats, batch: int) -> float:
     """Seconds per image of collate + to_device on the CPU (the float work torchvision does per sample)."""
     samples = [dataset[i % len(dataset)] for i in range(batch)]
-    data.to_device(data.collate(samples), stats, "cpu")
+    preprocessing = Preprocessing.paper(stats.mean)  # what a run's batches are normalised by
+    data.to_device(data.collate(samples), preprocessing, "cpu")
     runs = []
     for _ in range(5):
         start = time.perf_counter()
-        data.to_device(data.collate(samples), stats, "cpu")
+        data.to_device(data.collate(samples), preprocessing, "cpu")
         runs.append(time.perf_counter() - start)
     return statistics.median(runs) / batch
 

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from .colour import ColourStats
-from .decoding import centre_crop, pil_mode, render, torchvision_jpeg
+from .decoding import centre_crop, jpeg_decoder, pil_mode, render
 from .errors import SpecError
 from .folders import ImageFolder
 from .preprocessing import Preprocessing
@@ -186,7 +186,7 @@ class TrainDataset(torch.utils.data.Dataset):
         self.folder, self.augment, self.seed = folder, augment, seed
         self.samples = PackedSamples(folder.samples)  # what workers read: not folder.samples
         self.epoch = 0
-        torchvision_jpeg()  # imported once here, not by every loader worker that forks from this process
+        jpeg_decoder()  # its libraries loaded once here, not by every loader worker that forks from this process
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -9,7 +9,7 @@ needed:
 
 1. JPEGs much larger than needed are decoded at 1/2, 1/4 or 1/8 of their size in the DCT domain
    (``Image.draft``): the largest reduction that keeps the smallest side ≥ S; other JPEGs go
-   straight from libjpeg-turbo into a tensor (``torchvision.io.decode_jpeg``), sized from their
+   straight from libjpeg-turbo into a tensor (TorchCodec's ``decode_jpeg``), sized from their
    frame header without PIL;
 2. the image is rescaled with torch's uint8 antialiased bilinear kernel (torchvision's
    ``Resize`` on tensors: within 1 of PIL's, about twice as fast), then cropped and flipped;
@@ -47,7 +47,7 @@ __all__ = [
     "render",
     "rescale",
     "rescaled_size",
-    "torchvision_jpeg",
+    "jpeg_decoder",
 ]
 
 DRAFT_FACTORS = (8, 4, 2)  # the DCT-domain reductions libjpeg offers through Image.draft
@@ -97,20 +97,20 @@ def _draft_factor(width: int, height: int, scale: int) -> int:
 
 
 def decode(
-    path: str, scale: int, channels: int, *, threads: bool = False
+    path: str, scale: int, channels: int, *, pil: bool = False
 ) -> tuple[torch.Tensor, tuple[float, float], tuple[int, int]]:
     """The pixels, decoded no larger than rescaling to ``scale`` needs: (pixels, span, (width, height)).
 
     ``pixels`` is uint8 (C, h, w); ``span`` is how many of its columns and rows the image
     covers: (width / f, height / f) when a JPEG whose smallest side is ≥ 2·S was decoded at 1/f
     of its size (f = 2, 4, 8) in the DCT domain (``Image.draft``), where the last decoded column
-    or row may be partly padding. Any other JPEG goes from torchvision's libjpeg-turbo decoder
-    straight into a tensor (PIL's pixels, about 20% sooner with the conversion PIL needs), unless
-    ``threads``: it holds the GIL, PIL does not. The rest goes through PIL. Gray from a colour
-    JPEG is its luma. Raises what the decoders raise for bad files.
+    or row may be partly padding. Any other JPEG goes from TorchCodec's libjpeg-turbo decoder
+    straight into a tensor (:func:`jpeg_decoder`: PIL's pixels, sooner), unless ``pil`` asks for
+    PIL. The rest goes through PIL. Gray from a colour JPEG is its luma. Raises what the decoders
+    raise for bad files.
     """
     with closing(_File(path)) as file:
-        return _decode(file, scale, channels, threads)
+        return _decode(file, scale, channels, pil)
 
 
 class _File:
@@ -149,7 +149,7 @@ class _File:
 
 def _plain_jpeg_size(raw: bytes | bytearray) -> tuple[int, int] | None:
     """(width, height) from the frame header of an 8-bit Huffman-coded JPEG with 1 or 3
-    components (PIL's "L" and "RGB": what torchvision's decoder gives the same pixels for);
+    components (PIL's "L" and "RGB": what TorchCodec's decoder gives the same pixels for);
     None for anything else, including whatever cannot be parsed (PIL then has its say)."""
     if raw[:2] != b"\xff\xd8":
         return None
@@ -176,26 +176,25 @@ def _plain_jpeg_size(raw: bytes | bytearray) -> tuple[int, int] | None:
 
 
 @functools.cache
-def torchvision_jpeg() -> Callable[[torch.Tensor, int], torch.Tensor] | None:
-    """torchvision's JPEG decoder, ``decode(data, channels)``, imported on first use; None without it.
-
-    Importing torchvision takes over a second (it brings torch._dynamo along), which processes
-    that never decode this way need not spend: a launcher, evaluation. Deprecated since
-    torchvision 0.29 (superseded by TorchCodec): without it, PIL decodes every JPEG.
+def jpeg_decoder() -> Callable[[torch.Tensor, int], torch.Tensor] | None:
+    """TorchCodec's JPEG decoder, ``decode(data, channels)``: libjpeg-turbo straight into a tensor, the
+    same pixels as PIL's, in 0.6 of PIL's time with its conversion, and the GIL released (evaluation
+    decodes in threads). None where TorchCodec is not installed or does not load (built for another
+    torch): PIL decodes every JPEG then. torchvision's decoders, used before, are deprecated since 0.29.
     """
     try:
-        from torchvision.io import ImageReadMode, decode_jpeg
-    except ImportError:  # pragma: no cover - torchvision ≤ 0.29.1 is required today
+        from torchcodec.decoders import decode_jpeg
+    except Exception:  # noqa: BLE001 - ImportError, or its libraries' OSError/RuntimeError for another torch
         return None
-    modes = {3: ImageReadMode.RGB, 1: ImageReadMode.GRAY}
+    modes = {3: "RGB", 1: "GRAY"}
     return lambda data, channels: decode_jpeg(data, mode=modes[channels])
 
 
 def _decode(
-    file: _File, scale: int, channels: int, threads: bool
+    file: _File, scale: int, channels: int, pil: bool
 ) -> tuple[torch.Tensor, tuple[float, float], tuple[int, int]]:
     size = file.size
-    if file.jpeg_size and _draft_factor(*size, scale) == 1 and not threads and (decode := torchvision_jpeg()):
+    if file.jpeg_size and _draft_factor(*size, scale) == 1 and not pil and (decode := jpeg_decoder()):
         raw = torch.frombuffer(bytearray(file.raw), dtype=torch.uint8)  # writable: no warning from torch
         return decode(raw, channels), size, size
     img, span = _pil_pixels(file.image, scale, channels)
@@ -270,7 +269,7 @@ def render(
             box = (x0 * sx, y0 * sy, min(x1 * sx, img.size[0]), min(y1 * sy, img.size[1]))
             crop = _to_tensor(img.resize((size, size), Image.Resampling.BILINEAR, box=box))
         else:
-            pixels, span, _ = _decode(file, scale, channels, threads=False)
+            pixels, span, _ = _decode(file, scale, channels, pil=False)
             crop = _resized(pixels, span, w, h)[:, y0:y1, x0:x1]
     return _interleaved(crop, flip)
 
@@ -278,10 +277,10 @@ def render(
 def rescale(path: str, scale: int, channels: int) -> torch.Tensor:
     """The whole image with its smallest side rescaled to ``scale`` (Q at test time, Section 3.2).
 
-    uint8 (C, H, W) in interleaved memory, resampled as in :func:`render`; decoded by PIL, so
-    that threads can share the work (evaluation decodes in threads).
+    uint8 (C, H, W) in interleaved memory, decoded and resampled as in :func:`render` (both release
+    the GIL: evaluation decodes in threads).
     """
-    pixels, span, (width, height) = decode(path, scale, channels, threads=True)
+    pixels, span, (width, height) = decode(path, scale, channels)
     return _resized(pixels, span, *rescaled_size(width, height, scale))
 
 
