@@ -1,6 +1,7 @@
 """Checkpoints as .safetensors files: the weights, and what they mean in the file's metadata."""
 
 import json
+import sys
 
 import pytest
 
@@ -82,3 +83,11 @@ def test_damaged_and_foreign_files(tmp_path, capsys):
     assert equal(model.state_dict(), state) and model.preprocessing is None
     with pytest.raises(vggspec.CheckpointError, match="is not a vggspec checkpoint"):
         vggspec.load_model(tmp_path / "plain.safetensors")
+
+
+def test_without_the_safetensors_package_names_what_to_install(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "safetensors", None)
+    monkeypatch.setitem(sys.modules, "safetensors.torch", None)
+    assert main(["compile", str(SPECS / "small" / "A-narrow-32.vgg"), "-o", str(tmp_path / "a.safetensors")]) == 2
+    assert "needs the safetensors package: pip install safetensors" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
