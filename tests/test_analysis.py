@@ -176,12 +176,12 @@ def test_to_dict_has_the_documented_keys(paper_specs):
     assert {"name", "source", "input", "layers", "total"} <= set(data)
     assert data["name"] == "A" and data["source"].endswith("A.vgg") and data["input"] == [3, 224, 224]
     layer_keys = {
-        "index", "name", "kind", "line", "output_shape", "params", "macs", "activations",
+        "index", "name", "kind", "line", "output_shape", "params", "macs", "backward_macs", "activations",
         "receptive_field", "effective_stride", "effective_padding",
     }  # fmt: skip
     assert all(layer_keys <= set(layer) for layer in data["layers"])
     assert data["layers"][0]["name"] == "conv1_1" and data["layers"][0]["output_shape"] == [64, 224, 224]
-    assert {"params", "macs", "activations"} <= set(data["total"])
+    assert {"params", "macs", "backward_macs", "activations"} <= set(data["total"])
     assert data["total"]["params"] == TABLE_2["A"]
 
 

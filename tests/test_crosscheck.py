@@ -92,3 +92,28 @@ def test_pool_with_other_window_equals_pytorch():
         x = torch.nn.Conv2d(4, 6, 1)(x)
         x = torch.nn.MaxPool2d(2, 3)(x)
     assert vggspec.analyze(spec).layers[3].output_shape == tuple(x.shape[1:])
+
+
+SMALL_SPECS = [f"small/{path.stem}" for path in sorted((SPECS / "small").glob("*.vgg"))]
+TRAINING_SPECS = ["A", "A-LRN", "B", "C", "D", "E", *SMALL_SPECS]
+
+
+@pytest.mark.parametrize("name", TRAINING_SPECS)
+def test_a_training_steps_flops_equal_flopcountermodes(name):
+    """Forward and backward of one training step, counted by PyTorch on the built module (meta device,
+    batch 2) against the analysis: 2 × MACs forward, 2 × backward_macs backward (the weights' and the
+    inputs' gradients; no input gradient for the first layer with weights), exactly."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    spec = vggspec.load(name)
+    model = vggspec.build(spec, device="meta").train()
+    x = torch.empty(2, *model.input_shape, device="meta")
+    with FlopCounterMode(display=False) as forward:
+        scores = model(x)
+    with FlopCounterMode(display=False) as backward:
+        scores.sum().backward()
+    analysis = vggspec.analyze(spec)
+    assert forward.get_total_flops() == 2 * 2 * analysis.macs
+    assert backward.get_total_flops() == 2 * 2 * analysis.backward_macs
+    weighted = [layer for layer in analysis.layers if layer.params]
+    assert weighted[0].backward_macs == weighted[0].macs and all(la.backward_macs == 2 * la.macs for la in weighted[1:])

@@ -39,6 +39,7 @@ class LayerAnalysis(NamedTuple):
     output_shape: Shape
     params: int
     macs: int
+    backward_macs: int  # of a training step's backward pass (see analyze_graph)
     activations: int
     receptive_field: int
     effective_stride: int
@@ -74,6 +75,11 @@ class Analysis:
         return 2 * self.macs
 
     @property
+    def backward_macs(self) -> int:
+        """The multiply-adds of a training step's backward pass, per image: about twice the forward's."""
+        return sum(layer.backward_macs for layer in self.layers)
+
+    @property
     def activations(self) -> int:
         """Output elements of every layer, per image (the input image not included)."""
         return sum(layer.activations for layer in self.layers)
@@ -105,6 +111,7 @@ class Analysis:
                 "params": self.params,
                 "macs": self.macs,
                 "flops": self.flops,
+                "backward_macs": self.backward_macs,
                 "activations": self.activations,
                 "activation_bytes": self.activation_bytes,
                 "weight_layers": self.weight_layers,
@@ -181,6 +188,7 @@ def analyze_graph(graph: nx.DiGraph) -> Analysis:
     _check_structure(spec, graph, nodes)
     shape: Shape = graph.nodes[INPUT]["shape"]
     rf, jump, pad = 1, 1, 0
+    gradient_in = False  # whether a layer's input needs a gradient: only after the first layer with weights
     results: list[LayerAnalysis] = []
     trail: list[tuple[str, int]] = [("input", shape[1])]
     for name in nodes:
@@ -189,6 +197,11 @@ def analyze_graph(graph: nx.DiGraph) -> Analysis:
         if out[1] < 1 or out[2] < 1:
             raise _too_small(spec, name, layer, shape, trail)
         kernel, stride, padding = layer.window(shape)
+        macs, params = layer.macs(shape, out), layer.params(shape)
+        # Backward: the weights' gradient costs the forward's multiply-adds, the input's as many again;
+        # nothing asks for the image's gradient, so the first layer with weights computes only its own.
+        backward = macs * (2 if gradient_in else 1)
+        gradient_in = gradient_in or params > 0
         rf += (kernel - 1) * jump
         pad += padding * jump
         jump *= stride
@@ -202,8 +215,9 @@ def analyze_graph(graph: nx.DiGraph) -> Analysis:
                 column=layer.column,
                 input_shape=shape,
                 output_shape=out,
-                params=layer.params(shape),
-                macs=layer.macs(shape, out),
+                params=params,
+                macs=macs,
+                backward_macs=backward,
                 activations=out[0] * out[1] * out[2],
                 receptive_field=rf,
                 effective_stride=jump,
