@@ -29,6 +29,7 @@ class RunLog:
         self.enabled = enabled  # progress bars
         self.quiet = quiet  # not rank 0: say nothing
         self._tensorboard = None
+        self.top5 = True  # whether top-5 error says anything: not with 5 classes or fewer (always 0 there)
 
     # -- text ----------------------------------------------------------------------------
     def note(self, message: str) -> None:
@@ -49,6 +50,7 @@ class RunLog:
     ) -> None:
         """``decided``: what the run made of settings left to it (the scale S, the init auto chose), shown
         in place of the setting as given; RUN/config.json keeps what was given."""
+        self.top5 = len(train_folder.classes) > 5
         resolved = config.model_dump()
         files.write_text(self.run_dir / runs.CONFIG, json.dumps(resolved, indent=2) + "\n")
         copy, text = self.run_dir / runs.SPEC, spec.text if spec.text is not None else format_spec(spec)
@@ -79,9 +81,12 @@ class RunLog:
         broken = f", {record['broken_images']} broken images skipped" if record.get("broken_images") else ""
         self.note(
             f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}, val top-1 error "
-            f"{record['val_top1_err']:.2%}, top-5 {record['val_top5_err']:.2%}, lr {record['lr']:.0e}, "
+            f"{record['val_top1_err']:.2%}{self._top5(record)}, lr {record['lr']:.0e}, "
             f"{record['images_per_s']:.0f} images/s (data wait {record['data_wait']:.0%}){broken}"
         )
+
+    def _top5(self, record: dict[str, Any]) -> str:
+        return f", top-5 {record['val_top5_err']:.2%}" if self.top5 else ""
 
     def rewrite_metrics(self, history: list[dict[str, Any]]) -> None:
         """On resume: metrics.jsonl as the checkpoint knows it (a line written after it is dropped)."""
@@ -105,8 +110,8 @@ class RunLog:
         lines = [f"done: {trained} in {_duration(seconds)}."]
         if best:
             lines.append(
-                f"best epoch {best['epoch']}: val top-1 error {best['val_top1_err']:.2%}, "
-                f"top-5 {best['val_top5_err']:.2%} (train loss {best['train_loss']:.4f})"
+                f"best epoch {best['epoch']}: val top-1 error {best['val_top1_err']:.2%}{self._top5(best)} "
+                f"(train loss {best['train_loss']:.4f})"
             )
         lines.append(
             f"files in {self.run_dir}: {runs.BEST}, {runs.LAST} (load with vggspec.load_model), {runs.METRICS}, "
