@@ -217,9 +217,8 @@ def _expected_warnings() -> Iterator[None]:
     """Silence the warnings every trace of a VGG gives, and only those.
 
     The input-size check of :meth:`VGG.forward` (and an empty-input test in
-    ``F.local_response_norm``) compare shapes, which a trace records as constants; TorchScript
-    and the TorchScript-based ONNX exporter are deprecated in torch 2.x; LRN's channel window is
-    a strided slice that ONNX constant folding skips.
+    ``F.local_response_norm``) compare shapes, which a trace records as constants; TorchScript is
+    deprecated in torch 2.x (the legacy format vggspec still writes).
     """
     with warnings.catch_warnings():
         warnings.filterwarnings(
@@ -229,13 +228,6 @@ def _expected_warnings() -> Iterator[None]:
             module=r"(vggspec|torch\.nn)\.",
         )
         warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=FutureWarning)
-        warnings.filterwarnings(
-            "ignore", message="You are using the legacy TorchScript-based ONNX export", category=DeprecationWarning
-        )
-        warnings.filterwarnings(
-            "ignore", message="The feature will be removed", category=DeprecationWarning, module=r"torch\.onnx"
-        )
-        warnings.filterwarnings("ignore", message="Constant folding - Only steps=1", category=UserWarning)
         yield
 
 
