@@ -66,8 +66,11 @@ def main() -> None:
             f"  {name:<17} batch {row['batch']:>3}  best val top-1 error {row['best error']:6.1%}  "
             f"last lr {row['last lr']:.0e}  learning began in epoch {row['learning began']}"
         )
-    ratio = rows["--batch-size 256"]["best error"] / max(rows["defaults"]["best error"], 1e-9)
-    print(f"  error at the paper's batch / with the defaults: {ratio:.1f}x")
+    paper, defaults = rows["--batch-size 256"]["best error"], rows["defaults"]["best error"]
+    if defaults > 0:
+        print(f"  error at the paper's batch / with the defaults: {paper / defaults:.1f}x")
+    else:  # a ratio to 0 says nothing
+        print(f"  the defaults made no error; the paper's batch {paper:.1%}")
 
 
 if __name__ == "__main__":
