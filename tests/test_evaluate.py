@@ -463,3 +463,25 @@ def test_a_trained_network_evaluates_as_before_the_preprocessing_record(trained,
     before = evaluation.image_posteriors(net, paths, [18, 24], methods)
     for method in methods:
         assert torch.equal(now[method], before[method]) and torch.equal(again[method], before[method]), method
+
+
+def test_wordnet_id_folders_are_imagenets_numbering_for_named_classes(trained, tmp_path, capfd):
+    """torchvision's weights name their classes ("tench"); ImageNet's folders are WordNet IDs. As many
+    ID folders as named classes are taken in sorted order, ImageNet's numbering: the same images under
+    IDs give the same error as under the class names, and the note says so. Fewer ID folders: refused."""
+    import shutil
+
+    checkpoint, data = trained
+    config = EvaluateConfig(checkpoints=[str(checkpoint)], data=str(data), method="center", progress=False)
+    named = evaluate(config)
+    ids = tmp_path / "ids"
+    for i, name in enumerate(named.classes):  # sorted IDs in the classes' order: n00000003 for the third
+        shutil.copytree(data / "val" / name, ids / "val" / f"n{i + 1:08d}")
+    capfd.readouterr()
+    by_id = evaluate(config.model_copy(update={"data": str(ids)}))
+    assert "are WordNet IDs (n00000001, ...)" in capfd.readouterr().err
+    assert [(r.top1_err, r.top5_err) for r in by_id.rows] == [(r.top1_err, r.top5_err) for r in named.rows]
+    assert by_id.labels.tolist() == named.labels.tolist()
+    shutil.rmtree(ids / "val" / "n00000002")
+    with pytest.raises(vggspec.SpecError, match="class folders the training split has not"):
+        evaluate(config.model_copy(update={"data": str(ids)}))

@@ -9,7 +9,11 @@ and with ``--batch-size 256``, and prints each run's best validation error, its 
 learning began; chance is 75%.
 
     python tools/bench_defaults.py                                  # A-narrow-32, 30 epochs: ~2 min
-    python tools/bench_defaults.py --spec D-narrow-32-bn --epochs 74
+    python tools/bench_defaults.py --spec D-narrow-32-bn --epochs 30
+    python tools/bench_defaults.py --spec vgg11-gray-10-narrow --epochs 10 --defaults-only  # 224 px: slow
+
+Images are drawn at 1.25× the spec's input side (40 pixels for the 32-pixel specs); a gray spec
+reads them as gray, as it would any colour folder.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from vggspec import load  # noqa: E402
 from vggspec.config import TrainConfig  # noqa: E402
 from vggspec.samples import image_folder  # noqa: E402
 from vggspec.train import train  # noqa: E402
@@ -49,23 +54,31 @@ def main() -> None:
     parser.add_argument("--spec", default="A-narrow-32", help="a bundled small spec (default: A-narrow-32)")
     parser.add_argument("--epochs", type=int, default=30, help="epochs of each run (default: 30)")
     parser.add_argument("--train", type=int, default=100, help="training images per class (default: 100)")
+    parser.add_argument(
+        "--defaults-only", action="store_true", help="skip the run at the paper's batch (for the 224-pixel specs)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        data = image_folder(root / "data", classes=4, train=args.train, val=25, size=40, suffix=".jpg")
         text = (ROOT / "specs" / "small" / f"{args.spec}.vgg").read_text()
         spec = root / f"{args.spec}.vgg"
         spec.write_text(re.sub(r"\bFC-10\b", "FC-4", text))
-        rows = {
-            "defaults": run(spec, data, root / "defaults", args.epochs),
-            "--batch-size 256": run(spec, data, root / "paper-batch", args.epochs, batch_size=256),
-        }
-    print(f"{args.spec}, {4 * args.train} training images in 4 classes, {args.epochs} epochs (chance: 75% error)")
+        size = round(1.25 * load(spec).input.size)
+        data = image_folder(root / "data", classes=4, train=args.train, val=25, size=size, suffix=".jpg")
+        rows = {"defaults": run(spec, data, root / "defaults", args.epochs)}
+        if not args.defaults_only:
+            rows["--batch-size 256"] = run(spec, data, root / "paper-batch", args.epochs, batch_size=256)
+    print(
+        f"{args.spec}, {4 * args.train} training images of {size}×{size} in 4 classes, {args.epochs} epochs "
+        "(chance: 75% error)"
+    )
     for name, row in rows.items():
         print(
             f"  {name:<17} batch {row['batch']:>3}  best val top-1 error {row['best error']:6.1%}  "
             f"last lr {row['last lr']:.0e}  learning began in epoch {row['learning began']}"
         )
+    if args.defaults_only:
+        return
     paper, defaults = rows["--batch-size 256"]["best error"], rows["defaults"]["best error"]
     if defaults > 0:
         print(f"  error at the paper's batch / with the defaults: {paper / defaults:.1f}x")

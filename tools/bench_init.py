@@ -11,6 +11,7 @@ recover. Also the analysis' estimate of each start.
 
     python tools/bench_init.py                         # ~3 minutes on 2 cores (A is 133 M parameters)
     python tools/bench_init.py --inits paper,glorot    # two of them
+    python tools/bench_init.py --spec D --inits auto --lr 1e-3   # a deeper net from random weights
 """
 
 from __future__ import annotations
@@ -49,10 +50,12 @@ def batches(count: int, batch: int, size: int = 224) -> list[tuple[torch.Tensor,
     return [(images[i : i + batch], targets[i : i + batch]) for i in range(0, len(images), batch)]
 
 
-def losses(spec: vggspec.Spec, init: str, data: list[tuple[torch.Tensor, torch.Tensor]]) -> list[float]:
+def losses(
+    spec: vggspec.Spec, init: str, data: list[tuple[torch.Tensor, torch.Tensor]], lr: float = 1e-2
+) -> list[float]:
     torch.manual_seed(0)  # dropout's masks: the same for every initialisation
     model = vggspec.build(spec, init=init, seed=0).train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-2, momentum=0.9, weight_decay=5e-4)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
     out = []
     for images, targets in data:
         loss = torch.nn.functional.cross_entropy(model(images), targets)
@@ -70,14 +73,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--inits", default=",".join(INITS), help=f"initialisations to compare (default: {','.join(INITS)})"
     )
+    parser.add_argument("--spec", default="A", help="a bundled 224-pixel spec (default: A)")
+    parser.add_argument("--lr", type=float, default=1e-2, help="learning rate (default: the paper's 1e-2)")
     args = parser.parse_args(argv)
-    spec = vggspec.load("A")
+    spec = vggspec.load(args.spec)
     data = batches(args.steps, args.batch)
-    print(f"A at 224×224, {args.steps} SGD steps of {args.batch} images, lr 1e-2 (torch {torch.__version__})")
+    print(
+        f"{args.spec} at 224×224, {args.steps} SGD steps of {args.batch} images, lr {args.lr:g} "
+        f"(torch {torch.__version__})"
+    )
     print(f"{'init':<12} {'chosen':<8} {'start RMS':>10}  losses (chance: ln 1000 = {math.log(1000):.2f})")
     for init in args.inits.split(","):
         started = time.perf_counter()
-        trace = losses(spec, init, data)
+        trace = losses(spec, init, data, args.lr)
         shown = " ".join(f"{x:.3g}" for x in trace)
         chosen = resolve_init(spec, init)
         verdict = "finite, falling" if all(map(math.isfinite, trace)) and trace[-1] < trace[0] else "NOT training"

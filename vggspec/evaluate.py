@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -564,7 +563,7 @@ PAPER = {
 
 
 def looks_like_ilsvrc2012_val(classes: Sequence[str], images: int) -> bool:
-    return len(classes) == 1000 and images == 50_000 and all(re.fullmatch(r"n\d{8}", c) for c in classes)
+    return len(classes) == 1000 and images == 50_000 and all(map(folders.is_wordnet_id, classes))
 
 
 def paper_row(network: Network, method: str, scales: Sequence[int]) -> tuple[float, float] | None:

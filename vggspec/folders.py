@@ -11,6 +11,7 @@ costs nothing. Nothing here imports torch or decodes a pixel.
 from __future__ import annotations
 
 import os
+import re
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -155,12 +156,28 @@ def _listing(names: Sequence[str], limit: int = 8) -> str:
     return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
+def is_wordnet_id(name: str) -> bool:
+    """An ImageNet class folder's name: a WordNet noun ID such as n01440764."""
+    return re.fullmatch(r"n\d{8}", name) is not None
+
+
+def _named_by_wordnet_id(found: Sequence[str], classes: Sequence[str]) -> bool:
+    """Folders named by WordNet ID for a network whose as many classes have names (torchvision's
+    weights: "tench", ...): ImageNet numbers its classes in the IDs' sorted order, as these are."""
+    return (
+        len(found) == len(classes)
+        and all(map(is_wordnet_id, found))
+        and not any(map(is_wordnet_id, classes))
+    )
+
+
 def scan(data_dir: str | Path, split: str, classes: Sequence[str] | None = None) -> ImageFolder:
     """List the images of ``data_dir/split/<class>/*``.
 
     ``classes``: the training split's classes, when scanning the validation split or a test set:
     its class folders must be among them (a label is the index of its name in ``classes``), and
-    may be fewer (a test set without some classes).
+    may be fewer (a test set without some classes). Folders named by WordNet ID (ImageNet's
+    n01440764, ...) for as many named ``classes`` are taken in sorted order, ImageNet's numbering.
     """
     data_dir = Path(data_dir)
     if not data_dir.exists():
@@ -184,6 +201,12 @@ def scan(data_dir: str | Path, split: str, classes: Sequence[str] | None = None)
             f"{root} holds {what}",
             hint="put each class's images in a folder of its own: " + LAYOUT_HINT,
         )
+    if classes is not None and set(found) - set(classes) and _named_by_wordnet_id(found, classes):
+        log.info(
+            f"note: {root}'s {len(found)} class folders are WordNet IDs ({found[0]}, ...) and the network's classes "
+            f"names ({classes[0]}, ...): folder i in sorted order is taken as class i, ImageNet's numbering"
+        )
+        classes = None
     if classes is not None and (extra := sorted(set(found) - set(classes))):
         raise SpecError(
             f"{root} has class folders the training split has not: {_listing(extra)} "
