@@ -264,6 +264,39 @@ def test_a_diverging_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_p
     assert all(torch.isfinite(t).all() for t in state["state_dict"].values())
 
 
+def test_out_of_memory_saves_the_finished_steps_and_says_how_to_go_on(tmp_path, shapes, capfd, monkeypatch):
+    """The device refuses memory at epoch 1's fifth step: the four finished steps are saved, the message
+    names the command that goes on with half the images per pass, and that command finishes the run."""
+    from vggspec.distributed import out_of_memory
+    from vggspec.train import _Trainer, train
+
+    real_inputs, calls = _Trainer._inputs, []
+
+    def refuse_the_fifth(self, batch):
+        calls.append(1)
+        if len(calls) == 5:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_inputs(self, batch)
+
+    monkeypatch.setattr(_Trainer, "_inputs", refuse_the_fifth)
+    config = tiny_config(tmp_path, shapes, epochs=2)  # 96 images, batch 16: 6 steps an epoch
+    with pytest.raises(SystemExit) as info:
+        train(config)
+    assert info.value.code == 4
+    message = capfd.readouterr().err.strip().splitlines()[-1]
+    assert message.startswith("out of memory in epoch 1, step 5: a pass of 16 images"), message
+    assert "the 4 finished steps of this epoch are saved" in message and "Traceback" not in message
+    assert message.endswith(f"vggspec train --out {tmp_path / 'run'} --resume --micro-batch 8")
+    saved = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert (saved["epoch"], saved["step"]) == (0, 4)
+
+    monkeypatch.setattr(_Trainer, "_inputs", real_inputs)
+    run = train(TrainConfig(data=config.data, out=config.out, resume=True, micro_batch=8, workers=0, progress=False))
+    assert torch.load(run / "last.pt", weights_only=True)["epoch"] == 2
+    assert out_of_memory(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8 bytes"))
+    assert not out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+
+
 def test_a_loss_diverging_before_any_checkpoint_says_so_and_suggests_only_what_was_not_tried(
     tmp_path, shapes, capfd
 ):

@@ -115,7 +115,8 @@ def launch(worker: Callable[[dict[str, Any]], None], config: dict[str, Any], *, 
         codes = {rank: getattr(failure, "exitcode", None) for rank, failure in failures.items()}
         for rank in sorted(codes, key=lambda r: r != 0):  # rank 0 first: it is the one that speaks
             # Planned stops, which rank 0 has explained: interrupted (saved), diverged, bad input.
-            planned = (ExitCode.INTERRUPTED, ExitCode.DIVERGED) + ((ExitCode.BAD_INPUT,) if rank == 0 else ())
+            planned = (ExitCode.INTERRUPTED, ExitCode.DIVERGED, ExitCode.OUT_OF_MEMORY)
+            planned += (ExitCode.BAD_INPUT,) if rank == 0 else ()  # out of memory: said by the process it hit
             if codes[rank] in planned:
                 raise SystemExit(codes[rank]) from None
             if codes[rank] == ExitCode.BAD_INPUT:
@@ -129,6 +130,14 @@ def launch(worker: Callable[[dict[str, Any]], None], config: dict[str, Any], *, 
             os.environ.pop("OMP_NUM_THREADS", None)
         for logger, level in zip(quiet, levels):
             logger.setLevel(level)
+
+
+def out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is a device's allocator refusing memory: CUDA's OutOfMemoryError, or the CPU
+    allocator's RuntimeError (a Linux kernel that overcommits kills the process instead)."""
+    return isinstance(err, torch.OutOfMemoryError) or (
+        isinstance(err, RuntimeError) and "can't allocate memory" in str(err)
+    )
 
 
 def worker_start_method(workers: int) -> str | None:

@@ -57,7 +57,7 @@ from .checkpoint import (
 )
 from .compiler import VGG, build, layer_of
 from .config import PAPER_BATCH, TrainConfig, default_batch, validated
-from .distributed import Distributed, launch, worker_start_method
+from .distributed import Distributed, launch, out_of_memory, worker_start_method
 from .errors import CheckpointError, ExitCode, SpecError, did_you_mean
 from .graph import layer_nodes, to_graph
 from .layers import FC
@@ -621,8 +621,15 @@ class _Trainer:
         started, first_epoch = time.perf_counter(), state.epoch
         try:
             while state.epoch < config.epochs:
-                train_loss, seen, seconds, wait = self._train_epoch()
-                top1, top5 = self._validate()
+                phase = "training"
+                try:
+                    train_loss, seen, seconds, wait = self._train_epoch()
+                    phase = "validation"
+                    top1, top5 = self._validate()
+                except (torch.OutOfMemoryError, RuntimeError) as err:
+                    if not out_of_memory(err):
+                        raise
+                    raise _Stop(self._out_of_memory(phase), code=ExitCode.OUT_OF_MEMORY) from None
                 group = state.optimizer.param_groups[0]
                 lr = group["lr"] / group.get("lr_mult", 1.0)  # the base lr, were group 0 the new layers'
                 improved = state.best is None or top1 < state.best["val_top1_err"]
@@ -652,7 +659,9 @@ class _Trainer:
                     with _writing(self.run_dir):
                         self.log.epoch_done(record, state.history)
         except _Stop as stop:
-            if self.env.main:
+            if stop.code == ExitCode.OUT_OF_MEMORY:  # said by the process it happened in, whichever
+                self.log.note(str(stop) if self.env.world == 1 else f"process {self.env.rank}: {stop}")
+            elif self.env.main:
                 self.log.note(str(stop))
             raise SystemExit(stop.code) from None
         if self.env.main:
@@ -695,6 +704,30 @@ class _Trainer:
         return (
             f"the loss became {loss} at epoch {self.state.epoch + 1}, step {self.state.step + 1}: training stopped; "
             f"{kept}. Try {', or '.join(tries)}."
+        )
+
+    def _out_of_memory(self, phase: str) -> str:
+        """What running out of memory left behind, and the smaller pass that keeps the recipe.
+
+        Alone, the steps finished in this epoch are saved first: the weights and the optimizer are
+        as they were after the last step (a step's half-accumulated gradients are not kept). With
+        several processes the others wait in a collective that will not come, so nothing more is saved.
+        """
+        state, micro = self.state, self.batches.micro
+        where = f"epoch {state.epoch + 1}, " + (f"step {state.step + 1}" if phase == "training" else "validation")
+        if phase == "training" and self.env.world == 1 and state.step > 0:
+            state.optimizer.zero_grad(set_to_none=True)
+            self._save()
+            kept = f"the {state.step} finished steps of this epoch are saved in {self.run_dir / runs.LAST}"
+        elif (self.run_dir / runs.LAST).exists():
+            kept = f"the last checkpoint is kept ({self.run_dir / runs.LAST})"
+        else:
+            kept = "no checkpoint had been saved yet"
+        smaller = max(1, micro // 2)
+        return (
+            f"out of memory in {where}: a pass of {micro} images of {self.spec.input.size}×{self.spec.input.size} "
+            f"does not fit on {self.env.device}; {kept}. Continue with fewer images per pass and the same batch "
+            f"(gradient accumulation): vggspec train --out {self.run_dir} --resume --micro-batch {smaller}"
         )
 
     def _micro_batches(self) -> list[list[int]]:
