@@ -309,19 +309,16 @@ SIZE_UNITS: dict[str, int] = {
 
 
 def parse_size(text: str) -> int:
-    """``80GiB``, ``16GB``, ``512 MiB``, ``1.5TiB`` → bytes; a SpecError for anything else."""
-    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([A-Za-z]+)\s*", text)
-    hint = "a number and a unit: 80GiB, 16GB, 512MiB (KiB/MiB/GiB/TiB are powers of 1024, KB/MB/GB/TB of 1000)"
-    if not match:
-        if re.fullmatch(r"\s*[0-9.]+\s*", text):
-            raise SpecError(f"memory size '{text.strip()}' needs a unit", hint=hint)
-        raise SpecError(f"'{text}' is not a memory size", hint=hint)
+    """``80GiB``, ``16GB``, ``512 MiB``, ``1.5TiB`` → bytes; a SpecError in one line for anything else."""
+    units = "e.g. 80GiB, 16GB, 512MiB (KiB, MiB, GiB: powers of 1024; KB, MB, GB: of 1000)"
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([A-Za-z]*)\s*", text)
+    if not match or match.group(2).lower() not in SIZE_UNITS:
+        said = "needs a unit" if match and not match.group(2) else "is not a memory size: a number and a unit"
+        raise SpecError(f"--memory '{text.strip()}' {said}: {units}")
     number, unit = match.groups()
-    if unit.lower() not in SIZE_UNITS:
-        raise SpecError(f"'{text}' is not a memory size: unknown unit '{unit}'", hint=hint)
     size = int(float(number) * SIZE_UNITS[unit.lower()])
     if size < 1:
-        raise SpecError(f"memory size '{text.strip()}' is not more than zero", hint=hint)
+        raise SpecError(f"--memory '{text.strip()}' is not more than zero: {units}")
     return size
 
 

@@ -183,7 +183,8 @@ class Tape:
         self.now.bytes[category] += storage.nbytes
         if self.now.total > self.peak.total:
             self.peak = Snapshot(dict(self.now.bytes))
-            self.peak_at = self.where
+            phase = "" if self._in_optimizer else "backward of " if self._in_backward else "forward of "
+            self.peak_at = phase + self.where
         return Tensor(storage, numel, dtype)
 
     def hold(self, tensor: Tensor) -> Tensor:
