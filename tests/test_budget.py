@@ -39,70 +39,14 @@ def close(estimate: int, measured: int) -> bool:
     return abs(estimate - measured) <= max(TOLERANCE * measured, SMALL)
 
 
-# -- the measurement ------------------------------------------------------------------------------
+# -- the measurement: vggspec.measured ---------------------------------------------------------------
 
 
-def measure(
-    name: str,
-    share: int,
-    *,
-    micro: int | None = None,
-    amp: bool = False,
-    channels_last: bool = False,
-    foreach: bool | None = None,
-) -> dict[str, dict[str, int]]:
-    """MemTracker's snapshots of one steady-state training step of the built module: at its start,
-    at the end of the last forward pass, after the last backward pass, and at its peak."""
-    torch = pytest.importorskip("torch")
-    from torch._subclasses.fake_tensor import FakeTensorMode
-    from torch.distributed._tools.mem_tracker import MemTracker
+def measure(name: str, share: int, *, amp: bool = False, **options) -> dict[str, dict[str, int]]:
+    pytest.importorskip("torch")
+    from vggspec.measured import tracked_step
 
-    from vggspec.compiler import assemble
-
-    micro = micro or share
-    snapshots: dict[str, dict] = {}
-    with FakeTensorMode():
-        with torch.device("cpu"):
-            model = assemble(vggspec.load(name)).train()
-        if channels_last:  # model.to(memory_format=...) cannot swap fake parameters: the same, by hand
-            for module in model.modules():
-                for key, p in list(module._parameters.items()):
-                    if p is not None and p.dim() == 4:
-                        module._parameters[key] = torch.nn.Parameter(
-                            p.detach().contiguous(memory_format=torch.channels_last)
-                        )
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4, foreach=foreach)
-        images = torch.empty(micro, *model.input_shape)
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        labels = torch.zeros(micro, dtype=torch.long)
-
-        def step(tracker=None) -> None:
-            for _ in range(math.ceil(share / micro)):
-                if tracker:
-                    tracker.reset_mod_stats()  # MemTracker follows one forward pass per module at a time
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
-                    scores = model(images)
-                    loss = torch.nn.functional.cross_entropy(scores.float(), labels, reduction="sum") / share
-                if tracker:
-                    snapshots["forward"] = tracker.get_tracker_snapshot()
-                loss.backward()
-                if tracker:
-                    snapshots["backward"] = tracker.get_tracker_snapshot()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-
-        step()  # the first step makes the momentum buffers
-        tracker = MemTracker()
-        tracker.track_external(model, optimizer, images, labels)
-        snapshots["start"] = tracker.get_tracker_snapshot()
-        with tracker:
-            step(tracker)
-        snapshots["peak"] = tracker.get_tracker_snapshot("peak")
-    return {
-        when: {str(getattr(k, "value", k)): v for k, v in next(iter(s.values())).items()}
-        for when, s in snapshots.items()
-    }
+    return tracked_step(vggspec.load(name), share, amp="bf16" if amp else None, **options)
 
 
 CASES = [
@@ -188,27 +132,10 @@ def test_fused_dropout_keeps_a_bool_mask():
 @pytest.mark.parametrize("batch, amp", [(8, None), (32, "bf16")])
 def test_the_step_memory_matches_a_gpu(batch, amp):
     """On a GPU: the CUDA rules against what the caching allocator handed out at the step's peak."""
-    import torch
+    from vggspec.measured import cuda_step_peak
 
     spec = vggspec.load("D")
-    model = vggspec.build(spec, device="cuda").train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
-    images = torch.randn(batch, *model.input_shape, device="cuda")
-    labels = torch.zeros(batch, dtype=torch.long, device="cuda")
-
-    def step() -> None:
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp is not None):
-            loss = torch.nn.functional.cross_entropy(model(images).float(), labels, reduction="sum") / batch
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    step()
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    step()
-    torch.cuda.synchronize()
-    measured = torch.cuda.max_memory_allocated()
+    measured = cuda_step_peak(spec, batch, amp=amp)
     estimate = train_budget(spec, TrainSettings(batch=batch, amp=amp)).peak_bytes
     assert abs(estimate - measured) <= TOLERANCE * measured, (estimate, measured)
 

@@ -120,3 +120,29 @@ def test_analyze_train_never_imports_torch(tmp_path):
     ):
         result = run(*args, env=env)
         assert result.returncode == 0, result.stderr
+
+
+# -- vggspec train --micro-batch auto ---------------------------------------------------------------
+
+
+def test_micro_batch_auto_is_a_setting_and_a_flag():
+    from vggspec.config import TrainConfig, validated
+
+    assert validated(TrainConfig, {"data": "d", "micro_batch": "auto"}, "training").micro_batch == "auto"
+    assert validated(TrainConfig, {"data": "d", "micro_batch": "8"}, "training").micro_batch == 8
+    config = TrainConfig(data="d", batch_size=256, micro_batch="auto")
+    assert config.batch_split(4) == (64, 64, 1)  # not resolved: the whole share
+    assert config.batch_split(4, 10) == (64, 10, 7)  # resolved to 10 images a pass
+    assert "N|auto" in run("train", "--help").stdout
+
+
+def test_micro_batch_auto_on_the_cpu_says_it_is_not_needed(tmp_path, shapes, capfd):
+    pytest.importorskip("torch")
+    from vggspec.train import train
+
+    from .conftest import tiny_config
+
+    train(tiny_config(tmp_path, shapes, epochs=1, micro_batch="auto"))
+    err = capfd.readouterr().err
+    assert "--micro-batch auto: not needed on the CPU" in err
+    assert "micro-batches of 16" in err  # the whole share of the batch of 16

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 from .analysis import analyze, classifier_spec
-from .config import PAPER_BATCH
+from .config import PAPER_BATCH, PLANNING_MARGIN_PERCENT
 from .errors import SpecError
 from .graph import layer_nodes, to_graph
 from .layers import FC, Shape
@@ -30,7 +30,7 @@ from .spec import Spec
 from .tape import AMP_DTYPES, DEVICES, FLOAT32, Category, DeviceRules, Param, Tape
 
 IMAGENET_TRAIN_IMAGES = 1_281_167  # ILSVRC-2012's training set: an epoch of the paper's runs
-PLANNING_MARGIN = 0.10  # of the memory the planner leaves for the CUDA context, cuDNN and fragmentation
+PLANNING_MARGIN = PLANNING_MARGIN_PERCENT / 100  # of the memory left for the CUDA context, cuDNN, fragmentation
 
 
 @dataclass(frozen=True)

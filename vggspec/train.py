@@ -26,7 +26,7 @@ import sys
 import time
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ from .analysis import (
     resolve_init,
     scale_trouble,
 )
+from .budget import TrainSettings, plan, train_budget
 from .checkpoint import (
     atomic_link,
     check_weights,
@@ -56,7 +57,7 @@ from .checkpoint import (
     verify_checksums,
 )
 from .compiler import VGG, build, layer_of
-from .config import PAPER_BATCH, TrainConfig, default_batch, validated
+from .config import PAPER_BATCH, PLANNING_MARGIN_PERCENT, TrainConfig, default_batch, validated
 from .distributed import Distributed, launch, worker_start_method
 from .errors import CheckpointError, ExitCode, SpecError, did_you_mean
 from .graph import layer_nodes, to_graph
@@ -65,6 +66,7 @@ from .logs import log
 from .metrics import top_k_correct
 from .parser import load
 from .preprocessing import Preprocessing
+from .report import human_bytes
 from .runlog import RunLog
 from .runs import checkpoint_path
 from .spec import Spec
@@ -320,7 +322,7 @@ class _Trainer:
                     f"batch {batch}: the paper's {PAPER_BATCH} would give {steps} step{'s' if steps != 1 else ''} an "
                     f"epoch on {len(train_folder.samples)} images (--batch-size sets it)"
                 )
-        self.batches = config.batch_split(env.world)
+        self.batches = config.batch_split(env.world, self._auto_micro_batch())
         self.steps_per_epoch = len(train_folder.samples) // config.batch_size
         if self.steps_per_epoch == 0:  # said before the statistics, which take minutes on a large set
             raise SpecError(
@@ -362,6 +364,7 @@ class _Trainer:
                     self.val_set.folder,
                     self.stats,
                     self.steps_per_epoch,
+                    self.batches,
                     self.env.world,
                     torch.get_num_threads(),
                     decided=self._decided(),
@@ -487,6 +490,46 @@ class _Trainer:
         if config.sync_bn and self.env.world > 1:  # before the optimizer: the conversion makes new modules
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         return model
+
+    def _auto_micro_batch(self) -> int | None:
+        """``--micro-batch auto``: on GPUs the largest micro-batch whose step fits every process's free memory
+        (the training budget's planner, :data:`vggspec.budget.PLANNING_MARGIN` of it left free); on the CPU,
+        which has no fixed memory to fit, none: the whole share. None when not asked."""
+        config, env = self.config, self.env
+        if config.micro_batch != "auto":
+            return None
+        if env.device.type != "cuda":
+            if env.main:
+                self.log.note("--micro-batch auto: not needed on the CPU, each process takes its whole share a pass")
+            return None
+        free = torch.cuda.mem_get_info(env.device)[0]
+        settings = TrainSettings(
+            batch=config.batch_size,
+            processes=env.world,
+            amp=config.amp,
+            channels_last=config.channels_last,
+            weight_decay=config.weight_decay > 0,
+        )
+        found = plan(self.spec, free, settings)
+        if env.any(found.budget is None):
+            raise SpecError(
+                f"--micro-batch auto: {self.spec.display_name} does not fit the GPUs' free memory even one image a "
+                f"pass ({human_bytes(free)} free on {env.device}; it would take {human_bytes(found.needed)})",
+                hint="free the GPU, use --amp bf16, or a GPU with more memory",
+            )
+        assert found.budget is not None
+        steps = found.budget.settings.accumulation
+        if env.world > 1:  # every process takes as many passes as the one with the least memory needs
+            steps = int(max(env.sum([steps if rank == env.rank else 0 for rank in range(env.world)])))
+        micro = math.ceil(settings.share / steps)
+        if env.main:
+            peak = train_budget(self.spec, replace(settings, micro_batch=micro)).peak_bytes
+            self.log.note(
+                f"--micro-batch auto: {steps} pass{'es' if steps > 1 else ''} of {micro} a step fit the "
+                f"{human_bytes(free)} free on {env.device} (peak {human_bytes(peak)}; planned to "
+                f"{100 - PLANNING_MARGIN_PERCENT}% of the free memory)"
+            )
+        return micro
 
     def _init_note(self) -> str:
         """Which initialisation the random weights have, and for ``auto`` why."""
@@ -809,7 +852,7 @@ class _Trainer:
         env = self.env
         self.model.eval()
         indices = list(range(env.rank, len(self.val_set), env.world))
-        batch = max(1, self.config.micro_batch or self.batches.share)
+        batch = self.batches.micro
         loader = self._loader(self.val_set, [indices[i : i + batch] for i in range(0, len(indices), batch)])
         correct = torch.zeros(2, dtype=torch.float64)
         count = 0
