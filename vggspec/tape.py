@@ -161,6 +161,7 @@ class Tape:
         self._in_backward = False
         self._in_optimizer = False
         self._live: set[Storage] = set()
+        self._total = self._peak_total = 0  # now.total and peak.total, kept as they change
 
     # -- allocation ----------------------------------------------------------------------
     def allocation(self, numel: int, dtype: str) -> int:
@@ -181,7 +182,9 @@ class Tape:
         storage = Storage(self.allocation(numel, dtype), category, self.where)
         self._live.add(storage)
         self.now.bytes[category] += storage.nbytes
-        if self.now.total > self.peak.total:
+        self._total += storage.nbytes
+        if self._total > self._peak_total:
+            self._peak_total = self._total
             self.peak = Snapshot(dict(self.now.bytes))
             phase = "" if self._in_optimizer else "backward of " if self._in_backward else "forward of "
             self.peak_at = phase + self.where
@@ -200,6 +203,7 @@ class Tape:
         storage.holds -= 1
         if storage.holds == 0:
             self.now.bytes[storage.category] -= storage.nbytes
+            self._total -= storage.nbytes
             self._live.discard(storage)
 
     def alive(self, category: Category) -> dict[str, int]:
