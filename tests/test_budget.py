@@ -52,7 +52,7 @@ def measure(name: str, share: int, *, amp: bool = False, **options) -> dict[str,
 CASES = [
     *[
         (net, batch, False, False)
-        for net, batches in (("A", (1, 8, 64)), ("D", (1, 8, 64)), ("E", (1, 64)))
+        for net, batches in (("A", (1, 8, 64)), ("D", (1, 8, 64)), ("E", (1, 8, 64)))
         for batch in batches
     ],
     ("D", 8, True, False),

@@ -134,6 +134,7 @@ class TrainBudget:
             "device": s.device,
             "peak_bytes": self.peak_bytes,
             "peak_at": self.peak_at,
+            "peak_by_category": {category.value: n for category, n in self.peak_categories.items()},
             "weights_bytes": self.weights_bytes,
             "buffers_bytes": self.buffers_bytes,
             "gradients_bytes": self.gradients_bytes,
