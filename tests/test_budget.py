@@ -115,6 +115,31 @@ def test_the_foreach_optimizer_step_matches_memtracker():
     _check(budget, measure("D", 1, foreach=True))
 
 
+@pytest.mark.parametrize(
+    "name, batch, channels_last",
+    [
+        ("D", 8, False),
+        ("D", 3, True),
+        ("small/D-narrow-32-bn", 8, False),
+        ("small/D-narrow-32-bn", 3, True),
+        ("A-LRN", 4, False),
+    ],
+)
+def test_the_cuda_rules_forward_matches_memtracker_on_fake_cuda_tensors(name, batch, channels_last):
+    """Without a GPU, fake CUDA tensors run the forward pass as CUDA would (native_dropout's bool mask,
+    cuDNN's float32 batch-norm statistics, 512-byte blocks): what it keeps for the backward (to the byte
+    with torch 2.14)."""
+    pytest.importorskip("torch")
+    from vggspec.measured import tracked_forward
+
+    measured = tracked_forward(vggspec.load(name), batch, device="cuda", channels_last=channels_last)
+    budget = train_budget(vggspec.load(name), TrainSettings(batch=batch, channels_last=channels_last))
+    assert budget.settings.device == "cuda"
+    assert budget.weights_bytes == measured["Parameter"] and budget.buffers_bytes == measured["Buffer"]
+    assert budget.inputs_bytes == measured["Other"]
+    assert close(budget.activations_bytes, measured["Activation"]), (budget.activations_bytes, measured)
+
+
 def test_fused_dropout_keeps_a_bool_mask():
     """The CUDA rule (native_dropout, what at::dropout takes on a GPU) read off the op itself."""
     torch = pytest.importorskip("torch")

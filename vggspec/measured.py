@@ -8,6 +8,8 @@ buffers exist, and the next is measured.
 * :func:`tracked_step`: ``torch.distributed._tools.mem_tracker.MemTracker`` under ``FakeTensorMode``
   on the CPU: every tensor by category, no memory touched and no arithmetic done, on any machine.
   (Fake CUDA tensors cannot run a backward pass without a GPU: pytorch/pytorch#92627.)
+* :func:`tracked_forward`: the same over the forward pass alone, on fake CUDA tensors, which a
+  machine without a GPU can run that far: CUDA's allocation rules up to the backward pass.
 * :func:`cuda_step_peak`: ``torch.cuda.max_memory_allocated`` of a real step on a GPU.
 
 Used by the tests, ``tools/bench_plan.py`` and ``tools/gpu_check.py``; the trainer does not need it.
@@ -47,11 +49,8 @@ def tracked_step(
     with FakeTensorMode():
         with torch.device("cpu"):
             model = assemble(spec).train()
-        if channels_last:  # model.to(memory_format=...) cannot swap fake parameters: the same, by hand
-            for module in model.modules():
-                for key, p in list(module._parameters.items()):
-                    if p is not None and p.dim() == 4:
-                        module._parameters[key] = nn.Parameter(p.detach().contiguous(memory_format=torch.channels_last))
+        if channels_last:
+            _channels_last_parameters(model)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4, foreach=foreach)
         images, labels = _batch(model, micro, channels_last, "cpu")
         step = _step(model, optimizer, images, labels, share, micro, lambda: _autocast("cpu", amp))
@@ -72,6 +71,38 @@ def tracked_step(
         when: {str(getattr(k, "value", k)): v for k, v in next(iter(s.values())).items()}
         for when, s in snapshots.items()
     }
+
+
+def tracked_forward(spec: Spec, batch: int, *, device: str = "cuda", channels_last: bool = False) -> dict[str, int]:
+    """MemTracker's snapshot at the end of a training forward pass and loss of ``spec``'s module, faked on
+    ``device``: on a machine without a GPU, fake CUDA tensors run the forward pass (CUDA's kernels'
+    choices: native_dropout, cuDNN's batch norm; allocations in 512-byte blocks), not the backward
+    (pytorch/pytorch#92627), and not autocast, which CUDA's absence disables."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.distributed._tools.mem_tracker import MemTracker
+
+    with FakeTensorMode():
+        with torch.device(device):
+            model = assemble(spec).train()
+        if channels_last:
+            _channels_last_parameters(model)
+        images, labels = _batch(model, batch, channels_last, device)
+        tracker = MemTracker()
+        tracker.track_external(model, images, labels)
+        with tracker:
+            scores = model(images)
+            loss = nn.functional.cross_entropy(scores.float(), labels, reduction="sum") / batch
+            snapshot = tracker.get_tracker_snapshot()
+        del scores, loss
+    return {str(getattr(k, "value", k)): v for k, v in next(iter(snapshot.values())).items()}
+
+
+def _channels_last_parameters(model: nn.Module) -> None:
+    """``model.to(memory_format=torch.channels_last)``, which cannot swap fake parameters: by hand."""
+    for module in model.modules():
+        for key, p in list(module._parameters.items()):
+            if p is not None and p.dim() == 4:
+                module._parameters[key] = nn.Parameter(p.detach().contiguous(memory_format=torch.channels_last))
 
 
 def cuda_step_peak(spec: Spec, batch: int, *, amp: str | None = None, channels_last: bool = False) -> int:
