@@ -275,3 +275,23 @@ def test_device_flops(text, rate):
 def test_device_flops_that_are_none(text):
     with pytest.raises(SpecError):
         parse_flops(text)
+
+
+# -- the layer kinds' rules --------------------------------------------------------------------------
+
+
+def test_every_layer_kinds_parameter_tensors_sum_to_its_parameters():
+    from vggspec.bundled import matching
+
+    for name in matching(None):
+        spec = vggspec.load(name)
+        for layer, stats in zip(spec.layers, vggspec.analyze(spec).layers):
+            assert sum(layer.parameter_numels(stats.input_shape)) == stats.params, (name, stats.name)
+
+
+def test_every_layer_kind_replays_its_training_forward():
+    """A kind without a rule would fail loudly (NotImplementedError); every bundled one has one."""
+    from vggspec.layers import LAYER_KINDS, LayerSpec
+
+    for kind in LAYER_KINDS.values():
+        assert kind.record_training is not LayerSpec.record_training, kind.__name__
