@@ -88,6 +88,7 @@ def test_the_time_bound_is_said_as_one(capsys):
         (["--device", "h900"], "unknown GPU"),
         (["--device-flops", "fast"], "not a rate"),
         (["--train", "--dense"], "declared input"),
+        (["--memory", "8GiB", "--micro-batch", "4"], "not both"),
     ],
 )
 def test_nonsense_gets_one_line_and_exit_2(args, said, capsys):

@@ -329,6 +329,8 @@ def _training_request(args: argparse.Namespace) -> _TrainingRequest | None:
         return None
     if args.device and args.device_flops:
         raise SpecError("--device and --device-flops both give the rate: give one")
+    if args.micro_batch is not None and memory is not None:
+        raise SpecError("--memory chooses the micro-batch: give --memory or --micro-batch, not both")
     if args.input is not None or args.dense:
         raise SpecError("--train budgets the network as it trains: at its declared input, with its classifier")
     settings = TrainSettings(
