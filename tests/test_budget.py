@@ -218,6 +218,21 @@ def test_the_planner_is_fast():
     assert time.perf_counter() - started < 1.0
 
 
+def test_micro_batch_auto_plans_for_the_process_with_the_least_memory():
+    """The trainer's --micro-batch auto on GPUs: every process takes as many passes, so the least free
+    memory decides; too little is a SpecError that says what it would take."""
+    from vggspec.budget import auto_micro_batch
+
+    spec, settings = vggspec.load("D"), TrainSettings(batch=256, processes=2)
+    micro, note = auto_micro_batch(spec, settings, [40 * 2**30, 12 * 2**30], "cuda:0")
+    found = plan(spec, 12 * 2**30, settings)
+    assert micro == found.budget.settings.micro < 128
+    assert f"{found.budget.settings.accumulation} passes of {micro} images a step" in note
+    assert "free on the process with the least, of 2" in note
+    with pytest.raises(SpecError, match="does not fit even one image a pass"):
+        auto_micro_batch(spec, settings, [2**30], "cuda:0")
+
+
 @pytest.mark.parametrize(
     "text, size",
     [("80GiB", 80 * 2**30), ("16GB", 16 * 10**9), ("512 MiB", 512 * 2**20), ("1.5tib", int(1.5 * 2**40)), ("7b", 7)],

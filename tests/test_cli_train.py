@@ -10,7 +10,7 @@ import vggspec
 from vggspec.budget import TrainSettings, plan, time_bound, train_budget
 from vggspec.cli import main
 from vggspec.gpus import gpu, rates
-from vggspec.report import human_bytes
+from vggspec.budget import human_bytes
 
 from .test_cli import run, without_torch
 

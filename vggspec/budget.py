@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
@@ -294,6 +294,41 @@ def plan(spec: Spec, memory: int, settings: TrainSettings | None = None, margin:
 
 def _with(settings: TrainSettings, **changes: object) -> TrainSettings:
     return replace(settings, **changes)
+
+
+def human_bytes(n: float) -> str:
+    """1.55e10 → '14.4 GiB' (powers of 1024, as nvidia-smi and torch.cuda count)."""
+    for factor, prefix in ((1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
+        if n >= factor:
+            value = n / factor
+            return f"{value:.3g} {prefix}" if value < 1000 else f"{value:.0f} {prefix}"
+    return f"{int(n)} B"
+
+
+def auto_micro_batch(
+    spec: Spec, settings: TrainSettings, free: Sequence[int], device: str = "the GPU"
+) -> tuple[int, str]:
+    """``vggspec train --micro-batch auto`` on GPUs: the micro-batch :func:`plan` finds for the least of
+    the processes' ``free`` memory (every process must take as many passes), and a note that says so;
+    a SpecError when even one image a pass does not fit."""
+    least = min(free)
+    found = plan(spec, least, settings)
+    if found.budget is None:
+        raise SpecError(
+            f"--micro-batch auto: {spec.display_name} does not fit even one image a pass in the "
+            f"{human_bytes(least)} free on {device}: it takes {human_bytes(found.needed)} "
+            f"({PLANNING_MARGIN_PERCENT}% of it left for the CUDA context, cuDNN and fragmentation)",
+            hint="free the GPU, train with --amp bf16, or on a GPU with more memory",
+        )
+    s = found.budget.settings
+    passes = f"{s.accumulation} passes of {s.micro}" if s.accumulation > 1 else f"one pass of {s.micro}"
+    where = f"on {device}" if len(free) == 1 else f"on the process with the least, of {len(free)}"
+    note = (
+        f"--micro-batch auto: {passes} images a step fit the {human_bytes(least)} free {where} "
+        f"(peak {human_bytes(found.budget.peak_bytes)}; planned to {100 - PLANNING_MARGIN_PERCENT}% "
+        "of the free memory)"
+    )
+    return s.micro, note
 
 
 SIZE_UNITS: dict[str, int] = {

@@ -25,7 +25,7 @@ from .analysis import (
     resolve_init,
     scale_trouble,
 )
-from .budget import PLANNING_MARGIN, Plan, TimeBound, TrainBudget
+from .budget import PLANNING_MARGIN, Plan, TimeBound, TrainBudget, human_bytes
 from .formatter import format_layer
 from .layers import MaxPool
 from .spec import Spec
@@ -67,15 +67,6 @@ def human(n: float, unit: str = "") -> str:
         if abs(n) >= factor:
             return f"{n / factor:.3g} {prefix}{unit}".rstrip()
     return f"{n:g} {unit}".rstrip()
-
-
-def human_bytes(n: float) -> str:
-    """1.55e10 → '14.4 GiB' (powers of 1024, as nvidia-smi and torch.cuda count)."""
-    for factor, prefix in ((1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
-        if n >= factor:
-            value = n / factor
-            return f"{value:.3g} {prefix}" if value < 1000 else f"{value:.0f} {prefix}"
-    return f"{int(n)} B"
 
 
 def shape_text(shape: Sequence[int]) -> str:

@@ -26,7 +26,7 @@ import sys
 import time
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,7 @@ from .analysis import (
     resolve_init,
     scale_trouble,
 )
-from .budget import TrainSettings, plan, train_budget
+from .budget import TrainSettings, auto_micro_batch
 from .checkpoint import (
     atomic_link,
     check_weights,
@@ -57,7 +57,7 @@ from .checkpoint import (
     verify_checksums,
 )
 from .compiler import VGG, build, layer_of
-from .config import PAPER_BATCH, PLANNING_MARGIN_PERCENT, TrainConfig, default_batch, validated
+from .config import PAPER_BATCH, TrainConfig, default_batch, validated
 from .distributed import Distributed, launch, worker_start_method
 from .errors import CheckpointError, ExitCode, SpecError, did_you_mean
 from .graph import layer_nodes, to_graph
@@ -66,7 +66,6 @@ from .logs import log
 from .metrics import top_k_correct
 from .parser import load
 from .preprocessing import Preprocessing
-from .report import human_bytes
 from .runlog import RunLog
 from .runs import checkpoint_path
 from .spec import Spec
@@ -492,9 +491,9 @@ class _Trainer:
         return model
 
     def _auto_micro_batch(self) -> int | None:
-        """``--micro-batch auto``: on GPUs the largest micro-batch whose step fits every process's free memory
-        (the training budget's planner, :data:`vggspec.budget.PLANNING_MARGIN` of it left free); on the CPU,
-        which has no fixed memory to fit, none: the whole share. None when not asked."""
+        """``--micro-batch auto``: on GPUs the micro-batch :func:`vggspec.budget.auto_micro_batch` plans for
+        the free memory of the process with the least; on the CPU, which has no fixed memory to fit, none:
+        the whole share. None when not asked."""
         config, env = self.config, self.env
         if config.micro_batch != "auto":
             return None
@@ -502,7 +501,8 @@ class _Trainer:
             if env.main:
                 self.log.note("--micro-batch auto: not needed on the CPU, each process takes its whole share a pass")
             return None
-        free = torch.cuda.mem_get_info(env.device)[0]
+        mine = torch.cuda.mem_get_info(env.device)[0]
+        free = [int(n) for n in env.sum([mine if rank == env.rank else 0 for rank in range(env.world)])]
         settings = TrainSettings(
             batch=config.batch_size,
             processes=env.world,
@@ -510,25 +510,9 @@ class _Trainer:
             channels_last=config.channels_last,
             weight_decay=config.weight_decay > 0,
         )
-        found = plan(self.spec, free, settings)
-        if env.any(found.budget is None):
-            raise SpecError(
-                f"--micro-batch auto: {self.spec.display_name} does not fit the GPUs' free memory even one image a "
-                f"pass ({human_bytes(free)} free on {env.device}; it would take {human_bytes(found.needed)})",
-                hint="free the GPU, use --amp bf16, or a GPU with more memory",
-            )
-        assert found.budget is not None
-        steps = found.budget.settings.accumulation
-        if env.world > 1:  # every process takes as many passes as the one with the least memory needs
-            steps = int(max(env.sum([steps if rank == env.rank else 0 for rank in range(env.world)])))
-        micro = math.ceil(settings.share / steps)
+        micro, note = auto_micro_batch(self.spec, settings, free, str(env.device))
         if env.main:
-            peak = train_budget(self.spec, replace(settings, micro_batch=micro)).peak_bytes
-            self.log.note(
-                f"--micro-batch auto: {steps} pass{'es' if steps > 1 else ''} of {micro} a step fit the "
-                f"{human_bytes(free)} free on {env.device} (peak {human_bytes(peak)}; planned to "
-                f"{100 - PLANNING_MARGIN_PERCENT}% of the free memory)"
-            )
+            self.log.note(note)
         return micro
 
     def _init_note(self) -> str:
