@@ -103,11 +103,16 @@ def test_bad_flag_value_is_a_usage_error():
     assert result.returncode == 2 and "expected a whole number" in result.stderr
 
 
-def test_analyze_never_imports_torch(tmp_path):
-    poison = tmp_path / "torch"
+def without_torch(folder) -> dict[str, str]:
+    """An environment in which importing torch fails: a poisoned package first on the path."""
+    poison = folder / "torch"
     poison.mkdir()
     (poison / "__init__.py").write_text("raise ImportError('vggspec analyze imported torch')\n")
-    env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    return {"PYTHONPATH": f"{folder}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+
+
+def test_analyze_never_imports_torch(tmp_path):
+    env = without_torch(tmp_path)
     for args in (
         ["analyze"],
         ["analyze", "specs/D.vgg", "--format", "json", "--init", "paper"],

@@ -12,6 +12,7 @@ torchvision = pytest.importorskip("torchvision")
 fvcore_nn = pytest.importorskip("fvcore.nn")
 
 import vggspec  # noqa: E402
+from vggspec.budget import TrainSettings, train_budget  # noqa: E402
 
 from .conftest import SPECS  # noqa: E402
 
@@ -102,7 +103,8 @@ TRAINING_SPECS = ["A", "A-LRN", "B", "C", "D", "E", *SMALL_SPECS]
 def test_a_training_steps_flops_equal_flopcountermodes(name):
     """Forward and backward of one training step, counted by PyTorch on the built module (meta device,
     batch 2) against the analysis: 2 × MACs forward, 2 × backward_macs backward (the weights' and the
-    inputs' gradients; no input gradient for the first layer with weights), exactly."""
+    inputs' gradients; no input gradient for the first layer with weights), exactly; and the training
+    budget's FLOPs, in total and layer by layer."""
     from torch.utils.flop_counter import FlopCounterMode
 
     spec = vggspec.load(name)
@@ -117,3 +119,14 @@ def test_a_training_steps_flops_equal_flopcountermodes(name):
     assert backward.get_total_flops() == 2 * 2 * analysis.backward_macs
     weighted = [layer for layer in analysis.layers if layer.params]
     assert weighted[0].backward_macs == weighted[0].macs and all(la.backward_macs == 2 * la.macs for la in weighted[1:])
+    # The training budget's FLOPs, module by module: counted in one pass, the backward's are its own ops'.
+    budget = train_budget(spec, TrainSettings(batch=2))
+    assert (budget.forward_flops, budget.backward_flops) == (forward.get_total_flops(), backward.get_total_flops())
+    with FlopCounterMode(display=False) as both:
+        model(x).sum().backward()
+    counts = both.get_flop_counts()
+    backward_ops = {torch.ops.aten.convolution_backward, torch.ops.aten.mm}
+    for layer in budget.layers:
+        ops = counts.get(f"VGG.{'classifier' if layer.kind == 'fc' else 'features'}.{layer.name}", {})
+        assert sum(n for op, n in ops.items() if op not in backward_ops) == layer.forward_flops, layer.name
+        assert sum(n for op, n in ops.items() if op in backward_ops) == layer.backward_flops, layer.name

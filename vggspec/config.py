@@ -13,7 +13,7 @@ import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, TypeVar
+from typing import Annotated, Any, Literal, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -47,6 +47,7 @@ def command_line(**how: str) -> dict[str, Any]:
 
 
 PAPER_BATCH = 256
+PLANNING_MARGIN_PERCENT = 10  # of a GPU's memory --micro-batch auto (and analyze --memory) leave free
 # A default batch leaves at least this many steps in an epoch: at 256, a folder of 400 images took one
 # step an epoch, and the plateau schedule had spent its three drops before anything was learned.
 MIN_STEPS_PER_EPOCH = 20
@@ -102,10 +103,13 @@ class TrainConfig(BaseModel):
             f"{MIN_BATCH}: one step an epoch learns nothing)",
         ),
     )
-    micro_batch: int | None = Field(
+    micro_batch: Annotated[int, Field(ge=1)] | Literal["auto"] | None = Field(
         default=None,
-        ge=1,
-        description="images per forward pass, with gradient accumulation; by default a process's whole share",
+        description="images per forward pass, with gradient accumulation; by default a process's whole share. "
+        "auto: on a GPU the largest that fits its free memory, as analyze --memory plans it "
+        f"({PLANNING_MARGIN_PERCENT}% of the memory left for the CUDA context, cuDNN and fragmentation); on the CPU "
+        "not needed: the whole share",
+        **command_line(metavar="N|auto"),
     )
     lr: float = Field(default=1e-2, gt=0, description="SGD learning rate")
     momentum: float = Field(default=0.9, ge=0, lt=1, description="SGD momentum")
@@ -213,14 +217,17 @@ class TrainConfig(BaseModel):
             )
         return str(copy)
 
-    def batch_split(self, world: int) -> BatchSplit:
-        """The global batch over ``world`` processes, each in micro-batches of at most ``micro_batch``."""
+    def batch_split(self, world: int, micro: int | None = None) -> BatchSplit:
+        """The global batch over ``world`` processes, each in micro-batches of at most ``micro_batch`` (or
+        ``micro``: what ``auto`` was resolved to; None for auto: the whole share)."""
         if self.batch_size is None:
             raise ValueError("the default batch is decided by the training set's size: resolve it first")
         if self.batch_size % world:
             raise SpecError(f"the batch of {self.batch_size} does not split evenly over {world} processes")
         share = self.batch_size // world
-        micro = min(self.micro_batch or share, share)
+        if micro is None and self.micro_batch != "auto":
+            micro = self.micro_batch
+        micro = min(micro or share, share)
         return BatchSplit(share, micro, math.ceil(share / micro))
 
     def training_scale(self, input_size: int) -> TrainingScale:

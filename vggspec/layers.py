@@ -18,6 +18,10 @@ Conventions (shapes are ``(channels, height, width)``; after a fully-connected l
   (biases zero, weights of a given std, zero-mean inputs), for
   :func:`vggspec.analysis.initial_scale`: one rule per kind, each within a small factor of a
   real forward pass (tested).
+* ``record_training`` replays the layer's forward pass of a training step on a
+  :class:`vggspec.tape.Tape`: the operations its torch module runs, in order, each recording what
+  it allocates and keeps for the backward pass (``parameter_numels`` and ``buffer_numels`` give the
+  module's tensors, in its order). The training-step memory of :mod:`vggspec.budget` is built on it.
 * The receptive-field step of a layer is ``(kernel, stride, padding)`` along one axis, for
   the recurrences of Araujo et al. (Distill 2019). A fully-connected layer behaves like a
   convolution whose kernel covers its whole input map (that is what it becomes in dense
@@ -29,13 +33,15 @@ from __future__ import annotations
 import math
 import re
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 if TYPE_CHECKING:
     from torch import nn
+
+    from .tape import Param, Tape, Tensor
 
 Shape = tuple[int, int, int]
 """A tensor shape without the batch: (channels, height, width)."""
@@ -136,6 +142,23 @@ class LayerSpec(BaseModel):
         ``node`` is the layer's node in the layer graph, as for :meth:`to_torch`.
         """
         return rms
+
+    # -- a training step, replayed without torch (vggspec.tape) ---------------------------
+    def parameter_numels(self, x: Shape) -> tuple[int, ...]:
+        """The sizes of the module's parameter tensors, in its order (they sum to :meth:`params`)."""
+        return ()
+
+    def buffer_numels(self, x: Shape) -> tuple[tuple[int, str], ...]:
+        """The module's buffers (not learnt: batch norm's running statistics): (elements, dtype) each."""
+        return ()
+
+    def record_training(
+        self, tape: Tape, x: Tensor, shape: Shape, params: Sequence[Param], node: Mapping[str, Any]
+    ) -> Tensor:
+        """Replay the module's forward pass in training mode on ``tape``: input ``x`` of ``shape``
+        (per image), ``params`` as :meth:`parameter_numels` lists them. Returns the output, held once;
+        ``x`` stays held by the caller, as ``nn.Sequential`` holds a module's input until it returns."""
+        raise NotImplementedError(f"{self.kind}: no training-step rule")
 
     # -- PyTorch (imported here only, when a network is compiled) ------------------------
     def to_torch(self, x: Shape, node: Mapping[str, Any]) -> nn.Module | None:
@@ -239,6 +262,24 @@ class Conv(LayerSpec):
             rms = 1.0  # batch norm standardises each channel (γ = 1, β = 0 at the start)
         return rms * RELU_RMS
 
+    def parameter_numels(self, x: Shape) -> tuple[int, ...]:
+        conv = (self.kernel * self.kernel * x[0] * self.channels, self.channels)
+        return conv + ((self.channels, self.channels) if self.bn else ())
+
+    def buffer_numels(self, x: Shape) -> tuple[tuple[int, str], ...]:
+        # running mean and variance, and the int64 count of batches seen
+        return ((self.channels, "float32"), (self.channels, "float32"), (1, "int64")) if self.bn else ()
+
+    def record_training(
+        self, tape: Tape, x: Tensor, shape: Shape, params: Sequence[Param], node: Mapping[str, Any]
+    ) -> Tensor:
+        y = tape.conv(x, params[0], params[1], math.prod(self.output_shape(shape)))
+        if self.bn:  # keeps the convolution's output; its own output goes on to the ReLU
+            normalised = tape.batch_norm(y, params[2], params[3], self.channels)
+            tape.drop(y)
+            y = normalised
+        return tape.relu_(y)
+
     def to_torch(self, x: Shape, node: Mapping[str, Any]) -> nn.Module:
         from torch import nn
 
@@ -288,6 +329,11 @@ class MaxPool(LayerSpec):
     def initial_rms(self, x: Shape, rms: float, weight_std: WeightStd, node: Mapping[str, Any]) -> float:
         return rms * MAXPOOL_RMS
 
+    def record_training(
+        self, tape: Tape, x: Tensor, shape: Shape, params: Sequence[Param], node: Mapping[str, Any]
+    ) -> Tensor:
+        return tape.max_pool(x, math.prod(self.output_shape(shape)))
+
     def to_torch(self, x: Shape, node: Mapping[str, Any]) -> nn.Module:
         from torch import nn
 
@@ -331,6 +377,27 @@ class LRN(LayerSpec):
 
     def initial_rms(self, x: Shape, rms: float, weight_std: WeightStd, node: Mapping[str, Any]) -> float:
         return rms / (self.k + self.alpha * rms**2) ** self.beta  # n channels of about rms² each
+
+    def record_training(
+        self, tape: Tape, x: Tensor, shape: Shape, params: Sequence[Param], node: Mapping[str, Any]
+    ) -> Tensor:
+        """``F.local_response_norm``, statement by statement: x², zero-padded by n − 1 channels, averaged
+        over n channels (avg_pool3d), scaled, shifted, raised to β; then x divided by that."""
+        c, h, w = shape
+        squares = tape.square(x)
+        padded = tape.pad(squares, (c + self.n - 1) * h * w)
+        tape.drop(squares)
+        mean = tape.avg_pool(padded, c * h * w)
+        tape.drop(padded)
+        scaled = tape.scale(mean)
+        shifted = tape.shift(scaled)
+        tape.drop(scaled)
+        divisor = tape.power(shifted)
+        tape.drop(shifted)
+        tape.drop(mean)
+        y = tape.divide(x, divisor)
+        tape.drop(divisor)
+        return y
 
     def to_torch(self, x: Shape, node: Mapping[str, Any]) -> nn.Module:
         from torch import nn
@@ -414,6 +481,22 @@ class FC(LayerSpec):
             rms *= RELU_RMS
         return rms / math.sqrt(1 - node["dropout"])  # inverted dropout scales the kept units up
 
+    def parameter_numels(self, x: Shape) -> tuple[int, ...]:
+        kh, kw = self._kernel(x)
+        return (x[0] * kh * kw * self.features, self.features)
+
+    def record_training(
+        self, tape: Tape, x: Tensor, shape: Shape, params: Sequence[Param], node: Mapping[str, Any]
+    ) -> Tensor:
+        y = tape.conv(x, params[0], params[1], math.prod(self.output_shape(shape)), name="addmm")
+        if not node["classifier"]:
+            y = tape.relu_(y)
+        if node["dropout"] > 0:
+            dropped = tape.dropout(y)
+            tape.drop(y)
+            y = dropped
+        return y
+
     def to_torch(self, x: Shape, node: Mapping[str, Any]) -> nn.Module:
         from torch import nn
 
@@ -442,6 +525,11 @@ class SoftMax(LayerSpec):
 
     def word(self) -> str:
         return "soft-max"
+
+    def record_training(
+        self, tape: Tape, x: Tensor, shape: Shape, params: Sequence[Param], node: Mapping[str, Any]
+    ) -> Tensor:
+        return tape.hold(x)  # no module: the loss applies the soft-max (Tape.cross_entropy)
 
 
 def kind_for_word(word: str) -> tuple[type[LayerSpec], re.Match[str]] | None:

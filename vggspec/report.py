@@ -25,6 +25,7 @@ from .analysis import (
     resolve_init,
     scale_trouble,
 )
+from .budget import PLANNING_MARGIN, Plan, TimeBound, TrainBudget, human_bytes
 from .formatter import format_layer
 from .layers import MaxPool
 from .spec import Spec
@@ -66,13 +67,6 @@ def human(n: float, unit: str = "") -> str:
         if abs(n) >= factor:
             return f"{n / factor:.3g} {prefix}{unit}".rstrip()
     return f"{n:g} {unit}".rstrip()
-
-
-def human_bytes(n: int) -> str:
-    for factor, prefix in ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
-        if n >= factor:
-            return f"{n / factor:.3g} {prefix}"
-    return f"{n} B"
 
 
 def shape_text(shape: Sequence[int]) -> str:
@@ -364,3 +358,115 @@ def _stages(spec: Spec) -> list[tuple[list[int], int | None]]:
             current.append(index)
     stages.append((current, None))
     return stages
+
+
+# -- a training step's budget (analyze --train) ----------------------------------------------------
+
+
+def training_step(budget: TrainBudget) -> str:
+    """One process's training step: a row per layer (its weights, what it keeps for the backward pass,
+    its FLOPs), then the step's memory by kind, its peak and its compute."""
+    spec, s = budget.spec, budget.settings
+    rows = [
+        [
+            str(la.index),
+            la.name,
+            format_layer(spec.layers[la.index]),
+            shape_text(la.output_shape),
+            human_bytes(la.weights_bytes) if la.weights_bytes else "",
+            human_bytes(la.saved_bytes) if la.saved_bytes else "",
+            human(la.forward_flops),
+            human(la.backward_flops),
+        ]
+        for la in budget.layers
+    ]
+    saved_by_layers = sum(la.saved_bytes for la in budget.layers)
+    rows.append(
+        [
+            "",
+            "total",
+            "",
+            "",
+            human_bytes(budget.weights_bytes),
+            human_bytes(saved_by_layers),
+            human(budget.forward_flops),
+            human(budget.backward_flops),
+        ]
+    )
+    header = ["#", "name", "layer", "output (C×H×W)", "weights", "kept for backward", "forward FLOPs", "backward FLOPs"]
+    lines = [
+        f"{spec.display_name}" + (f" ({spec.source})" if spec.source else "") + f": {step_setting(budget)}",
+        "",
+        render_table(header, rows, "rllrrrrr"),
+        "",
+        f"peak memory:  {human_bytes(budget.peak_bytes)} ({budget.peak_bytes:,} bytes), in the {budget.peak_at}",
+        f"  weights     {human_bytes(budget.weights_bytes)} (float32)",
+        f"  gradients   {human_bytes(budget.gradients_bytes)} (float32)",
+        f"  momentum    {human_bytes(budget.optimizer_bytes)} (SGD's, one buffer per parameter)",
+        f"  activations {human_bytes(budget.activations_bytes)} kept by the forward pass for the backward"
+        + (" (autocast's half copies of the weights included)" if s.amp else ""),
+        f"  input       {human_bytes(budget.inputs_bytes)} (a micro-batch of float32 images and their labels)",
+    ]
+    if budget.buffers_bytes:
+        lines.append(f"  buffers     {human_bytes(budget.buffers_bytes)} (batch norm's running statistics)")
+    if budget.ddp_buckets_bytes:
+        lines.append(f"  DDP buckets {human_bytes(budget.ddp_buckets_bytes)} (DistributedDataParallel's gradient copy)")
+    lines.append(
+        f"compute:      {human(budget.forward_flops)}FLOPs forward + {human(budget.backward_flops)}FLOPs backward = "
+        f"{human(budget.flops)}FLOPs a step of one process (conv and FC layers, as FlopCounterMode counts)"
+    )
+    return "\n".join(lines)
+
+
+def step_setting(budget: TrainBudget) -> str:
+    """What step the budget is of: 'batch 256 over 4 GPUs: 64 images a process, in 2 passes of 32 (bf16 autocast)'."""
+    s = budget.settings
+    where = f"over {s.processes} processes" if s.processes > 1 else "in one process"
+    passes = "in one pass" if s.accumulation == 1 else f"in {s.accumulation} accumulated passes of at most {s.micro}"
+    precision = f"{s.amp} autocast" if s.amp else "float32"
+    layout = ", channels-last" if s.channels_last else ""
+    return (
+        f"one training step (SGD with momentum) of batch {s.batch} {where}: {s.share} images {passes} "
+        f"({precision}{layout}; {s.device} allocation rules)"
+    )
+
+
+def plan_text(found: Plan) -> str:
+    """What the planner found, in a sentence or two."""
+    margin = (
+        f"{human_bytes(found.usable)} of {human_bytes(found.memory)} planned, {PLANNING_MARGIN:.0%} left for "
+        "the CUDA context, cuDNN's workspaces and fragmentation"
+    )
+    if found.budget is None:
+        return (
+            f"does not fit: even one image a pass needs {human_bytes(found.needed * (1 - PLANNING_MARGIN))} at its "
+            f"peak ({margin}); the smallest memory that would do is {human_bytes(found.needed)}"
+        )
+    s = found.budget.settings
+    if s.accumulation == 1:
+        how = f"the whole share of {s.share} images in one pass"
+    else:
+        how = (
+            f"micro-batches of {s.micro}, {s.accumulation} accumulation steps a step ({s.share} images a process); "
+            f"the largest micro-batch that fits is {found.largest}"
+        )
+    return f"fits: {how}; peak {human_bytes(found.budget.peak_bytes)} ({margin})"
+
+
+def time_text(bound: TimeBound, rate: str) -> str:
+    """The lower bound on time, said as one."""
+    return (
+        f"time on {bound.device} ({rate}): at least {_duration(bound.step_seconds)} a step, "
+        f"{_duration(bound.epoch_seconds)} an epoch of {bound.images:,} images ({bound.steps_per_epoch:,} steps): "
+        "a lower bound from the FLOPs at the peak rate alone (memory traffic, the data and communication add)"
+    )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.3g} ms"
+    if seconds < 120:
+        return f"{seconds:.3g} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.3g} min"
+    return f"{seconds / 3600:.3g} h"

@@ -44,6 +44,7 @@ class RunLog:
         val_folder,
         stats,
         steps_per_epoch: int,
+        batches,
         world: int,
         threads: int,
         decided: dict[str, object] | None = None,
@@ -59,7 +60,7 @@ class RunLog:
         self.note(f"configuration (also in {self.run_dir / runs.CONFIG}):")
         shown = {**resolved, **(decided or {})}
         self.note("\n".join(f"  {key:<18} {value}" for key, value in shown.items()))
-        share, micro, _ = config.batch_split(world)
+        share, micro, _ = batches
         self.note(
             f"{spec.display_name}: {len(train_folder.samples)} training images in {len(train_folder.classes)} classes, "
             f"{len(val_folder.samples)} validation images; {steps_per_epoch} steps of {config.batch_size} per epoch "

@@ -46,6 +46,7 @@ from .analysis import (
     resolve_init,
     scale_trouble,
 )
+from .budget import TrainSettings, auto_micro_batch
 from .checkpoint import (
     atomic_link,
     check_weights,
@@ -320,7 +321,7 @@ class _Trainer:
                     f"batch {batch}: the paper's {PAPER_BATCH} would give {steps} step{'s' if steps != 1 else ''} an "
                     f"epoch on {len(train_folder.samples)} images (--batch-size sets it)"
                 )
-        self.batches = config.batch_split(env.world)
+        self.batches = config.batch_split(env.world, self._auto_micro_batch())
         self.steps_per_epoch = len(train_folder.samples) // config.batch_size
         if self.steps_per_epoch == 0:  # said before the statistics, which take minutes on a large set
             raise SpecError(
@@ -362,6 +363,7 @@ class _Trainer:
                     self.val_set.folder,
                     self.stats,
                     self.steps_per_epoch,
+                    self.batches,
                     self.env.world,
                     torch.get_num_threads(),
                     decided=self._decided(),
@@ -487,6 +489,31 @@ class _Trainer:
         if config.sync_bn and self.env.world > 1:  # before the optimizer: the conversion makes new modules
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         return model
+
+    def _auto_micro_batch(self) -> int | None:
+        """``--micro-batch auto``: on GPUs the micro-batch :func:`vggspec.budget.auto_micro_batch` plans for
+        the free memory of the process with the least; on the CPU, which has no fixed memory to fit, none:
+        the whole share. None when not asked."""
+        config, env = self.config, self.env
+        if config.micro_batch != "auto":
+            return None
+        if env.device.type != "cuda":
+            if env.main:
+                self.log.note("--micro-batch auto: not needed on the CPU, each process takes its whole share a pass")
+            return None
+        mine = torch.cuda.mem_get_info(env.device)[0]
+        free = [int(n) for n in env.sum([mine if rank == env.rank else 0 for rank in range(env.world)])]
+        settings = TrainSettings(
+            batch=config.batch_size,
+            processes=env.world,
+            amp=config.amp,
+            channels_last=config.channels_last,
+            weight_decay=config.weight_decay > 0,
+        )
+        micro, note = auto_micro_batch(self.spec, settings, free, str(env.device))
+        if env.main:
+            self.log.note(note)
+        return micro
 
     def _init_note(self) -> str:
         """Which initialisation the random weights have, and for ``auto`` why."""
@@ -842,7 +869,7 @@ class _Trainer:
         env = self.env
         self.model.eval()
         indices = list(range(env.rank, len(self.val_set), env.world))
-        batch = max(1, self.config.micro_batch or self.batches.share)
+        batch = self.batches.micro
         loader = self._loader(self.val_set, [indices[i : i + batch] for i in range(0, len(indices), batch)])
         correct = torch.zeros(2, dtype=torch.float64)
         count = 0
