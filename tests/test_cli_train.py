@@ -7,10 +7,9 @@ import json
 import pytest
 
 import vggspec
-from vggspec.budget import TrainSettings, plan, time_bound, train_budget
+from vggspec.budget import TrainSettings, human_bytes, plan, time_bound, train_budget
 from vggspec.cli import main
 from vggspec.gpus import gpu, rates
-from vggspec.budget import human_bytes
 
 from .test_cli import run, without_torch
 

@@ -109,6 +109,10 @@ def test_random_weights_whose_class_scores_start_far_from_1_get_a_word_of_advice
     assert init_advice(a, "paper") is None  # the paper trained A from there
     for init in ("glorot", "kaiming", "auto"):
         assert init_advice(d, init) is None
+    # From Glorot's start, A and D diverged at the paper's 1e-2 where D trained at 1e-3; the narrow specs train.
+    assert "--lr 0.001, or start as the paper did" in init_advice(d, "auto", lr=1e-2)
+    assert init_advice(d, "auto", lr=1e-3) is None and init_advice(a, "auto", lr=1e-2) is None  # A: the paper's
+    assert init_advice(vggspec.load("small/D-narrow-32-bn"), "auto", lr=1e-2) is None
 
 
 # -- never lose work ---------------------------------------------------------------------

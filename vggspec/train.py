@@ -61,7 +61,7 @@ from .config import PAPER_BATCH, TrainConfig, default_batch, validated
 from .distributed import Distributed, launch, out_of_memory, worker_start_method
 from .errors import CheckpointError, ExitCode, SpecError, did_you_mean
 from .graph import layer_nodes, to_graph
-from .layers import FC
+from .layers import FC, Conv
 from .logs import log
 from .metrics import top_k_correct
 from .parser import load
@@ -482,7 +482,7 @@ class _Trainer:
                 self.log.note(str(report))
         if resumed is None and not config.weights and self.env.main:
             self.log.note(self._init_note())
-            if not config.init_from and (advice := init_advice(self.spec, self.init, self.stats.rms)):
+            if not config.init_from and (advice := init_advice(self.spec, self.init, self.stats.rms, config.lr)):
                 self.log.note(advice)
         if config.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -755,6 +755,7 @@ class _Trainer:
             f"out of memory in {where}: a pass of {micro} images of {self.spec.input.size}×{self.spec.input.size} "
             f"does not fit on {self.env.device}; {kept}. Continue with fewer images per pass and the same batch "
             f"(gradient accumulation): vggspec train --out {self.run_dir} --resume --micro-batch {smaller}"
+            + (" (or --micro-batch auto: the largest that fits)" if self.env.device.type == "cuda" else "")
         )
 
     def _micro_batches(self) -> list[list[int]]:
@@ -908,10 +909,25 @@ def param_groups(model: nn.Module, config: TrainConfig, new_layers: Collection[s
 PAPER_RANDOM_INIT_DEPTH = 11  # A's weight layers: the deepest net the paper trained from random weights
 
 
-def init_advice(spec: Spec, init: str, pixel_rms: float = PIXEL_RMS) -> str | None:
-    """A word before training from random weights (``init``, resolved) whose class scores start far from 1."""
+# From Glorot's start on the paper's 0-255 inputs, A and D (512 channels wide) diverged within 8 steps at
+# the paper's lr 1e-2, and D's loss fell at 1e-3 (tools/bench_init.py, BENCHMARKS.md); the narrow specs
+# (64 wide) train at 1e-2. Wider layers take smaller rates from a random start (the largest stable rate
+# falls with the width under standard parametrisation); widths in between were not measured.
+GLOROT_DIVERGED_WIDTH, GLOROT_TRAINED_LR = 512, 1e-3
+
+
+def init_advice(spec: Spec, init: str, pixel_rms: float = PIXEL_RMS, lr: float | None = None) -> str | None:
+    """A word before training from random weights (``init``, resolved) whose class scores start far from 1,
+    or from Glorot's start at a rate (``lr``) that diverged for networks as wide."""
     init = resolve_init(spec, init, pixel_rms)
     scale = initial_scale(spec, init, pixel_rms)
+    widest = max((layer.channels for layer in spec.layers if isinstance(layer, Conv)), default=0)
+    if init == "glorot" and lr is not None and lr > GLOROT_TRAINED_LR and widest >= GLOROT_DIVERGED_WIDTH:
+        return (
+            f"note: from Glorot's start at lr {lr:g}, networks {widest} channels wide diverged here (A and D, "
+            f"within 8 steps) where D's loss fell at lr {GLOROT_TRAINED_LR:g} (tools/bench_init.py): expect to "
+            f"need --lr {GLOROT_TRAINED_LR:g}, or start as the paper did, from a trained A (--init-from RUN_A)"
+        )
     if not (fate := scale_trouble(scale)):
         return None
     others = ", ".join(
