@@ -271,7 +271,7 @@ def test_a_diverging_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_p
 def test_out_of_memory_saves_the_finished_steps_and_says_how_to_go_on(tmp_path, shapes, capfd, monkeypatch):
     """The device refuses memory at epoch 1's fifth step: the four finished steps are saved, the message
     names the command that goes on with half the images per pass, and that command finishes the run."""
-    from vggspec.distributed import out_of_memory
+    from vggspec.errors import out_of_memory
     from vggspec.train import _Trainer, train
 
     real_inputs, calls = _Trainer._inputs, []

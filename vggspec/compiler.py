@@ -21,7 +21,7 @@ from torch import nn
 
 from . import safetensors_file
 from .analysis import PIXEL_RMS, analyze, resolve_init
-from .errors import InputSizeError, SpecError, WeightsError
+from .errors import InputSizeError, SpecError, WeightsError, out_of_memory
 from .graph import to_graph
 from .initialisation import DRAWN, init_std, is_uniform, parse_init
 from .integrity import verify_checksum
@@ -140,7 +140,7 @@ def build(
     try:
         model = model.to_empty(device=device)
     except RuntimeError as err:  # torch.OutOfMemoryError is one too
-        if not _out_of_memory(err):
+        if not out_of_memory(err):
             raise
         raise SpecError(f"{_weights_size(spec, device)}: {device} could not allocate them") from None
     if weights is not None:
@@ -195,10 +195,6 @@ def _size(size: int) -> str:
             return f"{size:,} {unit}" if unit == "bytes" else f"{size:,.1f} {unit}"
         size /= 1000
     raise AssertionError("unreachable")
-
-
-def _out_of_memory(err: RuntimeError) -> bool:
-    return isinstance(err, torch.OutOfMemoryError) or "can't allocate memory" in str(err) or "out of memory" in str(err)
 
 
 def assemble(spec: Spec) -> VGG:

@@ -132,14 +132,6 @@ def launch(worker: Callable[[dict[str, Any]], None], config: dict[str, Any], *, 
             logger.setLevel(level)
 
 
-def out_of_memory(err: BaseException) -> bool:
-    """Whether ``err`` is a device's allocator refusing memory: CUDA's OutOfMemoryError, or the CPU
-    allocator's RuntimeError (a Linux kernel that overcommits kills the process instead)."""
-    return isinstance(err, torch.OutOfMemoryError) or (
-        isinstance(err, RuntimeError) and "can't allocate memory" in str(err)
-    )
-
-
 def worker_start_method(workers: int) -> str | None:
     """How DataLoader workers start: forked on Linux, as in any process torchrun starts.
 

@@ -28,6 +28,16 @@ class ExitCode(IntEnum):
     INTERRUPTED = 130  # Ctrl-C or SIGTERM (a training run saves first)
 
 
+def out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is an allocator refusing memory: Python's MemoryError, torch's OutOfMemoryError
+    (CUDA's), or the CPU allocator's RuntimeError. By name, so that this module needs no torch (a
+    Linux kernel that overcommits kills the process instead of refusing)."""
+    if isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError":
+        return True
+    text = str(err).lower()
+    return isinstance(err, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
 class SpecError(Exception):
     """A spec that cannot be parsed, is inconsistent, or does not fit its input size."""
 

@@ -38,7 +38,7 @@ from .compiler import VGG, build
 from .config import METHODS, PREDICT_METHODS, EvaluateConfig  # noqa: F401 - METHODS: where it always was
 from .data import normalise, stack_images
 from .dense import posteriors, to_dense
-from .errors import SpecError
+from .errors import SpecError, out_of_memory
 from .inference import DTypeLike, InferenceModel, optimize_for_inference
 from .logs import log
 from .metrics import top_errors
@@ -340,7 +340,7 @@ def _decoded(paths: Sequence[str], decode: Callable[[str], torch.Tensor], scale:
         try:
             return decode(path)
         except Exception as err:  # noqa: BLE001 - PIL's many error types for a bad file
-            if _out_of_memory(err):
+            if out_of_memory(err):
                 raise SpecError(
                     f"out of memory rescaling {path} to Q = {scale} ({type(err).__name__}: {_first_line(err)})",
                     hint="use smaller test scales (--scales), or a machine with more memory",
@@ -363,14 +363,6 @@ def _readable(
             images.append(image)
             ok.append(i)
     return images, ok
-
-
-def _out_of_memory(err: BaseException) -> bool:
-    """A MemoryError, or torch's failure to allocate (a RuntimeError, CUDA's or the CPU allocator's)."""
-    if isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError":
-        return True
-    text = str(err).lower()
-    return isinstance(err, RuntimeError) and ("out of memory" in text or "can't allocate" in text)
 
 
 def _first_line(err: BaseException) -> str:

@@ -58,8 +58,8 @@ from .checkpoint import (
 )
 from .compiler import VGG, build, layer_of
 from .config import PAPER_BATCH, TrainConfig, default_batch, validated
-from .distributed import Distributed, launch, out_of_memory, worker_start_method
-from .errors import CheckpointError, ExitCode, SpecError, did_you_mean
+from .distributed import Distributed, launch, worker_start_method
+from .errors import CheckpointError, ExitCode, SpecError, did_you_mean, out_of_memory
 from .graph import layer_nodes, to_graph
 from .layers import FC, Conv
 from .logs import log
@@ -653,7 +653,7 @@ class _Trainer:
                     train_loss, seen, seconds, wait = self._train_epoch()
                     phase = "validation"
                     top1, top5 = self._validate()
-                except (torch.OutOfMemoryError, RuntimeError) as err:
+                except (MemoryError, RuntimeError) as err:  # torch.OutOfMemoryError is a RuntimeError
                     if not out_of_memory(err):
                         raise
                     raise _Stop(self._out_of_memory(phase), code=ExitCode.OUT_OF_MEMORY) from None
