@@ -485,3 +485,21 @@ def test_wordnet_id_folders_are_imagenets_numbering_for_named_classes(trained, t
     shutil.rmtree(ids / "val" / "n00000002")
     with pytest.raises(vggspec.SpecError, match="class folders the training split has not"):
         evaluate(config.model_copy(update={"data": str(ids)}))
+
+
+@pytest.mark.parametrize("method", ["dense", "center", "multi-crop", "both"])
+def test_predict_gives_evaluations_posteriors_for_each_method(trained, method):
+    """predict reads each image once, as the method reads it, and gives what evaluate's image_posteriors
+    gives for that image, method and scale."""
+    from vggspec.config import PREDICT_METHODS
+    from vggspec.evaluate import image_posteriors, predictions
+
+    assert method in PREDICT_METHODS
+    checkpoint, data = trained
+    paths = [path for path, _ in folders.scan(data, "val").samples[:3]]
+    result = predictions(checkpoint, paths, method=method, top=3)
+    expected = image_posteriors(result.net, paths, [result.scale], [method], flip=result.flip)[method]
+    for (path, top), probs in zip(result, expected):
+        values, indices = probs.topk(3)
+        assert [name for name, _ in top] == [result.net.classes[i] for i in indices], path
+        assert [p for _, p in top] == pytest.approx(values.tolist(), abs=1e-6)

@@ -283,6 +283,14 @@ def center_posteriors(net: Network, crops: Sequence[torch.Tensor], *, batch_size
     )
 
 
+# What each method averages (Section 3.2: "both" is the mean of the dense and multi-crop posteriors).
+AVERAGED = {"dense": ("dense",), "multi-crop": ("multi-crop",), "both": ("dense", "multi-crop"), "center": ("center",)}
+
+
+def uses_dense(method: str) -> bool:
+    return "dense" in AVERAGED[method]
+
+
 def image_posteriors(
     net: Network,
     paths: Sequence[str],
@@ -297,8 +305,8 @@ def image_posteriors(
 
     Unreadable images get NaN rows (the caller counts them as errors).
     """
-    need_dense = any(m in ("dense", "both") for m in methods)
-    need_crops = any(m in ("multi-crop", "both") for m in methods)
+    need_dense = any(map(uses_dense, methods))
+    need_crops = any("multi-crop" in AVERAGED[m] for m in methods)
     classes = net.num_classes
     total = {m: torch.zeros(len(paths), classes) for m in ("dense", "multi-crop", "center")}
     broken = torch.zeros(len(paths), dtype=torch.bool)
@@ -318,10 +326,8 @@ def image_posteriors(
                 total["center"][ok] += center_posteriors(net, crops, batch_size=batch_size)
     out = {}
     for method in methods:
-        if method == "both":
-            probs = (total["dense"] + total["multi-crop"]) / (2 * len(scales))
-        else:
-            probs = total[method] / len(scales)
+        parts = AVERAGED[method]
+        probs = sum(total[part] for part in parts) / (len(parts) * len(scales))
         probs[broken] = math.nan
         out[method] = probs
     return out
@@ -619,7 +625,7 @@ def _evaluate_here(config: EvaluateConfig, env) -> Results | None:
     for net in networks[1:]:
         if net.classes != classes:
             raise SpecError(f"{net.path} was trained on other classes than {networks[0].path}: they cannot be fused")
-    dense = any(method in ("dense", "both") for method in config.methods)
+    dense = any(map(uses_dense, config.methods))
     scales = {net.name: evaluation_scales(net, config.scales, dense=dense, say=env.main) for net in networks}
     for net in networks:  # before the folder is scanned or an image read
         check_test_scales(scales[net.name], net.input_size, net.name)
@@ -723,8 +729,11 @@ class Predictions:
         net, q = self.net, self.scale
         names = net.classes or [str(i) for i in range(net.num_classes)]
         for path in self.paths:
-            try:
-                image = decoding.rescale(path, q, net.channels)
+            try:  # read once, as the method reads it
+                if self.method == "center":
+                    image = decoding.centre_crop(path, scale=q, size=net.input_size, channels=net.channels)
+                else:
+                    image = decoding.rescale(path, q, net.channels)
             except FileNotFoundError:
                 yield path, SpecError(f"no such image: {path}")
                 continue
@@ -734,10 +743,13 @@ class Predictions:
             except Exception as err:  # noqa: BLE001 - PIL's many error types
                 yield path, SpecError(f"cannot read {path} as an image ({type(err).__name__}: {err})")
                 continue
-            if self.method == "dense":
-                probs = dense_posteriors(net, [image], flip=self.flip)[0]
-            else:  # read as the method reads images: once more for one already read is little
-                probs = image_posteriors(net, [path], [q], [self.method], flip=self.flip)[self.method][0]
+            posteriors = {
+                "dense": lambda: dense_posteriors(net, [image], flip=self.flip)[0],
+                "multi-crop": lambda: multi_crop_posteriors(net, [image], flip=self.flip)[0],
+                "center": lambda: center_posteriors(net, [image])[0],
+            }
+            parts = AVERAGED[self.method]
+            probs = sum(posteriors[part]() for part in parts) / len(parts)
             values, indices = probs.topk(min(self.top, len(probs)))
             yield path, [(names[i], float(v)) for v, i in zip(values, indices)]
 
@@ -776,7 +788,7 @@ def predictions(
         raise SpecError(f"unknown method {method!r}: the methods are {', '.join(PREDICT_METHODS)}")
     paths = image_paths(images)
     net = load_network(checkpoint, dtype=dtype, weights=weights)
-    q = scale or evaluation_scales(net, None, dense=method in ("dense", "both"))[0]
+    q = scale or evaluation_scales(net, None, dense=uses_dense(method))[0]
     check_test_scales([q], net.input_size, net.name)
     if method != "center":
         note_unused_pixels(net, [q])
