@@ -286,7 +286,7 @@ def test_out_of_memory_saves_the_finished_steps_and_says_how_to_go_on(tmp_path, 
     config = tiny_config(tmp_path, shapes, epochs=2)  # 96 images, batch 16: 6 steps an epoch
     with pytest.raises(SystemExit) as info:
         train(config)
-    assert info.value.code == 4
+    assert info.value.code == 5
     message = capfd.readouterr().err.strip().splitlines()[-1]
     assert message.startswith("out of memory in epoch 1, step 5: a pass of 16 images"), message
     assert "the 4 finished steps of this epoch are saved" in message and "Traceback" not in message

@@ -3,7 +3,7 @@
 Exit codes (:class:`vggspec.errors.ExitCode`): 0 success, 1 ``fmt --check`` found files to reformat
 (``compile``: the network disagrees with the analysis; ``diff``: the networks differ; ``list``: the pattern
 matched nothing), 2 bad input (a spec error, a missing file) — reported as ``file:line:col: error: ...``,
-never as a traceback —, 3 a training run diverged, 4 it ran out of memory, 130 interrupted.
+never as a traceback —, 3 a training run diverged, 5 it ran out of memory, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -609,7 +609,7 @@ def _add_train(commands: Commands) -> None:
         "--nproc-per-node N --rdzv-backend c10d --rdzv-endpoint HOST:PORT -m vggspec train SPEC --data DIR "
         "--gpus N. Checkpoints go to RUN/last.pt and RUN/best.pt every epoch; 'vggspec train --out RUN "
         "--resume' continues a run, mid-epoch included, with its spec and settings. Exit codes: 0 done, "
-        "2 bad input or a run folder that cannot be written, 3 the loss diverged, 4 out of memory (finished steps "
+        "2 bad input or a run folder that cannot be written, 3 the loss diverged, 5 out of memory (finished steps "
         "saved), 130 interrupted (saved).",
     )
     p.add_argument("--config", metavar="FILE", help="settings from a .json or .toml file; flags override them")

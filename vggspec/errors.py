@@ -24,7 +24,7 @@ class ExitCode(IntEnum):
     NO_MATCH = 1  # list: the pattern matched no bundled spec (grep's 1; an alias of DIFFERS)
     BAD_INPUT = 2  # a spec error, a missing or unwritable file, a setting that cannot work: said in one line
     DIVERGED = 3  # train: the loss became NaN or infinite (the last good checkpoint is kept)
-    OUT_OF_MEMORY = 4  # train: a device ran out of memory (what was finished is kept)
+    OUT_OF_MEMORY = 5  # train: a device ran out of memory (what was finished is kept)
     INTERRUPTED = 130  # Ctrl-C or SIGTERM (a training run saves first)
 
 
