@@ -4,6 +4,7 @@
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,6 +23,7 @@ from .conftest import ROOT, SMALL_SPEC, assert_same_weights, cli_args, final_wei
 TIMEOUT = 240  # seconds: a launcher still running then is a hang, and fails its test
 # A run of 2 epochs of 6 steps, checkpointed every 2 steps: a death after step 5 resumes from step 4.
 RECIPE = dict(text=SMALL_SPEC, epochs=2, lr=0.02, deterministic=True, checkpoint_every=2)
+JOB = "vgg-job-7"  # the two machines' torchrun --rdzv-id
 
 
 def free_port() -> int:
@@ -48,15 +50,15 @@ def run(command: list[str], **extra: str) -> subprocess.CompletedProcess:
     )
 
 
-def two_machines(first: list[str], second: list[str], *, rdzv: str = "") -> list[tuple[int, str]]:
-    """``first`` and ``second`` (vggspec's arguments) started as the README says, one torchrun launcher each,
-    meeting at 127.0.0.1 on a free port: their exit statuses and what each printed."""
+def two_machines(first: list[str], second: list[str], *torchrun: str) -> list[tuple[int, str]]:
+    """``first`` and ``second`` (vggspec's arguments) started as the README says, one torchrun launcher each
+    (with ``torchrun``'s options too), meeting at 127.0.0.1 on a free port: their exit statuses and what each
+    printed."""
     endpoint = f"127.0.0.1:{free_port()}"
     launchers = [
         subprocess.Popen(
             [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1"]
-            + ["--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint]
-            + (["--rdzv-conf", rdzv] if rdzv else [])
+            + ["--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, *torchrun]
             + ["-m", "vggspec", *command],
             cwd=ROOT,
             env=environment(),
@@ -93,7 +95,7 @@ def across_two_machines(tmp_path_factory, shapes) -> tuple[TrainConfig, list[tup
     processes, one thread each, as on one machine."""
     cfg = tiny_config(tmp_path_factory.mktemp("two-machines"), shapes, **RECIPE)
     command = cli_args(cfg)
-    nodes = two_machines(["--", *command, "--nproc", "1"], command)
+    nodes = two_machines(["--", *command, "--nproc", "1"], command, "--rdzv-id", JOB)
     for code, output in nodes:
         assert code == 0, output
     return cfg, nodes
@@ -133,6 +135,19 @@ def test_two_machines_train_the_run_one_process_trains_and_evaluate_each_image_o
         shared, alone = probs[0][network]["center"], probs[1][network]["center"]
         assert not shared.isnan().any()  # every image evaluated by one machine or the other
         torch.testing.assert_close(shared, alone, rtol=1e-4, atol=1e-6)
+
+
+def test_a_torchrun_job_started_again_resumes_its_run_and_another_job_does_not(across_two_machines, monkeypatch):
+    """A machine joining (torchrun restarts the processes without counting it) or a requeued SLURM job:
+    the same --rdzv-id resumes the run it wrote; another job is refused its folder, as a new run is."""
+    from vggspec.train import _restarted
+
+    cfg = across_two_machines[0]
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun starts a process
+    for job, count, resumes in ((JOB, "0", True), ("vgg-job-8", "0", False), ("none", "0", False), ("none", "1", True)):
+        monkeypatch.setenv("TORCHELASTIC_RUN_ID", job)
+        monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", count)
+        assert _restarted(cfg).resume == resumes, (job, count)
 
 
 def test_machines_started_with_another_recipe_or_a_bad_flag_stop_with_one_line_each(tmp_path, shapes):
@@ -182,51 +197,46 @@ def test_a_rendezvous_no_other_machine_reaches_ends_at_its_timeout(tmp_path, sha
 # -- elastic recovery ------------------------------------------------------------------
 
 
-def test_a_process_killed_mid_epoch_is_restarted_and_the_run_ends_as_if_never_interrupted(
-    tmp_path, shapes, across_two_machines
-):
-    """Two processes on one machine, one killed: the weights of two machines' run, bit for bit."""
-    uninterrupted, _ = across_two_machines
-    cfg = tiny_config(tmp_path, shapes, nproc=2, **RECIPE)
-    result = run(cli_args(cfg), VGGSPEC_TEST_KILL_AT="1:5")  # process 1, after step 5 of epoch 1
-    assert result.returncode == 0, result.stderr
-    assert "process 1 was killed by SIGKILL at" in result.stderr
-    assert "starting the 2 processes again (restart 1 of 3)" in result.stderr
-    events = (Path(cfg.out) / "events.log").read_text()
-    assert "restart 1 of 3, after process 1 was killed by SIGKILL at" in events
-    assert "resuming at epoch 1, step 4/6" in events  # the checkpoint of step 4: step 5 is trained again
-    assert_same_weights(final_weights(Path(cfg.out)), final_weights(Path(uninterrupted.out)))
-    losses = [record["train_loss"] for record in metrics(Path(cfg.out))]
-    assert losses == [record["train_loss"] for record in metrics(Path(uninterrupted.out))]
-
-
-def test_restarts_used_up_stop_the_run_and_fewer_processes_continue_it_with_the_same_batches(
+def test_a_killed_process_is_restarted_until_the_restarts_are_used_up_and_the_run_ends_as_if_never_killed(
     tmp_path, shapes, across_two_machines, capfd
 ):
-    """Process 0, the one that writes, dies at step 5 at both starts: one restart, then the run stops.
-    Resumed by one process, each step takes the same 16 images: the weights of the uninterrupted run."""
+    """Two processes on one machine, one restart: process 1 dies after step 5 (the restart resumes from step 4),
+    then process 0, the one that writes, after step 9 (no restart left: the run stops, last.pt of step 8 whole).
+    Resumed by two processes, it ends with the weights of the two machines' run, bit for bit; by one, each step
+    takes the same 16 images: the same weights, to float rounding."""
     from vggspec.train import train
 
-    uninterrupted, _ = across_two_machines
+    uninterrupted = Path(across_two_machines[0].out)
     cfg = tiny_config(tmp_path, shapes, nproc=2, max_restarts=1, **RECIPE)
-    result = run(cli_args(cfg), VGGSPEC_TEST_KILL_AT="0:5:2")
+    run_dir, last = Path(cfg.out), Path(cfg.out) / "last.pt"
+    result = run(cli_args(cfg), VGGSPEC_TEST_KILL_AT="1:5,0:9:2")
     assert result.returncode == 4, result.stderr
-    last = Path(cfg.out) / "last.pt"
+    assert "process 1 was killed by SIGKILL at" in result.stderr
+    assert "starting the 2 processes again (restart 1 of 1)" in result.stderr
+    events = (run_dir / "events.log").read_text()
+    assert "restart 1 of 1, after process 1 was killed by SIGKILL at" in events
+    assert "resuming at epoch 1, step 4/6" in events  # the checkpoint of step 4: step 5 is trained again
     message = result.stderr.strip().splitlines()
     assert message[-2].startswith("error: process 0 was killed by SIGKILL at"), result.stderr
     assert message[-2].endswith(f"1 restart used up: training stopped; the last good checkpoint is kept ({last}: "
-                                "epoch 1, step 4)")  # fmt: skip
+                                "epoch 2, step 2)")  # fmt: skip
     assert message[-1] == f"hint: continue with: vggspec train --out {cfg.out} --resume"
     assert "Traceback" not in result.stderr
-    state = torch.load(last, weights_only=True)  # whole: a killed writer leaves the previous checkpoint
-    assert (state["epoch"], state["step"]) == (0, 4)
+    state = torch.load(last, weights_only=True)  # whole: a killed writer leaves the checkpoint before
+    assert (state["epoch"], state["step"]) == (1, 2)
 
+    fewer = tmp_path / "fewer"
+    shutil.copytree(run_dir, fewer)
     capfd.readouterr()
-    train(TrainConfig(data=str(shapes), out=cfg.out, resume=True, nproc=1, progress=False))
+    train(TrainConfig(data=str(shapes), out=str(fewer), resume=True, nproc=1, progress=False))
     said = (
         "saved by 2 processes, resumed by 1: each now takes 16 images a step (micro-batches of 16); "
         "the global batch stays 16, and each step sees the same images"
     )
-    assert said in capfd.readouterr().err
-    assert said in (Path(cfg.out) / "events.log").read_text()
-    assert_close_weights(final_weights(Path(cfg.out)), final_weights(Path(uninterrupted.out)))
+    assert said in capfd.readouterr().err and said in (fewer / "events.log").read_text()
+    assert_close_weights(final_weights(fewer), final_weights(uninterrupted))
+
+    train(TrainConfig(data=str(shapes), out=cfg.out, resume=True, progress=False))  # two processes, as saved
+    assert_same_weights(final_weights(run_dir), final_weights(uninterrupted))
+    losses = [record["train_loss"] for record in metrics(run_dir)]
+    assert losses == [record["train_loss"] for record in metrics(uninterrupted)]

@@ -886,7 +886,7 @@ class _Trainer:
                         f"vggspec train --out {self.run_dir} --resume",
                         code=ExitCode.INTERRUPTED,
                     )
-                if self.kill_at == state.epoch * self.steps_per_epoch + state.step:
+                if state.epoch * self.steps_per_epoch + state.step in self.kill_at:
                     os.kill(os.getpid(), signal.SIGKILL)
             else:
                 compute += time.perf_counter() - now
@@ -975,18 +975,20 @@ def _kept(run_dir: Path) -> str:
     return f"the last good checkpoint is kept ({last}{where})"
 
 
-# Tests only: VGGSPEC_TEST_KILL_AT=RANK:STEP[:STARTS] makes process RANK SIGKILL itself once it has finished step
-# STEP of the run (counted over the epochs, from 1), in the first STARTS starts of the processes (default 1): a
-# death at a known point, which no timing decides.
+# Tests only: VGGSPEC_TEST_KILL_AT=RANK:STEP[:STARTS],... makes process RANK SIGKILL itself once it has finished
+# step STEP of the run (counted over the epochs, from 1), in the first STARTS starts of the processes (default 1):
+# deaths at known points, which no timing decides.
 TEST_KILL_AT = "VGGSPEC_TEST_KILL_AT"
 
 
-def _test_kill_at(rank: int) -> int | None:
-    """The step of the run after which this process kills itself (:data:`TEST_KILL_AT`), or None."""
-    if not (value := os.environ.get(TEST_KILL_AT)):
-        return None
-    victim, step, starts = (value.split(":") + ["1"])[:3]
-    return int(step) if int(victim) == rank and Attempt.current().restarts < int(starts) else None
+def _test_kill_at(rank: int) -> set[int]:
+    """The steps of the run after which this process kills itself (:data:`TEST_KILL_AT`): none but in tests."""
+    steps = set()
+    for entry in filter(None, os.environ.get(TEST_KILL_AT, "").split(",")):
+        victim, step, starts = (entry.split(":") + ["1"])[:3]
+        if int(victim) == rank and Attempt.current().restarts < int(starts):
+            steps.add(int(step))
+    return steps
 
 
 def _size(count: int) -> str:
