@@ -231,7 +231,11 @@ class TrainConfig(BaseModel):
         if self.batch_size is None:
             raise ValueError("the default batch is decided by the training set's size: resolve it first")
         if self.batch_size % world:
-            raise SpecError(f"the batch of {self.batch_size} does not split evenly over {world} processes")
+            raise SpecError(
+                f"the batch of {self.batch_size} does not split evenly over {world} processes",
+                hint="run a number of processes that divides it (with torchrun --nnodes MIN:MAX, every number of "
+                "machines between too: a run resumed by fewer keeps its batch)",
+            )
         share = self.batch_size // world
         micro = min(self.micro_batch or share, share)
         return BatchSplit(share, micro, math.ceil(share / micro))
