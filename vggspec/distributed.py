@@ -313,6 +313,7 @@ def _first_failure(failures: dict[int, Any]) -> str:
 
 
 def _first_line(text: object, width: int = 200) -> str:
+    """The first line of ``text``, cut to ``width`` characters: a message's gist, a value shown in one."""
     line = str(text).strip().splitlines()[0] if str(text).strip() else ""
     return line if len(line) <= width else line[: width - 1] + "…"
 
@@ -339,7 +340,7 @@ def _guarded(worker: Callable[[dict[str, Any]], None], config: dict[str, Any], m
     try:
         worker(config)
     except SpecError as err:
-        if os.environ.get("RANK", "0") == "0" and not isinstance(err, ProcessLost):  # a death: the launcher says it
+        if os.environ.get("RANK", "0") == "0":
             print(err, file=sys.stderr, flush=True)
         raise SystemExit(err.exit_code) from None
     finally:
@@ -354,18 +355,16 @@ def _disagreement(everyone: list[tuple[str, dict[str, Any]]], what: str) -> Spec
         if _STOPPED in theirs:
             return SpecError(f"process {rank} on {host} stopped: {theirs[_STOPPED]}", hint="mend it, start every node")
         if differing := [key for key in first if theirs.get(key) != first[key]]:
-            shown = ", ".join(f"{key} {_shown(theirs.get(key))} (process 0: {_shown(first[key])})" for key in differing)
+            shown = ", ".join(
+                f"{key} {_first_line(theirs.get(key), 40)} (process 0: {_first_line(first[key], 40)})"
+                for key in differing
+            )
             return SpecError(
                 f"the processes disagree on {what}: process {rank} on {host} has {shown}; process 0 runs on "
                 f"{first_host}",
                 hint="start every node with the same SPEC and settings (the data may be a copy of the same images)",
             )
     return None
-
-
-def _shown(value: object, width: int = 40) -> str:
-    text = str(value)
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _loggers(*prefixes: str) -> list[logging.Logger]:

@@ -264,7 +264,7 @@ def run_worker(config_dict: dict[str, Any]) -> None:
     except RuntimeError as err:
         if env.world == 1 or not lost_contact(err):
             raise
-        where = f" at {trainer.position()}" if trainer is not None and hasattr(trainer, "state") else ""
+        where = f" at {trainer.position()}" if trainer is not None else ""  # None: while setting up
         lost = ProcessLost(
             f"process {env.rank} lost contact with the others{where} ({time.strftime('%H:%M:%S')}): one of them "
             "stopped (its own message says why) or its machine went down",
@@ -685,7 +685,7 @@ class _Trainer:
         state, attempt = self.state, Attempt.current()
         saved = time.strftime("%H:%M:%S", time.localtime(path.stat().st_mtime))
         where = f"epoch {state.epoch + 1}, step {state.step}/{self.steps_per_epoch} ({path}, saved at {saved})"
-        again = attempt.restarts or attempt.job  # torchrun's, or launch's
+        again = attempt.restarts or attempt.job  # a restart (torchrun's or launch's), or the job started again
         said = f"{attempt.describe()}: resuming at" if again else f"resuming {self.run_dir} at"
         self.log.event(f"{said} {where}")
         if saved_by != self.env.world:
