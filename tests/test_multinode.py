@@ -198,7 +198,7 @@ def test_a_rendezvous_no_other_machine_reaches_ends_at_its_timeout(tmp_path, sha
 
 
 def test_a_killed_process_is_restarted_until_the_restarts_are_used_up_and_the_run_ends_as_if_never_killed(
-    tmp_path, shapes, across_two_machines, capfd
+    tmp_path, shapes, across_two_machines, capfd, monkeypatch
 ):
     """Two processes on one machine, one restart: process 1 dies after step 5 (the restart resumes from step 4),
     then process 0, the one that writes, after step 9 (no restart left: the run stops, last.pt of step 8 whole).
@@ -236,6 +236,7 @@ def test_a_killed_process_is_restarted_until_the_restarts_are_used_up_and_the_ru
     assert said in capfd.readouterr().err and said in (fewer / "events.log").read_text()
     assert_close_weights(final_weights(fewer), final_weights(uninterrupted))
 
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # as every process above: the same sums, bit for bit, on any machine
     train(TrainConfig(data=str(shapes), out=cfg.out, resume=True, progress=False))  # two processes, as saved
     assert_same_weights(final_weights(run_dir), final_weights(uninterrupted))
     losses = [record["train_loss"] for record in metrics(run_dir)]
