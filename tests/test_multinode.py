@@ -50,10 +50,10 @@ def run(command: list[str], **extra: str) -> subprocess.CompletedProcess:
     )
 
 
-def two_machines(first: list[str], second: list[str], *torchrun: str) -> list[tuple[int, str]]:
+def two_machines(first: list[str], second: list[str], *torchrun: str, **env: str) -> list[tuple[int, str]]:
     """``first`` and ``second`` (vggspec's arguments) started as the README says, one torchrun launcher each
-    (with ``torchrun``'s options too), meeting at 127.0.0.1 on a free port: their exit statuses and what each
-    printed."""
+    (with ``torchrun``'s options too, and ``env``), meeting at 127.0.0.1 on a free port: their exit statuses and
+    what each printed."""
     endpoint = f"127.0.0.1:{free_port()}"
     launchers = [
         subprocess.Popen(
@@ -61,7 +61,7 @@ def two_machines(first: list[str], second: list[str], *torchrun: str) -> list[tu
             + ["--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, *torchrun]
             + ["-m", "vggspec", *command],
             cwd=ROOT,
-            env=environment(),
+            env=environment(**env),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -195,6 +195,22 @@ def test_a_rendezvous_no_other_machine_reaches_ends_at_its_timeout(tmp_path, sha
 
 
 # -- elastic recovery ------------------------------------------------------------------
+
+
+def test_under_torchrun_a_process_killed_on_one_machine_restarts_both_and_the_run_ends_as_if_never_killed(
+    tmp_path, shapes, across_two_machines
+):
+    """Process 1 dies after step 5; process 0, on the other machine, loses it and leaves; both torchruns start
+    their processes again, which resume from step 4 without being told to. Restarts to spare: torchrun's second
+    rendezvous now and then fails once (a process of the new group refused by another that is being restarted)."""
+    cfg = tiny_config(tmp_path, shapes, **RECIPE)
+    command = cli_args(cfg)
+    nodes = two_machines(command, command, "--max-restarts", "3", VGGSPEC_TEST_KILL_AT="1:5")
+    for code, output in nodes:
+        assert code == 0, output
+    events = (Path(cfg.out) / "events.log").read_text().splitlines()  # said by process 0 alone
+    assert events and "resuming" in events[0] and "at epoch 1, step 4/6" in events[0], events
+    assert_same_weights(final_weights(Path(cfg.out)), final_weights(Path(across_two_machines[0].out)))
 
 
 def test_a_killed_process_is_restarted_until_the_restarts_are_used_up_and_the_run_ends_as_if_never_killed(

@@ -38,13 +38,13 @@ _joined = False  # whether this process has been in a process group: it cannot j
 def stop_the_others(error: SpecError, *, gpu: bool) -> None:
     """Under torchrun, a process that stopped on bad input before it joined the others (its spec, its data, its
     flags), and has said why, joins them only to tell them: they would wait for it until torch's timeout (30
-    minutes), then end in a traceback. They stop at their first exchange (:meth:`Distributed.agree`), saying
+    minutes), then end in a traceback. They stop at their first exchange (:meth:`Distributed.meet`), saying
     which process stopped and why. ``gpu``: it joins over NCCL, as the others do with --gpus."""
     if not under_torchrun() or _joined or int(os.environ["WORLD_SIZE"]) == 1:
         return
     env = Distributed.setup(gpu=gpu)
     try:
-        env.agree({_STOPPED: error.message}, "")
+        env.meet({_STOPPED: error.message})
     finally:
         env.close()
 
@@ -115,13 +115,12 @@ LOST_CONTACT_GRACE = 30.0
 
 
 def await_the_launcher(grace: float = LOST_CONTACT_GRACE) -> None:
-    """A process that lost contact with the others waits for its launcher to end it (SIGTERM), then leaves.
+    """A process of :func:`launch` that lost contact with the others waits for the launcher to end it
+    (SIGTERM), then leaves.
 
-    When a process on this machine died, the launcher sees it and stops the rest (within its monitor
-    interval: 0.5 s for :func:`launch`, 0.1 s for torchrun): it sees the dead one first and names it,
-    which it would not if the survivors left first (torch reports only the first exit it sees). When
-    another machine went down, nothing comes: after ``grace`` seconds this one leaves, and its launcher
-    starts the processes again if it has restarts left.
+    The launcher sees the dead process and stops the rest within its monitor interval (0.5 s): it sees
+    the dead one first and names it, which it would not if a survivor left first (torch reports only
+    the first exit it sees). Should nothing come, this one leaves after ``grace`` seconds.
     """
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     time.sleep(grace)
@@ -179,24 +178,57 @@ class Distributed:
         distributed.gather_object(obj, out, dst=0)
         return out
 
+    def meet(self, news: dict[str, Any]) -> list[dict[str, Any]]:
+        """The processes' first exchange: every one's ``news`` (whether it is a restart), in rank order. A
+        process that stopped before it could run (:func:`stop_the_others`) stops them all here, each machine
+        saying which and why."""
+        everyone = self._everyone(news)
+        for rank, (host, theirs) in enumerate(everyone):
+            if _STOPPED in theirs:  # all stop at the first: one barrier, whoever else stopped
+                problem = f"process {rank} on {host} stopped: {theirs[_STOPPED]}"
+                self._stop_all(SpecError(problem, hint="mend it, then start every node"), said=_STOPPED in news)
+                break
+        return [theirs for _, theirs in everyone]
+
     def agree(self, facts: dict[str, Any], what: str) -> None:
         """Every process holds the same ``facts`` (a spec's hash, the recipe): processes started on several
-        machines with different commands stop here, all of them (SystemExit, status 2), saying which process
-        differs from process 0 and in what, or which process stopped before it joined (:func:`stop_the_others`).
-        The first process of each machine says it, on stderr, as the vggspec program says a SpecError."""
+        machines with different commands stop here, all of them (SystemExit, status 2), each machine saying
+        which process differs from process 0, and in what."""
+        everyone = self._everyone(facts)
+        first_host, first = everyone[0]
+        for rank, (host, theirs) in enumerate(everyone):
+            if differing := [key for key in first if theirs.get(key) != first[key]]:
+                shown = ", ".join(
+                    f"{key} {_first_line(theirs.get(key), 40)} (process 0: {_first_line(first[key], 40)})"
+                    for key in differing
+                )
+                self._stop_all(
+                    SpecError(
+                        f"the processes disagree on {what}: process {rank} on {host} has {shown}; process 0 runs on "
+                        f"{first_host}",
+                        hint="start every node with the same SPEC and settings (the data may be a copy of the same "
+                        "images)",
+                    ),
+                    said=False,
+                )
+
+    def _everyone(self, item: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        """Every process's (host, ``item``), in rank order."""
         if self.world == 1:
-            return
+            return [(socket.gethostname(), item)]
         everyone: list[Any] = [None] * self.world
-        distributed.all_gather_object(everyone, (socket.gethostname(), facts))
-        problem = _disagreement(everyone, what)
-        if problem is None:
-            return
-        # Said here, before any process leaves: under torchrun, a machine whose process leaves first can take
-        # the rendezvous store with it, and the launcher of another ends its processes before they speak.
-        if self.local_rank == 0 and _STOPPED not in facts:  # once a machine; what stopped a process, it says
+        distributed.all_gather_object(everyone, (socket.gethostname(), item))
+        return everyone
+
+    def _stop_all(self, problem: SpecError, *, said: bool) -> None:
+        """Every process leaves (status 2) once the first of each machine has said ``problem`` (unless this
+        process ``said`` its own already): said before any leaves, as under torchrun a machine whose process
+        leaves first can take the rendezvous store with it, and the launcher of another ends its processes
+        before they speak."""
+        if self.local_rank == 0 and not said:
             print(problem, file=sys.stderr, flush=True)
         distributed.barrier()
-        if _STOPPED not in facts:
+        if not said:
             raise SystemExit(problem.exit_code)
 
     def close(self) -> None:
@@ -345,26 +377,6 @@ def _guarded(worker: Callable[[dict[str, Any]], None], config: dict[str, Any], m
         raise SystemExit(err.exit_code) from None
     finally:
         gc.freeze()  # the process exits next: skip the last collections, as the vggspec program does
-
-
-def _disagreement(everyone: list[tuple[str, dict[str, Any]]], what: str) -> SpecError | None:
-    """What :meth:`Distributed.agree` says of every process's (host, facts): which stopped, or which differs
-    from process 0, and in what; None when all agree."""
-    first_host, first = everyone[0]
-    for rank, (host, theirs) in enumerate(everyone):
-        if _STOPPED in theirs:
-            return SpecError(f"process {rank} on {host} stopped: {theirs[_STOPPED]}", hint="mend it, start every node")
-        if differing := [key for key in first if theirs.get(key) != first[key]]:
-            shown = ", ".join(
-                f"{key} {_first_line(theirs.get(key), 40)} (process 0: {_first_line(first[key], 40)})"
-                for key in differing
-            )
-            return SpecError(
-                f"the processes disagree on {what}: process {rank} on {host} has {shown}; process 0 runs on "
-                f"{first_host}",
-                hint="start every node with the same SPEC and settings (the data may be a copy of the same images)",
-            )
-    return None
 
 
 def _loggers(*prefixes: str) -> list[logging.Logger]:

@@ -612,6 +612,7 @@ def _worker(config_values: dict[str, Any]) -> Results | None:
     config = EvaluateConfig(**config_values)
     env = Distributed.setup(gpu=bool(config.gpus))
     try:
+        env.meet({})  # where a process of another machine that stopped before joining stops them all
         return _evaluate_here(config, env)
     finally:
         env.close()

@@ -115,16 +115,16 @@ def train(config: TrainConfig) -> Path:
     return Path(config.out)
 
 
-def _restarted(config: TrainConfig) -> TrainConfig:
+def _restarted(config: TrainConfig, *, restart: bool | None = None) -> TrainConfig:
     """A process that torchrun or :func:`launch` started again continues the run from its last checkpoint (if the
     first start wrote one): the command line, the same at every start, does not say --resume. Started again: after
-    a process died (a restart), or in the torchrun job (``--rdzv-id``) that wrote it, whose restarts for a machine
-    joining torchrun does not count."""
+    a process died (a ``restart``: this one's, by default), or in the torchrun job (``--rdzv-id``) that wrote it,
+    whose restarts for a machine joining torchrun does not count."""
     last = Path(config.out or ".") / runs.LAST
     if config.resume or not config.out or not last.exists():
         return config
     attempt = Attempt.current()
-    if attempt.restarts or (attempt.job and _job_of(last) == attempt.job):
+    if (attempt.restarts > 0 if restart is None else restart) or (attempt.job and _job_of(last) == attempt.job):
         return config.model_copy(update={"resume": True})
     return config
 
@@ -254,10 +254,14 @@ class _Stop(Exception):
 
 def run_worker(config_dict: dict[str, Any]) -> None:
     """One data-parallel process (rank 0 alone writes files and prints)."""
-    config = _restarted(TrainConfig(**config_dict))
+    config = TrainConfig(**config_dict)
     env = Distributed.setup(gpu=bool(config.gpus))
     trainer = None
     try:
+        # A restart of some: of all. Under torchrun, the machine whose process died counts a restart, and one
+        # that restarts its processes because that machine is rendezvousing again does not.
+        news = env.meet({"restarts": Attempt.current().restarts})
+        config = _restarted(config, restart=any(theirs.get("restarts") for theirs in news))
         with _torch_settings(config, env.rank):
             trainer = _Trainer(config, env)
             trainer.run()
@@ -270,9 +274,9 @@ def run_worker(config_dict: dict[str, Any]) -> None:
             "stopped (its own message says why) or its machine went down",
             hint=f"with restarts left, every process starts again and resumes from {Path(config.out) / runs.LAST}",
         )
-        if under_torchrun():  # said now: its launcher may end this process before it could say it
+        if under_torchrun():  # said now, and left at once: a failure, which torchrun counts as one, and restarts
             print(lost, file=sys.stderr, flush=True)
-        if trainer is None or not trainer.stop_requested:  # not asked to stop yet
+        elif trainer is None or not trainer.stop_requested:  # launch's: it names the dead process if it sees it first
             await_the_launcher()
         raise SystemExit(lost.exit_code) from None
     finally:
