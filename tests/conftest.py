@@ -12,6 +12,8 @@ PAPER_CONFIGS = ("A", "A-LRN", "B", "C", "D", "E")
 
 # A narrow net for 16×16 inputs and 3 classes: it trains in seconds on a CPU.
 TINY_SPEC = "input: 16x16 RGB\nconv3-8 [bn]\nmaxpool\nconv3-16 [bn]\nmaxpool\nFC-32\nFC-3\nsoft-max\n"
+# Without batch norm and dropout: N processes train the weights one process trains (to float rounding).
+SMALL_SPEC = "input: 16x16 RGB\nconv3-8\nmaxpool\nconv3-16\nmaxpool\nFC-32 [dropout=0]\nFC-3\nsoft-max\n"
 
 
 @pytest.fixture(scope="session")
@@ -67,6 +69,35 @@ def tiny_config(
     )
     values.update(overrides)
     return TrainConfig(**values)
+
+
+def cli_args(cfg: TrainConfig) -> list[str]:
+    """``train SPEC --flag value ...``: the command line that gives ``cfg`` (defaults left out)."""
+    args = ["train", cfg.spec]
+    for key, value in cfg.model_dump().items():
+        if key == "spec" or value is None or value == TrainConfig.model_fields[key].default:
+            continue
+        flag = "--" + key.replace("_", "-")
+        args += (
+            [flag if value is True else f"--no-{key.replace('_', '-')}"]
+            if isinstance(value, bool)
+            else [flag, str(value)]
+        )
+    return args
+
+
+def final_weights(run: Path) -> dict:
+    import torch
+
+    return torch.load(run / "last.pt", weights_only=True)["state_dict"]
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    import torch
+
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
 
 
 @pytest.fixture(scope="session")

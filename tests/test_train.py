@@ -17,23 +17,21 @@ torch = pytest.importorskip("torch", reason="needs the test extras: pip install 
 import vggspec  # noqa: E402
 from vggspec.config import TrainConfig  # noqa: E402
 
-from .conftest import ROOT, TINY_SPEC, spec_file, tiny_config  # noqa: E402
+from .conftest import (  # noqa: E402
+    ROOT,
+    SMALL_SPEC,
+    TINY_SPEC,
+    assert_same_weights,
+    cli_args,
+    final_weights,
+    spec_file,
+    tiny_config,
+)
 
-# Narrow nets for 16×16 inputs: seconds on a CPU (TINY_SPEC, with batch norm, is the conftest's).
-SMALL = "input: 16x16 RGB\nconv3-8\nmaxpool\nconv3-16\nmaxpool\nFC-32 [dropout=0]\nFC-3\nsoft-max\n"
+# Narrow nets for 16×16 inputs: seconds on a CPU (TINY_SPEC and SMALL_SPEC are the conftest's).
 # Three stages, so that A's conv1_1, conv2_1, conv3_1, conv3_2 exist (Section 3.1's transfer).
 TINY_A = "input: 16x16 RGB\nconv3-4\nmaxpool\nconv3-8\nmaxpool\nconv3-8 ×2\nmaxpool\nFC-16 ×2\nFC-3\n"
 TINY_D = "input: 16x16 RGB\nconv3-4 ×2\nmaxpool\nconv3-8 ×2\nmaxpool\nconv3-8 ×3\nmaxpool\nFC-16 ×2\nFC-3\n"
-
-
-def final_weights(run) -> dict:
-    return torch.load(run / "last.pt", weights_only=True)["state_dict"]
-
-
-def assert_same_weights(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
 
 
 def cli(*args, **kw) -> subprocess.Popen:
@@ -45,20 +43,6 @@ def cli(*args, **kw) -> subprocess.Popen:
         text=True,
         **kw,
     )
-
-
-def cli_args(cfg: TrainConfig) -> list[str]:
-    args = ["train", cfg.spec]
-    for key, value in cfg.model_dump().items():
-        if key == "spec" or value is None or value == TrainConfig.model_fields[key].default:
-            continue
-        flag = "--" + key.replace("_", "-")
-        args += (
-            [flag if value is True else f"--no-{key.replace('_', '-')}"]
-            if isinstance(value, bool)
-            else [flag, str(value)]
-        )
-    return args
 
 
 def wait_for(path, process, timeout=120.0):
@@ -189,7 +173,7 @@ def test_a_run_keeps_its_spec_and_resumes_with_it_or_says_why_not(tmp_path, shap
     capfd.readouterr()
 
     with pytest.raises(vggspec.SpecError, match="another spec than") as info:
-        train(tiny_config(tmp_path / "other", shapes, text=SMALL, out=first.out, resume=True))
+        train(tiny_config(tmp_path / "other", shapes, text=SMALL_SPEC, out=first.out, resume=True))
     assert "leave SPEC out" in str(info.value.hint) and str(run / "spec.vgg") in str(info.value.hint)
     assert (run / "spec.vgg").read_text() == commented  # a refused spec does not replace the copy
 
@@ -256,7 +240,7 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path, shapes, nproc):
 def test_a_diverging_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, shapes, capfd, nproc):
     from vggspec.train import train
 
-    cfg = tiny_config(tmp_path, shapes, lr=1e6, epochs=3, checkpoint_every=1, text=SMALL, nproc=nproc)
+    cfg = tiny_config(tmp_path, shapes, lr=1e6, epochs=3, checkpoint_every=1, text=SMALL_SPEC, nproc=nproc)
     with pytest.raises(SystemExit) as info:
         train(cfg)
     assert info.value.code == 3
@@ -422,11 +406,11 @@ def test_training_and_evaluation_decode_without_torchvision(shapes, tmp_path):
 def test_two_processes_give_the_weights_of_one(tmp_path, shapes, capfd):
     from vggspec.train import train
 
-    one = train(tiny_config(tmp_path / "one", shapes, text=SMALL, epochs=1, nproc=1))
+    one = train(tiny_config(tmp_path / "one", shapes, text=SMALL_SPEC, epochs=1, nproc=1))
     capfd.readouterr()
     threads_before = os.environ.get("OMP_NUM_THREADS")
     # With loader workers: the launched processes fork them (they would spawn by default).
-    two = train(tiny_config(tmp_path / "two", shapes, text=SMALL, epochs=1, nproc=2, workers=1))
+    two = train(tiny_config(tmp_path / "two", shapes, text=SMALL_SPEC, epochs=1, nproc=2, workers=1))
     # The cores are shared out, as torchrun does, rather than each process using them all.
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     threads = int(threads_before or max(1, cores // 2))
@@ -531,7 +515,7 @@ def test_class_count_must_match_the_classifier(tmp_path, shapes):
     from vggspec.train import train
 
     with pytest.raises(vggspec.SpecError, match="ends in FC-5") as info:
-        train(tiny_config(tmp_path, shapes, text=SMALL.replace("FC-3", "FC-5")))
+        train(tiny_config(tmp_path, shapes, text=SMALL_SPEC.replace("FC-3", "FC-5")))
     assert "FC-3" in info.value.hint
 
 
@@ -548,7 +532,7 @@ def test_more_gpus_than_the_machine_has(tmp_path, shapes):
 
 
 def test_cli_errors_exit_2(tmp_path):
-    spec = spec_file(tmp_path, SMALL)
+    spec = spec_file(tmp_path, SMALL_SPEC)
     result = subprocess.run([sys.executable, "-m", "vggspec", "train", spec], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 2 and "--data" in result.stderr
     for processes in ([], ["--nproc", "2"]):  # with 2, each process meets it: said once, by rank 0
@@ -567,7 +551,7 @@ def test_settings_that_cannot_work_are_refused_before_anything_runs(tmp_path, sh
     not after the colour statistics or at the first NaN."""
     from vggspec.cli import main
 
-    spec = spec_file(tmp_path, SMALL)
+    spec = spec_file(tmp_path, SMALL_SPEC)
     missing = str(tmp_path / "missing.pt")
     for args, said in (
         (["--lr", "inf"], "lr: Input should be a finite number"),
@@ -587,7 +571,7 @@ def test_a_config_file_sets_the_recipe_and_flags_win(tmp_path, shapes):
     from vggspec.cli import main
     from vggspec.config import load_config_file
 
-    spec = spec_file(tmp_path, SMALL)
+    spec = spec_file(tmp_path, SMALL_SPEC)
     toml = tmp_path / "recipe.toml"
     toml.write_text('batch-size = 16\nepochs = 1\nlr = 0.05\ninit = "kaiming"\nworkers = 0\nstats_images = 40\n')
     run = tmp_path / "run"

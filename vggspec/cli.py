@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import re
 import sys
 import types
@@ -96,8 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except SpecError as err:
-        print(err, file=sys.stderr)
-        return ExitCode.BAD_INPUT
+        print(err, file=sys.stderr, flush=True)
+        if "WORLD_SIZE" in os.environ:  # started by torchrun: the other processes wait for this one
+            from .distributed import stop_the_others
+
+            stop_the_others(err, gpu=bool(getattr(args, "gpus", None)))
+        return err.exit_code
     except BrokenPipeError:  # `vggspec analyze | head`
         sys.stderr.close()
         return 0
@@ -604,13 +609,15 @@ def _add_train(commands: Commands) -> None:
         help="train a spec with the paper's recipe on an image folder (CPU, one GPU or many)",
         description="Train SPEC with Section 3.1's recipe (every value below can be changed; defaults are "
         "the paper's) on DATA/train/<class>/*, validating on DATA/val/<class>/* after every epoch. "
-        "--gpus N runs N data-parallel processes (DDP over NCCL), --nproc N runs N CPU processes (gloo). "
-        "On several machines, start the same command on each with torchrun: torchrun --nnodes M "
-        "--nproc-per-node N --rdzv-backend c10d --rdzv-endpoint HOST:PORT -m vggspec train SPEC --data DIR "
-        "--gpus N. Checkpoints go to RUN/last.pt and RUN/best.pt every epoch; 'vggspec train --out RUN "
-        "--resume' continues a run, mid-epoch included, with its spec and settings. Exit codes: 0 done, "
-        "2 bad input or a run folder that cannot be written, 3 the loss diverged, 5 out of memory (finished steps "
-        "saved), 130 interrupted (saved).",
+        "--gpus N runs N data-parallel processes (DDP over NCCL), --nproc N runs N CPU processes (gloo); when one "
+        "dies, all start again from RUN/last.pt (--max-restarts). On several machines, start the same command on "
+        "each with torchrun: torchrun --nnodes M --nproc-per-node N --rdzv-backend c10d --rdzv-endpoint HOST:PORT "
+        "--max-restarts 3 -m vggspec train SPEC --data DIR --out SHARED/RUN --gpus N (CPU processes: leave --gpus "
+        "out); every machine gives the same --out, on a folder they all reach. Checkpoints go to RUN/last.pt and "
+        "RUN/best.pt every epoch; 'vggspec train --out RUN --resume' continues a run, mid-epoch included, with its "
+        "spec and settings. Exit codes: 0 done, 2 bad input or a run folder that cannot be written, 3 the loss "
+        "diverged, 4 a process died and no restart was left (last.pt kept), 5 out of memory (finished steps saved), "
+        "130 interrupted (saved).",
     )
     p.add_argument("--config", metavar="FILE", help="settings from a .json or .toml file; flags override them")
     _add_model_options(p, TrainConfig)

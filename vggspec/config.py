@@ -171,7 +171,20 @@ class TrainConfig(BaseModel):
     seed: int = Field(default=0, description="seed of the initialisation, the data order and the augmentation")
 
     gpus: int = Field(default=0, ge=0, description="data-parallel processes on GPUs (NCCL)")
-    nproc: int = Field(default=1, ge=1, description="data-parallel processes on the CPU (gloo)")
+    nproc: int = Field(
+        default=1,
+        ge=1,
+        description="data-parallel processes on the CPU (gloo); under torchrun, its --nproc-per-node (leave --nproc "
+        "out: torchrun's parser takes it for its own unless a -- comes before the command)",
+    )
+    max_restarts: int = Field(
+        default=3,
+        ge=0,
+        description="with --nproc or --gpus: when a process dies (SIGKILL, the OOM killer, a crash), start them all "
+        "again, at most N times, each resuming from RUN/last.pt (mid-epoch with --checkpoint-every); one process is "
+        "not restarted (--resume continues it); under torchrun, torchrun's own --max-restarts does this",
+        **command_line(metavar="N"),
+    )
     workers: int = Field(default=2, ge=0, description="data loader workers per process")
     amp: Literal["bf16", "fp16"] | None = Field(default=None, description="mixed precision; by default float32")
     channels_last: bool = Field(default=False, description="channels-last memory format (faster on many GPUs)")
@@ -223,7 +236,11 @@ class TrainConfig(BaseModel):
         if self.batch_size is None:
             raise ValueError("the default batch is decided by the training set's size: resolve it first")
         if self.batch_size % world:
-            raise SpecError(f"the batch of {self.batch_size} does not split evenly over {world} processes")
+            raise SpecError(
+                f"the batch of {self.batch_size} does not split evenly over {world} processes",
+                hint="run a number of processes that divides it (with torchrun --nnodes MIN:MAX, every number of "
+                "machines between too: a run resumed by fewer keeps its batch)",
+            )
         share = self.batch_size // world
         if micro is None and self.micro_batch != "auto":
             micro = self.micro_batch

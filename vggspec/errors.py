@@ -24,6 +24,7 @@ class ExitCode(IntEnum):
     NO_MATCH = 1  # list: the pattern matched no bundled spec (grep's 1; an alias of DIFFERS)
     BAD_INPUT = 2  # a spec error, a missing or unwritable file, a setting that cannot work: said in one line
     DIVERGED = 3  # train: the loss became NaN or infinite (the last good checkpoint is kept)
+    LOST = 4  # train: a process died or lost the others, and no restart was left (the last checkpoint is kept)
     OUT_OF_MEMORY = 5  # train: a device ran out of memory (what was finished is kept)
     INTERRUPTED = 130  # Ctrl-C or SIGTERM (a training run saves first)
 
@@ -40,6 +41,8 @@ def out_of_memory(err: BaseException) -> bool:
 
 class SpecError(Exception):
     """A spec that cannot be parsed, is inconsistent, or does not fit its input size."""
+
+    exit_code: ExitCode = ExitCode.BAD_INPUT  # what the program exits with, having printed the message
 
     def __init__(
         self,
@@ -131,6 +134,13 @@ class WeightsError(SpecError):
 
 class CheckpointError(SpecError):
     """A file that is not a vggspec checkpoint, or whose spec does not match."""
+
+
+class ProcessLost(SpecError):
+    """A training process died, or lost contact with the others, and was not restarted: not bad input,
+    but said as plainly (one line, and where the run stands)."""
+
+    exit_code = ExitCode.LOST
 
 
 SHOWN_LINE = 100  # characters of a source line an error shows: the spot and what is around it

@@ -593,10 +593,10 @@ def evaluate(config: EvaluateConfig) -> Results | None:
         raise SpecError(f"where is the data? give --data DIR (the images in DIR/{config.split}/<class>/*)")
     if config.gpus and config.gpus > torch.cuda.device_count():
         raise SpecError(f"--gpus {config.gpus} asks for more GPUs than this machine has ({torch.cuda.device_count()})")
-    world = config.gpus or config.nproc
-    if world > 1:
-        from .distributed import launch
+    from .distributed import launch, local_processes, under_torchrun
 
+    world = local_processes(config.gpus, config.nproc, config.model_fields_set)
+    if world > 1 and not under_torchrun():
         launch(_worker, config.model_dump(), world=world)
         return None
     return _worker(config.model_dump())
@@ -609,6 +609,7 @@ def _worker(config_values: dict[str, Any]) -> Results | None:
     config = EvaluateConfig(**config_values)
     env = Distributed.setup(gpu=bool(config.gpus))
     try:
+        env.meet({})  # where a process of another machine that stopped before joining stops them all
         return _evaluate_here(config, env)
     finally:
         env.close()
@@ -633,6 +634,9 @@ def _evaluate_here(config: EvaluateConfig, env) -> Results | None:
             note_unused_pixels(net, scales[net.name])
     folder = folders.scan(config.data, config.split, classes=classes or None)
     paths = [path for path, _ in folder.samples]
+    # Machines of several started with other settings or data would each evaluate their share of another table.
+    protocol = {key: getattr(config, key) for key in ("split", "scales", "method", "flip", "dtype")}
+    env.agree({"networks": [net.name for net in networks], "images": len(paths), **protocol}, "the evaluation")
     labels = torch.tensor([label for _, label in folder.samples])
     mine = by_aspect_ratio(paths, range(env.rank, len(paths), env.world))
     local: dict[str, dict[str, torch.Tensor]] = {}

@@ -36,6 +36,15 @@ class RunLog:
         if not self.quiet:
             log.info(message)
 
+    def event(self, message: str) -> None:
+        """A note the run folder keeps too (RUN/events.log, time-stamped): resumes and restarts, read after
+        the terminal that showed them is gone."""
+        if self.quiet:
+            return
+        self.note(message)
+        with open(self.run_dir / runs.EVENTS, "a", encoding="utf-8") as f:
+            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')}  {message}\n")
+
     def start(
         self,
         config,

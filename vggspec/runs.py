@@ -7,6 +7,7 @@ names a run or a checkpoint is resolved.
     RUN/config.json        the resolved training configuration
     RUN/colour_stats.json  mean RGB and colour PCA of the training images
     RUN/metrics.jsonl      one line per epoch
+    RUN/events.log         resumes and restarts: when, what stopped the run, where it went on
     RUN/curves.png         loss, errors and learning rate against epochs
     RUN/tensorboard/       TensorBoard event files
 
@@ -23,6 +24,7 @@ from .errors import CheckpointError
 
 LAST, BEST, SPEC, CONFIG = "last.pt", "best.pt", "spec.vgg", "config.json"
 COLOUR_STATS, METRICS, CURVES, TENSORBOARD = "colour_stats.json", "metrics.jsonl", "curves.png", "tensorboard"
+EVENTS = "events.log"  # appended to, a line at a time, as metrics.jsonl is between its rewrites
 RUN_FILES = (LAST, BEST, SPEC, CONFIG, COLOUR_STATS, METRICS, CURVES)
 """The files of a run folder that are written whole (:mod:`vggspec.files`): their temporaries are ``.NAME.*.tmp``."""
 

@@ -58,8 +58,17 @@ from .checkpoint import (
 )
 from .compiler import VGG, build, layer_of
 from .config import PAPER_BATCH, TrainConfig, default_batch, validated
-from .distributed import Distributed, launch, worker_start_method
-from .errors import CheckpointError, ExitCode, SpecError, did_you_mean, out_of_memory
+from .distributed import (
+    Attempt,
+    Distributed,
+    await_the_launcher,
+    launch,
+    local_processes,
+    lost_contact,
+    under_torchrun,
+    worker_start_method,
+)
+from .errors import CheckpointError, ExitCode, ProcessLost, SpecError, did_you_mean, out_of_memory
 from .graph import layer_nodes, to_graph
 from .layers import FC, Conv
 from .logs import log
@@ -80,6 +89,12 @@ def train(config: TrainConfig) -> Path:
     as its checkpoint holds them: ``--resume`` alone continues the run as it was started.
     """
     given = set(config.model_fields_set)
+    if under_torchrun() and not config.out:  # each process would name its own folder, on each machine
+        raise SpecError(
+            "under torchrun, give --out RUN: one run folder that every machine reaches by that path",
+            hint="a shared folder (NFS, a cluster file system): checkpoints go there, and restarts resume from it",
+        )
+    config = _restarted(config)
     config = config.model_copy(update={"spec": config.spec_file()})
     spec = load(config.spec)
     config = config.model_copy(update={"out": config.out or str(runs.new_run_folder(config.spec))})
@@ -90,17 +105,49 @@ def train(config: TrainConfig) -> Path:
     _check_fine_tuning(config)
     _check_devices(config)
     _check_start_files(config)
-    launch(run_worker, config.model_dump(), world=config.gpus or config.nproc)
+    world = local_processes(config.gpus, config.nproc, given)
+    try:
+        launch(run_worker, config.model_dump(), world=world, max_restarts=config.max_restarts)
+    except ProcessLost as lost:
+        raise ProcessLost(
+            f"{lost.message}: training stopped; {_kept(Path(config.out))}",
+            hint=f"continue with: vggspec train --out {config.out} --resume",
+        ) from None
     return Path(config.out)
+
+
+def _restarted(config: TrainConfig, *, restart: bool | None = None) -> TrainConfig:
+    """A process that torchrun or :func:`launch` started again continues the run from its last checkpoint (if the
+    first start wrote one): the command line, the same at every start, does not say --resume. Started again: after
+    a process died (a ``restart``: this one's, by default), or in the torchrun job (``--rdzv-id``) that wrote it,
+    whose restarts for a machine joining torchrun does not count."""
+    last = Path(config.out or ".") / runs.LAST
+    if config.resume or not config.out or not last.exists():
+        return config
+    attempt = Attempt.current()
+    if (attempt.restarts > 0 if restart is None else restart) or (attempt.job and _job_of(last) == attempt.job):
+        return config.model_copy(update={"resume": True})
+    return config
+
+
+def _job_of(checkpoint: Path) -> str | None:
+    """The torchrun job (``--rdzv-id``) that wrote ``checkpoint``, if it said one."""
+    try:
+        return read_checkpoint(checkpoint, mmap=True).get("torchrun_job")
+    except SpecError:  # said when it is resumed, or refused
+        return None
 
 
 _NOT_THE_RUNS = ("spec", "out", "resume", "progress")  # settings of this invocation, not of the run
 # What a resumed run may change: where the data is, how long, and how the work is done. The rest is
 # its recipe, which its optimizer, schedule and data position carry on (a new --lr would be ignored).
 _CHANGEABLE_ON_RESUME = (
-    "data", "epochs", "micro_batch", "gpus", "nproc", "workers", "amp", "channels_last", "sync_bn",
+    "data", "epochs", "micro_batch", "gpus", "nproc", "max_restarts", "workers", "amp", "channels_last", "sync_bn",
     "deterministic", "checkpoint_every",
 )  # fmt: skip
+# What each machine of several may set for itself: where its copy of the data is, how its processes load and
+# compute. The rest, and the spec, every process must share (:meth:`Distributed.agree`).
+_PER_MACHINE = ("spec", "data", "micro_batch", "gpus", "nproc", "max_restarts", "workers", "channels_last", "progress")
 
 
 def _as_started(config: TrainConfig, given: set[str]) -> TrainConfig:
@@ -210,9 +257,29 @@ def run_worker(config_dict: dict[str, Any]) -> None:
     """One data-parallel process (rank 0 alone writes files and prints)."""
     config = TrainConfig(**config_dict)
     env = Distributed.setup(gpu=bool(config.gpus))
+    trainer = None
     try:
+        # A restart of some: of all. Under torchrun, the machine whose process died counts a restart, and one
+        # that restarts its processes because that machine is rendezvousing again does not.
+        news = env.meet({"restarts": Attempt.current().restarts})
+        config = _restarted(config, restart=any(theirs.get("restarts") for theirs in news))
         with _torch_settings(config, env.rank):
-            _Trainer(config, env).run()
+            trainer = _Trainer(config, env)
+            trainer.run()
+    except RuntimeError as err:
+        if env.world == 1 or not lost_contact(err):
+            raise
+        where = f" at {trainer.position()}" if trainer is not None else ""  # None: while setting up
+        lost = ProcessLost(
+            f"process {env.rank} lost contact with the others{where} ({time.strftime('%H:%M:%S')}): one of them "
+            "stopped (its own message says why) or its machine went down",
+            hint=f"with restarts left, every process starts again and resumes from {Path(config.out) / runs.LAST}",
+        )
+        if under_torchrun():  # said now, and left at once: a failure, which torchrun counts as one, and restarts
+            print(lost, file=sys.stderr, flush=True)
+        elif trainer is None or not trainer.stop_requested:  # launch's: it names the dead process if it sees it first
+            await_the_launcher()
+        raise SystemExit(lost.exit_code) from None
     finally:
         env.close()
 
@@ -323,6 +390,14 @@ class _Trainer:
                 )
         self.batches = config.batch_split(env.world, self._auto_micro_batch())
         self.steps_per_epoch = len(train_folder.samples) // config.batch_size
+        # Machines started with different commands (or data) would train different runs in lockstep.
+        recipe = {key: value for key, value in config.model_dump().items() if key not in _PER_MACHINE}
+        env.agree(
+            {"spec": spec_hash(self.spec)[:12], **recipe, "classes": len(train_folder.classes),
+             "training images": len(train_folder.samples)},
+            "the run",
+        )  # fmt: skip
+        self.kill_at = _test_kill_at(env.rank)
         if self.steps_per_epoch == 0:  # said before the statistics, which take minutes on a large set
             raise SpecError(
                 f"{train_folder.root} has {len(train_folder.samples)} images, fewer than one batch of "
@@ -350,6 +425,8 @@ class _Trainer:
             "classes": list(train_folder.classes),
             "train_scale": list(self.scale),
         }
+        if job := Attempt.current().job:  # the torchrun job that writes the run resumes it when started again
+            self.facts["torchrun_job"] = job
         if resumed is not None:
             self._restore(resumed)
 
@@ -616,7 +693,7 @@ class _Trainer:
                 f"{path} is corrupt: its training state cannot be restored ({type(err).__name__}: {why})"
             ) from None
         rngs = checkpoint["rng"]
-        rng = rngs[self.env.rank] if self.env.rank < len(rngs) else rngs[0]  # fewer processes than before
+        rng = rngs[self.env.rank] if self.env.rank < len(rngs) else rngs[0]  # more processes than before
         torch.set_rng_state(rng["cpu"])
         if "cuda" in rng and self.env.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], self.env.device)
@@ -630,9 +707,25 @@ class _Trainer:
                     "(give a larger --epochs to train on)"
                 )
             else:
-                self.log.note(
-                    f"resuming {self.run_dir} at epoch {state.epoch + 1}, step {state.step}/{self.steps_per_epoch}"
-                )
+                with _writing(self.run_dir):
+                    self._say_resumed(path, saved_by=len(rngs))
+
+    def _say_resumed(self, path: Path, saved_by: int) -> None:
+        """Where the run resumes, and why: a restart says what stopped the processes; the run's events log keeps it.
+        Saved by another number of processes: the same global batch, and the same images in each step."""
+        state, attempt = self.state, Attempt.current()
+        saved = time.strftime("%H:%M:%S", time.localtime(path.stat().st_mtime))
+        where = f"epoch {state.epoch + 1}, step {state.step}/{self.steps_per_epoch} ({path}, saved at {saved})"
+        again = attempt.restarts or attempt.job  # a restart (torchrun's or launch's), or the job started again
+        said = f"{attempt.describe()}: resuming at" if again else f"resuming {self.run_dir} at"
+        self.log.event(f"{said} {where}")
+        if saved_by != self.env.world:
+            share, micro, _ = self.batches
+            self.log.event(
+                f"saved by {saved_by} process{'es' if saved_by > 1 else ''}, resumed by {self.env.world}: each now "
+                f"takes {share} images a step (micro-batches of {micro}); the global batch stays "
+                f"{self.config.batch_size}, and each step sees the same images"
+            )
 
     def _install_signal_handlers(self) -> dict[int, Any]:
         """SIGTERM and SIGINT ask the loop to save and stop after the current step."""
@@ -715,12 +808,8 @@ class _Trainer:
 
     def _diverged(self, loss: float) -> str:
         """What a NaN or infinite loss left behind, and what to try: only what was not tried."""
-        config, last = self.config, self.run_dir / runs.LAST
-        kept = (
-            f"the last good checkpoint is kept ({last})"
-            if last.exists()
-            else "no checkpoint had been saved yet (--checkpoint-every N saves within an epoch)"
-        )
+        config = self.config
+        kept = _kept(self.run_dir)
         tries = [f"a lower --lr (this run: {config.lr:g})"]
         starts = initial_scales(self.spec, self.stats.rms)
         began = initial_scale(self.spec, self.init, self.stats.rms)
@@ -757,6 +846,10 @@ class _Trainer:
             f"(gradient accumulation): vggspec train --out {self.run_dir} --resume --micro-batch {smaller}"
             + (" (or --micro-batch auto: the largest that fits)" if self.env.device.type == "cuda" else "")
         )
+
+    def position(self) -> str:
+        """``epoch 2, step 3``: where the run is (steps finished in the epoch under way)."""
+        return _position(self.state.epoch, self.state.step)
 
     def _micro_batches(self) -> list[list[int]]:
         """This process's micro-batches for the rest of the epoch (the order is keyed by seed and epoch)."""
@@ -854,10 +947,12 @@ class _Trainer:
                 if env.any(self.stop_requested):
                     self._save()
                     raise _Stop(
-                        f"interrupted: saved {self.run_dir / runs.LAST} at epoch {state.epoch + 1}, step "
-                        f"{state.step}; continue with: vggspec train --out {self.run_dir} --resume",
+                        f"interrupted: saved {self.run_dir / runs.LAST} at {self.position()}; continue with: "
+                        f"vggspec train --out {self.run_dir} --resume",
                         code=ExitCode.INTERRUPTED,
                     )
+                if state.epoch * self.steps_per_epoch + state.step in self.kill_at:
+                    os.kill(os.getpid(), signal.SIGKILL)
             else:
                 compute += time.perf_counter() - now
             tick = time.perf_counter()
@@ -940,6 +1035,40 @@ def init_advice(spec: Spec, init: str, pixel_rms: float = PIXEL_RMS, lr: float |
         f"Other initialisations: {others}."
         + (" The paper started nets deeper than A from a trained A (--init-from RUN_A)." if deeper else "")
     )
+
+
+def _position(epoch: int, step: int) -> str:
+    """``epoch 2, step 3``: where a run is, from its epochs finished and its steps in the one under way."""
+    return f"epoch {epoch + 1}, step {step}"
+
+
+def _kept(run_dir: Path) -> str:
+    """What a stopped run leaves to continue from: its last checkpoint, and where it is."""
+    last = run_dir / runs.LAST
+    if not last.exists():
+        return "no checkpoint had been saved yet (--checkpoint-every N saves within an epoch)"
+    try:
+        state = read_checkpoint(last, mmap=True)
+        where = f": {_position(state.get('epoch', 0), state.get('step', 0))}"
+    except SpecError:  # said when it is resumed
+        where = ""
+    return f"the last good checkpoint is kept ({last}{where})"
+
+
+# Tests only: VGGSPEC_TEST_KILL_AT=RANK:STEP[:STARTS],... makes process RANK SIGKILL itself once it has finished
+# step STEP of the run (counted over the epochs, from 1), in the first STARTS starts of the processes (default 1):
+# deaths at known points, which no timing decides.
+TEST_KILL_AT = "VGGSPEC_TEST_KILL_AT"
+
+
+def _test_kill_at(rank: int) -> set[int]:
+    """The steps of the run after which this process kills itself (:data:`TEST_KILL_AT`): none but in tests."""
+    steps = set()
+    for entry in filter(None, os.environ.get(TEST_KILL_AT, "").split(",")):
+        victim, step, starts = (entry.split(":") + ["1"])[:3]
+        if int(victim) == rank and Attempt.current().restarts < int(starts):
+            steps.add(int(step))
+    return steps
 
 
 def _size(count: int) -> str:
