@@ -3,7 +3,8 @@
 Exit codes (:class:`vggspec.errors.ExitCode`): 0 success, 1 ``fmt --check`` found files to reformat
 (``compile``: the network disagrees with the analysis; ``diff``: the networks differ; ``list``: the pattern
 matched nothing), 2 bad input (a spec error, a missing file) — reported as ``file:line:col: error: ...``,
-never as a traceback —, 3 a training run diverged, 5 it ran out of memory, 130 interrupted.
+never as a traceback —, 3 a training run diverged, 4 a process died with no restart left, 5 it ran out of
+memory, 130 interrupted.
 """
 
 from __future__ import annotations
