@@ -50,16 +50,24 @@ def run(command: list[str], **extra: str) -> subprocess.CompletedProcess:
     )
 
 
-def two_machines(first: list[str], second: list[str], *torchrun: str, **env: str) -> list[tuple[int, str]]:
-    """``first`` and ``second`` (vggspec's arguments) started as the README says, one torchrun launcher each
-    (with ``torchrun``'s options too, and ``env``), meeting at 127.0.0.1 on a free port: their exit statuses and
-    what each printed."""
+def two_machines(
+    first: list[str], second: list[str], *torchrun: str, launcher: str = "torchrun", **env: str
+) -> list[tuple[int, str]]:
+    """``first`` and ``second`` (vggspec's arguments) started as the README says, meeting at 127.0.0.1 on a free
+    port: one torchrun launcher each (with ``torchrun``'s options too), or with ``launcher="vggspec"`` vggspec
+    itself (``--nnodes 2 --rdzv-endpoint``); ``env`` added to their environment. Their exit statuses and what each
+    printed."""
     endpoint = f"127.0.0.1:{free_port()}"
+    if launcher == "torchrun":
+        torchrun_command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1"]
+        torchrun_command += ["--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, *torchrun, "-m", "vggspec"]
+        commands = [torchrun_command + command for command in (first, second)]
+    else:
+        rendezvous = ["--nnodes", "2", "--rdzv-endpoint", endpoint]
+        commands = [[sys.executable, "-m", "vggspec", *command, *rendezvous] for command in (first, second)]
     launchers = [
         subprocess.Popen(
-            [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1"]
-            + ["--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, *torchrun]
-            + ["-m", "vggspec", *command],
+            command,
             cwd=ROOT,
             env=environment(**env),
             stdout=subprocess.PIPE,
@@ -67,7 +75,7 @@ def two_machines(first: list[str], second: list[str], *torchrun: str, **env: str
             text=True,
             start_new_session=True,  # its own process group: a hang is ended whole, workers included
         )
-        for command in (first, second)
+        for command in commands
     ]
     try:
         return [(launcher.wait(timeout=TIMEOUT), launcher.stdout.read()) for launcher in launchers]
@@ -150,32 +158,59 @@ def test_a_torchrun_job_started_again_resumes_its_run_and_another_job_does_not(a
         assert _restarted(cfg).resume == resumes, (job, count)
 
 
-def test_machines_started_with_another_recipe_or_a_bad_flag_stop_with_one_line_each(tmp_path, shapes):
-    """No hang and no traceback of vggspec's: every machine says what differs, or what the other met."""
+def test_machines_started_with_another_recipe_stop_with_one_line_each(tmp_path, shapes):
+    """vggspec started on two machines with different commands: no hang and no traceback, each machine says
+    what differs, and nothing else but that it was meeting the other."""
+    cfg = tiny_config(tmp_path, shapes, text=SMALL_SPEC, epochs=1)
+    command = cli_args(cfg)
+    nodes = two_machines(command, [*command, "--lr", "0.03"], launcher="vggspec")
+    for code, output in nodes:
+        assert code == 2, output
+        lines = output.strip().splitlines()
+        assert len(lines) == 3 and lines[0].startswith("meeting 2 machines at 127.0.0.1:"), output
+        assert lines[1].startswith("error: the processes disagree on the run: process 1 on "), output
+        assert "lr 0.03 (process 0: 0.05)" in lines[1] or "lr 0.05 (process 0: 0.03)" in lines[1]
+        assert lines[2].startswith("hint: start every node with the same SPEC and settings")
+    assert not (Path(cfg.out) / "last.pt").exists()
+
+
+def test_a_machine_whose_copy_of_the_data_is_wrong_stops_both_saying_why(tmp_path, shapes):
+    """Its own problem on one machine, the news of it on the other: no wait for torch's 30-minute timeout, and
+    no restart of a stop that would only repeat itself."""
+    cfg = tiny_config(tmp_path, shapes, text=SMALL_SPEC, epochs=1)
+    copy = tmp_path / "copy"
+    shutil.copytree(shapes / "train", copy / "train")  # no val split
+    command = cli_args(cfg)
+    nodes = two_machines(command, [*command, "--data", str(copy)], launcher="vggspec")
+    problem = f"{copy} has no 'val' split"
+    for code, output in nodes:
+        assert code == 2 and "Traceback" not in output and "restart" not in output, output
+    assert nodes[1][1].strip().splitlines()[1].startswith(f"error: {problem}"), nodes[1][1]
+    assert " stopped: " + problem in nodes[0][1], nodes[0][1]
+    assert not (Path(cfg.out) / "last.pt").exists()
+
+
+def test_under_torchrun_a_bad_flag_on_one_machine_is_said_on_both(tmp_path, shapes):
+    """--nproc 2 where torchrun starts one process: that machine says so; the other is told, not left waiting.
+    After vggspec's lines torchrun reports the failed process in its own words (with a traceback of torch's
+    agent when the machine that held the rendezvous left first): vggspec's own code shows none."""
     cfg = tiny_config(tmp_path, shapes, text=SMALL_SPEC, epochs=1)
     command = cli_args(cfg)
     started = time.monotonic()
-    nodes = two_machines(command, [*command, "--lr", "0.03"])
-    for code, output in nodes:
-        assert code != 0
-        assert output.count("the processes disagree on the run: process") == 1, output
-        assert "lr 0.03 (process 0: 0.05)" in output or "lr 0.05 (process 0: 0.03)" in output
-        ours = output.split("failed (exitcode")[0]  # then torchrun's report of the failed process, traceback and all
-        assert "Traceback" not in ours and ours.strip().startswith("error: the processes disagree"), output
-    assert not (Path(cfg.out) / "last.pt").exists()
-
-    # --nproc 2 where torchrun starts one process: that machine says so; the other is told, not left waiting.
     nodes = two_machines(command, ["--", *command, "--nproc", "2"])
     outputs = [output for _, output in nodes]
     assert all(code != 0 for code, _ in nodes), outputs
     said = "--nproc 2, but torchrun started 1 process on this node (--nproc-per-node 1)"
     assert sum(said in output for output in outputs) == 2, outputs  # its own error, and the other's news of it
     assert sum("stopped: --nproc 2, but torchrun" in output for output in outputs) == 1, outputs
+    assert not any(f"{os.sep}vggspec{os.sep}" in line for output in outputs for line in output.splitlines()
+                   if line.lstrip().startswith('File "')), outputs  # fmt: skip
     assert time.monotonic() - started < TIMEOUT
 
 
 def test_a_rendezvous_no_other_machine_reaches_ends_at_its_timeout(tmp_path, shapes):
-    """One machine of two: torchrun's rendezvous waits join_timeout seconds (600 by default), then stops."""
+    """One machine of two. Under torchrun the rendezvous waits join_timeout seconds (600 by default), then stops
+    with torchrun's error; vggspec's own --nnodes waits --rdzv-timeout seconds and says so in one line."""
     cfg = tiny_config(tmp_path, shapes, text=SMALL_SPEC, epochs=1)
     endpoint = f"127.0.0.1:{free_port()}"
     started = time.monotonic()
@@ -191,26 +226,83 @@ def test_a_rendezvous_no_other_machine_reaches_ends_at_its_timeout(tmp_path, sha
     )
     assert result.returncode != 0 and "RendezvousTimeoutError" in result.stderr
     assert time.monotonic() - started < 60
+
+    started = time.monotonic()
+    result = run([*cli_args(cfg), "--nnodes", "2", "--rdzv-endpoint", endpoint, "--rdzv-timeout", "3"])
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"meeting 2 machines at {endpoint}, 1 process on this one (waiting up to 3 s: --rdzv-timeout) ...",
+        f"error: not every machine came to the rendezvous at {endpoint} within 3 s: --nnodes 2 waits for them all "
+        "(for MIN of MIN:MAX)",
+        "hint: start the same command, with the same --nnodes and --rdzv-endpoint, on every machine within "
+        "--rdzv-timeout seconds of the first",
+    ]
+    assert time.monotonic() - started < 60
     assert not Path(cfg.out).exists()
+
+
+def test_a_rendezvous_port_another_program_holds_is_said_in_one_line_after_the_timeout(tmp_path, shapes):
+    """A program that accepts connections on the port and never answers: torch's store client would wait on it as
+    long as it keeps them open; vggspec gives up --rdzv-timeout seconds (and a margin) after it began."""
+    from vggspec.distributed import _Watchdog
+
+    cfg = tiny_config(tmp_path, shapes, text=SMALL_SPEC, epochs=1)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen(8)
+        endpoint = "127.0.0.1:%d" % squatter.getsockname()[1]
+        started = time.monotonic()
+        result = run([*cli_args(cfg), "--nnodes", "2", "--rdzv-endpoint", endpoint, "--rdzv-timeout", "2"])
+        waited = time.monotonic() - started
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[1:] == [
+        f"error: {endpoint} answers, but not as a rendezvous: another program holds port {endpoint[10:]} on "
+        "127.0.0.1",
+        "hint: choose a free port for --rdzv-endpoint, the same on every machine",
+    ]
+    assert 2 + _Watchdog.MARGIN <= waited < 2 + _Watchdog.MARGIN + 30
+    assert not Path(cfg.out).exists()
+
+
+def test_a_rendezvous_nothing_answers_at_is_said_with_the_reason():
+    """What a machine that cannot reach HOST:PORT says (the endpoint's host is another machine, so it is not tried
+    here, where every loopback address is this machine's: torch would serve the rendezvous itself)."""
+    from vggspec.config import Machines
+    from vggspec.distributed import _unreachable
+
+    port = free_port()  # closed as soon as found
+    problem = _unreachable(Machines(2, 2, f"127.0.0.1:{port}", 5), None)
+    assert problem.message == f"cannot reach the rendezvous at 127.0.0.1:{port} within 5 s: Connection refused"
+    assert problem.hint == (
+        f"HOST must be one of the machines, started with the same command, and port {port} open to the others"
+    )
 
 
 # -- elastic recovery ------------------------------------------------------------------
 
 
-def test_under_torchrun_a_process_killed_on_one_machine_restarts_both_and_the_run_ends_as_if_never_killed(
+def test_a_process_killed_on_one_machine_restarts_both_and_the_run_ends_as_if_never_killed(
     tmp_path, shapes, across_two_machines
 ):
-    """Process 1 dies after step 5; process 0, on the other machine, loses it and leaves; both torchruns start
-    their processes again, which resume from step 4 without being told to. Restarts to spare: torchrun's second
-    rendezvous now and then fails once (a process of the new group refused by another that is being restarted)."""
+    """Process 1 dies after step 5; process 0, on the other machine, loses it and leaves; both vggspec launchers
+    (--nnodes) start their processes again, which resume from step 4 without being told to, and end with the
+    weights of the uninterrupted run.
+
+    Not under torchrun: there its restarted gloo processes hung in init_process_group in about 1 run of 4, with
+    or without vggspec's changes (README, "Training on several machines")."""
     cfg = tiny_config(tmp_path, shapes, **RECIPE)
     command = cli_args(cfg)
-    nodes = two_machines(command, command, "--max-restarts", "3", VGGSPEC_TEST_KILL_AT="1:5")
+    nodes = two_machines(command, command, launcher="vggspec", VGGSPEC_TEST_KILL_AT="1:5")
     for code, output in nodes:
         assert code == 0, output
     events = (Path(cfg.out) / "events.log").read_text().splitlines()  # said by process 0 alone
     assert events and "resuming" in events[0] and "at epoch 1, step 4/6" in events[0], events
     assert_same_weights(final_weights(Path(cfg.out)), final_weights(Path(across_two_machines[0].out)))
+    outputs = "\n".join(output for _, output in nodes)  # each machine says what it saw end, and that it starts again
+    assert "process 1 was killed by SIGKILL at " in outputs, outputs
+    assert "process 0 lost contact with the others at " in outputs, outputs
+    assert outputs.count(": starting the process of this machine again (restart 1 of 3)") == 2, outputs
+    assert "Traceback" not in outputs
 
 
 def test_a_killed_process_is_restarted_until_the_restarts_are_used_up_and_the_run_ends_as_if_never_killed(
@@ -257,3 +349,47 @@ def test_a_killed_process_is_restarted_until_the_restarts_are_used_up_and_the_ru
     assert_same_weights(final_weights(run_dir), final_weights(uninterrupted))
     losses = [record["train_loss"] for record in metrics(run_dir)]
     assert losses == [record["train_loss"] for record in metrics(uninterrupted)]
+
+
+# -- vggspec's own --nnodes: the flags -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"), [("2", "2"), (" 1:2 ", "1:2"), ("3:3", "3"), ("4", "4")]
+)  # fmt: skip
+def test_nnodes_takes_a_count_or_a_range(given, kept):
+    from vggspec.config import Machines, machines
+
+    cfg = TrainConfig(spec="A", data="d", out="o", nnodes=given, rdzv_endpoint="node1")
+    assert cfg.nnodes == kept and cfg.rdzv_endpoint == "node1:29400"
+    low, _, high = kept.partition(":")
+    assert machines(cfg) == Machines(int(low), int(high or low), "node1:29400", 600)
+
+
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        (["--nnodes", "2:1"], "--nnodes takes N or MIN:MAX (e.g. 2, or 1:2), not '2:1'"),
+        (["--nnodes", "two"], "--nnodes takes N or MIN:MAX (e.g. 2, or 1:2), not 'two'"),
+        (["--nnodes", "2", "--rdzv-endpoint", "node1:99999"], "--rdzv-endpoint takes HOST:PORT (e.g. node1:29400)"),
+        (["--nnodes", "2"], "error: --nnodes 2 needs --rdzv-endpoint HOST:PORT: where the machines meet"),
+        (["--rdzv-endpoint", "node1"], "error: --rdzv-endpoint is where several machines meet: give --nnodes too"),
+        (["--nnodes", "2", "--rdzv-endpoint", "node1", "--out", ""], "error: with --nnodes, give --out RUN"),
+    ],
+)
+def test_a_rendezvous_half_given_is_one_line_before_anything_starts(flags, said, tmp_path, shapes):
+    cfg = tiny_config(tmp_path, shapes, text=SMALL_SPEC, epochs=1)
+    result = run([*cli_args(cfg), *flags])
+    assert result.returncode == 2, result.stderr
+    assert said in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert not Path(cfg.out).exists()
+
+
+def test_under_torchrun_the_machines_are_torchruns(monkeypatch):
+    from vggspec.config import Machines
+    from vggspec.distributed import launch
+    from vggspec.errors import SpecError
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(SpecError, match="under torchrun, the machines are torchrun's"):
+        launch(print, {}, world=1, machines=Machines(2, 2, "node1:29400"))

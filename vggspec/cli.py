@@ -39,13 +39,13 @@ from .budget import (
     train_budget,
 )
 from .bundled import matching, paper_specs, spec_files, spec_path
-from .config import PAPER_BATCH, PREDICT_METHODS, EvaluateConfig, TrainConfig, load_config_file, validated
+from .config import PAPER_BATCH, PREDICT_METHODS, EvaluateConfig, TrainConfig, load_config_file, machines, validated
 from .diff import diff, new_layers
 from .errors import ExitCode, SpecError
 from .formatter import format_spec
 from .gpus import GPUS, gpu, rates
 from .initialisation import parse_init
-from .logs import show_messages
+from .logs import quiet_torch_native_logs, show_messages
 from .parser import load, parse
 from .report import (
     Columns,
@@ -259,9 +259,7 @@ def _add_analyze(commands: Commands) -> None:
         help=f"a lower bound on the time per step and per epoch at a known GPU's peak rates: {', '.join(GPUS)} "
         "(float32: TF32 for convolutions as cuDNN does by default, FP32 for FC layers)",
     )
-    train.add_argument(
-        "--device-flops", metavar="F", help="the same bound at F FLOP/s (312e12, 312T) for every layer"
-    )
+    train.add_argument("--device-flops", metavar="F", help="the same bound at F FLOP/s (312e12, 312T) for every layer")
     train.add_argument(
         "--images",
         metavar="N",
@@ -612,9 +610,8 @@ def _add_train(commands: Commands) -> None:
         "the paper's) on DATA/train/<class>/*, validating on DATA/val/<class>/* after every epoch. "
         "--gpus N runs N data-parallel processes (DDP over NCCL), --nproc N runs N CPU processes (gloo); when one "
         "dies, all start again from RUN/last.pt (--max-restarts). On several machines, start the same command on "
-        "each with torchrun: torchrun --nnodes M --nproc-per-node N --rdzv-backend c10d --rdzv-endpoint HOST:PORT "
-        "--max-restarts 3 -m vggspec train SPEC --data DIR --out SHARED/RUN --gpus N (CPU processes: leave --gpus "
-        "out); every machine gives the same --out, on a folder they all reach. Checkpoints go to RUN/last.pt and "
+        "each with --nnodes M --rdzv-endpoint HOST:PORT (HOST one of them) and the same --out, on a folder they all "
+        "reach (or under torchrun, one per machine: README, 'Training on several machines'). Checkpoints go to RUN/last.pt and "
         "RUN/best.pt every epoch; 'vggspec train --out RUN --resume' continues a run, mid-epoch included, with its "
         "spec and settings. Exit codes: 0 done, 2 bad input or a run folder that cannot be written, 3 the loss "
         "diverged, 4 a process died and no restart was left (last.pt kept), 5 out of memory (finished steps saved), "
@@ -635,6 +632,8 @@ def _train(args: argparse.Namespace) -> int:
     if values.get("data") is None:
         raise SpecError("where is the data? give --data DIR (DIR/train/<class>/*, DIR/val/<class>/*)")
     config = validated(TrainConfig, values, "training")
+    if machines(config).several:  # this process serves the rendezvous, or reaches it: one line for its troubles
+        quiet_torch_native_logs()
     try:
         from .train import train
     except ImportError as err:
@@ -663,6 +662,8 @@ def _add_evaluate(commands: Commands) -> None:
 
 def _evaluate(args: argparse.Namespace) -> int:
     config = validated(EvaluateConfig, _given(args, EvaluateConfig), "evaluation")
+    if machines(config).several:
+        quiet_torch_native_logs()
     try:
         from .evaluate import evaluate
     except ImportError as err:

@@ -14,21 +14,27 @@ import os
 import signal
 import socket
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as distributed
 
+from .config import RDZV_PORT, Machines
 from .errors import ExitCode, ProcessLost, SpecError
-from .logs import log, show_messages, shown_level
+from .logs import log, restore_torch_native_logs, show_messages, shown_level
 
 # What :func:`launch` tells the processes of a restart (torchrun's agent sets its own
 # TORCHELASTIC_RESTART_COUNT to 0 in every process it starts, and launch starts each attempt anew).
 RESTART_COUNT, MAX_RESTARTS, RESTART_CAUSE = "VGGSPEC_RESTART_COUNT", "VGGSPEC_MAX_RESTARTS", "VGGSPEC_RESTART_CAUSE"
 LAUNCHED = "VGGSPEC_LAUNCHED"  # set in the processes :func:`launch` starts
+STATUS = "VGGSPEC_STATUS"  # a folder where each process :func:`launch` starts says it runs, and how it stopped
 
 
 _STOPPED = "stopped"  # what a process that stops before it joined the others tells them (:func:`stop_the_others`)
@@ -40,13 +46,19 @@ def stop_the_others(error: SpecError, *, gpu: bool) -> None:
     flags), and has said why, joins them only to tell them: they would wait for it until torch's timeout (30
     minutes), then end in a traceback. They stop at their first exchange (:meth:`Distributed.meet`), saying
     which process stopped and why. ``gpu``: it joins over NCCL, as the others do with --gpus."""
-    if not under_torchrun() or _joined or int(os.environ["WORLD_SIZE"]) == 1:
+    if not (under_torchrun() or several_machines()) or _joined or int(os.environ["WORLD_SIZE"]) == 1:
         return
     env = Distributed.setup(gpu=gpu)
     try:
         env.meet({_STOPPED: error.message})
     finally:
         env.close()
+
+
+def several_machines() -> bool:
+    """Whether the processes of this run are on more than one machine (torchrun's or :func:`launch`'s)."""
+    world = os.environ.get("WORLD_SIZE", "1")
+    return os.environ.get("LOCAL_WORLD_SIZE", world) != world
 
 
 def under_torchrun() -> bool:
@@ -186,18 +198,21 @@ class Distributed:
         process that stopped before it could run (:func:`stop_the_others`) stops them all here, each machine
         saying which and why."""
         everyone = self._everyone(news)
-        for rank, (host, theirs) in enumerate(everyone):
-            if _STOPPED in theirs:  # all stop at the first: one barrier, whoever else stopped
-                problem = f"process {rank} on {host} stopped: {theirs[_STOPPED]}"
-                self._stop_all(SpecError(problem, hint="mend it, then start every node"), said=_STOPPED in news)
-                break
+        self._stop_if_one_stopped(everyone, said=_STOPPED in news)
         return [theirs for _, theirs in everyone]
 
-    def agree(self, facts: dict[str, Any], what: str) -> None:
+    def agree(self, facts: dict[str, Any], what: str, *, problem: SpecError | None = None) -> None:
         """Every process holds the same ``facts`` (a spec's hash, the recipe): processes started on several
         machines with different commands stop here, all of them (SystemExit, status 2), each machine saying
-        which process differs from process 0, and in what."""
-        everyone = self._everyone(facts)
+        which process differs from process 0, and in what. A process that met a ``problem`` of its own (its
+        copy of the data) brings it here instead of its facts: the others stop, saying which and why, and it
+        goes on to raise the problem itself."""
+        if problem is not None and self.world == 1:
+            return
+        everyone = self._everyone({_STOPPED: problem.message} if problem else facts)
+        self._stop_if_one_stopped(everyone, said=problem is not None)
+        if problem is not None:
+            return
         first_host, first = everyone[0]
         for rank, (host, theirs) in enumerate(everyone):
             if differing := [key for key in first if theirs.get(key) != first[key]]:
@@ -214,6 +229,15 @@ class Distributed:
                     ),
                     said=False,
                 )
+
+    def _stop_if_one_stopped(self, everyone: list[tuple[str, dict[str, Any]]], *, said: bool) -> None:
+        """All stop at the first process that brought news of its stop: one barrier, whoever else stopped. One
+        that ``said`` its own returns, to raise it."""
+        for rank, (host, theirs) in enumerate(everyone):
+            if _STOPPED in theirs:
+                problem = f"process {rank} on {host} stopped: {theirs[_STOPPED]}"
+                self._stop_all(SpecError(problem, hint="mend it, then start every node"), said=said)
+                return
 
     def _everyone(self, item: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         """Every process's (host, ``item``), in rank order."""
@@ -247,44 +271,66 @@ def launch(
     *,
     world: int,
     max_restarts: int = 0,
+    machines: Machines = Machines(),
 ) -> None:
-    """``worker(config)`` in ``world`` processes on this machine, through torchrun's elastic launcher;
-    when one dies (SIGKILL, the OOM killer, a crash), all are started again, up to ``max_restarts`` times.
+    """``worker(config)`` in ``world`` processes on this machine, through torchrun's elastic launcher, with
+    those of the other ``machines`` (which start the same command) when there are several; when one dies
+    (SIGKILL, the OOM killer, a crash), all are started again, up to ``max_restarts`` times.
 
-    One process (or a process that torchrun started, on one machine of several): call it here, and
-    restarts are torchrun's (its ``--max-restarts``).
+    One process on one machine, or a process that torchrun started: call it here, and restarts are
+    torchrun's (its ``--max-restarts``).
 
     The restarts are this loop's, not the launcher's own (each attempt runs with ``max_restarts=0``):
     the launcher would also restart a planned stop (bad input, a diverged loss, a saved interrupt),
     which only repeats itself, and it tells neither the user nor the new processes which process
     died, nor when. Here the launcher's report of the attempt says it, and the next attempt's
-    processes find it in their environment (:class:`Attempt`).
+    processes find it in their environment (:class:`Attempt`). Every machine counts its own attempts,
+    and the machines of attempt N meet under the rendezvous name ``vggspec-N``.
     """
-    if world <= 1 or under_torchrun():
+    if under_torchrun() and machines.several:
+        raise SpecError(
+            "under torchrun, the machines are torchrun's: give --nnodes and --rdzv-endpoint to torchrun, not vggspec",
+            hint="or start vggspec itself on every machine, without torchrun: vggspec train ... --nnodes N "
+            "--rdzv-endpoint HOST:PORT",
+        )
+    if (world <= 1 and not machines.several) or under_torchrun():
         worker(config)
         return
+    restore_torch_native_logs()  # the processes log as the user's environment says
     # Each process imports torch and joins the group before it can say anything: seconds of silence.
-    log.info(f"starting {world} processes on this machine ...")
+    if machines.several:
+        log.info(
+            f"meeting {machines.describe()} at {machines.endpoint}, {_count(world, 'process')} on this one "
+            f"(waiting up to {machines.timeout} s: --rdzv-timeout) ..."
+        )
+    else:
+        log.info(f"starting {world} processes on this machine ...")
     # As torchrun does, keep N processes from each running a thread per core, which oversubscribes
     # the machine N times (2 CPU processes on 2 cores: 3.4× slower epochs); unlike torchrun's 1
     # thread, share the cores. A user's setting stands. The processes inherit the environment.
     ours = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS") or str(max(1, _cpus() // world)), LAUNCHED: "1"}
-    before = {name: os.environ.get(name) for name in (*ours, RESTART_COUNT, MAX_RESTARTS, RESTART_CAUSE)}
+    before = {name: os.environ.get(name) for name in (*ours, RESTART_COUNT, MAX_RESTARTS, RESTART_CAUSE, STATUS)}
     # The launcher logs every worker's exit with a traceback, even a planned one (a NaN stop, an
     # interrupt): rank 0 has said what happened, and a death is said below.
     quiet = _loggers("torch.distributed.elastic", "torch.multiprocessing")
     levels = [logger.level for logger in quiet]
     for logger in quiet:
         logger.setLevel(logging.CRITICAL)
+    store = _serve_the_rendezvous(machines) if machines.several else None  # noqa: F841 - held to the end
     try:
         for restarts in range(max_restarts + 1):
             os.environ.update(ours)
-            died = _attempt(worker, config, world, run_id=f"vggspec-{os.getpid()}-{restarts}")
+            run_id = f"vggspec-{restarts}" if machines.several else f"vggspec-{os.getpid()}-{restarts}"
+            with tempfile.TemporaryDirectory(prefix="vggspec-status-") as status:
+                os.environ[STATUS] = status
+                died = _attempt(worker, config, world, run_id, machines, Path(status))
             if died is None:
                 return
             if restarts == max_restarts:
                 raise ProcessLost(died + (f"; {_count(max_restarts, 'restart')} used up" if max_restarts else ""))
-            log.info(f"{died}: starting the {world} processes again (restart {restarts + 1} of {max_restarts})")
+            again = f"the {world} processes" if world > 1 else "the process"
+            here = " of this machine" if machines.several else ""
+            log.info(f"{died}: starting {again}{here} again (restart {restarts + 1} of {max_restarts})")
             ours.update({RESTART_COUNT: str(restarts + 1), MAX_RESTARTS: str(max_restarts), RESTART_CAUSE: died})
     finally:
         for name, value in before.items():
@@ -296,44 +342,162 @@ def launch(
             logger.setLevel(level)
 
 
-def _attempt(worker: Callable[[dict[str, Any]], None], config: dict[str, Any], world: int, run_id: str) -> str | None:
+def _attempt(
+    worker: Callable[[dict[str, Any]], None],
+    config: dict[str, Any],
+    world: int,
+    run_id: str,
+    machines: Machines,
+    status: Path,
+) -> str | None:
     """One start of the ``world`` processes: None when they finished; what died when one did. A planned
     stop (which rank 0 has explained) ends the program with its status, bad input on another rank in one line."""
     from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.rendezvous.api import RendezvousError, RendezvousTimeoutError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
+    rendezvous: dict[str, Any] = {"endpoint": "localhost:0"}
+    if machines.several:
+        # How long to wait for the others, and for HOST:PORT to answer (torchrun's read_timeout, 60 s, would
+        # give up on a machine that starts a minute after this one).
+        timeouts = {"join_timeout": machines.timeout, "read_timeout": machines.timeout}
+        # The store is the launch's (:func:`_serve_the_rendezvous`): every attempt's launcher only reaches it.
+        rendezvous = {"endpoint": machines.endpoint, "configs": {**timeouts, "is_host": False}}
     settings = LaunchConfig(
-        min_nodes=1,
-        max_nodes=1,
+        min_nodes=machines.low,
+        max_nodes=machines.high,
         nproc_per_node=world,
         run_id=run_id,
         rdzv_backend="c10d",
-        rdzv_endpoint="localhost:0",
+        rdzv_endpoint=rendezvous["endpoint"],
+        rdzv_configs=rendezvous.get("configs", {}),
         max_restarts=0,
         monitor_interval=0.5,
     )
+    watchdog = _Watchdog(machines, status) if machines.several else contextlib.nullcontext()
     try:
-        elastic_launch(settings, _guarded)(worker, config, shown_level())
+        with watchdog:
+            elastic_launch(settings, _guarded)(worker, config, shown_level())
     except SignalException:  # Ctrl-C or kill: the launcher passed it on, and the processes saved
         raise SystemExit(ExitCode.INTERRUPTED) from None
     except Exception as err:  # noqa: BLE001 - the launcher wraps a worker's failure
+        said = _said(status)
         failures = getattr(err, "failures", None)
         if not failures:
+            if said:  # the processes ran, and stopped as they said; the rendezvous went with another machine
+                raise SystemExit(said) from None
+            if isinstance(err, RendezvousTimeoutError):
+                raise _not_all_came(machines) from None
+            if isinstance(err, RendezvousError) and not _running(status):
+                raise _unreachable(machines, err) from None
+            if isinstance(err, RendezvousError):  # the machine that held the rendezvous is gone
+                return f"the rendezvous at {machines.endpoint} was lost ({_first_line(err)})"
             raise SpecError(f"the processes could not be started: {_first_line(err)}") from None
         codes = {rank: failure.exitcode for rank, failure in failures.items()}
-        for rank in sorted(codes, key=lambda r: r != 0):  # rank 0 first: it is the one that speaks
-            # Planned stops, which rank 0 has explained: interrupted (saved), diverged, bad input.
+        leader = min(codes)  # this machine's first process: the one that speaks for it
+        for rank in sorted(codes):
+            # Planned stops, which this machine's first process has explained: interrupted (saved), diverged,
+            # bad input; out of memory is said by the process it hit.
             planned = (ExitCode.INTERRUPTED, ExitCode.DIVERGED, ExitCode.OUT_OF_MEMORY)
-            planned += (ExitCode.BAD_INPUT,) if rank == 0 else ()  # out of memory: said by the process it hit
+            planned += (ExitCode.BAD_INPUT,) if rank == leader else ()
             if codes[rank] in planned:
                 raise SystemExit(codes[rank]) from None
             if codes[rank] == ExitCode.BAD_INPUT:
                 raise SpecError(
-                    f"process {rank} stopped on bad input that process 0 did not see",
+                    f"process {rank} stopped on bad input that process {leader} did not see",
                     hint="run with one process (no --nproc or --gpus) to read its message",
                 ) from None
         return _first_failure(failures)
     return None
+
+
+def _serve_the_rendezvous(machines: Machines) -> Any | None:
+    """The rendezvous's store, when ``machines.endpoint`` names this machine and its port is free here: kept for
+    the whole launch, every restart included (None when another process serves it).
+
+    Left to each attempt's launcher, the store goes with the attempt of the machine that served it: a machine
+    that restarts sooner meets the old store, loses it a moment later, and the machines never meet again.
+    """
+    from torch.distributed import TCPStore
+    from torch.distributed.elastic.rendezvous.utils import _matches_machine_hostname, parse_rendezvous_endpoint
+
+    host, port = parse_rendezvous_endpoint(machines.endpoint, default_port=RDZV_PORT)
+    if not _matches_machine_hostname(host):
+        return None
+    try:
+        return TCPStore(
+            host, port, is_master=True, multi_tenant=True, wait_for_workers=False, timeout=timedelta(seconds=60)
+        )
+    except (RuntimeError, ValueError, OSError):  # the port is taken: by the launcher of another machine here, or not
+        return None
+
+
+class _Watchdog:
+    """Ends a launcher whose processes have not started ``machines.timeout`` seconds (and a margin) after the
+    rendezvous began: the rendezvous's own timeouts do not cover a port held by another program, which torch's
+    store client waits on for as long as that program keeps the connection open."""
+
+    MARGIN = 15.0  # seconds past the timeout, for the rendezvous's own error to come first
+
+    def __init__(self, machines: Machines, status: Path) -> None:
+        self.machines, self.status = machines, status
+        self.timer = threading.Timer(machines.timeout + self.MARGIN, self._expire)
+        self.timer.daemon = True
+
+    def __enter__(self) -> _Watchdog:
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.timer.cancel()
+
+    def _expire(self) -> None:
+        if _running(self.status):
+            return
+        print(_unreachable(self.machines, None), file=sys.stderr, flush=True)
+        os._exit(ExitCode.BAD_INPUT)  # nothing started yet; the launcher's threads are stuck in torch's client
+
+
+def _running(status: Path) -> bool:
+    """Whether a process of this attempt has started: the rendezvous was done."""
+    return any(status.iterdir())
+
+
+def _said(status: Path) -> int:
+    """The status a process of this attempt stopped with having said why (its first process's), 0 for none."""
+    stops = [int(text) for path in sorted(status.iterdir()) if (text := path.read_text().strip()).isdigit()]
+    return next((code for code in stops if code), 0)
+
+
+def _not_all_came(machines: Machines) -> SpecError:
+    return SpecError(
+        f"not every machine came to the rendezvous at {machines.endpoint} within {machines.timeout} s: "
+        f"--nnodes {machines.low if machines.low == machines.high else f'{machines.low}:{machines.high}'} "
+        "waits for them all (for MIN of MIN:MAX)",
+        hint="start the same command, with the same --nnodes and --rdzv-endpoint, on every machine within "
+        "--rdzv-timeout seconds of the first",
+    )
+
+
+def _unreachable(machines: Machines, err: BaseException | None) -> SpecError:
+    """Why the rendezvous at ``machines.endpoint`` did not happen: nothing answers there, or something that is
+    not a rendezvous holds the port."""
+    host, _, port = (machines.endpoint or "").rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=5):
+            answers = True
+    except OSError as probe:
+        answers, reason = False, probe.strerror or str(probe)
+    if answers:
+        return SpecError(
+            f"{machines.endpoint} answers, but not as a rendezvous: another program holds port {port} on {host}",
+            hint="choose a free port for --rdzv-endpoint, the same on every machine",
+        )
+    why = f": {reason}" if err is None else f" ({reason})"
+    return SpecError(
+        f"cannot reach the rendezvous at {machines.endpoint} within {machines.timeout} s{why}",
+        hint=f"HOST must be one of the machines, started with the same command, and port {port} open to the others",
+    )
 
 
 def _first_failure(failures: dict[int, Any]) -> str:
@@ -343,6 +507,8 @@ def _first_failure(failures: dict[int, Any]) -> str:
     when = time.strftime("%H:%M:%S", time.localtime(failure.timestamp))
     if failure.exitcode < 0:
         return f"process {rank} was killed by {failure.signal_name()} at {when}"
+    if failure.exitcode == ExitCode.LOST:  # it has said so: another process, here or on another machine, died
+        return f"process {rank} lost contact with the others at {when}"
     message = failure.message.get("message", "") if isinstance(failure.message, dict) else failure.message
     why = "" if message.startswith("To enable traceback") else f" ({_first_line(message)})"
     return f"process {rank} failed with status {failure.exitcode} at {when}{why}"
@@ -373,19 +539,34 @@ def _guarded(worker: Callable[[dict[str, Any]], None], config: dict[str, Any], m
     """
     if messages is not None:
         show_messages(messages)
+    _record("")
     try:
         worker(config)
     except SpecError as err:
-        if os.environ.get("RANK", "0") == "0":
+        if os.environ.get("LOCAL_RANK", "0") == "0":  # the first process of each machine
             print(err, file=sys.stderr, flush=True)
+            _record(str(err.exit_code))
         elif err.exit_code == ExitCode.BAD_INPUT:
             # Rank 0 usually meets the same input a moment later and says it; leaving first would have
             # the launcher end rank 0 before it speaks (seen on a loaded machine), leaving only "process
             # 1 stopped on bad input". So wait for the launcher to end this one, a few seconds at most.
             await_the_launcher(SAME_INPUT_GRACE)
         raise SystemExit(err.exit_code) from None
+    except SystemExit as stop:  # a planned stop, said (the others' news of a process that stopped, a NaN loss)
+        if isinstance(stop.code, int) and stop.code in _SAID:
+            _record(str(stop.code))
+        raise
     finally:
         gc.freeze()  # the process exits next: skip the last collections, as the vggspec program does
+
+
+_SAID = (ExitCode.BAD_INPUT, ExitCode.DIVERGED, ExitCode.OUT_OF_MEMORY, ExitCode.INTERRUPTED)
+
+
+def _record(state: str) -> None:
+    """This process's line in :func:`launch`'s status folder: empty while it runs, the status of a planned stop."""
+    if folder := os.environ.get(STATUS):
+        Path(folder, os.environ.get("LOCAL_RANK", "0")).write_text(state)
 
 
 def _loggers(*prefixes: str) -> list[logging.Logger]:

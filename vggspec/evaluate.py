@@ -593,11 +593,13 @@ def evaluate(config: EvaluateConfig) -> Results | None:
         raise SpecError(f"where is the data? give --data DIR (the images in DIR/{config.split}/<class>/*)")
     if config.gpus and config.gpus > torch.cuda.device_count():
         raise SpecError(f"--gpus {config.gpus} asks for more GPUs than this machine has ({torch.cuda.device_count()})")
+    from .config import machines
     from .distributed import launch, local_processes, under_torchrun
 
     world = local_processes(config.gpus, config.nproc, config.model_fields_set)
-    if world > 1 and not under_torchrun():
-        launch(_worker, config.model_dump(), world=world)
+    several = machines(config)
+    if (world > 1 or several.several) and not under_torchrun():
+        launch(_worker, config.model_dump(), world=world, machines=several)
         return None
     return _worker(config.model_dump())
 

@@ -57,7 +57,7 @@ from .checkpoint import (
     verify_checksums,
 )
 from .compiler import VGG, build, layer_of
-from .config import PAPER_BATCH, TrainConfig, default_batch, validated
+from .config import PAPER_BATCH, TrainConfig, default_batch, machines, validated
 from .distributed import (
     Attempt,
     Distributed,
@@ -65,6 +65,7 @@ from .distributed import (
     launch,
     local_processes,
     lost_contact,
+    several_machines,
     under_torchrun,
     worker_start_method,
 )
@@ -89,9 +90,11 @@ def train(config: TrainConfig) -> Path:
     as its checkpoint holds them: ``--resume`` alone continues the run as it was started.
     """
     given = set(config.model_fields_set)
-    if under_torchrun() and not config.out:  # each process would name its own folder, on each machine
+    several = machines(config)
+    if (under_torchrun() or several.several) and not config.out:  # each machine would name its own folder
         raise SpecError(
-            "under torchrun, give --out RUN: one run folder that every machine reaches by that path",
+            f"{'under torchrun' if under_torchrun() else 'with --nnodes'}, give --out RUN: one run folder that every "
+            "machine reaches by that path",
             hint="a shared folder (NFS, a cluster file system): checkpoints go there, and restarts resume from it",
         )
     config = _restarted(config)
@@ -107,7 +110,7 @@ def train(config: TrainConfig) -> Path:
     _check_start_files(config)
     world = local_processes(config.gpus, config.nproc, given)
     try:
-        launch(run_worker, config.model_dump(), world=world, max_restarts=config.max_restarts)
+        launch(run_worker, config.model_dump(), world=world, max_restarts=config.max_restarts, machines=several)
     except ProcessLost as lost:
         raise ProcessLost(
             f"{lost.message}: training stopped; {_kept(Path(config.out))}",
@@ -147,7 +150,9 @@ _CHANGEABLE_ON_RESUME = (
 )  # fmt: skip
 # What each machine of several may set for itself: where its copy of the data is, how its processes load and
 # compute. The rest, and the spec, every process must share (:meth:`Distributed.agree`).
-_PER_MACHINE = ("spec", "data", "micro_batch", "gpus", "nproc", "max_restarts", "workers", "channels_last", "progress")
+_PER_MACHINE = (
+    "spec", "data", "micro_batch", "gpus", "nproc", "max_restarts", "rdzv_timeout", "workers", "channels_last", "progress"
+)
 
 
 def _as_started(config: TrainConfig, given: set[str]) -> TrainConfig:
@@ -275,7 +280,7 @@ def run_worker(config_dict: dict[str, Any]) -> None:
             "stopped (its own message says why) or its machine went down",
             hint=f"with restarts left, every process starts again and resumes from {Path(config.out) / runs.LAST}",
         )
-        if under_torchrun():  # said now, and left at once: a failure, which torchrun counts as one, and restarts
+        if under_torchrun() or several_machines():  # said now, and left at once: a failure, which restarts
             print(lost, file=sys.stderr, flush=True)
         elif trainer is None or not trainer.stop_requested:  # launch's: it names the dead process if it sees it first
             await_the_launcher()
@@ -367,29 +372,33 @@ class _Trainer:
         self.stop_requested = False
         self.broken, self.broken_reported = 0, set[int]()  # this process's unreadable images, this epoch
 
-        resumed = self._resume_state()
-        if env.main:
-            with _writing(self.run_dir, hint="give --out a folder that can be created and written"):
-                self.run_dir.mkdir(parents=True, exist_ok=True)
-            if resumed is not None:
-                self._remove_temporaries()
-        train_folder = folders.scan(config.data, config.train_split)
-        val_folder = folders.scan(config.data, config.val_split, classes=train_folder.classes)
-        if env.main:
-            folders.note_shared(train_folder, val_folder)
-        self._check_classes(train_folder)
-        self.classes = len(train_folder.classes)
-        if config.batch_size is None:  # decided by the training set's size, the same in every process
-            batch = default_batch(len(train_folder.samples), env.world)
-            self.config = config = config.model_copy(update={"batch_size": batch})
-            if batch != PAPER_BATCH and env.main:
-                steps = len(train_folder.samples) // PAPER_BATCH
-                self.log.note(
-                    f"batch {batch}: the paper's {PAPER_BATCH} would give {steps} step{'s' if steps != 1 else ''} an "
-                    f"epoch on {len(train_folder.samples)} images (--batch-size sets it)"
-                )
-        self.batches = config.batch_split(env.world, self._auto_micro_batch())
-        self.steps_per_epoch = len(train_folder.samples) // config.batch_size
+        # What each process checks alone (its run folder, its copy of the data): a problem is told to the others
+        # at the exchange that follows, where they would otherwise wait for this process until torch's timeout.
+        try:
+            resumed = self._resume_state()
+            if env.main:
+                with _writing(self.run_dir, hint="give --out a folder that can be created and written"):
+                    self.run_dir.mkdir(parents=True, exist_ok=True)
+                if resumed is not None:
+                    self._remove_temporaries()
+            train_folder = folders.scan(config.data, config.train_split)
+            val_folder = folders.scan(config.data, config.val_split, classes=train_folder.classes)
+            if env.main:
+                folders.note_shared(train_folder, val_folder)
+            self._check_classes(train_folder)
+            self.classes = len(train_folder.classes)
+            if config.batch_size is None:  # decided by the training set's size, the same in every process
+                batch = default_batch(len(train_folder.samples), env.world)
+                self.config = config = config.model_copy(update={"batch_size": batch})
+                if batch != PAPER_BATCH and env.main:
+                    steps = len(train_folder.samples) // PAPER_BATCH
+                    self.log.note(
+                        f"batch {batch}: the paper's {PAPER_BATCH} would give {steps} step{'s' if steps != 1 else ''} "
+                        f"an epoch on {len(train_folder.samples)} images (--batch-size sets it)"
+                    )
+        except SpecError as problem:
+            env.agree({}, "the run", problem=problem)
+            raise
         # Machines started with different commands (or data) would train different runs in lockstep.
         recipe = {key: value for key, value in config.model_dump().items() if key not in _PER_MACHINE}
         env.agree(
@@ -397,6 +406,8 @@ class _Trainer:
              "training images": len(train_folder.samples)},
             "the run",
         )  # fmt: skip
+        self.batches = config.batch_split(env.world, self._auto_micro_batch())
+        self.steps_per_epoch = len(train_folder.samples) // config.batch_size
         self.kill_at = _test_kill_at(env.rank)
         if self.steps_per_epoch == 0:  # said before the statistics, which take minutes on a large set
             raise SpecError(
