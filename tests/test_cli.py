@@ -142,9 +142,9 @@ def test_analyze_init_shows_how_a_fresh_network_scales_its_signal(capsys):
     assert main(["analyze", "A", "D", "--init", "paper"]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("class-score RMS"))
     assert row.split()[-2:] == ["0.001", "4e-06"]  # the paper's std 0.01: A trains; D's signal fades
-    assert main(["analyze", "A", "D", "--init", "auto"]) == 0  # auto: the paper's for A, Glorot's for D
+    assert main(["analyze", "A", "D", "--init", "auto"]) == 0  # auto: Glorot's for both (on the paper's inputs)
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("class-score RMS"))
-    assert row.split()[-2:] == ["0.001", "0.3"]
+    assert row.split()[-2:] == ["2", "0.3"]
 
     assert main(["analyze", "D", "--format", "json", "--init", "glorot"]) == 0
     (d,) = json.loads(capsys.readouterr().out)

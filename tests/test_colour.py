@@ -28,11 +28,13 @@ def test_colour_stats_of_two_flat_colours(tmp_path):
     vectors = np.array(stats.eigenvectors)
     assert vectors.T @ vectors == pytest.approx(np.eye(3), abs=1e-9)
     assert ColourStats.model_validate_json(stats.model_dump_json()) == stats
+    # Half the pixels at a, half at b: each channel's std is half their difference (--normalise std divides by it).
+    assert stats.std == pytest.approx(np.abs(a - b) / 2, abs=1e-6)
     gray = colour_stats(folder, 1)
     la, lb = (np.array([299, 587, 114]) @ c / 1000 for c in (a, b))
     assert gray.mean[0] == pytest.approx((la + lb) / 2, abs=1)
     assert gray.eigenvalues[0] == pytest.approx(((la - lb) / 2) ** 2, rel=0.05)
-    assert gray.eigenvectors == [[1.0]]
+    assert gray.eigenvectors == [[1.0]] and gray.std == [pytest.approx(gray.eigenvalues[0] ** 0.5)]
 
 
 def test_colour_stats_sample_is_deterministic(folder):

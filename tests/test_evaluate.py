@@ -341,6 +341,7 @@ def test_the_centre_crop_method_reproduces_the_runs_validation_error(trained):
     results = evaluate(EvaluateConfig(checkpoints=[str(checkpoint)], data=str(data), method="center", progress=False))
     (row,) = results.rows
     assert row.method == "center" and row.scales == [21]  # S jittered over 18..24: its middle
+    assert row.flip is False  # one crop, not mirrored: the table says so
     assert (row.top1_err, row.top5_err) == pytest.approx((best["val_top1_err"], best["val_top5_err"]), abs=1e-9)
 
 

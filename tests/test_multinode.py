@@ -145,6 +145,23 @@ def test_two_machines_train_the_run_one_process_trains_and_evaluate_each_image_o
         torch.testing.assert_close(shared, alone, rtol=1e-4, atol=1e-6)
 
 
+def test_vggspec_started_on_two_machines_evaluates_each_image_once(tmp_path, shapes, across_two_machines):
+    """evaluate --nnodes 2: the table of one process, printed by the first machine."""
+    from vggspec.evaluate import evaluate
+
+    run_dir = across_two_machines[0].out
+    options = ["evaluate", run_dir, "--data", str(shapes), "--method", "center", "--no-progress"]
+    nodes = two_machines([*options, "--json", str(tmp_path / "two.json")], options, launcher="vggspec")
+    for code, output in nodes:
+        assert code == 0, output
+    assert sum("top-1 err" in output for _, output in nodes) == 1
+    here = dict(checkpoints=[run_dir], data=str(shapes), method="center", progress=False)
+    evaluate(EvaluateConfig(**here, json_path=str(tmp_path / "one.json")))
+    apart, together = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("two", "one"))
+    assert apart["images"] == together["images"] == 36
+    assert [row["top1_err"] for row in apart["rows"]] == pytest.approx([row["top1_err"] for row in together["rows"]])
+
+
 def test_a_torchrun_job_started_again_resumes_its_run_and_another_job_does_not(across_two_machines, monkeypatch):
     """A machine joining (torchrun restarts the processes without counting it) or a requeued SLURM job:
     the same --rdzv-id resumes the run it wrote; another job is refused its folder, as a new run is."""

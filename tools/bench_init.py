@@ -12,6 +12,10 @@ recover. Also the analysis' estimate of each start.
     python tools/bench_init.py                         # ~3 minutes on 2 cores (A is 133 M parameters)
     python tools/bench_init.py --inits paper,glorot    # two of them
     python tools/bench_init.py --spec D --inits auto --lr 1e-3   # a deeper net from random weights
+    python tools/bench_init.py --inits glorot,kaiming --normalise std   # inputs divided by their std
+
+``--normalise`` as the trainer's: ``mean`` (the default here, the paper's), ``std`` (each channel then divided
+by its std), ``auto`` (std for Glorot's and Kaiming's starts on networks 512 channels wide).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import vggspec  # noqa: E402
-from vggspec.analysis import initial_scale, resolve_init  # noqa: E402
+from vggspec.analysis import PIXEL_RMS, STANDARDISED_RMS, initial_scale, resolve_init, standardises  # noqa: E402
 from vggspec.decoding import rescale  # noqa: E402
 from vggspec.samples import image_folder  # noqa: E402
 
@@ -75,23 +79,31 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--spec", default="A", help="a bundled 224-pixel spec (default: A)")
     parser.add_argument("--lr", type=float, default=1e-2, help="learning rate (default: the paper's 1e-2)")
+    parser.add_argument(
+        "--normalise", choices=("mean", "std", "auto"), default="mean", help="the inputs (default: mean, the paper's)"
+    )
     args = parser.parse_args(argv)
     spec = vggspec.load(args.spec)
     data = batches(args.steps, args.batch)
+    std = torch.cat([images for images, _ in data]).std(dim=(0, 2, 3), keepdim=True)
     print(
-        f"{args.spec} at 224×224, {args.steps} SGD steps of {args.batch} images, lr {args.lr:g} "
-        f"(torch {torch.__version__})"
+        f"{args.spec} at 224×224, {args.steps} SGD steps of {args.batch} images, lr {args.lr:g}, "
+        f"--normalise {args.normalise} (torch {torch.__version__})"
     )
-    print(f"{'init':<12} {'chosen':<8} {'start RMS':>10}  losses (chance: ln 1000 = {math.log(1000):.2f})")
+    chance = f"losses (chance: ln 1000 = {math.log(1000):.2f})"
+    print(f"{'init':<12} {'chosen':<8} {'inputs':<6} {'start RMS':>10}  {chance}")
     for init in args.inits.split(","):
         started = time.perf_counter()
-        trace = losses(spec, init, data, args.lr)
-        shown = " ".join(f"{x:.3g}" for x in trace)
         chosen = resolve_init(spec, init)
+        standardise = args.normalise == "std" or (args.normalise == "auto" and standardises(spec, chosen))
+        inputs = [(images / std, targets) for images, targets in data] if standardise else data
+        trace = losses(spec, init, inputs, args.lr)
+        shown = " ".join(f"{x:.3g}" for x in trace)
         verdict = "finite, falling" if all(map(math.isfinite, trace)) and trace[-1] < trace[0] else "NOT training"
+        start = initial_scale(spec, init, STANDARDISED_RMS if standardise else PIXEL_RMS)
         print(
-            f"{init:<12} {chosen:<8} {initial_scale(spec, init):>10.1e}  {shown}   → {verdict} "
-            f"({time.perf_counter() - started:.0f} s)"
+            f"{init:<12} {chosen:<8} {'std' if standardise else 'mean':<6} {start:>10.1e}"
+            f"  {shown}   → {verdict} ({time.perf_counter() - started:.0f} s)"
         )
     return 0
 

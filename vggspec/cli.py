@@ -610,12 +610,12 @@ def _add_train(commands: Commands) -> None:
         "the paper's) on DATA/train/<class>/*, validating on DATA/val/<class>/* after every epoch. "
         "--gpus N runs N data-parallel processes (DDP over NCCL), --nproc N runs N CPU processes (gloo); when one "
         "dies, all start again from RUN/last.pt (--max-restarts). On several machines, start the same command on "
-        "each with --nnodes M --rdzv-endpoint HOST:PORT (HOST one of them) and the same --out, on a folder they all "
-        "reach (or under torchrun, one per machine: README, 'Training on several machines'). Checkpoints go to RUN/last.pt and "
-        "RUN/best.pt every epoch; 'vggspec train --out RUN --resume' continues a run, mid-epoch included, with its "
-        "spec and settings. Exit codes: 0 done, 2 bad input or a run folder that cannot be written, 3 the loss "
-        "diverged, 4 a process died and no restart was left (last.pt kept), 5 out of memory (finished steps saved), "
-        "130 interrupted (saved).",
+        "each with --nnodes M --rdzv-endpoint HOST:PORT (HOST one of them) and the same --out, on a folder they "
+        "all reach (or under torchrun, one per machine: README, 'Training on several machines'). Checkpoints go "
+        "to RUN/last.pt and RUN/best.pt every epoch; 'vggspec train --out RUN --resume' continues a run, mid-epoch "
+        "included, with its spec and settings. Exit codes: 0 done, 2 bad input or a run folder that cannot be "
+        "written, 3 the loss diverged, 4 a process died and no restart was left (last.pt kept), 5 out of memory "
+        "(finished steps saved), 130 interrupted (saved).",
     )
     p.add_argument("--config", metavar="FILE", help="settings from a .json or .toml file; flags override them")
     _add_model_options(p, TrainConfig)

@@ -54,6 +54,13 @@ class ColourStats(BaseModel):
         """The RMS of the mean-subtracted pixel values (0-255 scale): what the network first sees."""
         return math.sqrt(sum(self.eigenvalues) / len(self.eigenvalues))
 
+    @property
+    def std(self) -> list[float]:
+        """Each channel's standard deviation (0-255 scale): the diagonal of the covariance ``P Λ Pᵀ``."""
+        return [
+            math.sqrt(sum(row[k] ** 2 * value for k, value in enumerate(self.eigenvalues))) for row in self.eigenvectors
+        ]
+
     @model_validator(mode="after")
     def _shapes(self) -> ColourStats:
         c = len(self.mean)

@@ -227,6 +227,14 @@ class TrainConfig(BaseModel):
     flip: bool = Field(default=True, description=FLIP_HELP)
     stats_images: int = Field(default=1000, ge=1, description="training images sampled for mean RGB and PCA")
 
+    normalise: Literal["auto", "mean", "std"] = Field(
+        default="auto",
+        description="the network's input: mean, the paper's (the training set's mean RGB subtracted from each pixel, "
+        "0-255 scale); std, each channel then divided by its std on the training set (unit-variance inputs, as in "
+        "torchvision's recipe); auto: std where the random weights are Glorot's or Kaiming's (whose scale assumes "
+        "unit-variance inputs) on a network 512 channels wide (on the paper's inputs they diverged there at lr "
+        "1e-2), else mean. The weights of --weights and --init-from keep the inputs they were trained on",
+    )
     init: str = Field(
         default="auto",
         description=f"random initialisation of the weights not loaded: {INIT_HELP}. train says which it chose and "

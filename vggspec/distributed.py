@@ -419,10 +419,10 @@ def _serve_the_rendezvous(machines: Machines) -> Any | None:
     that restarts sooner meets the old store, loses it a moment later, and the machines never meet again.
     """
     from torch.distributed import TCPStore
-    from torch.distributed.elastic.rendezvous.utils import _matches_machine_hostname, parse_rendezvous_endpoint
+    from torch.distributed.elastic.rendezvous.utils import parse_rendezvous_endpoint
 
     host, port = parse_rendezvous_endpoint(machines.endpoint, default_port=RDZV_PORT)
-    if not _matches_machine_hostname(host):
+    if not _names_this_machine(host):
         return None
     try:
         return TCPStore(
@@ -430,6 +430,15 @@ def _serve_the_rendezvous(machines: Machines) -> Any | None:
         )
     except (RuntimeError, ValueError, OSError):  # the port is taken: by the launcher of another machine here, or not
         return None
+
+
+def _names_this_machine(host: str) -> bool:
+    """Whether ``host`` is this machine, as torch's c10d rendezvous decides who serves its store."""
+    try:
+        from torch.distributed.elastic.rendezvous.utils import _matches_machine_hostname
+    except ImportError:  # a private helper of torch's: the plain cases without it
+        return host in ("localhost", socket.gethostname(), socket.getfqdn()) or host.startswith("127.")
+    return _matches_machine_hostname(host)
 
 
 class _Watchdog:

@@ -432,7 +432,9 @@ class Results:
             for method, probs in by_method.items():
                 top1, top5 = top_errors(probs, self.labels)
                 paper = paper_lookup(network, method, self.scales[network]) if paper_lookup else None
-                rows.append(Row(network, method, self.scales[network], top1, top5, paper, self.flips.get(network)))
+                flips = self.flips.get(network)  # the centre crop is never mirrored, as the run's validation
+                flips = False if method == "center" and flips is not None else flips
+                rows.append(Row(network, method, self.scales[network], top1, top5, paper, flips))
         networks = list(self.probs)
         if len(networks) > 1:  # fusion: the posteriors of all networks averaged, per method
             for method in next(iter(self.probs.values())):

@@ -44,6 +44,12 @@ class Preprocessing(BaseModel):
         )
 
     @classmethod
+    def standardised(cls, mean: Sequence[float], std: Sequence[float], classes: Sequence[str] = ()) -> Preprocessing:
+        """The paper's mean subtraction, and each channel divided by its ``std`` (0-255 scale): unit-variance
+        inputs, what Glorot's and Kaiming's initialisations assume (``--normalise std``)."""
+        return cls(scale=255, mean=list(mean), std=list(std), channel_order=_order(len(mean)), classes=list(classes))
+
+    @classmethod
     def from_checkpoint(cls, data: Mapping[str, Any]) -> Preprocessing | None:
         """A checkpoint's record; one written before records existed is the paper's mean subtraction with
         its ``colour_stats`` mean; ``None`` for a checkpoint with neither (a compiled, untrained network)."""

@@ -39,12 +39,14 @@ from .analysis import (
     EXPLODING_SCALE,
     FADING_SCALE,
     PIXEL_RMS,
+    WIDE,
     analyze,
     auto_init,
     initial_scale,
     initial_scales,
     resolve_init,
     scale_trouble,
+    standardises,
 )
 from .budget import TrainSettings, auto_micro_batch
 from .checkpoint import (
@@ -151,7 +153,8 @@ _CHANGEABLE_ON_RESUME = (
 # What each machine of several may set for itself: where its copy of the data is, how its processes load and
 # compute. The rest, and the spec, every process must share (:meth:`Distributed.agree`).
 _PER_MACHINE = (
-    "spec", "data", "micro_batch", "gpus", "nproc", "max_restarts", "rdzv_timeout", "workers", "channels_last", "progress"
+    "spec", "data", "micro_batch", "gpus", "nproc", "max_restarts", "rdzv_timeout", "workers", "channels_last",
+    "progress",
 )
 
 
@@ -420,6 +423,9 @@ class _Trainer:
         self.model = self._model(resumed)
         self.preprocessing = self._preprocessing(resumed, list(train_folder.classes))
         self.model.preprocessing = self.preprocessing
+        self.input_rms = self.preprocessing.input_rms(self.stats.rms)  # what the first layer sees
+        if resumed is None and not config.weights and env.main:
+            self._say_init()
         self.frozen = self._freeze()  # before DDP, which hooks only the parameters that take gradients
         self.net = self.model
         if env.world > 1:
@@ -469,6 +475,9 @@ class _Trainer:
         decided = {"scale": str(self.scale) if config.scale else f"{self.scale} (for {size}×{size} inputs)"}
         if config.init == "auto" and not config.weights:
             decided["init"] = f"auto: {self.init}"
+        if config.normalise == "auto":
+            own = "mean" if self.preprocessing.is_paper else "std"
+            decided["normalise"] = f"auto: {'as the weights' if config.weights or config.init_from else own}"
         return decided
 
     # -- set-up ------------------------------------------------------------------------
@@ -537,14 +546,31 @@ class _Trainer:
 
     def _preprocessing(self, resumed: dict | None, classes: list[str]) -> Preprocessing:
         """What the network's inputs are: the run's own (resumed), the starting weights' (fine-tuning keeps
-        torchvision's normalisation), or the paper's subtraction of this training set's mean RGB."""
+        torchvision's normalisation, --init-from the trained A's), or from random weights the paper's
+        subtraction of this training set's mean RGB, and for Glorot's and Kaiming's a division by its std
+        (``--normalise``)."""
         if resumed is not None and (recorded := Preprocessing.from_checkpoint(resumed)) is not None:
             return recorded
         if self.model.preprocessing is not None:
             if self.env.main:
                 self.log.note(f"inputs as the weights were trained on: {self.model.preprocessing.describe()}")
             return self.model.preprocessing.model_copy(update={"classes": classes})
+        normalise = self.config.normalise
+        if normalise == "std" or (normalise == "auto" and standardises(self.spec, self.init)):
+            standardised = Preprocessing.standardised(self.stats.mean, self.stats.std, classes)
+            if self.env.main:
+                why = f": {self.init}'s start on a network {WIDE} channels wide" if normalise == "auto" else ""
+                self.log.note(f"inputs divided by their std{why} ({standardised.describe()})")
+            return standardised
         return Preprocessing.paper(self.stats.mean, classes)
+
+    def _say_init(self) -> None:
+        """Which initialisation the random weights have, and a word when their start is far from what trains."""
+        self.log.note(self._init_note())
+        config, standardised = self.config, not self.preprocessing.is_paper
+        advice = init_advice(self.spec, self.init, self.input_rms, config.lr, standardised=standardised)
+        if advice and not config.init_from:
+            self.log.note(advice)
 
     def _model(self, resumed: dict | None) -> VGG:
         config = self.config
@@ -568,10 +594,6 @@ class _Trainer:
             report = transfer_from(config.init_from, model)
             if self.env.main:
                 self.log.note(str(report))
-        if resumed is None and not config.weights and self.env.main:
-            self.log.note(self._init_note())
-            if not config.init_from and (advice := init_advice(self.spec, self.init, self.stats.rms, config.lr)):
-                self.log.note(advice)
         if config.channels_last:
             model = model.to(memory_format=torch.channels_last)
         if config.sync_bn and self.env.world > 1:  # before the optimizer: the conversion makes new modules
@@ -822,8 +844,8 @@ class _Trainer:
         config = self.config
         kept = _kept(self.run_dir)
         tries = [f"a lower --lr (this run: {config.lr:g})"]
-        starts = initial_scales(self.spec, self.stats.rms)
-        began = initial_scale(self.spec, self.init, self.stats.rms)
+        starts = initial_scales(self.spec, self.input_rms)
+        began = initial_scale(self.spec, self.init, self.input_rms)
         if not (config.init_from or config.weights) and began > 1:  # scores began large
             tamer = [f"--init {init}" for init, scale in starts.items() if not scale_trouble(scale) and scale < began]
             tries += [" or ".join(tamer)] if tamer else []
@@ -1015,20 +1037,22 @@ def param_groups(model: nn.Module, config: TrainConfig, new_layers: Collection[s
 PAPER_RANDOM_INIT_DEPTH = 11  # A's weight layers: the deepest net the paper trained from random weights
 
 
-# From Glorot's start on the paper's 0-255 inputs, A and D (512 channels wide) diverged within 8 steps at
-# the paper's lr 1e-2, and D's loss fell at 1e-3 (tools/bench_init.py, BENCHMARKS.md); the narrow specs
-# (64 wide) train at 1e-2. Wider layers take smaller rates from a random start (the largest stable rate
-# falls with the width under standard parametrisation); widths in between were not measured.
-GLOROT_DIVERGED_WIDTH, GLOROT_TRAINED_LR = 512, 1e-3
+# From Glorot's start on the paper's 0-255 inputs, D's loss fell at 1e-3 where it diverged at the paper's 1e-2
+# (tools/bench_init.py, BENCHMARKS.md): what the note says to a run that keeps those inputs (--normalise mean).
+GLOROT_TRAINED_LR = 1e-3
 
 
-def init_advice(spec: Spec, init: str, pixel_rms: float = PIXEL_RMS, lr: float | None = None) -> str | None:
-    """A word before training from random weights (``init``, resolved) whose class scores start far from 1,
-    or from Glorot's start at a rate (``lr``) that diverged for networks as wide."""
+def init_advice(
+    spec: Spec, init: str, pixel_rms: float = PIXEL_RMS, lr: float | None = None, *, standardised: bool = False
+) -> str | None:
+    """A word before training from random weights (``init``, resolved) whose class scores start far from 1 on
+    inputs of RMS ``pixel_rms``, or from Glorot's start at a rate (``lr``) that diverged for networks as wide
+    on the paper's unstandardised inputs."""
     init = resolve_init(spec, init, pixel_rms)
     scale = initial_scale(spec, init, pixel_rms)
     widest = max((layer.channels for layer in spec.layers if isinstance(layer, Conv)), default=0)
-    if init == "glorot" and lr is not None and lr > GLOROT_TRAINED_LR and widest >= GLOROT_DIVERGED_WIDTH:
+    wide = widest >= WIDE
+    if init == "glorot" and not standardised and lr is not None and lr > GLOROT_TRAINED_LR and wide:
         return (
             f"note: from Glorot's start at lr {lr:g}, networks {widest} channels wide diverged here (A and D, "
             f"within 8 steps) where D's loss fell at lr {GLOROT_TRAINED_LR:g} (tools/bench_init.py): expect to "

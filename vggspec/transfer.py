@@ -107,4 +107,6 @@ def transfer_from(source: VGG | str | Path, target: VGG) -> TransferReport:
                 else f"not one of the last {FCS_FROM_A} FC layers"
             )
             report.random.append((name, why))
+    if source.preprocessing is not None and target.preprocessing is None:  # A's layers take the inputs A was trained on
+        target.preprocessing = source.preprocessing
     return report
