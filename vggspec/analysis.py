@@ -295,11 +295,15 @@ WIDE = 512
 UNIT_VARIANCE_INITS = ("glorot", "kaiming")  # derived for inputs of unit variance
 
 
+def widest(spec: Spec) -> int:
+    """The most channels of any conv layer: the width the rules on Glorot's start go by."""
+    return max((layer.channels for layer in spec.layers if isinstance(layer, Conv)), default=0)
+
+
 def standardises(spec: Spec, init: str) -> bool:
     """``--normalise auto``: whether a network starting from ``init`` (resolved) takes its inputs divided by
     their std: Glorot's or Kaiming's start on a network ``WIDE`` channels wide or wider."""
-    widest = max((layer.channels for layer in spec.layers if isinstance(layer, Conv)), default=0)
-    return parse_init(init) in UNIT_VARIANCE_INITS and widest >= WIDE
+    return parse_init(init) in UNIT_VARIANCE_INITS and widest(spec) >= WIDE
 
 
 def auto_init(spec: Spec, pixel_rms: float = PIXEL_RMS) -> tuple[str, str]:

@@ -47,6 +47,7 @@ from .analysis import (
     resolve_init,
     scale_trouble,
     standardises,
+    widest,
 )
 from .budget import TrainSettings, auto_micro_batch
 from .checkpoint import (
@@ -73,7 +74,7 @@ from .distributed import (
 )
 from .errors import CheckpointError, ExitCode, ProcessLost, SpecError, did_you_mean, out_of_memory
 from .graph import layer_nodes, to_graph
-from .layers import FC, Conv
+from .layers import FC
 from .logs import log
 from .metrics import top_k_correct
 from .parser import load
@@ -1050,11 +1051,10 @@ def init_advice(
     on the paper's unstandardised inputs."""
     init = resolve_init(spec, init, pixel_rms)
     scale = initial_scale(spec, init, pixel_rms)
-    widest = max((layer.channels for layer in spec.layers if isinstance(layer, Conv)), default=0)
-    wide = widest >= WIDE
-    if init == "glorot" and not standardised and lr is not None and lr > GLOROT_TRAINED_LR and wide:
+    width = widest(spec)
+    if init == "glorot" and not standardised and lr is not None and lr > GLOROT_TRAINED_LR and width >= WIDE:
         return (
-            f"note: from Glorot's start at lr {lr:g}, networks {widest} channels wide diverged here (A and D, "
+            f"note: from Glorot's start at lr {lr:g}, networks {width} channels wide diverged here (A and D, "
             f"within 8 steps) where D's loss fell at lr {GLOROT_TRAINED_LR:g} (tools/bench_init.py): expect to "
             f"need --lr {GLOROT_TRAINED_LR:g}, or start as the paper did, from a trained A (--init-from RUN_A)"
         )
