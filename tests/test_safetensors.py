@@ -60,6 +60,23 @@ def test_a_trained_run_converts_with_its_preprocessing_scale_and_classes(trained
     assert main(["compile", str(run)]) == 2  # a trained network needs -o: there is nothing to check
 
 
+def test_a_safetensors_checkpoint_is_read_once(trained, tmp_path, monkeypatch):
+    """safetensors has no lazy read here: evaluating or converting one reads it whole, once, not once for its
+    facts and again for its weights."""
+    from vggspec import safetensors_file
+
+    checkpoint, _ = trained
+    converted = tmp_path / "once.safetensors"
+    assert main(["compile", str(checkpoint.parent), "-o", str(converted)]) == 0
+    reads = []
+    real = safetensors_file.read
+    monkeypatch.setattr(safetensors_file, "read", lambda path: reads.append(path) or real(path))
+    load_network(converted)
+    assert len(reads) == 1
+    assert main(["compile", str(converted), "-o", str(tmp_path / "again.pt")]) == 0
+    assert len(reads) == 2
+
+
 def test_damaged_and_foreign_files(tmp_path, capsys):
     spec = SPECS / "small" / "A-narrow-32.vgg"
     path = tmp_path / "a.safetensors"

@@ -360,7 +360,19 @@ def load_model(path: str | Path, *, spec: Spec | None = None, device: str | torc
     """Rebuild the network a checkpoint holds, in eval mode (dropout off, batch norm on its running
     statistics): a loaded model is for inference; call ``.train()`` to train it on. With ``spec``,
     insist that it is that network."""
-    data = read_checkpoint(path, mmap=True)  # the weights are copied into the model; the rest is not read
+    # The weights are copied into the model; the rest is not read.
+    return model_from_checkpoint(read_checkpoint(path, mmap=True), path, spec=spec, device=device)
+
+
+def model_from_checkpoint(
+    data: Mapping[str, Any],
+    path: str | Path,
+    *,
+    spec: Spec | None = None,
+    device: str | torch.device | None = None,
+) -> VGG:
+    """:func:`load_model` of a checkpoint read already (``data``, from ``path``): for callers that also use its
+    other entries, so that the file is read once (a ``.safetensors`` file is read whole)."""
     stored = checkpoint_spec(data, path)
     if spec is not None and spec_hash(spec) != data["spec_hash"]:
         raise CheckpointError(

@@ -567,11 +567,11 @@ def _compile_checkpoint(args: argparse.Namespace) -> int:
     if not args.output:
         raise SpecError(f"{args.spec} is a trained network: give -o FILE to write it in another format")
     files.refuse_overwriting(args.output, [runs.checkpoint_path(args.spec)], "compile")
-    from .checkpoint import load_model, read_checkpoint
+    from .checkpoint import model_from_checkpoint, read_checkpoint
     from .dense import to_dense
 
-    model = load_model(args.spec)
     facts = read_checkpoint(args.spec, mmap=True)  # what its numbers mean travels along: S, classes, flips
+    model = model_from_checkpoint(facts, runs.checkpoint_path(args.spec))
     kept = {key: facts[key] for key in ("classes", "train_scale", "config", "colour_stats") if key in facts}
     if args.dense and not model.dense:
         model = to_dense(model)

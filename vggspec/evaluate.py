@@ -33,7 +33,7 @@ from PIL import Image, UnidentifiedImageError
 
 from . import decoding, files, folders, runs
 from .analysis import scales_using_every_pixel, unused_pixels
-from .checkpoint import check_finite, load_model, read_checkpoint
+from .checkpoint import check_finite, model_from_checkpoint, read_checkpoint
 from .compiler import VGG, build
 from .config import METHODS, PREDICT_METHODS, EvaluateConfig  # noqa: F401 - METHODS: where it always was
 from .data import normalise, stack_images
@@ -113,7 +113,7 @@ def load_network(
             f"{path} holds no preprocessing (mean RGB): it was not written by vggspec train",
             hint="evaluate checkpoints from a training run (RUN/best.pt or RUN/last.pt)",
         )
-    model = load_model(path, device=device).eval()  # checked: shapes, size, checksum, classes
+    model = model_from_checkpoint(data, path, device=device)  # checked: shapes, size, checksum, classes
     if model.dense:
         raise SpecError(f"{path} holds a dense network; evaluate the classifier's checkpoint")
     check_finite(model, path)  # else every image would come out "unreadable"
