@@ -142,15 +142,31 @@ def test_analyze_init_shows_how_a_fresh_network_scales_its_signal(capsys):
     assert main(["analyze", "A", "D", "--init", "paper"]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("class-score RMS"))
     assert row.split()[-2:] == ["0.001", "4e-06"]  # the paper's std 0.01: A trains; D's signal fades
-    assert main(["analyze", "A", "D", "--init", "auto"]) == 0  # auto: Glorot's for both (on the paper's inputs)
+    # auto: Glorot's for both, on the inputs a run gives them: divided by their std (512 channels wide), where
+    # the paper's pixels of RMS 58 would give 2 and 0.3; the narrow net keeps the paper's pixels.
+    assert main(["analyze", "A", "D", "small/A-narrow-32", "--init", "auto"]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("class-score RMS"))
-    assert row.split()[-2:] == ["2", "0.3"]
+    a, d, narrow = (vggspec.load(name) for name in ("A", "D", "small/A-narrow-32"))
+    assert row.split()[-3:] == [f"{initial_rms(a, 'glorot', 1.0)[-1]:.1g}", "0.006", "1"]
+    assert initial_rms(narrow, "glorot")[-1] == pytest.approx(1, abs=0.5)
 
+    assert main(["analyze", "D", "--init", "glorot"]) == 0
+    assert "class scores of RMS 0.006 for inputs divided by their std (RMS 1), in training mode" in (
+        capsys.readouterr().out
+    )
     assert main(["analyze", "D", "--format", "json", "--init", "glorot"]) == 0
-    (d,) = json.loads(capsys.readouterr().out)
-    expected = initial_rms(vggspec.load("D"), "glorot")
-    assert [layer["initial_rms"] for layer in d["layers"]] == pytest.approx(expected)
-    assert d["total"]["initial_scale"] == {"init": "glorot", "class_score_rms": pytest.approx(expected[-1])}
+    (found,) = json.loads(capsys.readouterr().out)
+    expected = initial_rms(d, "glorot", 1.0)
+    assert [layer["initial_rms"] for layer in found["layers"]] == pytest.approx(expected)
+    assert found["total"]["initial_scale"] == {
+        "init": "glorot",
+        "class_score_rms": pytest.approx(expected[-1]),
+        "input_rms": 1.0,
+    }
+    assert main(["analyze", "D", "--format", "json", "--init", "paper"]) == 0  # the paper's start, its inputs
+    (found,) = json.loads(capsys.readouterr().out)
+    assert found["total"]["initial_scale"]["input_rms"] == 58.0
+    assert found["total"]["initial_scale"]["class_score_rms"] == pytest.approx(initial_rms(d, "paper")[-1])
 
 
 def test_the_program_skips_pythons_last_garbage_collections(monkeypatch, capsys):

@@ -44,6 +44,32 @@ def test_json_adds_the_train_object_and_per_layer_numbers(capsys):
     assert document["total"]["params"] == vggspec.analyze(vggspec.load(NARROW)).params  # the analysis stays
 
 
+def test_markdown_and_csv_hold_the_same_numbers(capsys):
+    """markdown: the text's table as a pipe table, its summary, plan and bound as a list; csv: a row per layer
+    per spec with plain numbers, whose columns sum to the budget's totals."""
+    import csv
+    import io
+
+    settings = TrainSettings(batch=32)
+    assert main(["analyze", "D", "--train", "--batch", "32", "--memory", "16GiB", "--format", "markdown"]) == 0
+    out = capsys.readouterr().out
+    budget = plan(vggspec.load("D"), 16 * 2**30, settings).budget
+    assert out.startswith("### D (") and "| # | name | layer |" in out
+    assert f"| **{human_bytes(budget.weights_bytes)}** |" in out
+    assert f"- peak memory: {human_bytes(budget.peak_bytes)} ({budget.peak_bytes:,} bytes)" in out
+    assert "- fits: the whole share of 32 images in one pass" in out
+
+    assert main(["analyze", "D", NARROW, "--train", "--batch", "32", "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    for name in ("D", NARROW):
+        spec = vggspec.load(name)
+        budget, mine = train_budget(spec, settings), [row for row in rows if row["spec"] == spec.display_name]
+        assert [row["name"] for row in mine] == [la.name for la in budget.layers]
+        assert sum(int(row["weights"]) for row in mine) == budget.weights_bytes
+        assert [int(row["kept for backward"]) for row in mine] == [la.saved_bytes for la in budget.layers]
+        assert sum(int(row["backward FLOPs"]) for row in mine) == budget.backward_flops
+
+
 def test_memory_plans_the_micro_batch(capsys):
     assert main(["analyze", "D", "--memory", "16GiB", "--format", "json"]) == 0
     train = json.loads(capsys.readouterr().out)[0]["total"]["train"]

@@ -306,6 +306,12 @@ def standardises(spec: Spec, init: str) -> bool:
     return parse_init(init) in UNIT_VARIANCE_INITS and widest(spec) >= WIDE
 
 
+def auto_input_rms(spec: Spec, init: str, pixel_rms: float = PIXEL_RMS) -> float:
+    """The RMS of the inputs ``--normalise auto`` feeds a network starting from ``init``: 1 where it divides them
+    by their std (:func:`standardises`), else the paper's pixels (``pixel_rms``)."""
+    return STANDARDISED_RMS if standardises(spec, resolve_init(spec, init, pixel_rms)) else pixel_rms
+
+
 def auto_init(spec: Spec, pixel_rms: float = PIXEL_RMS) -> tuple[str, str]:
     """What ``--init auto`` means for ``spec``, and why: the paper's N(0, 0.01²) on the paper's inputs
     (``pixel_rms``) where its class scores start within the bounds that train, else Glorot's (the paper's
@@ -315,7 +321,7 @@ def auto_init(spec: Spec, pixel_rms: float = PIXEL_RMS) -> tuple[str, str]:
     if not (trouble := scale_trouble(paper)):
         return "paper", f"the paper's N(0, 0.01²) starts its class scores at {paper:.0e} (RMS), which trains"
     standardised = standardises(spec, "glorot")
-    glorot = initial_scale(spec, "glorot", STANDARDISED_RMS if standardised else pixel_rms)
+    glorot = initial_scale(spec, "glorot", auto_input_rms(spec, "glorot", pixel_rms))
     return "glorot", (
         f"the paper's N(0, 0.01²) would start its class scores at {paper:.0e} (RMS): {trouble}; "
         f"Glorot's starts them at {glorot:.1g}" + (" on inputs divided by their std" if standardised else "")

@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from . import __version__, files, runs
-from .analysis import Analysis, analyze, initial_rms
+from .analysis import Analysis, analyze
 from .budget import (
     IMAGENET_TRAIN_IMAGES,
     PLANNING_MARGIN,
@@ -56,10 +56,13 @@ from .report import (
     per_layer_csv,
     per_layer_markdown,
     plan_text,
+    rms_at_init,
     side_by_side,
     table1,
     time_text,
     training_step,
+    training_step_csv,
+    training_step_markdown,
 )
 from .runs import started_data
 from .spec import Spec
@@ -206,7 +209,8 @@ def _add_analyze(commands: Commands) -> None:
         description="Analyse specs without building them (torch is not imported). One spec: a "
         "row per layer. Several: a column per spec ('vggspec analyze --params' prints Table 2). "
         "With no number chosen, all are shown. --init NAME adds each layer's output RMS in a network so "
-        "initialised (training mode, mean-subtracted pixels of RMS 58).",
+        "initialised, in training mode, on the inputs a run gives it (--normalise auto: mean-subtracted pixels of "
+        "RMS 58, or divided by their std for Glorot's or Kaiming's start on a network 512 channels wide).",
     )
     _add_specs_argument(p)
     p.add_argument("--params", action="store_true", help="parameters (weights + biases)")
@@ -378,26 +382,27 @@ def _free_gpu_memory() -> int:
 
 
 def _analyze_training(analyses: list[Analysis], request: _TrainingRequest, fmt: str) -> None:
-    if fmt in ("markdown", "csv"):
-        raise SpecError("--train prints text or json (--format json)")
-    blocks, documents = [], []
+    blocks, documents, budgets = [], [], []
     for analysis in analyses:
         spec = analysis.spec
         found = plan(spec, request.memory, request.settings) if request.memory is not None else None
         budget = found.budget if found is not None and found.budget is not None else None
         budget = budget or train_budget(spec, request.settings)
+        budgets.append(budget)
         bound, rate = _time_bound(budget, request)
         if fmt == "json":
             documents.append(_training_json(analysis, budget, found, bound))
             continue
-        lines = [training_step(budget)]
-        if found is not None:
-            lines.append(plan_text(found))
-        if bound is not None:
-            lines.append(time_text(bound, rate))
-        blocks.append("\n".join(lines))
+        notes = [plan_text(found)] if found is not None else []
+        notes += [time_text(bound, rate)] if bound is not None else []
+        if fmt == "markdown":
+            blocks.append(training_step_markdown(budget, notes))
+        else:
+            blocks.append("\n".join([training_step(budget), *notes]))
     if fmt == "json":
         print(json.dumps(documents, indent=2))
+    elif fmt == "csv":  # the table's numbers alone: the plan and the bound are in the text and the JSON
+        print(training_step_csv(budgets), end="")
     else:
         print("\n\n".join(blocks))
 
@@ -441,10 +446,10 @@ def _training_json(analysis: Analysis, budget: TrainBudget, found: Plan | None, 
 def _json(analysis: Analysis, init: str | None) -> dict:
     out = analysis.to_dict()
     if init:
-        rms = initial_rms(analysis.spec, init)
+        rms, pixels = rms_at_init(analysis.spec, init)
         for layer, value in zip(out["layers"], rms):
             layer["initial_rms"] = value
-        out["total"]["initial_scale"] = {"init": init, "class_score_rms": rms[-1]}
+        out["total"]["initial_scale"] = {"init": init, "class_score_rms": rms[-1], "input_rms": pixels}
     return out
 
 

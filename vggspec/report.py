@@ -19,8 +19,11 @@ from .analysis import (
     EXPLODING_SCALE,
     FADING_SCALE,
     PIXEL_RMS,
+    STANDARDISED_RMS,
+    WIDE,
     Analysis,
     LayerAnalysis,
+    auto_input_rms,
     initial_rms,
     resolve_init,
     scale_trouble,
@@ -107,7 +110,7 @@ def _layer_columns(analysis: Analysis, columns: Columns) -> list[_Column]:
         table.append(_Column("stride", "r", lambda la: la.effective_stride))
         table.append(_Column("padding", "r", lambda la: la.effective_padding))
     if columns.init:
-        rms = dict(zip(analysis.layers, initial_rms(spec, columns.init)))
+        rms = dict(zip(analysis.layers, rms_at_init(spec, columns.init)[0]))
         table.append(_Column("RMS at init", "r", lambda la: rms[la]))
     return table
 
@@ -214,10 +217,10 @@ def _totals(analysis: Analysis, columns: Columns) -> list[str]:
                 f"{last.effective_stride}, effective padding {last.effective_padding}"
             )
     if columns.init:
-        scale = initial_rms(analysis.spec, columns.init)[-1]
+        layers, pixels = rms_at_init(analysis.spec, columns.init)
         out.append(
-            f"at init:     with --init {_init_named(analysis.spec, columns.init)}, class scores of RMS {scale:.1g} "
-            f"for pixels of RMS {PIXEL_RMS:g} (training mode; {_verdict(scale)})"
+            f"at init:     with --init {_init_named(analysis.spec, columns.init)}, class scores of RMS "
+            f"{layers[-1]:.1g} for {_inputs_of_rms(pixels)}, in training mode ({_verdict(layers[-1])})"
         )
     if columns.shapes:
         out.append(
@@ -225,6 +228,17 @@ def _totals(analysis: Analysis, columns: Columns) -> list[str]:
             f"(analysed at {analysis.input_shape[1]}×{analysis.input_shape[2]})"
         )
     return out
+
+
+def rms_at_init(spec: Spec, init: str) -> tuple[tuple[float, ...], float]:
+    """Every layer's output RMS in a network freshly drawn by ``init``, on the inputs a run gives it by default
+    (``--normalise auto``), and those inputs' RMS: what training meets at its first step."""
+    pixels = auto_input_rms(spec, init)
+    return initial_rms(spec, init, pixels), pixels
+
+
+def _inputs_of_rms(rms: float) -> str:
+    return f"inputs divided by their std (RMS {rms:g})" if rms == STANDARDISED_RMS else f"pixels of RMS {rms:g}"
 
 
 def _verdict(scale: float) -> str:
@@ -262,13 +276,15 @@ def side_by_side(analyses: Sequence[Analysis], columns: Columns) -> str:
         rows.append(["  effective stride", *(str(la.effective_stride) if la else "-" for la in lasts)])
         rows.append(["  effective padding", *(str(la.effective_padding) if la else "-" for la in lasts)])
     if columns.init:
-        scales = [initial_rms(a.spec, columns.init)[-1] for a in analyses]
+        scales = [rms_at_init(a.spec, columns.init)[0][-1] for a in analyses]
         rows.append([f"class-score RMS at init ({columns.init})", *(f"{s:.1g}" for s in scales)])
     notes = []
     if columns.init:
         notes.append(
-            f"class-score RMS at init: a fresh network, training mode, pixels of RMS {PIXEL_RMS:g}; "
-            f"over {EXPLODING_SCALE:g} training diverges, under {FADING_SCALE:g} it stalls."
+            "class-score RMS at init: a fresh network in training mode, on the inputs --normalise auto gives it: "
+            f"{_inputs_of_rms(PIXEL_RMS)}, or {_inputs_of_rms(STANDARDISED_RMS)} from Glorot's or Kaiming's "
+            f"start on a network {WIDE} channels wide. Over {EXPLODING_SCALE:g} training diverges, under "
+            f"{FADING_SCALE:g} it stalls."
         )
     if columns.params:
         notes.append("params: weights and biases.")
@@ -363,42 +379,47 @@ def _stages(spec: Spec) -> list[tuple[list[int], int | None]]:
 # -- a training step's budget (analyze --train) ----------------------------------------------------
 
 
-def training_step(budget: TrainBudget) -> str:
-    """One process's training step: a row per layer (its weights, what it keeps for the backward pass,
-    its FLOPs), then the step's memory by kind, its peak and its compute."""
-    spec, s = budget.spec, budget.settings
+_STEP_HEADER = (
+    *("#", "name", "layer", "output (C×H×W)"),
+    *("weights", "kept for backward", "forward FLOPs", "backward FLOPs"),
+)
+_STEP_ALIGN = "rllrrrrr"
+
+
+def _step_rows(budget: TrainBudget, shown: Callable[[int], str], flops: Callable[[int], str]) -> list[list[str]]:
+    """A row per layer of one process's training step, then the totals: bytes ``shown`` and FLOPs as asked."""
+    spec = budget.spec
     rows = [
         [
             str(la.index),
             la.name,
             format_layer(spec.layers[la.index]),
             shape_text(la.output_shape),
-            human_bytes(la.weights_bytes) if la.weights_bytes else "",
-            human_bytes(la.saved_bytes) if la.saved_bytes else "",
-            human(la.forward_flops),
-            human(la.backward_flops),
+            shown(la.weights_bytes),
+            shown(la.saved_bytes),
+            flops(la.forward_flops),
+            flops(la.backward_flops),
         ]
         for la in budget.layers
     ]
     saved_by_layers = sum(la.saved_bytes for la in budget.layers)
-    rows.append(
-        [
-            "",
-            "total",
-            "",
-            "",
-            human_bytes(budget.weights_bytes),
-            human_bytes(saved_by_layers),
-            human(budget.forward_flops),
-            human(budget.backward_flops),
-        ]
-    )
-    header = ["#", "name", "layer", "output (C×H×W)", "weights", "kept for backward", "forward FLOPs", "backward FLOPs"]
+    totals = [shown(budget.weights_bytes), shown(saved_by_layers), flops(budget.forward_flops)]
+    return [*rows, ["", "total", "", "", *totals, flops(budget.backward_flops)]]
+
+
+def _bytes_or_blank(count: int) -> str:
+    return human_bytes(count) if count else ""
+
+
+def _step_title(budget: TrainBudget) -> str:
+    spec = budget.spec
+    return f"{spec.display_name}" + (f" ({spec.source})" if spec.source else "") + f": {step_setting(budget)}"
+
+
+def _step_summary(budget: TrainBudget) -> list[str]:
+    """The step's memory by kind, its peak and its compute: a line each."""
+    s = budget.settings
     lines = [
-        f"{spec.display_name}" + (f" ({spec.source})" if spec.source else "") + f": {step_setting(budget)}",
-        "",
-        render_table(header, rows, "rllrrrrr"),
-        "",
         f"peak memory:  {human_bytes(budget.peak_bytes)} ({budget.peak_bytes:,} bytes), in the {budget.peak_at}",
         f"  weights     {human_bytes(budget.weights_bytes)} (float32)",
         f"  gradients   {human_bytes(budget.gradients_bytes)} (float32)",
@@ -415,7 +436,36 @@ def training_step(budget: TrainBudget) -> str:
         f"compute:      {human(budget.forward_flops)}FLOPs forward + {human(budget.backward_flops)}FLOPs backward = "
         f"{human(budget.flops)}FLOPs a step of one process (conv and FC layers, as FlopCounterMode counts)"
     )
-    return "\n".join(lines)
+    return lines
+
+
+def training_step(budget: TrainBudget) -> str:
+    """One process's training step: a row per layer (its weights, what it keeps for the backward pass,
+    its FLOPs), then the step's memory by kind, its peak and its compute."""
+    table = render_table(_STEP_HEADER, _step_rows(budget, _bytes_or_blank, human), _STEP_ALIGN)
+    return "\n".join([_step_title(budget), "", table, "", *_step_summary(budget)])
+
+
+def training_step_markdown(budget: TrainBudget, notes: Sequence[str] = ()) -> str:
+    """:func:`training_step` for reports: a ``###`` heading, a pipe table (totals in bold), the summary as a
+    list, and ``notes`` (the plan, the time bound) after it."""
+    *layers, totals = _step_rows(budget, _bytes_or_blank, human)
+    rule = "|" + "|".join("---:" if a == "r" else "---" for a in _STEP_ALIGN) + "|"
+    lines = [f"### {_step_title(budget)}", "", _pipe_row(_STEP_HEADER), rule]
+    lines += [_pipe_row(row) for row in [*layers, [f"**{cell}**" if cell else "" for cell in totals]]]
+    lines += ["", *(f"- {' '.join(line.split())}" for line in [*_step_summary(budget), *notes])]
+    return "\n".join(lines) + "\n"
+
+
+def training_step_csv(budgets: Sequence[TrainBudget]) -> str:
+    """A row per layer per spec of the training step, the spec's name first; plain numbers (bytes, FLOPs), no
+    totals row, as :func:`per_layer_csv`."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["spec", *_STEP_HEADER])
+    for budget in budgets:
+        writer.writerows([budget.spec.display_name, *row] for row in _step_rows(budget, str, str)[:-1])
+    return out.getvalue()
 
 
 def step_setting(budget: TrainBudget) -> str:
