@@ -1,6 +1,6 @@
 """Beyond one machine, on this one: two torchrun launchers that meet on the loopback play two machines
 (gloo, one process each), and a process that kills itself at a known step plays a dead worker
-(VGGSPEC_TEST_KILL_AT: no timing decides where the run was when it died)."""
+(VGGSPEC_TEST_FAULT_AT: no timing decides where the run was when it died)."""
 
 import json
 import os
@@ -34,7 +34,7 @@ def free_port() -> int:
 
 def environment(**extra: str) -> dict[str, str]:
     """One thread a process (two "machines" share this one's cores), and no test hook unless given."""
-    env = {key: value for key, value in os.environ.items() if key != "VGGSPEC_TEST_KILL_AT"}
+    env = {key: value for key, value in os.environ.items() if key != "VGGSPEC_TEST_FAULT_AT"}
     return {**env, "OMP_NUM_THREADS": "1", **extra}
 
 
@@ -162,6 +162,18 @@ def test_vggspec_started_on_two_machines_evaluates_each_image_once(tmp_path, sha
     assert [row["top1_err"] for row in apart["rows"]] == pytest.approx([row["top1_err"] for row in together["rows"]])
 
 
+def test_an_evaluation_whose_checkpoint_one_machine_lacks_stops_both_saying_why(tmp_path, shapes, across_two_machines):
+    """The checkpoint is read in the processes: the one that cannot read it tells the others at the first
+    exchange, instead of leaving them a lost connection (status 4 and gloo's words)."""
+    missing = tmp_path / "not-copied"
+    options = ["evaluate", "--data", str(shapes), "--method", "center", "--no-progress"]
+    nodes = two_machines([*options, across_two_machines[0].out], [*options, str(missing)], launcher="vggspec")
+    for code, output in nodes:
+        assert code == 2 and "Traceback" not in output and "gloo" not in output, output
+    assert f"error: no such checkpoint: {missing}" in nodes[1][1], nodes[1][1]
+    assert f" stopped: no such checkpoint: {missing}" in nodes[0][1], nodes[0][1]
+
+
 def test_a_torchrun_job_started_again_resumes_its_run_and_another_job_does_not(across_two_machines, monkeypatch):
     """A machine joining (torchrun restarts the processes without counting it) or a requeued SLURM job:
     the same --rdzv-id resumes the run it wrote; another job is refused its folder, as a new run is."""
@@ -205,6 +217,72 @@ def test_a_machine_whose_copy_of_the_data_is_wrong_stops_both_saying_why(tmp_pat
     assert nodes[1][1].strip().splitlines()[1].startswith(f"error: {problem}"), nodes[1][1]
     assert " stopped: " + problem in nodes[0][1], nodes[0][1]
     assert not (Path(cfg.out) / "last.pt").exists()
+
+
+def test_a_diverging_loss_is_said_on_every_machine(tmp_path, shapes):
+    """Every process sees the NaN loss at the same step and stops with status 3; the terminal of each machine,
+    not only process 0's, says what happened and what was kept, with no restart."""
+    cfg = tiny_config(tmp_path, shapes, text=SMALL_SPEC, epochs=2, lr=1e6, checkpoint_every=1)
+    command = cli_args(cfg)
+    nodes = two_machines(command, command, launcher="vggspec")
+    for code, output in nodes:
+        assert code == 3, output
+        assert "the loss became nan at epoch 1" in output and "last good checkpoint is kept" in output, output
+        assert "Traceback" not in output and "again" not in output, output
+
+
+def test_sigterm_on_one_machine_saves_and_is_said_on_both(tmp_path, shapes):
+    """The launcher of the second machine gets SIGTERM after step 3: every process stops after the next step, the
+    checkpoint is saved, and each machine says so in one line (not the launcher's log of the signal)."""
+    cfg = tiny_config(tmp_path, shapes, text=SMALL_SPEC, epochs=2)
+    command = cli_args(cfg)
+    nodes = two_machines(command, command, launcher="vggspec", VGGSPEC_TEST_FAULT_AT="1:3:1:term")
+    for code, output in nodes:
+        assert code == 130 and "signal" not in output and "Traceback" not in output, output
+        assert output.strip().splitlines()[-1] == (
+            f"interrupted: saved {cfg.out}/last.pt at epoch 1, step 4; continue with: vggspec train --out {cfg.out} "
+            "--resume"
+        ), output
+    assert torch.load(Path(cfg.out) / "last.pt", weights_only=True)["step"] == 4
+
+
+def test_a_machine_that_stops_before_its_processes_start_tells_the_other(tmp_path, shapes):
+    """The second machine's copy of the spec has a typo: it says so where it is typed, with the caret, then tells
+    the first, which stops at once saying which machine stopped and why instead of waiting out --rdzv-timeout."""
+    cfg = tiny_config(tmp_path, shapes, text=SMALL_SPEC, epochs=1)
+    typo = tmp_path / "typo.vgg"
+    typo.write_text(Path(cfg.spec).read_text().replace("conv3-", "conv3_", 1))
+    command = [*cli_args(cfg), "--rdzv-timeout", "120"]
+    started = time.monotonic()
+    nodes = two_machines(command, [command[0], str(typo), *command[2:]], launcher="vggspec")
+    assert time.monotonic() - started < 60
+    (first_code, first), (second_code, second) = nodes
+    assert first_code == second_code == 2, nodes
+    lines = second.strip().splitlines()
+    assert lines[0].startswith(f"{typo}:") and "^" in second, second
+    assert lines[-1].startswith("telling the other machines at 127.0.0.1:"), second
+    lines = first.strip().splitlines()
+    assert len(lines) == 3 and lines[0].startswith("meeting 2 machines at 127.0.0.1:"), first
+    assert lines[1].startswith("error: process ") and f" stopped: {typo}:" in lines[1], first
+    assert lines[2] == "hint: mend it, then start every node", first
+    assert "Traceback" not in first + second and not (Path(cfg.out) / "last.pt").exists()
+
+
+def test_machines_that_all_stop_before_their_processes_start_tell_each_other_and_stop_at_once(tmp_path, shapes):
+    """The same bad flag on both machines (found once torch is imported): each says it, and their telling meets
+    at once; alone, a machine tells nobody and stops when its (shortened) wait ends, with its own error only."""
+    cfg = tiny_config(tmp_path, shapes, text=SMALL_SPEC, epochs=1)
+    command = [*cli_args(cfg), "--freeze", "conv9", "--rdzv-timeout", "120"]
+    started = time.monotonic()
+    nodes = two_machines(command, command, launcher="vggspec")
+    assert time.monotonic() - started < 60
+    for code, output in nodes:
+        lines = output.strip().splitlines()
+        assert code == 2 and lines[0].startswith("error: --freeze conv9"), output
+        assert lines[-1].startswith("telling the other machines at 127.0.0.1:") and "stopped" not in output, output
+    alone = run([*command[:-2], "--nnodes", "2", "--rdzv-endpoint", f"127.0.0.1:{free_port()}", "--rdzv-timeout", "3"])
+    assert alone.returncode == 2 and alone.stderr.startswith("error: --freeze conv9"), alone.stderr
+    assert "(for up to 3 s)" in alone.stderr and "not every machine" not in alone.stderr, alone.stderr
 
 
 def test_under_torchrun_a_bad_flag_on_one_machine_is_said_on_both(tmp_path, shapes):
@@ -309,7 +387,7 @@ def test_a_process_killed_on_one_machine_restarts_both_and_the_run_ends_as_if_ne
     or without vggspec's changes (README, "Training on several machines")."""
     cfg = tiny_config(tmp_path, shapes, **RECIPE)
     command = cli_args(cfg)
-    nodes = two_machines(command, command, launcher="vggspec", VGGSPEC_TEST_KILL_AT="1:5")
+    nodes = two_machines(command, command, launcher="vggspec", VGGSPEC_TEST_FAULT_AT="1:5")
     for code, output in nodes:
         assert code == 0, output
     events = (Path(cfg.out) / "events.log").read_text().splitlines()  # said by process 0 alone
@@ -334,7 +412,7 @@ def test_a_killed_process_is_restarted_until_the_restarts_are_used_up_and_the_ru
     uninterrupted = Path(across_two_machines[0].out)
     cfg = tiny_config(tmp_path, shapes, nproc=2, max_restarts=1, **RECIPE)
     run_dir, last = Path(cfg.out), Path(cfg.out) / "last.pt"
-    result = run(cli_args(cfg), VGGSPEC_TEST_KILL_AT="1:5,0:9:2")
+    result = run(cli_args(cfg), VGGSPEC_TEST_FAULT_AT="1:5,0:9:2")
     assert result.returncode == 4, result.stderr
     assert "process 1 was killed by SIGKILL at" in result.stderr
     assert "starting the 2 processes again (restart 1 of 1)" in result.stderr

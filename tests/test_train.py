@@ -287,6 +287,30 @@ def test_out_of_memory_saves_the_finished_steps_and_says_how_to_go_on(tmp_path, 
     assert not out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
 
 
+def test_out_of_memory_in_one_of_two_processes_stops_both_said_once_by_that_process(
+    tmp_path, shapes, capfd, monkeypatch
+):
+    """Process 1 runs out of memory at step 4 while process 0 goes on into the step's gradient exchange: the
+    run stops at once with status 5 and process 1's own message, once; process 0's lost contact is not taken
+    for a death (no restart, no "lost contact"), and the checkpoint of step 2 is kept."""
+    from vggspec.train import train
+
+    monkeypatch.setenv("VGGSPEC_TEST_FAULT_AT", "1:3:1:oom")
+    cfg = tiny_config(tmp_path, shapes, epochs=2, checkpoint_every=2, text=SMALL_SPEC, nproc=2, max_restarts=2)
+    started = time.monotonic()
+    with pytest.raises(SystemExit) as info:
+        train(cfg)
+    assert info.value.code == 5
+    err = capfd.readouterr().err
+    said = [line for line in err.splitlines() if "out of memory" in line]
+    assert len(said) == 1 and said[0].startswith("process 1: out of memory in epoch 1, step 4: a pass of 8 images"), err
+    assert said[0].endswith(f"vggspec train --out {tmp_path / 'run'} --resume --micro-batch 4"), said
+    assert "Traceback" not in err and "lost contact" not in err and "again" not in err, err
+    assert time.monotonic() - started < 25  # not the 30 s a process that lost the others waits for its launcher
+    saved = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert (saved["epoch"], saved["step"]) == (0, 2)
+
+
 def test_a_loss_diverging_before_any_checkpoint_says_so_and_suggests_only_what_was_not_tried(
     tmp_path, shapes, capfd
 ):
@@ -348,7 +372,11 @@ def test_a_broken_image_is_skipped_and_counted(tmp_path, shapes, capfd):
     assert "skipping an unreadable image: " in capfd.readouterr().err
 
 
-def test_a_training_image_in_validation_is_said_and_validated_and_a_link_loop_costs_nothing(tmp_path, shapes, capfd):
+@pytest.mark.parametrize("nproc", [1, 2])
+def test_a_training_image_in_validation_is_said_and_validated_and_a_link_loop_costs_nothing(
+    tmp_path, shapes, capfd, nproc
+):
+    """Said once, however many processes read the folders."""
     import os
     import shutil
 
@@ -360,10 +388,10 @@ def test_a_training_image_in_validation_is_said_and_validated_and_a_link_loop_co
     from vggspec.train import train
 
     capfd.readouterr()
-    train(tiny_config(tmp_path, data, epochs=1))
+    train(tiny_config(tmp_path, data, epochs=1, nproc=nproc))
     err = capfd.readouterr().err
     assert "96 training images in 3 classes, 37 validation images" in err  # the loop cut, the shared one kept
-    assert "skipped 1 linked folder already visited" in err
+    assert err.count("skipped 1 linked folder already visited") == 1, err
     [shared] = [line for line in err.splitlines() if "also in the training split" in line]
     assert "1 of 37 validation images is also in the training split" in shared and "counted in validation" in shared
 

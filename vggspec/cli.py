@@ -18,9 +18,12 @@ import sys
 import types
 import typing
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from . import __version__, files, runs
@@ -39,7 +42,16 @@ from .budget import (
     train_budget,
 )
 from .bundled import matching, paper_specs, spec_files, spec_path
-from .config import PAPER_BATCH, PREDICT_METHODS, EvaluateConfig, TrainConfig, load_config_file, machines, validated
+from .config import (
+    PAPER_BATCH,
+    PREDICT_METHODS,
+    EvaluateConfig,
+    Rendezvous,
+    TrainConfig,
+    load_config_file,
+    machines,
+    validated,
+)
 from .diff import diff, new_layers
 from .errors import ExitCode, SpecError
 from .formatter import format_spec
@@ -627,16 +639,38 @@ def _add_train(commands: Commands) -> None:
     p.set_defaults(run=_train)
 
 
+@contextmanager
+def _told_to_the_machines(values: dict[str, Any]) -> Iterator[None]:
+    """Bad input this machine finds before it starts its processes, told to the other machines of ``--nnodes``
+    (which would wait for it at the rendezvous): torch is imported for it only then."""
+    try:
+        yield
+    except SpecError as err:
+        try:
+            several = machines(Rendezvous.model_validate(values))
+        except (SpecError, ValidationError):  # the rendezvous flags themselves: nobody to tell
+            raise err from None
+        if not several.several:
+            raise
+        quiet_torch_native_logs()
+        try:
+            from .distributed import tell_the_machines
+        except ImportError:  # no torch here: it is said when this machine runs
+            raise err from None
+        tell_the_machines(err, several, gpu=bool(values.get("gpus")))
+
+
 def _train(args: argparse.Namespace) -> int:
     values = load_config_file(args.config) if args.config else {}
     values.update(_given(args, TrainConfig))
-    # Which spec (a resumed run's own) and its errors first, before the seconds torch takes to import.
-    load(TrainConfig.model_construct(**values).spec_file())
-    if "data" not in values and values.get("resume") and values.get("out"):
-        values["data"] = started_data(values["out"])  # a run knows its data
-    if values.get("data") is None:
-        raise SpecError("where is the data? give --data DIR (DIR/train/<class>/*, DIR/val/<class>/*)")
-    config = validated(TrainConfig, values, "training")
+    with _told_to_the_machines(values):
+        # Which spec (a resumed run's own) and its errors first, before the seconds torch takes to import.
+        load(TrainConfig.model_construct(**values).spec_file())
+        if "data" not in values and values.get("resume") and values.get("out"):
+            values["data"] = started_data(values["out"])  # a run knows its data
+        if values.get("data") is None:
+            raise SpecError("where is the data? give --data DIR (DIR/train/<class>/*, DIR/val/<class>/*)")
+        config = validated(TrainConfig, values, "training")
     if machines(config).several:  # this process serves the rendezvous, or reaches it: one line for its troubles
         quiet_torch_native_logs()
     try:
@@ -666,7 +700,9 @@ def _add_evaluate(commands: Commands) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    config = validated(EvaluateConfig, _given(args, EvaluateConfig), "evaluation")
+    values = _given(args, EvaluateConfig)
+    with _told_to_the_machines(values):
+        config = validated(EvaluateConfig, values, "evaluation")
     if machines(config).several:
         quiet_torch_native_logs()
     try:

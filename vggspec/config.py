@@ -137,7 +137,17 @@ class Machines(NamedTuple):
         return f"{count} machine{'s' if self.high > 1 else ''}"
 
 
-def machines(config: TrainConfig | EvaluateConfig) -> Machines:
+class Rendezvous(BaseModel):
+    """The flags of several machines alone, checked as train and evaluate check them: what a machine that stops
+    on other bad input needs, to tell the others (the rest of ``values`` is ignored)."""
+
+    nnodes: NodeCounts
+    rdzv_endpoint: Endpoint
+    rdzv_timeout: int
+    nnodes, rdzv_endpoint, rdzv_timeout = _machine_fields()
+
+
+def machines(config: TrainConfig | EvaluateConfig | Rendezvous) -> Machines:
     """The machines ``config`` asks for; a SpecError for a rendezvous half given."""
     low, _, high = config.nnodes.partition(":")
     found = Machines(int(low), int(high or low), config.rdzv_endpoint, config.rdzv_timeout)

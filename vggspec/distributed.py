@@ -21,7 +21,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 import torch.distributed as distributed
@@ -37,6 +37,7 @@ LAUNCHED = "VGGSPEC_LAUNCHED"  # set in the processes :func:`launch` starts
 STATUS = "VGGSPEC_STATUS"  # a folder where each process :func:`launch` starts says it runs, and how it stopped
 
 
+TELLING_TIMEOUT = 60  # seconds a machine that stops before its processes start waits to tell the others
 _STOPPED = "stopped"  # what a process that stops before it joined the others tells them (:func:`stop_the_others`)
 _joined = False  # whether this process has been in a process group: it cannot join one again
 
@@ -50,9 +51,40 @@ def stop_the_others(error: SpecError, *, gpu: bool) -> None:
         return
     env = Distributed.setup(gpu=gpu)
     try:
-        env.meet({_STOPPED: error.message})
+        env.meet({_STOPPED: error.headline})
     finally:
         env.close()
+
+
+def tell_the_machines(error: SpecError, machines: Machines, *, gpu: bool) -> NoReturn:
+    """This machine's vggspec stops on ``error`` before it starts its processes (a spec it cannot read, GPUs it
+    lacks): said here, then told to the other machines, which would otherwise wait out ``--rdzv-timeout`` at the
+    rendezvous. One process joins them only to tell them (:func:`stop_the_others`): they stop at their first
+    exchange, saying which machine stopped and why. Not for ``MIN:MAX`` machines (the others may go on without
+    this one, and a late joiner would stop a running job), nor where the others' NCCL cannot be joined (no GPU)."""
+    if not machines.several or machines.low != machines.high or (gpu and not torch.cuda.is_available()):
+        raise error
+    print(error, file=sys.stderr, flush=True)
+    # Not the whole --rdzv-timeout: the same bad flag stops every machine, and each tells the others at once;
+    # a command tried on one machine alone would wait for nobody.
+    machines = machines._replace(timeout=min(machines.timeout, TELLING_TIMEOUT))
+    with contextlib.suppress(SpecError, SystemExit):  # they could not be told (gone, never came): said already
+        launch(
+            _tell_the_others,
+            {"message": error.headline, "gpu": gpu},
+            world=1,
+            machines=machines,
+            announce=f"telling the other machines at {machines.endpoint} that this one stops (for up to "
+            f"{machines.timeout} s) ...",
+        )
+    raise SystemExit(error.exit_code)
+
+
+def _tell_the_others(message: dict[str, Any]) -> None:
+    """Leaves with the status of bad input, said: a launcher whose processes all succeed waits for the other
+    machines' launchers to end theirs (torch's exit barrier), and theirs stopped."""
+    stop_the_others(SpecError(message["message"]), gpu=message["gpu"])
+    raise SystemExit(ExitCode.BAD_INPUT)
 
 
 def several_machines() -> bool:
@@ -172,6 +204,12 @@ class Distributed:
     def main(self) -> bool:
         return self.rank == 0
 
+    @property
+    def speaks(self) -> bool:
+        """The first process of its machine: it says, once for its machine, what all the processes saw (a
+        stop that every process makes together), so that the terminal of every machine shows it."""
+        return self.local_rank == 0
+
     def sum(self, values: list[float]) -> list[float]:
         tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
         if self.world > 1:
@@ -209,7 +247,7 @@ class Distributed:
         goes on to raise the problem itself."""
         if problem is not None and self.world == 1:
             return
-        everyone = self._everyone({_STOPPED: problem.message} if problem else facts)
+        everyone = self._everyone({_STOPPED: problem.headline} if problem else facts)
         self._stop_if_one_stopped(everyone, said=problem is not None)
         if problem is not None:
             return
@@ -252,7 +290,7 @@ class Distributed:
         process ``said`` its own already): said before any leaves, as under torchrun a machine whose process
         leaves first can take the rendezvous store with it, and the launcher of another ends its processes
         before they speak."""
-        if self.local_rank == 0 and not said:
+        if self.speaks and not said:
             print(problem, file=sys.stderr, flush=True)
         distributed.barrier()
         if not said:
@@ -272,10 +310,12 @@ def launch(
     world: int,
     max_restarts: int = 0,
     machines: Machines = Machines(),
+    announce: str | None = None,
 ) -> None:
     """``worker(config)`` in ``world`` processes on this machine, through torchrun's elastic launcher, with
     those of the other ``machines`` (which start the same command) when there are several; when one dies
-    (SIGKILL, the OOM killer, a crash), all are started again, up to ``max_restarts`` times.
+    (SIGKILL, the OOM killer, a crash), all are started again, up to ``max_restarts`` times. ``announce``:
+    the line said while the processes start, in place of the usual one.
 
     One process on one machine, or a process that torchrun started: call it here, and restarts are
     torchrun's (its ``--max-restarts``).
@@ -298,7 +338,9 @@ def launch(
         return
     restore_torch_native_logs()  # the processes log as the user's environment says
     # Each process imports torch and joins the group before it can say anything: seconds of silence.
-    if machines.several:
+    if announce:
+        log.info(announce)
+    elif machines.several:
         log.info(
             f"meeting {machines.describe()} at {machines.endpoint}, {_count(world, 'process')} on this one "
             f"(waiting up to {machines.timeout} s: --rdzv-timeout) ..."
@@ -311,7 +353,10 @@ def launch(
     ours = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS") or str(max(1, _cpus() // world)), LAUNCHED: "1"}
     before = {name: os.environ.get(name) for name in (*ours, RESTART_COUNT, MAX_RESTARTS, RESTART_CAUSE, STATUS)}
     # The launcher logs every worker's exit with a traceback, even a planned one (a NaN stop, an
-    # interrupt): rank 0 has said what happened, and a death is said below.
+    # interrupt): the processes have said what happened, and a death is said below. Its modules set
+    # their loggers' levels as they are imported: imported first, so that each logger is there to quiet.
+    import torch.distributed.launcher.api  # noqa: F401
+
     quiet = _loggers("torch.distributed.elastic", "torch.multiprocessing")
     levels = [logger.level for logger in quiet]
     for logger in quiet:

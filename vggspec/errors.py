@@ -77,12 +77,23 @@ class SpecError(Exception):
     def __str__(self) -> str:
         return self.render()
 
-    def render(self) -> str:
+    @property
+    def headline(self) -> str:
+        """The message on one line, with where it was found (``typo.vgg:2:1: unknown layer 'conv3_8'``): the
+        news of it that another machine's terminal shows."""
+        where = self._where()
+        return f"{where}: {self.message}" if where else self.message
+
+    def _where(self) -> str:
         where = self.filename or ("<spec>" if self.line is not None else "")
         if self.line is not None:
             where += f":{self.line}"
             if self.column is not None:
                 where += f":{self.column}"
+        return where
+
+    def render(self) -> str:
+        where = self._where()
         out = [f"{where}: error: {self.message}" if where else f"error: {self.message}"]
         source_line = self._source_line()
         if source_line is not None:

@@ -591,15 +591,20 @@ def evaluate(config: EvaluateConfig) -> Results | None:
         results.note_unreadable()
         _write_outputs(results, config)  # --json, and --save-probs keeps the fusion for a later one
         return results
-    if config.data is None:
-        raise SpecError(f"where is the data? give --data DIR (the images in DIR/{config.split}/<class>/*)")
-    if config.gpus and config.gpus > torch.cuda.device_count():
-        raise SpecError(f"--gpus {config.gpus} asks for more GPUs than this machine has ({torch.cuda.device_count()})")
     from .config import machines
-    from .distributed import launch, local_processes, under_torchrun
+    from .distributed import launch, local_processes, tell_the_machines, under_torchrun
 
-    world = local_processes(config.gpus, config.nproc, config.model_fields_set)
     several = machines(config)
+    try:  # what this machine finds wrong before it starts its processes, the other machines are told
+        if config.data is None:
+            raise SpecError(f"where is the data? give --data DIR (the images in DIR/{config.split}/<class>/*)")
+        if config.gpus and config.gpus > torch.cuda.device_count():
+            raise SpecError(
+                f"--gpus {config.gpus} asks for more GPUs than this machine has ({torch.cuda.device_count()})"
+            )
+        world = local_processes(config.gpus, config.nproc, config.model_fields_set)
+    except SpecError as err:
+        tell_the_machines(err, several, gpu=bool(config.gpus))
     if (world > 1 or several.several) and not under_torchrun():
         launch(_worker, config.model_dump(), world=world, machines=several)
         return None
@@ -619,7 +624,11 @@ def _worker(config_values: dict[str, Any]) -> Results | None:
         env.close()
 
 
-def _evaluate_here(config: EvaluateConfig, env) -> Results | None:
+def _networks_and_images(
+    config: EvaluateConfig, env
+) -> tuple[list[Network], dict[str, list[int]], folders.ImageFolder]:
+    """The networks (rows told apart), each one's test scales, and the folder of images, all checked before
+    any image is read."""
     networks = [load_network(path, env.device, config.dtype, weights=config.weights) for path in config.checkpoints]
     seen: dict[str, int] = defaultdict(int)
     for net in networks:  # the same network twice (or two runs of one spec): tell the rows apart
@@ -636,7 +645,16 @@ def _evaluate_here(config: EvaluateConfig, env) -> Results | None:
         check_test_scales(scales[net.name], net.input_size, net.name)
         if env.main:
             note_unused_pixels(net, scales[net.name])
-    folder = folders.scan(config.data, config.split, classes=classes or None)
+    folder = folders.scan(config.data, config.split, classes=classes or None, say=env.speaks)
+    return networks, scales, folder
+
+
+def _evaluate_here(config: EvaluateConfig, env) -> Results | None:
+    try:  # a problem of this process's own (its machine's copy of a checkpoint, of the data): the others are told
+        networks, scales, folder = _networks_and_images(config, env)
+    except SpecError as problem:
+        env.agree({}, "the evaluation", problem=problem)
+        raise
     paths = [path for path, _ in folder.samples]
     # Machines of several started with other settings or data would each evaluate their share of another table.
     protocol = {key: getattr(config, key) for key in ("split", "scales", "method", "flip", "dtype")}

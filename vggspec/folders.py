@@ -171,13 +171,14 @@ def _named_by_wordnet_id(found: Sequence[str], classes: Sequence[str]) -> bool:
     )
 
 
-def scan(data_dir: str | Path, split: str, classes: Sequence[str] | None = None) -> ImageFolder:
+def scan(data_dir: str | Path, split: str, classes: Sequence[str] | None = None, *, say: bool = True) -> ImageFolder:
     """List the images of ``data_dir/split/<class>/*``.
 
     ``classes``: the training split's classes, when scanning the validation split or a test set:
     its class folders must be among them (a label is the index of its name in ``classes``), and
     may be fewer (a test set without some classes). Folders named by WordNet ID (ImageNet's
     n01440764, ...) for as many named ``classes`` are taken in sorted order, ImageNet's numbering.
+    ``say``: whether to note that, and what the walk skipped (one process of several says it for its machine).
     """
     data_dir = Path(data_dir)
     if not data_dir.exists():
@@ -202,10 +203,11 @@ def scan(data_dir: str | Path, split: str, classes: Sequence[str] | None = None)
             hint="put each class's images in a folder of its own: " + LAYOUT_HINT,
         )
     if classes is not None and set(found) - set(classes) and _named_by_wordnet_id(found, classes):
-        log.info(
-            f"note: {root}'s {len(found)} class folders are WordNet IDs ({found[0]}, ...) and the network's classes "
-            f"names ({classes[0]}, ...): folder i in sorted order is taken as class i, ImageNet's numbering"
-        )
+        if say:
+            log.info(
+                f"note: {root}'s {len(found)} class folders are WordNet IDs ({found[0]}, ...) and the network's "
+                f"classes names ({classes[0]}, ...): folder i in sorted order is taken as class i, ImageNet's numbering"
+            )
         classes = None
     if classes is not None and (extra := sorted(set(found) - set(classes))):
         raise SpecError(
@@ -230,7 +232,8 @@ def scan(data_dir: str | Path, split: str, classes: Sequence[str] | None = None)
         samples.extend((str(root / name / f), labels[name]) for f in files)
         devices.extend(device for device, _ in walked.keys)
         inodes.extend(inode for _, inode in walked.keys)
-    _skipped(root, loops, duplicates)
+    if say:
+        _skipped(root, loops, duplicates)
     return ImageFolder(root=root, classes=tuple(labels), samples=tuple(samples), files=(devices, inodes))
 
 

@@ -69,6 +69,7 @@ from .distributed import (
     local_processes,
     lost_contact,
     several_machines,
+    tell_the_machines,
     under_torchrun,
     worker_start_method,
 )
@@ -100,18 +101,21 @@ def train(config: TrainConfig) -> Path:
             "machine reaches by that path",
             hint="a shared folder (NFS, a cluster file system): checkpoints go there, and restarts resume from it",
         )
-    config = _restarted(config)
-    config = config.model_copy(update={"spec": config.spec_file()})
-    spec = load(config.spec)
-    config = config.model_copy(update={"out": config.out or str(runs.new_run_folder(config.spec))})
-    if config.resume:
-        config = _as_started(config, given)
-    config.training_scale(spec.input.size)  # a --scale that cannot work is said now, not after the statistics
-    frozen_layers(spec, config.freeze)  # so is a --freeze naming no layer
-    _check_fine_tuning(config)
-    _check_devices(config)
-    _check_start_files(config)
-    world = local_processes(config.gpus, config.nproc, given)
+    try:  # what this machine finds wrong before it starts its processes, the other machines are told
+        config = _restarted(config)
+        config = config.model_copy(update={"spec": config.spec_file()})
+        spec = load(config.spec)
+        config = config.model_copy(update={"out": config.out or str(runs.new_run_folder(config.spec))})
+        if config.resume:
+            config = _as_started(config, given)
+        config.training_scale(spec.input.size)  # a --scale that cannot work is said now, not after the statistics
+        frozen_layers(spec, config.freeze)  # so is a --freeze naming no layer
+        _check_fine_tuning(config)
+        _check_devices(config)
+        _check_start_files(config)
+        world = local_processes(config.gpus, config.nproc, given)
+    except SpecError as err:
+        tell_the_machines(err, several, gpu=bool(config.gpus))
     try:
         launch(run_worker, config.model_dump(), world=world, max_restarts=config.max_restarts, machines=several)
     except ProcessLost as lost:
@@ -385,8 +389,8 @@ class _Trainer:
                     self.run_dir.mkdir(parents=True, exist_ok=True)
                 if resumed is not None:
                     self._remove_temporaries()
-            train_folder = folders.scan(config.data, config.train_split)
-            val_folder = folders.scan(config.data, config.val_split, classes=train_folder.classes)
+            train_folder = folders.scan(config.data, config.train_split, say=env.speaks)
+            val_folder = folders.scan(config.data, config.val_split, classes=train_folder.classes, say=env.speaks)
             if env.main:
                 folders.note_shared(train_folder, val_folder)
             self._check_classes(train_folder)
@@ -412,7 +416,7 @@ class _Trainer:
         )  # fmt: skip
         self.batches = config.batch_split(env.world, self._auto_micro_batch())
         self.steps_per_epoch = len(train_folder.samples) // config.batch_size
-        self.kill_at = _test_kill_at(env.rank)
+        self.faults = _test_faults(env.rank)
         if self.steps_per_epoch == 0:  # said before the statistics, which take minutes on a large set
             raise SpecError(
                 f"{train_folder.root} has {len(train_folder.samples)} images, fewer than one batch of "
@@ -814,9 +818,9 @@ class _Trainer:
                         self.log.epoch_done(record, state.history)
         except _Stop as stop:
             if stop.code == ExitCode.OUT_OF_MEMORY:  # said by the process it happened in, whichever
-                self.log.note(str(stop) if self.env.world == 1 else f"process {self.env.rank}: {stop}")
-            elif self.env.main:
-                self.log.note(str(stop))
+                log.info(str(stop) if self.env.world == 1 else f"process {self.env.rank}: {stop}")
+            elif self.env.speaks:  # a stop every process made together: each machine's first says it
+                log.info(str(stop))
             raise SystemExit(stop.code) from None
         if self.env.main:
             if state.learning_began is None and len(state.history) > self.config.lr_patience + 1:
@@ -985,8 +989,8 @@ class _Trainer:
                         f"vggspec train --out {self.run_dir} --resume",
                         code=ExitCode.INTERRUPTED,
                     )
-                if state.epoch * self.steps_per_epoch + state.step in self.kill_at:
-                    os.kill(os.getpid(), signal.SIGKILL)
+                if fault := self.faults.get(state.epoch * self.steps_per_epoch + state.step):
+                    _fail_for_a_test(fault)
             else:
                 compute += time.perf_counter() - now
             tick = time.perf_counter()
@@ -1090,20 +1094,34 @@ def _kept(run_dir: Path) -> str:
     return f"the last good checkpoint is kept ({last}{where})"
 
 
-# Tests only: VGGSPEC_TEST_KILL_AT=RANK:STEP[:STARTS],... makes process RANK SIGKILL itself once it has finished
+# Tests only: VGGSPEC_TEST_FAULT_AT=RANK:STEP[:STARTS[:WHAT]],... makes process RANK fail once it has finished
 # step STEP of the run (counted over the epochs, from 1), in the first STARTS starts of the processes (default 1):
-# deaths at known points, which no timing decides.
-TEST_KILL_AT = "VGGSPEC_TEST_KILL_AT"
+# WHAT is ``kill`` (SIGKILL itself, the default), ``oom`` (run out of memory in the next pass) or ``term`` (SIGTERM
+# its launcher, as a user stopping the run on that machine). Failures at known points, which no timing decides.
+TEST_FAULT_AT = "VGGSPEC_TEST_FAULT_AT"
+_TEST_FAULTS = ("kill", "oom", "term")
 
 
-def _test_kill_at(rank: int) -> set[int]:
-    """The steps of the run after which this process kills itself (:data:`TEST_KILL_AT`): none but in tests."""
-    steps = set()
-    for entry in filter(None, os.environ.get(TEST_KILL_AT, "").split(",")):
-        victim, step, starts = (entry.split(":") + ["1"])[:3]
+def _test_faults(rank: int) -> dict[int, str]:
+    """The steps of the run after which this process fails, and how (:data:`TEST_FAULT_AT`): none but in tests."""
+    faults = {}
+    for entry in filter(None, os.environ.get(TEST_FAULT_AT, "").split(",")):
+        victim, step, starts, what = (entry.split(":") + ["", ""])[:4]
+        starts, what = starts or "1", what or "kill"
+        if what not in _TEST_FAULTS:
+            raise ValueError(f"{TEST_FAULT_AT}: {what!r} is not one of {', '.join(_TEST_FAULTS)}")
         if int(victim) == rank and Attempt.current().restarts < int(starts):
-            steps.add(int(step))
-    return steps
+            faults[int(step)] = what
+    return faults
+
+
+def _fail_for_a_test(what: str) -> None:
+    if what == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    elif what == "term":
+        os.kill(os.getppid(), signal.SIGTERM)
+        return
+    raise torch.OutOfMemoryError("CUDA out of memory (VGGSPEC_TEST_FAULT_AT). Tried to allocate 2.00 GiB")
 
 
 def _size(count: int) -> str:
