@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import zipfile
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -417,7 +418,9 @@ def _read_weights(path: str | Path) -> tuple[Mapping[str, torch.Tensor], Preproc
         if is_safetensors(path):  # its own errors are one line already
             data = safetensors_file.read(path)
         else:
-            data = torch.load(path, map_location="cpu", weights_only=True)
+            # Mapped, not read: a run's checkpoint also holds the optimizer's state, as large as the weights,
+            # and only the weights are copied out (torch maps the zip archives it writes since 1.6 only).
+            data = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except FileNotFoundError:
         raise WeightsError(f"no such weights file: {path}") from None
     except SpecError:
