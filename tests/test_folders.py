@@ -128,6 +128,29 @@ def test_a_file_reached_twice_counts_once(tmp_path, capsys):
     assert len(said) == 1 and "skipped 2 files reached a second time" in said[0], said
 
 
+def test_the_same_file_in_two_classes_is_said_once_and_kept_in_both(tmp_path, capsys):
+    """A hard link and a symbolic link from 'cat' into 'dog' and 'owl': each file is a sample of every class it is
+    in (the folders say so), and one line says how many and where."""
+    make_split(tmp_path, "train", {"cat": [(20, 20), (20, 30)], "dog": [(20, 20)], "owl": [(20, 20)]})
+    first, second = sorted((tmp_path / "train" / "cat").iterdir())
+    os.link(first, tmp_path / "train" / "dog" / "zz_cat.jpg")
+    (tmp_path / "train" / "owl" / "zz_cat.jpg").symlink_to(first)
+    (tmp_path / "train" / "owl" / "zz_cat2.jpg").symlink_to(second)
+    shutil.copy(second, tmp_path / "train" / "dog" / "zz_copy.jpg")  # other bytes on disk: another file
+    capsys.readouterr()
+    train = folders.scan(tmp_path, "train")
+    assert len(train) == 8
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"warning: 2 files of {train.root} are in more than one class (the same file), e.g. ")
+    assert f"e.g. {first} is in 'cat' and 'dog' and 'owl'" in line, line
+    folders.scan(tmp_path, "train", say=False)
+    assert capsys.readouterr().err == ""
+    shutil.rmtree(tmp_path / "train" / "owl")
+    (tmp_path / "train" / "dog" / "zz_cat.jpg").unlink()
+    folders.scan(tmp_path, "train")
+    assert capsys.readouterr().err == ""
+
+
 def test_the_same_file_in_training_and_validation_is_said_and_kept(tmp_path, capsys):
     make_split(tmp_path, "train", {"cat": [(20, 20), (20, 30)], "dog": [(20, 20)]})
     make_split(tmp_path, "val", {"cat": [(20, 20)], "dog": [(20, 20)]})

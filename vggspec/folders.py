@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 from array import array
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -234,7 +235,30 @@ def scan(data_dir: str | Path, split: str, classes: Sequence[str] | None = None,
         inodes.extend(inode for _, inode in walked.keys)
     if say:
         _skipped(root, loops, duplicates)
+        _note_in_several_classes(root, samples, devices, inodes, tuple(labels))
     return ImageFolder(root=root, classes=tuple(labels), samples=tuple(samples), files=(devices, inodes))
+
+
+def _note_in_several_classes(
+    root: Path, samples: Sequence[tuple[str, int]], devices: array, inodes: array, classes: Sequence[str]
+) -> None:
+    """Warn, in one line, of files that are in two classes or more of one split (the same real file, through
+    a link or a hard link): each is a sample of every class it is in, and teaches the network both labels."""
+    labels_of: dict[tuple[int, int], set[int]] = defaultdict(set)
+    for (_, label), key in zip(samples, zip(devices, inodes)):
+        if key != (0, 0):
+            labels_of[key].add(label)
+    doubled = {key for key, labels in labels_of.items() if len(labels) > 1}
+    if not doubled:
+        return
+    first_path, first_key = next((path, key) for (path, _), key in zip(samples, zip(devices, inodes)) if key in doubled)
+    where = " and ".join(f"'{classes[label]}'" for label in sorted(labels_of[first_key]))
+    n = len(doubled)
+    log.warning(
+        f"warning: {n} file{'s' if n != 1 else ''} of {root} {'are' if n != 1 else 'is'} in more than one class (the "
+        f"same file), e.g. {first_path} is in {where}; each is a sample of every class it is in: keep each image in "
+        "one class"
+    )
 
 
 def shared_files(first: ImageFolder, second: ImageFolder) -> list[str]:
