@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 
 import pytest
 
@@ -124,6 +125,26 @@ def test_analyze_never_imports_torch(tmp_path):
     ):
         result = run(*args, env=env)
         assert result.returncode == 0, result.stderr
+
+
+def test_the_commands_that_run_networks_say_in_one_line_that_they_need_torch(tmp_path):
+    """torch is an extra: without it, each command that needs it says so and how to install it, exit 2."""
+    env = without_torch(tmp_path)
+    checkpoint = tmp_path / "run.pt"
+    with zipfile.ZipFile(checkpoint, "w") as archive:  # torch.save writes zip archives: taken for a checkpoint
+        archive.writestr("data.pkl", b"")
+    for args, what in (
+        (["compile", "D"], "vggspec compile"),
+        (["compile", str(checkpoint), "-o", str(tmp_path / "x.pt")], "vggspec compile"),
+        (["train", "A", "--data", str(tmp_path)], "vggspec train"),
+        (["evaluate", str(checkpoint), "--data", str(tmp_path)], "vggspec evaluate"),
+        (["predict", str(checkpoint), str(tmp_path / "cat.jpg")], "vggspec predict"),
+        (["diff", str(checkpoint), "D"], f"reading the checkpoint {checkpoint}"),
+    ):
+        result = run(*args, env=env)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1, (args, result.stderr)
+        assert lines[0].startswith(f"error: {what} needs PyTorch: pip install 'vggspec[torch]'"), result.stderr
 
 
 def test_analyze_init_shows_how_a_fresh_network_scales_its_signal(capsys):

@@ -381,6 +381,15 @@ def _count(text: str, flag: str) -> int:
     return value
 
 
+def _need_torch(what: str) -> None:
+    """PyTorch is importable, or one line saying ``what`` needs it and how to install it (it is an extra: the
+    analysis commands run without it)."""
+    try:
+        import torch  # noqa: F401
+    except ImportError as err:
+        raise SpecError(f"{what} needs PyTorch: pip install 'vggspec[torch]' ({err})") from None
+
+
 def _free_gpu_memory() -> int:
     """This machine's free GPU memory (the first GPU's), read with PyTorch: imported only here."""
     hint = "give the memory: --memory 80GiB"
@@ -542,11 +551,8 @@ def _compile(args: argparse.Namespace) -> int:
     if args.output:
         inputs = [spec_path(args.spec), *_checkpoint_files(args.weights), *_checkpoint_files(args.init_from)]
         files.refuse_overwriting(args.output, inputs, "compile")
+    _need_torch("vggspec compile")
     print(f"building {spec.display_name} with PyTorch ...", file=sys.stderr)
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise SpecError("vggspec compile needs PyTorch: pip install 'vggspec[torch]'") from None
     from .compiler import build
     from .dense import to_dense
     from .transfer import transfer_from
@@ -584,6 +590,7 @@ def _compile_checkpoint(args: argparse.Namespace) -> int:
     if not args.output:
         raise SpecError(f"{args.spec} is a trained network: give -o FILE to write it in another format")
     files.refuse_overwriting(args.output, [runs.checkpoint_path(args.spec)], "compile")
+    _need_torch("vggspec compile")
     from .checkpoint import model_from_checkpoint, read_checkpoint
     from .dense import to_dense
 
@@ -673,10 +680,9 @@ def _train(args: argparse.Namespace) -> int:
         config = validated(TrainConfig, values, "training")
     if machines(config).several:  # this process serves the rendezvous, or reaches it: one line for its troubles
         quiet_torch_native_logs()
-    try:
-        from .train import train
-    except ImportError as err:
-        raise SpecError(f"vggspec train needs PyTorch: pip install 'vggspec[torch]' ({err})") from None
+    _need_torch("vggspec train")
+    from .train import train
+
     train(config)
     return 0
 
@@ -705,10 +711,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         config = validated(EvaluateConfig, values, "evaluation")
     if machines(config).several:
         quiet_torch_native_logs()
-    try:
-        from .evaluate import evaluate
-    except ImportError as err:
-        raise SpecError(f"vggspec evaluate needs PyTorch: pip install 'vggspec[torch]' ({err})") from None
+    _need_torch("vggspec evaluate")
+    from .evaluate import evaluate
+
     evaluate(config)
     return 0
 
@@ -764,6 +769,7 @@ def _add_predict(commands: Commands) -> None:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    _need_torch("vggspec predict")
     from .evaluate import predictions
 
     failed = False
@@ -917,10 +923,9 @@ def _network_spec(name: str) -> Spec:
     path = Path(name)
     if not (path.is_dir() or (path.is_file() and zipfile.is_zipfile(path))):  # torch.save writes zip archives
         return load(name)
-    try:
-        from .checkpoint import checkpoint_spec, read_checkpoint
-    except ImportError as err:
-        raise SpecError(f"reading a checkpoint needs PyTorch: pip install 'vggspec[torch]' ({err})") from None
+    _need_torch(f"reading the checkpoint {path}")
+    from .checkpoint import checkpoint_spec, read_checkpoint
+
     return checkpoint_spec(read_checkpoint(path, mmap=True), path)
 
 
