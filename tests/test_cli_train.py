@@ -85,11 +85,17 @@ def test_memory_plans_the_micro_batch(capsys):
     )
 
 
-def test_a_batch_that_cannot_fit_says_what_would(capsys):
-    assert main(["analyze", "E", "--memory", "1GiB"]) == 0
+def test_a_batch_that_cannot_fit_says_what_would_and_exits_1(capsys):
+    """The answer is no: said, with status 1 (as grep's no match), so a script can ask; any spec that does not
+    fit makes it 1."""
+    assert main(["analyze", "E", "--memory", "1GiB"]) == 1
     out = capsys.readouterr().out
     needed = plan(vggspec.load("E"), 2**30).needed
     assert "does not fit" in out and f"the smallest memory that would do is {human_bytes(needed)}" in out
+    assert main(["analyze", NARROW, "--memory", "1GiB"]) == 0
+    capsys.readouterr()
+    assert main(["analyze", NARROW, "E", "--memory", "1GiB", "--format", "json"]) == 1
+    assert [d["total"]["train"]["plan"]["fits"] for d in json.loads(capsys.readouterr().out)] == [True, False]
 
 
 def test_the_time_bound_is_said_as_one(capsys):

@@ -2,9 +2,9 @@
 
 Exit codes (:class:`vggspec.errors.ExitCode`): 0 success, 1 ``fmt --check`` found files to reformat
 (``compile``: the network disagrees with the analysis; ``diff``: the networks differ; ``list``: the pattern
-matched nothing), 2 bad input (a spec error, a missing file) — reported as ``file:line:col: error: ...``,
-never as a traceback —, 3 a training run diverged, 4 a process died with no restart left, 5 it ran out of
-memory, 130 interrupted.
+matched nothing; ``analyze --memory``: a batch does not fit), 2 bad input (a spec error, a missing file) —
+reported as ``file:line:col: error: ...``, never as a traceback —, 3 a training run diverged, 4 a process
+died with no restart left, 5 it ran out of memory, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -143,7 +143,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Describe VGG networks the way Table 1 of Simonyan & Zisserman writes them, "
         "and check them: shapes, parameters, FLOPs, memory, receptive fields.",
         epilog="Run 'vggspec COMMAND --help' for a command's options. Exit codes: 0 ok, "
-        "1 'fmt --check' would reformat, 'diff' found differences or 'list' matched nothing, 2 bad input.",
+        "1 'fmt --check' would reformat, 'diff' found differences, 'list' matched nothing or 'analyze --memory' "
+        "found a batch that does not fit, 2 bad input.",
     )
     parser.add_argument("--version", action="version", version=f"vggspec {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
@@ -304,8 +305,8 @@ def _analyze(args: argparse.Namespace) -> int:
             print(err.located(spec.source, spec.text), file=sys.stderr)
             failed = True
     if request is not None:
-        _analyze_training(analyses, request, args.format)
-        return ExitCode.BAD_INPUT if failed else 0
+        fit = _analyze_training(analyses, request, args.format)
+        return ExitCode.BAD_INPUT if failed else ExitCode.OK if fit else ExitCode.DOES_NOT_FIT
     memory = args.memory is not None
     columns = Columns(args.shapes, args.params, args.flops, memory, args.receptive_field, args.init)
     if args.format == "json":
@@ -402,11 +403,13 @@ def _free_gpu_memory() -> int:
     return torch.cuda.mem_get_info()[0]
 
 
-def _analyze_training(analyses: list[Analysis], request: _TrainingRequest, fmt: str) -> None:
-    blocks, documents, budgets = [], [], []
+def _analyze_training(analyses: list[Analysis], request: _TrainingRequest, fmt: str) -> bool:
+    """Print the training budget of each spec; whether each fits the ``--memory`` given (True without one)."""
+    blocks, documents, budgets, fit = [], [], [], True
     for analysis in analyses:
         spec = analysis.spec
         found = plan(spec, request.memory, request.settings) if request.memory is not None else None
+        fit = fit and (found is None or found.fits)
         budget = found.budget if found is not None and found.budget is not None else None
         budget = budget or train_budget(spec, request.settings)
         budgets.append(budget)
@@ -426,6 +429,7 @@ def _analyze_training(analyses: list[Analysis], request: _TrainingRequest, fmt: 
         print(training_step_csv(budgets), end="")
     else:
         print("\n\n".join(blocks))
+    return fit
 
 
 def _time_bound(budget: TrainBudget, request: _TrainingRequest) -> tuple[TimeBound | None, str]:

@@ -22,6 +22,7 @@ class ExitCode(IntEnum):
     DIFFERS = 1  # fmt --check: a file is not canonical; compile: the network disagrees with the analysis;
     # diff: the two networks differ
     NO_MATCH = 1  # list: the pattern matched no bundled spec (grep's 1; an alias of DIFFERS)
+    DOES_NOT_FIT = 1  # analyze --memory: a spec's batch does not fit even at one image a pass (an alias of DIFFERS)
     BAD_INPUT = 2  # a spec error, a missing or unwritable file, a setting that cannot work: said in one line
     DIVERGED = 3  # train: the loss became NaN or infinite (the last good checkpoint is kept)
     LOST = 4  # train: a process died or lost the others, and no restart was left (the last checkpoint is kept)
