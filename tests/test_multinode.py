@@ -4,6 +4,7 @@
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -27,9 +28,23 @@ JOB = "vgg-job-7"  # the two machines' torchrun --rdzv-id
 
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A port free on the loopback, below the range the kernel hands out to outgoing connections. Within it, until
+    the launcher that serves the rendezvous binds it, the port can be given to any connection; among them the other
+    launcher's own attempts to reach it, which may then connect to themselves (TCP's simultaneous open): the port
+    is taken, neither launcher serves it, and both time out (seen once in a full run)."""
+    try:
+        ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):  # not Linux: any free port
+        ephemeral = None
+    candidates = random.sample(range(max(1024, ephemeral - 16384), ephemeral), 256) if ephemeral else [0] * 256
+    for port in candidates:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return probe.getsockname()[1]
+    raise RuntimeError("no free port on the loopback")
 
 
 def environment(**extra: str) -> dict[str, str]:
