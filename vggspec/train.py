@@ -1096,8 +1096,9 @@ def _kept(run_dir: Path) -> str:
 
 # Tests only: VGGSPEC_TEST_FAULT_AT=RANK:STEP[:STARTS[:WHAT]],... makes process RANK fail once it has finished
 # step STEP of the run (counted over the epochs, from 1), in the first STARTS starts of the processes (default 1):
-# WHAT is ``kill`` (SIGKILL itself, the default), ``oom`` (run out of memory in the next pass) or ``term`` (SIGTERM
-# its launcher, as a user stopping the run on that machine). Failures at known points, which no timing decides.
+# WHAT is ``kill`` (SIGKILL itself, the default), ``oom`` (run out of memory as the next step begins) or ``term``
+# (SIGTERM its launcher, as a user stopping the run on that machine). Failures at known points, which no timing
+# decides.
 TEST_FAULT_AT = "VGGSPEC_TEST_FAULT_AT"
 _TEST_FAULTS = ("kill", "oom", "term")
 
