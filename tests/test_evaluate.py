@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -467,14 +468,20 @@ def test_a_trained_network_evaluates_as_before_the_preprocessing_record(trained,
 
 
 def test_wordnet_id_folders_are_imagenets_numbering_for_named_classes(trained, tmp_path, capfd):
-    """torchvision's weights name their classes ("tench"); ImageNet's folders are WordNet IDs. As many
-    ID folders as named classes are taken in sorted order, ImageNet's numbering: the same images under
-    IDs give the same error as under the class names, and the note says so. Fewer ID folders: refused."""
+    """torchvision's weights name their classes in ImageNet's order ("tench", "goldfish", ...); ImageNet's folders
+    are WordNet IDs. As many ID folders as such named classes are taken in sorted order, ImageNet's numbering: the
+    same images under IDs give the same error as under the class names, and the note says so. Fewer ID folders:
+    refused. Names in sorted order are folders' (a run trained on named folders): the IDs say nothing of them."""
     import shutil
 
     checkpoint, data = trained
-    config = EvaluateConfig(checkpoints=[str(checkpoint)], data=str(data), method="center", progress=False)
+    imagenet_like = tmp_path / "unsorted.pt"  # its classes in an order of their own, as torchvision's are
+    state = torch.load(checkpoint, weights_only=True)
+    state["classes"] = list(reversed(state["classes"]))
+    torch.save(state, imagenet_like)
+    config = EvaluateConfig(checkpoints=[str(imagenet_like)], data=str(data), method="center", progress=False)
     named = evaluate(config)
+    assert named.classes != sorted(named.classes)
     ids = tmp_path / "ids"
     for i, name in enumerate(named.classes):  # sorted IDs in the classes' order: n00000003 for the third
         shutil.copytree(data / "val" / name, ids / "val" / f"n{i + 1:08d}")
@@ -482,7 +489,14 @@ def test_wordnet_id_folders_are_imagenets_numbering_for_named_classes(trained, t
     by_id = evaluate(config.model_copy(update={"data": str(ids)}))
     assert "are WordNet IDs (n00000001, ...)" in capfd.readouterr().err
     assert [(r.top1_err, r.top5_err) for r in by_id.rows] == [(r.top1_err, r.top5_err) for r in named.rows]
-    assert by_id.labels.tolist() == named.labels.tolist()
+    label_of = dict(zip(named.paths, named.labels.tolist()))
+    copied_from = {  # ids/val/n00000003/x.png was data/val/<the third class>/x.png
+        path: str(data / "val" / named.classes[int(Path(path).parent.name[1:]) - 1] / Path(path).name)
+        for path in by_id.paths
+    }
+    assert [label_of[copied_from[path]] for path in by_id.paths] == by_id.labels.tolist()  # image by image
+    with pytest.raises(vggspec.SpecError, match="class folders the training split has not"):
+        evaluate(config.model_copy(update={"checkpoints": [str(checkpoint)], "data": str(ids)}))  # sorted names
     shutil.rmtree(ids / "val" / "n00000002")
     with pytest.raises(vggspec.SpecError, match="class folders the training split has not"):
         evaluate(config.model_copy(update={"data": str(ids)}))

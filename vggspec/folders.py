@@ -163,12 +163,14 @@ def is_wordnet_id(name: str) -> bool:
 
 
 def _named_by_wordnet_id(found: Sequence[str], classes: Sequence[str]) -> bool:
-    """Folders named by WordNet ID for a network whose as many classes have names (torchvision's
-    weights: "tench", ...): ImageNet numbers its classes in the IDs' sorted order, as these are."""
+    """Folders named by WordNet ID for a network whose as many classes have names in ImageNet's order
+    (torchvision's weights: "tench", "goldfish", ...): ImageNet numbers its classes in the IDs' sorted order.
+    Names in sorted order are a folder's (a run trained on named folders): the IDs' order says nothing of theirs."""
     return (
         len(found) == len(classes)
         and all(map(is_wordnet_id, found))
         and not any(map(is_wordnet_id, classes))
+        and list(classes) != sorted(classes)
     )
 
 
