@@ -247,7 +247,19 @@ def test_memory_sizes_that_are_none(text):
         parse_size(text)
 
 
-@pytest.mark.parametrize("bad", [dict(batch=0), dict(batch=256, processes=3), dict(micro_batch=0), dict(amp="fp8")])
+def test_a_batch_the_processes_do_not_divide_is_budgeted_for_the_largest_share():
+    """256 over 3 processes: 86, 85 and 85 images; the memory and the time of a step are the largest's."""
+    from vggspec.report import step_setting
+
+    spec = vggspec.load("D")
+    uneven = train_budget(spec, TrainSettings(batch=256, processes=3))
+    assert uneven.settings.share == 86
+    assert uneven.peak_bytes == train_budget(spec, TrainSettings(batch=258, processes=3)).peak_bytes
+    assert "of batch 256 over 3 processes: 85–86 images in one pass" in step_setting(uneven)
+    assert "the budget is of a process that takes the most" in step_setting(uneven)
+
+
+@pytest.mark.parametrize("bad", [dict(batch=0), dict(batch=2, processes=3), dict(micro_batch=0), dict(amp="fp8")])
 def test_settings_that_cannot_work(bad):
     with pytest.raises(SpecError):
         TrainSettings(**bad)

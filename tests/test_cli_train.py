@@ -115,7 +115,7 @@ def test_the_time_bound_is_said_as_one(capsys):
         (["--memory", "-1"], "is not a memory size"),
         (["--memory", "12 parsecs"], "is not a memory size"),
         (["--memory", "12", "parsecs"], "needs a unit"),
-        (["--gpus", "3"], "does not split evenly over 3"),
+        (["--batch", "2", "--gpus", "3"], "a batch of 2 cannot be split over 3 processes"),
         (["--device", "h900"], "unknown GPU"),
         (["--device-flops", "fast"], "not a rate"),
         (["--train", "--dense"], "declared input"),

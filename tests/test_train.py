@@ -433,6 +433,22 @@ def test_training_and_evaluation_decode_without_torchvision(shapes, tmp_path):
     assert result.returncode == 0, result.stderr
 
 
+def test_three_processes_that_do_not_divide_the_batch_give_the_weights_of_one(tmp_path, shapes, capfd):
+    """A batch of 16 over 3 processes: 6, 5 and 5 images a step, each loss divided by the mean share, so that
+    DDP's mean is the mean over the batch: the weights of one process, to float rounding."""
+    from vggspec.train import train
+
+    one = train(tiny_config(tmp_path / "one", shapes, text=SMALL_SPEC, epochs=1, nproc=1))
+    capfd.readouterr()
+    three = train(tiny_config(tmp_path / "three", shapes, text=SMALL_SPEC, epochs=1, nproc=3))
+    assert "(3 processes × 5–6, micro-batches of 6;" in capfd.readouterr().err
+    a, b = final_weights(one), final_weights(three)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+    losses = [json.loads((run / "metrics.jsonl").read_text())["train_loss"] for run in (one, three)]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+
+
 def test_two_processes_give_the_weights_of_one(tmp_path, shapes, capfd):
     from vggspec.train import train
 
@@ -719,8 +735,13 @@ def test_the_batch_splits_over_processes_and_micro_batches():
     split = TrainConfig(data="d", batch_size=256, micro_batch=48).batch_split(4)
     assert (split.share, split.micro, split.per_step) == (64, 48, 2)
     assert TrainConfig(data="d", batch_size=256).batch_split(1) == (256, 256, 1)
-    with pytest.raises(vggspec.SpecError, match="does not split evenly over 3 processes"):
-        TrainConfig(data="d", batch_size=256).batch_split(3)
+    # Over 3 processes the first takes one image more (256 = 86 + 85 + 85), as rank::world slicing gives it.
+    config = TrainConfig(data="d", batch_size=256, micro_batch=43)
+    assert [config.batch_split(3, rank=rank) for rank in range(3)] == [(86, 43, 2), (85, 43, 2), (85, 43, 2)]
+    assert TrainConfig(data="d", batch_size=256).batch_split(3, rank=2) == (85, 85, 1)
+    assert TrainConfig(data="d", batch_size=256).batch_split(3, micro=86, rank=1) == (85, 85, 1)
+    with pytest.raises(vggspec.SpecError, match="a batch of 2 cannot be split over 3 processes"):
+        TrainConfig(data="d", batch_size=2).batch_split(3)
 
 
 def test_a_caller_can_silence_the_trainers_notes(tmp_path, shapes, capfd):

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 from .analysis import analyze, classifier_spec
-from .config import PAPER_BATCH, PLANNING_MARGIN_PERCENT
+from .config import PAPER_BATCH, PLANNING_MARGIN_PERCENT, batch_shares
 from .errors import SpecError
 from .graph import layer_nodes, to_graph
 from .layers import FC, Shape
@@ -51,11 +51,7 @@ class TrainSettings:
             raise SpecError(f"the batch must be at least 1 image, got {self.batch}")
         if self.processes < 1:
             raise SpecError(f"the batch is split over at least one process, got {self.processes}")
-        if self.batch % self.processes:
-            raise SpecError(
-                f"the batch of {self.batch} does not split evenly over {self.processes} processes",
-                hint=f"a multiple of {self.processes}: {self.processes * max(1, self.batch // self.processes)}",
-            )
+        batch_shares(self.batch, self.processes)  # each process at least one image
         if self.micro_batch is not None and self.micro_batch < 1:
             raise SpecError(f"a micro-batch is at least 1 image, got {self.micro_batch}")
         if self.amp is not None and self.amp not in AMP_DTYPES:
@@ -65,8 +61,9 @@ class TrainSettings:
 
     @property
     def share(self) -> int:
-        """Images per process and step."""
-        return self.batch // self.processes
+        """Images per process and step: the most any process takes (one more than others where the processes do
+        not divide the batch), which bounds the memory and the time of a step."""
+        return batch_shares(self.batch, self.processes)[1]
 
     @property
     def micro(self) -> int:

@@ -167,9 +167,26 @@ def machines(config: TrainConfig | EvaluateConfig | Rendezvous) -> Machines:
 class BatchSplit(NamedTuple):
     """How one of several processes takes its share of every global batch."""
 
-    share: int  # images per process and step
+    share: int  # images this process takes of each step
     micro: int  # images per forward pass
     per_step: int  # forward passes per step, their gradients accumulated
+
+
+def batch_shares(batch: int, world: int) -> tuple[int, int]:
+    """The fewest and the most images a process takes of a batch split over ``world`` processes: equal when
+    ``world`` divides the batch, else one apart (the first ``batch % world`` processes take one more)."""
+    if batch < world:
+        raise SpecError(
+            f"a batch of {batch} cannot be split over {world} processes: each needs at least one image",
+            hint="a larger --batch-size, or fewer processes",
+        )
+    return batch // world, -(-batch // world)
+
+
+def shares_text(batch: int, world: int) -> str:
+    """``64``, or ``85–86`` where the shares differ."""
+    low, high = batch_shares(batch, world)
+    return f"{high}" if low == high else f"{low}–{high}"
 
 
 class TrainConfig(BaseModel):
@@ -343,21 +360,17 @@ class TrainConfig(BaseModel):
             )
         return str(copy)
 
-    def batch_split(self, world: int, micro: int | None = None) -> BatchSplit:
-        """The global batch over ``world`` processes, each in micro-batches of at most ``micro_batch`` (or
-        ``micro``: what ``auto`` was resolved to; None for auto: the whole share)."""
+    def batch_split(self, world: int, micro: int | None = None, rank: int = 0) -> BatchSplit:
+        """Process ``rank``'s part of the global batch over ``world`` processes (one image more for the first
+        ``batch % world``), in micro-batches of at most ``micro_batch`` (or ``micro``: what ``auto`` was resolved
+        to; None for auto: the whole share)."""
         if self.batch_size is None:
             raise ValueError("the default batch is decided by the training set's size: resolve it first")
-        if self.batch_size % world:
-            raise SpecError(
-                f"the batch of {self.batch_size} does not split evenly over {world} processes",
-                hint="run a number of processes that divides it (with torchrun --nnodes MIN:MAX, every number of "
-                "machines between too: a run resumed by fewer keeps its batch)",
-            )
-        share = self.batch_size // world
+        low, high = batch_shares(self.batch_size, world)
+        share = high if rank < self.batch_size % world else low
         if micro is None and self.micro_batch != "auto":
             micro = self.micro_batch
-        micro = min(micro or share, share)
+        micro = min(micro or high, share)
         return BatchSplit(share, micro, math.ceil(share / micro))
 
     def training_scale(self, input_size: int) -> TrainingScale:

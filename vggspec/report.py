@@ -29,6 +29,7 @@ from .analysis import (
     scale_trouble,
 )
 from .budget import PLANNING_MARGIN, Plan, TimeBound, TrainBudget, human_bytes
+from .config import shares_text
 from .formatter import format_layer
 from .layers import MaxPool
 from .spec import Spec
@@ -476,8 +477,9 @@ def step_setting(budget: TrainBudget) -> str:
     precision = f"{s.amp} autocast" if s.amp else "float32"
     layout = ", channels-last" if s.channels_last else ""
     return (
-        f"one training step (SGD with momentum) of batch {s.batch} {where}: {s.share} images {passes} "
-        f"({precision}{layout}; {s.device} allocation rules)"
+        f"one training step (SGD with momentum) of batch {s.batch} {where}: {shares_text(s.batch, s.processes)} "
+        f"images {passes} ({precision}{layout}; {s.device} allocation rules)"
+        + ("; the budget is of a process that takes the most" if s.batch % s.processes else "")
     )
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import files, runs
+from .config import shares_text
 from .formatter import format_spec
 from .logs import log
 
@@ -69,11 +70,12 @@ class RunLog:
         self.note(f"configuration (also in {self.run_dir / runs.CONFIG}):")
         shown = {**resolved, **(decided or {})}
         self.note("\n".join(f"  {key:<18} {value}" for key, value in shown.items()))
-        share, micro, _ = batches
+        micro = batches.micro
         self.note(
             f"{spec.display_name}: {len(train_folder.samples)} training images in {len(train_folder.classes)} classes, "
             f"{len(val_folder.samples)} validation images; {steps_per_epoch} steps of {config.batch_size} per epoch "
-            f"({world} process{'es' if world > 1 else ''} × {share}, micro-batches of {micro}; "
+            f"({world} process{'es' if world > 1 else ''} × {shares_text(config.batch_size, world)}, micro-batches of "
+            f"{micro}; "
             f"{threads} CPU thread{'s' if threads > 1 else ''}{' each' if world > 1 else ''}); "
             f"mean {'RGB' if len(stats.mean) == 3 else 'value'} {[round(m, 1) for m in stats.mean]}"
         )

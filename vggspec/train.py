@@ -60,7 +60,7 @@ from .checkpoint import (
     verify_checksums,
 )
 from .compiler import VGG, build, layer_of
-from .config import PAPER_BATCH, TrainConfig, default_batch, machines, validated
+from .config import PAPER_BATCH, TrainConfig, default_batch, machines, shares_text, validated
 from .distributed import (
     Attempt,
     Distributed,
@@ -414,7 +414,7 @@ class _Trainer:
              "training images": len(train_folder.samples)},
             "the run",
         )  # fmt: skip
-        self.batches = config.batch_split(env.world, self._auto_micro_batch())
+        self.batches = config.batch_split(env.world, self._auto_micro_batch(), rank=env.rank)
         self.steps_per_epoch = len(train_folder.samples) // config.batch_size
         self.faults = _test_faults(env.rank)
         if self.steps_per_epoch == 0:  # said before the statistics, which take minutes on a large set
@@ -758,10 +758,10 @@ class _Trainer:
         said = f"{attempt.describe()}: resuming at" if again else f"resuming {self.run_dir} at"
         self.log.event(f"{said} {where}")
         if saved_by != self.env.world:
-            share, micro, _ = self.batches
+            shares = shares_text(self.config.batch_size, self.env.world)
             self.log.event(
                 f"saved by {saved_by} process{'es' if saved_by > 1 else ''}, resumed by {self.env.world}: each now "
-                f"takes {share} images a step (micro-batches of {micro}); the global batch stays "
+                f"takes {shares} images a step (micro-batches of {self.batches.micro}); the global batch stays "
                 f"{self.config.batch_size}, and each step sees the same images"
             )
 
@@ -935,7 +935,7 @@ class _Trainer:
         config, env, state = self.config, self.env, self.state
         self.train_set.set_epoch(state.epoch)
         self._train_mode()
-        share, per_step = self.batches.share, self.batches.per_step
+        mean_share, per_step = config.batch_size / env.world, self.batches.per_step
         loader = self._loader(self.train_set, self._micro_batches())
         if state.step == 0:
             self.broken = 0
@@ -957,9 +957,10 @@ class _Trainer:
             with sync:
                 with self._autocast():
                     scores = self.net(images)
-                    # sum over this micro-batch / this process's share: DDP's mean over processes
-                    # then gives the mean over the global batch, whatever the split.
-                    loss = nn.functional.cross_entropy(scores.float(), labels, reduction="sum") / share
+                    # sum over this micro-batch / the mean share (batch / processes), in every process,
+                    # whatever its own share: DDP's mean over processes then gives the mean over the
+                    # global batch, whatever the split (the first batch % world processes take one more).
+                    loss = nn.functional.cross_entropy(scores.float(), labels, reduction="sum") / mean_share
                 state.scaler.scale(loss).backward()
             step_loss += loss.item()
             micro_index += 1
