@@ -178,7 +178,7 @@ def batch_shares(batch: int, world: int) -> tuple[int, int]:
     if batch < world:
         raise SpecError(
             f"a batch of {batch} cannot be split over {world} processes: each needs at least one image",
-            hint="a larger --batch-size, or fewer processes",
+            hint="a larger batch, or fewer processes",
         )
     return batch // world, -(-batch // world)
 
