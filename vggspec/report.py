@@ -146,13 +146,15 @@ def per_layer(analysis: Analysis, columns: Columns) -> str:
 
 def per_layer_markdown(analysis: Analysis, columns: Columns) -> str:
     """One spec as a markdown pipe table (a row per layer, totals last in bold), for reports."""
-    header, rows, align = layer_table(analysis, columns)
-    rule = "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"
+    return "\n".join([f"### {_title(analysis)}", "", *_pipe_table(*layer_table(analysis, columns))]) + "\n"
+
+
+def _pipe_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str) -> list[str]:
+    """A markdown pipe table's lines: the header, the alignment rule, the rows, the last (the totals) in bold."""
     *layers, totals = rows
-    totals = [f"**{cell}**" if cell else "" for cell in totals]
-    lines = [f"### {_title(analysis)}", "", _pipe_row(header), rule]
-    lines += [_pipe_row(row) for row in [*layers, totals]]
-    return "\n".join(lines) + "\n"
+    rule = "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"
+    bold = [f"**{cell}**" if cell else "" for cell in totals]
+    return [_pipe_row(header), rule, *(_pipe_row(row) for row in [*layers, bold])]
 
 
 def _pipe_row(cells: Sequence[str]) -> str:
@@ -450,10 +452,8 @@ def training_step(budget: TrainBudget) -> str:
 def training_step_markdown(budget: TrainBudget, notes: Sequence[str] = ()) -> str:
     """:func:`training_step` for reports: a ``###`` heading, a pipe table (totals in bold), the summary as a
     list, and ``notes`` (the plan, the time bound) after it."""
-    *layers, totals = _step_rows(budget, _bytes_or_blank, human)
-    rule = "|" + "|".join("---:" if a == "r" else "---" for a in _STEP_ALIGN) + "|"
-    lines = [f"### {_step_title(budget)}", "", _pipe_row(_STEP_HEADER), rule]
-    lines += [_pipe_row(row) for row in [*layers, [f"**{cell}**" if cell else "" for cell in totals]]]
+    table = _pipe_table(_STEP_HEADER, _step_rows(budget, _bytes_or_blank, human), _STEP_ALIGN)
+    lines = [f"### {_step_title(budget)}", "", *table]
     lines += ["", *(f"- {' '.join(line.split())}" for line in [*_step_summary(budget), *notes])]
     return "\n".join(lines) + "\n"
 
