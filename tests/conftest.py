@@ -1,12 +1,14 @@
+import sys
 from pathlib import Path
 
 import pytest
 
 import vggspec
-from vggspec import folders
-from vggspec.config import TrainConfig  # pydantic only: no torch
+from vggspec.data import folders
+from vggspec.run.config import TrainConfig  # pydantic only: no torch
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))  # the test oracle, tools/measured.py, which the wheel does not ship
 SPECS = ROOT / "specs"
 PAPER_CONFIGS = ("A", "A-LRN", "B", "C", "D", "E")
 
@@ -105,7 +107,7 @@ def assert_same_weights(a: dict, b: dict) -> None:
 def shapes(tmp_path_factory) -> Path:
     """Generated shapes to train on: 3 classes, 32 training and 12 validation images each, 20×20."""
     pytest.importorskip("PIL", reason="needs the test extras: pip install -e '.[test]'")
-    from vggspec.samples import image_folder
+    from vggspec.data.samples import image_folder
 
     return image_folder(tmp_path_factory.mktemp("shapes"), classes=3, train=32, val=12, size=20)
 
@@ -115,8 +117,8 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
     """A tiny network trained for 4 epochs at S ∈ [18, 24] (seconds), and its data: best.pt and the folder
     (3 classes of 24 training and 10 validation images, 28×28). The network is called "shapes"."""
     pytest.importorskip("torch", reason="needs the test extras: pip install -e '.[test]'")
-    from vggspec.samples import image_folder
-    from vggspec.train import train
+    from vggspec.data.samples import image_folder
+    from vggspec.run.train import train
 
     root = tmp_path_factory.mktemp("trained")
     data = image_folder(root / "data", classes=3, train=24, val=10, size=28)

@@ -3,7 +3,7 @@
 import pytest
 
 import vggspec
-from vggspec.analysis import min_input_size
+from vggspec.spec.analysis import min_input_size
 
 from .conftest import PAPER_CONFIGS
 
@@ -203,7 +203,7 @@ def test_graph_is_a_chain_from_the_input(paper_specs):
 def test_a_test_scale_off_the_pooling_grid_leaves_a_border_unused():
     """Three poolings of stride 2: Q = 37 leaves 5 rows outside every pooling window, 32 and 40 none.
     Cross-checked against the network's own arithmetic: the map that reaches the classifier × 8."""
-    from vggspec.analysis import scales_using_every_pixel, unused_pixels
+    from vggspec.spec.analysis import scales_using_every_pixel, unused_pixels
 
     spec = vggspec.parse("input: 32x32 RGB\nconv3-8\nmaxpool\nconv3-16\nmaxpool\nconv3-16\nmaxpool\nFC-32\nFC-10\n")
     assert [unused_pixels(spec, q) for q in (32, 33, 37, 39, 40)] == [0, 1, 5, 7, 0]

@@ -18,7 +18,8 @@ import time
 import pytest
 
 import vggspec
-from vggspec.budget import (
+from vggspec.errors import SpecError
+from vggspec.plan.budget import (
     IMAGENET_TRAIN_IMAGES,
     TrainSettings,
     parse_flops,
@@ -27,9 +28,8 @@ from vggspec.budget import (
     time_bound,
     train_budget,
 )
-from vggspec.errors import SpecError
-from vggspec.gpus import GPUS, gpu, rates
-from vggspec.tape import CUDA, DTYPE_BYTES, Category
+from vggspec.plan.gpus import GPUS, gpu, rates
+from vggspec.spec.tape import CUDA, DTYPE_BYTES, Category
 
 TOLERANCE = 0.05  # the issue's: within 5 % of PyTorch's accounting
 SMALL = 16 * 1024  # bytes: a category this small may differ by a few scalars
@@ -44,7 +44,7 @@ def close(estimate: int, measured: int) -> bool:
 
 def measure(name: str, share: int, *, amp: bool = False, **options) -> dict[str, dict[str, int]]:
     pytest.importorskip("torch")
-    from vggspec.measured import tracked_step
+    from measured import tracked_step
 
     return tracked_step(vggspec.load(name), share, amp="bf16" if amp else None, **options)
 
@@ -130,7 +130,7 @@ def test_the_cuda_rules_forward_matches_memtracker_on_fake_cuda_tensors(name, ba
     cuDNN's float32 batch-norm statistics, 512-byte blocks): what it keeps for the backward (to the byte
     with torch 2.14)."""
     pytest.importorskip("torch")
-    from vggspec.measured import tracked_forward
+    from measured import tracked_forward
 
     measured = tracked_forward(vggspec.load(name), batch, device="cuda", channels_last=channels_last)
     budget = train_budget(vggspec.load(name), TrainSettings(batch=batch, channels_last=channels_last))
@@ -157,7 +157,7 @@ def test_fused_dropout_keeps_a_bool_mask():
 @pytest.mark.parametrize("batch, amp", [(8, None), (32, "bf16")])
 def test_the_step_memory_matches_a_gpu(batch, amp):
     """On a GPU: the CUDA rules against what the caching allocator handed out at the step's peak."""
-    from vggspec.measured import cuda_step_peak
+    from measured import cuda_step_peak
 
     spec = vggspec.load("D")
     measured = cuda_step_peak(spec, batch, amp=amp)
@@ -221,7 +221,7 @@ def test_the_planner_is_fast():
 def test_micro_batch_auto_plans_for_the_process_with_the_least_memory():
     """The trainer's --micro-batch auto on GPUs: every process takes as many passes, so the least free
     memory decides; too little is a SpecError that says what it would take."""
-    from vggspec.budget import auto_micro_batch
+    from vggspec.plan.budget import auto_micro_batch
 
     spec, settings = vggspec.load("D"), TrainSettings(batch=256, processes=2)
     micro, note = auto_micro_batch(spec, settings, [40 * 2**30, 12 * 2**30], "cuda:0")
@@ -249,7 +249,7 @@ def test_memory_sizes_that_are_none(text):
 
 def test_a_batch_the_processes_do_not_divide_is_budgeted_for_the_largest_share():
     """256 over 3 processes: 86, 85 and 85 images; the memory and the time of a step are the largest's."""
-    from vggspec.report import step_setting
+    from vggspec.plan.report import step_setting
 
     spec = vggspec.load("D")
     uneven = train_budget(spec, TrainSettings(batch=256, processes=3))
@@ -308,7 +308,7 @@ def test_device_flops_that_are_none(text):
 
 
 def test_every_layer_kinds_parameter_tensors_sum_to_its_parameters():
-    from vggspec.bundled import matching
+    from vggspec.spec.bundled import matching
 
     for name in matching(None):
         spec = vggspec.load(name)
@@ -318,7 +318,7 @@ def test_every_layer_kinds_parameter_tensors_sum_to_its_parameters():
 
 def test_every_layer_kind_replays_its_training_forward():
     """A kind without a rule would fail loudly (NotImplementedError); every bundled one has one."""
-    from vggspec.layers import LAYER_KINDS, LayerSpec
+    from vggspec.spec.layers import LAYER_KINDS, LayerSpec
 
     for kind in LAYER_KINDS.values():
         assert kind.record_training is not LayerSpec.record_training, kind.__name__

@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="needs the test extras: pip install -e '.[test]'")
 
 import vggspec  # noqa: E402
-from vggspec.checkpoint import read_checkpoint, save_checkpoint  # noqa: E402
+from vggspec.nn.checkpoint import read_checkpoint, save_checkpoint  # noqa: E402
 
 from .conftest import SPECS  # noqa: E402
 
@@ -125,7 +125,7 @@ def test_a_run_folder_means_its_best_checkpoint_else_its_last(model, tmp_path):
 def test_best_is_a_second_name_for_last_and_stays_when_last_is_saved_again(model, tmp_path, monkeypatch, links):
     """The trainer names last.pt best.pt too (no second gigabyte write); saves replace files,
     so the next save of last.pt leaves best.pt alone. Without hard links, a copy."""
-    from vggspec.checkpoint import atomic_link
+    from vggspec.nn.checkpoint import atomic_link
 
     if not links:
         monkeypatch.setattr(os, "link", lambda *a: (_ for _ in ()).throw(OSError(1, "Operation not permitted")))

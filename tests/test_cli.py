@@ -151,7 +151,7 @@ def test_analyze_init_shows_how_a_fresh_network_scales_its_signal(capsys):
     """--init adds each layer's output RMS at initialisation (vggspec.initial_rms, checked against
     forward passes in test_compiler) and says whether the class scores' scale trains."""
     import vggspec
-    from vggspec.analysis import initial_rms
+    from vggspec.spec.analysis import initial_rms
 
     assert main(["analyze", "A", "--params", "--init", "normal:0.1"]) == 0
     out = capsys.readouterr().out
@@ -402,7 +402,7 @@ def _action(command: argparse.ArgumentParser, option: str) -> argparse.Action | 
 
 def test_every_evaluate_setting_has_a_flag_that_says_its_description():
     """evaluate's flags are EvaluateConfig's fields: --help and the settings cannot disagree."""
-    from vggspec.config import EvaluateConfig
+    from vggspec.run.config import EvaluateConfig
 
     evaluate = _commands()["evaluate"]
     by_dest = {a.dest: a for a in evaluate._actions}

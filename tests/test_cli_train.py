@@ -7,9 +7,10 @@ import json
 import pytest
 
 import vggspec
-from vggspec.budget import TrainSettings, human_bytes, plan, time_bound, train_budget
 from vggspec.cli import main
-from vggspec.gpus import gpu, rates
+from vggspec.plan.budget import TrainSettings, plan, time_bound, train_budget
+from vggspec.plan.gpus import gpu, rates
+from vggspec.units import human_bytes
 
 from .test_cli import run, without_torch
 
@@ -158,7 +159,7 @@ def test_analyze_train_never_imports_torch(tmp_path):
 
 
 def test_micro_batch_auto_is_a_setting_and_a_flag():
-    from vggspec.config import TrainConfig, validated
+    from vggspec.run.config import TrainConfig, validated
 
     assert validated(TrainConfig, {"data": "d", "micro_batch": "auto"}, "training").micro_batch == "auto"
     assert validated(TrainConfig, {"data": "d", "micro_batch": "8"}, "training").micro_batch == 8
@@ -170,7 +171,7 @@ def test_micro_batch_auto_is_a_setting_and_a_flag():
 
 def test_micro_batch_auto_on_the_cpu_says_it_is_not_needed(tmp_path, shapes, capfd):
     pytest.importorskip("torch")
-    from vggspec.train import train
+    from vggspec.run.train import train
 
     from .conftest import tiny_config
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vggspec import folders
-from vggspec.colour import ColourStats, colour_stats
+from vggspec.data import folders
+from vggspec.data.colour import ColourStats, colour_stats
 
 
 def test_colour_stats_of_two_flat_colours(tmp_path):

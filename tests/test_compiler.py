@@ -10,8 +10,8 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import vggspec  # noqa: E402
-from vggspec.compiler import initialise, load_weights  # noqa: E402
-from vggspec.verify import verify  # noqa: E402
+from vggspec.nn.compiler import initialise, load_weights  # noqa: E402
+from vggspec.nn.verify import verify  # noqa: E402
 
 from . import images  # noqa: E402
 from .conftest import PAPER_CONFIGS, SPECS  # noqa: E402
@@ -210,7 +210,7 @@ def test_glorot_and_kaiming_draw_what_torch_and_torchvision_draw():
     torch's xavier_uniform_ and torchvision's VGG init (kaiming_normal_ fan-out for convs)."""
     from torch import nn
 
-    from vggspec.compiler import INITS
+    from vggspec.nn.compiler import INITS
 
     def torchvision_vgg(m, g):
         if isinstance(m, nn.Conv2d):
@@ -236,7 +236,7 @@ A_LRN_NARROW = "input: 32x32 RGB\nconv3-8\nLRN\nmaxpool\nconv3-16\nmaxpool\nconv
 def test_the_analysis_predicts_the_scale_of_a_fresh_networks_class_scores(name):
     """initial_scale (pure arithmetic, one rule per layer kind) against real forward passes in
     training mode, over every initialisation: from 1e-10 to 1e+8, within a factor of 3."""
-    from vggspec.analysis import initial_scale
+    from vggspec.spec.analysis import initial_scale
 
     spec = vggspec.parse(A_LRN_NARROW) if name == "lrn" else vggspec.load(name)
     n, channels = spec.input.size, spec.input.channels
@@ -269,9 +269,9 @@ def test_seeded_initialisation_is_reproducible_and_leaves_the_global_rng_alone()
 
 def test_every_init_the_command_line_offers_is_implemented():
     from vggspec.cli import _parser as build_parser
-    from vggspec.compiler import INITS
-    from vggspec.config import TrainConfig
-    from vggspec.initialisation import DRAWN, INIT_NAMES
+    from vggspec.nn.compiler import INITS
+    from vggspec.run.config import TrainConfig
+    from vggspec.spec.initialisation import DRAWN, INIT_NAMES
 
     assert list(INITS) == list(DRAWN)
     for init in (*INIT_NAMES, "normal:0.05", "caffe"):
@@ -301,7 +301,7 @@ def test_auto_is_the_papers_init_where_its_start_trains_else_glorot(name, chosen
     shallow net), else Glorot's: D: 4e-6, D-narrow-32-bn: 4e-4, A-narrow-32: 2e-10, vgg11-gray-10: 9e-4 (which
     stalled on a small folder), A: 1.5e-3 (the paper trained it, over 74 epochs of ImageNet; it starts
     slowly). build() draws exactly what the chosen init draws."""
-    from vggspec.analysis import auto_init
+    from vggspec.spec.analysis import auto_init
 
     shallow = "input: 32x32 RGB\nconv3-64\nmaxpool\nFC-256\nFC-10\n"
     spec = vggspec.parse(shallow) if name == "shallow" else vggspec.load(name)

@@ -12,7 +12,7 @@ torchvision = pytest.importorskip("torchvision")
 fvcore_nn = pytest.importorskip("fvcore.nn")
 
 import vggspec  # noqa: E402
-from vggspec.budget import TrainSettings, train_budget  # noqa: E402
+from vggspec.plan.budget import TrainSettings, train_budget  # noqa: E402
 
 from .conftest import SPECS  # noqa: E402
 

@@ -15,10 +15,11 @@ import torch
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from vggspec import colour, data, decoding, folders
+from vggspec.data import colour, decoding, folders
+from vggspec.data import datasets as data
+from vggspec.data.preprocessing import Preprocessing
+from vggspec.data.scales import TrainingScale
 from vggspec.errors import SpecError
-from vggspec.preprocessing import Preprocessing
-from vggspec.scales import TrainingScale
 
 from .images import make_split, picture
 

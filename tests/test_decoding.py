@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from torchvision.transforms import functional as TF
 
-from vggspec import decoding
+from vggspec.data import decoding
 
 from .images import picture
 

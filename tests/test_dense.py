@@ -5,8 +5,8 @@ import pytest
 torch = pytest.importorskip("torch", reason="needs the test extras: pip install -e '.[test]'")
 
 import vggspec  # noqa: E402
-from vggspec.dense import class_scores, posteriors, to_dense  # noqa: E402
-from vggspec.verify import verify  # noqa: E402
+from vggspec.nn.dense import class_scores, posteriors, to_dense  # noqa: E402
+from vggspec.nn.verify import verify  # noqa: E402
 
 from . import images  # noqa: E402
 from .conftest import SPECS  # noqa: E402

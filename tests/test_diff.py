@@ -10,7 +10,7 @@ import pytest
 import vggspec
 from vggspec import analyze, format_spec
 from vggspec.cli import main
-from vggspec.diff import align, diff, new_layers
+from vggspec.plan.diff import align, diff, new_layers
 
 from .conftest import PAPER_CONFIGS, SPECS
 from .test_architecture import PACKAGE, module_graph

@@ -10,9 +10,10 @@ import pytest
 torch = pytest.importorskip("torch", reason="needs the test extras: pip install -e '.[test]'")
 
 import vggspec  # noqa: E402
-from vggspec import folders  # noqa: E402
-from vggspec.config import EvaluateConfig, validated  # noqa: E402
-from vggspec.evaluate import (  # noqa: E402
+from vggspec.data import folders  # noqa: E402
+from vggspec.data.scales import parse_test_scales  # noqa: E402
+from vggspec.run.config import EvaluateConfig, validated  # noqa: E402
+from vggspec.run.evaluate import (  # noqa: E402
     PAPER,
     Results,
     dense_posteriors,
@@ -24,7 +25,6 @@ from vggspec.evaluate import (  # noqa: E402
     multi_crops,
     predict,
 )
-from vggspec.scales import parse_test_scales  # noqa: E402
 
 from . import images  # noqa: E402
 from .conftest import ROOT, TINY_SPEC  # noqa: E402
@@ -72,7 +72,7 @@ def test_networks_run_on_the_fast_path_in_the_dtype_asked(trained, monkeypatch):
     folded, channels-last); bfloat16 on request: within bf16's rounding."""
     import copy
 
-    from vggspec.dense import posteriors, to_dense
+    from vggspec.nn.dense import posteriors, to_dense
 
     checkpoint, _ = trained
     plain = vggspec.load_model(checkpoint).eval()
@@ -103,7 +103,7 @@ def test_150_crops_per_image_over_three_scales(trained, monkeypatch):
     net = load_network(checkpoint)
     seen = []
     net.classifier.register_forward_hook(lambda m, i, o: seen.append(i[0].shape[0]))
-    from vggspec import evaluate as evaluation
+    from vggspec.run import evaluate as evaluation
 
     monkeypatch.setattr(evaluation, "load_network", lambda path, device="cpu": net)
     folder = folders.scan(data, "val")
@@ -113,7 +113,7 @@ def test_150_crops_per_image_over_three_scales(trained, monkeypatch):
 
 
 def test_progress_in_a_log_is_lines_not_a_redrawn_bar(trained, capfd, monkeypatch):
-    from vggspec import runlog
+    from vggspec.run import runlog
 
     checkpoint, data = trained
     monkeypatch.setattr(runlog, "LOG_EVERY_SECONDS", 0.0)
@@ -250,7 +250,7 @@ def test_paper_rows_are_those_of_tables_3_to_5():
 def test_paper_rows_match_the_network_its_training_scale_and_protocol():
     from types import SimpleNamespace
 
-    from vggspec.evaluate import looks_like_ilsvrc2012_val, paper_row
+    from vggspec.run.evaluate import looks_like_ilsvrc2012_val, paper_row
 
     d_jittered = SimpleNamespace(name="D", train_scale=(256, 512))
     assert paper_row(d_jittered, "both", [256, 384, 512]) == (24.4, 7.2)
@@ -266,7 +266,7 @@ def test_paper_rows_match_the_network_its_training_scale_and_protocol():
 
 def test_checkpoints_without_training_facts_and_missing_images_are_clear_errors(trained, tmp_path):
     import vggspec
-    from vggspec.checkpoint import save_checkpoint
+    from vggspec.nn.checkpoint import save_checkpoint
 
     compiled = tmp_path / "compiled.pt"
     save_checkpoint(vggspec.build(vggspec.parse(TINY_SPEC), seed=0), compiled)
@@ -277,7 +277,7 @@ def test_checkpoints_without_training_facts_and_missing_images_are_clear_errors(
 
 
 def test_images_of_one_size_share_a_batch(trained, tmp_path):
-    from vggspec.evaluate import by_aspect_ratio, image_posteriors
+    from vggspec.run.evaluate import by_aspect_ratio, image_posteriors
 
     net = load_network(trained[0])
     paths = []
@@ -312,7 +312,7 @@ def test_the_training_scale_travels_in_the_checkpoint(trained, tmp_path):
 def test_a_network_trained_without_flips_is_evaluated_without_them(tmp_path, shapes, capsys):
     """Digits and text are trained with --no-flip: their mirror images are not images of their classes,
     so evaluate and predict do not average with them unless asked, and the table says which was done."""
-    from vggspec.train import train
+    from vggspec.run.train import train
 
     from .conftest import tiny_config
 
@@ -321,7 +321,7 @@ def test_a_network_trained_without_flips_is_evaluated_without_them(tmp_path, sha
     assert not net.trained_with_flips and load_network(trained_path := run / "best.pt").flips(True)
     image = folders.scan(shapes, "val").samples[0][0]
     (_, top), = predict(trained_path, [image], top=3)
-    from vggspec import decoding
+    from vggspec.data import decoding
 
     q = evaluation_scales(net, None, dense=True, say=False)[0]
     expected = dense_posteriors(net, [decoding.rescale(image, q, 3)], flip=False)[0].topk(3)
@@ -377,7 +377,8 @@ def test_a_test_scale_that_leaves_pixels_unused_is_said(trained, capfd):
 
 @pytest.mark.parametrize("scales", ["99999", "S,9000", "8"])
 def test_test_scales_that_cannot_work_are_refused_before_an_image_is_read(trained, monkeypatch, capsys, scales):
-    from vggspec import cli, decoding
+    from vggspec import cli
+    from vggspec.data import decoding
 
     checkpoint, data = trained
 
@@ -400,8 +401,8 @@ def test_test_scales_that_cannot_work_are_refused_before_an_image_is_read(traine
 
 
 def test_running_out_of_memory_is_not_an_unreadable_image(trained, monkeypatch):
-    from vggspec import decoding
-    from vggspec.evaluate import image_posteriors
+    from vggspec.data import decoding
+    from vggspec.run.evaluate import image_posteriors
 
     checkpoint, data = trained
     net = load_network(checkpoint)
@@ -441,9 +442,9 @@ def test_image_paths_lists_each_real_file_once(trained, tmp_path, capsys):
 def test_a_trained_network_evaluates_as_before_the_preprocessing_record(trained, tmp_path, monkeypatch):
     """A run's record is the paper's mean subtraction with its colour_stats mean; its posteriors are those of
     the former ``image - mean`` to the bit, and a checkpoint written before the record existed reads the same."""
-    from vggspec import evaluate as evaluation
-    from vggspec.checkpoint import atomic_save, read_checkpoint
-    from vggspec.preprocessing import Preprocessing
+    from vggspec.data.preprocessing import Preprocessing
+    from vggspec.nn.checkpoint import atomic_save, read_checkpoint
+    from vggspec.run import evaluate as evaluation
 
     checkpoint, data = trained
     stored = read_checkpoint(checkpoint)
@@ -506,8 +507,8 @@ def test_wordnet_id_folders_are_imagenets_numbering_for_named_classes(trained, t
 def test_predict_gives_evaluations_posteriors_for_each_method(trained, method):
     """predict reads each image once, as the method reads it, and gives what evaluate's image_posteriors
     gives for that image, method and scale."""
-    from vggspec.config import PREDICT_METHODS
-    from vggspec.evaluate import image_posteriors, predictions
+    from vggspec.run.config import PREDICT_METHODS
+    from vggspec.run.evaluate import image_posteriors, predictions
 
     assert method in PREDICT_METHODS
     checkpoint, data = trained

@@ -15,8 +15,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import vggspec  # noqa: E402
-from vggspec.dense import to_dense  # noqa: E402
-from vggspec.export import FORMATS, class_name, export_model, python_source  # noqa: E402
+from vggspec.nn.dense import to_dense  # noqa: E402
+from vggspec.nn.export import FORMATS, class_name, export_model, python_source  # noqa: E402
 
 from .conftest import SPECS  # noqa: E402
 
@@ -149,7 +149,7 @@ def load_program(path: Path, monkeypatch: pytest.MonkeyPatch, extra_files: dict 
 
 def _program_inputs(model: vggspec.VGG) -> list[torch.Tensor]:
     """Two batch sizes; a dense program's sides start one stride above its input (its score map ≥ 2×2)."""
-    from vggspec.analysis import analyze
+    from vggspec.spec.analysis import analyze
 
     if not model.dense:
         return _inputs(model, "pt2")
@@ -363,7 +363,7 @@ def test_exports_take_raw_pixels_and_say_how_they_are_normalised(models, kind, r
     """TorchScript, torch.export, ONNX and Python source normalise raw 0-255 pixels as data.normalise does;
     ONNX's metadata_props, the .pt2's extra file and the source's docstring state the record; vggspec's
     state dict still loads."""
-    from vggspec.data import normalise
+    from vggspec.data.datasets import normalise
 
     model = models[kind]
     model.preprocessing = record

@@ -70,7 +70,7 @@ def test_a_full_disk_leaves_the_old_file_and_no_temporary(tmp_path, full_disk):
 def test_torch_saves_runtime_error_on_a_full_disk_is_an_os_error_naming_the_file(tmp_path, full_disk):
     """torch.save reports a failed write as RuntimeError('... unexpected pos ...'), the OSError as its context."""
     torch = pytest.importorskip("torch")
-    from vggspec.checkpoint import atomic_save
+    from vggspec.nn.checkpoint import atomic_save
 
     target = tmp_path / "big.pt"
     target.write_bytes(b"old")
@@ -104,7 +104,7 @@ def test_checkpoints_get_the_permissions_open_gives(tmp_path, umask_022):
     spec.write_text(SPEC)
     assert main(["compile", str(spec), "-o", str(tmp_path / "net.pt")]) == 0
     assert stat.S_IMODE((tmp_path / "net.pt").stat().st_mode) == 0o644
-    from vggspec.checkpoint import atomic_link
+    from vggspec.nn.checkpoint import atomic_link
 
     atomic_link(tmp_path / "net.pt", tmp_path / "best.pt")
     assert stat.S_IMODE((tmp_path / "best.pt").stat().st_mode) == 0o644

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from vggspec import folders
+from vggspec.data import folders
 from vggspec.errors import SpecError
 
 from .images import make_split, picture

@@ -7,8 +7,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import vggspec  # noqa: E402
-from vggspec.dense import to_dense  # noqa: E402
-from vggspec.inference import (  # noqa: E402
+from vggspec.nn.dense import to_dense  # noqa: E402
+from vggspec.nn.inference import (  # noqa: E402
     InferenceModel,
     bf16_supported,
     optimize_for_inference,
@@ -116,7 +116,7 @@ def test_explicit_bf16_is_close(model, images):
 
 
 def test_auto_picks_bf16_only_where_faster(model, images):
-    from vggspec.inference import bf16_faster
+    from vggspec.nn.inference import bf16_faster
 
     fast = optimize_for_inference(model)  # dtype="auto"
     expected = torch.bfloat16 if bf16_faster("cpu") else torch.float32
@@ -211,7 +211,7 @@ def test_compiled_fast_path_checks_inputs_before_compiling(model):
 def test_auto_measures_whether_bf16_is_faster_on_this_cpu_once(monkeypatch, tmp_path):
     """bf16 instructions are not enough (an EPYC with AVX512-BF16 and no AMX ran VGG-11 at 0.92× fp32's
     speed): auto measures, once per CPU, torch version and thread count, and keeps the answer."""
-    from vggspec import inference
+    from vggspec.nn import inference
 
     monkeypatch.setenv("VGGSPEC_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(inference, "_cpu_has_native_bf16", lambda: True)
@@ -243,7 +243,7 @@ def test_auto_measures_whether_bf16_is_faster_on_this_cpu_once(monkeypatch, tmp_
 
 
 def test_the_probe_measures_both_dtypes():
-    from vggspec.inference import _probe_times
+    from vggspec.nn.inference import _probe_times
 
     fp32, bf16 = _probe_times()
     assert 0 < fp32 < 5 and 0 < bf16 < 50

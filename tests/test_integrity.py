@@ -11,12 +11,12 @@ import pytest
 torch = pytest.importorskip("torch", reason="needs the test extras: pip install -e '.[test]'")
 
 import vggspec  # noqa: E402
-from vggspec import compiler  # noqa: E402
-from vggspec.checkpoint import read_checkpoint, save_checkpoint, spec_hash  # noqa: E402
 from vggspec.cli import main  # noqa: E402
-from vggspec.config import TrainConfig  # noqa: E402
-from vggspec.evaluate import load_network  # noqa: E402
-from vggspec.integrity import checksum  # noqa: E402
+from vggspec.nn import compiler  # noqa: E402
+from vggspec.nn.checkpoint import read_checkpoint, save_checkpoint, spec_hash  # noqa: E402
+from vggspec.nn.integrity import checksum  # noqa: E402
+from vggspec.run.config import TrainConfig  # noqa: E402
+from vggspec.run.evaluate import load_network  # noqa: E402
 
 from .conftest import ROOT, TINY_SPEC  # noqa: E402
 
@@ -67,7 +67,7 @@ def test_a_checksum_sees_every_byte_name_dtype_and_shape():
 
 
 def test_pieces_of_a_large_tensor_are_hashed_in_order(monkeypatch):
-    from vggspec import integrity
+    from vggspec.nn import integrity
 
     big = {"w": torch.arange(1000, dtype=torch.float32)}
     whole = checksum(big)
@@ -111,7 +111,7 @@ def test_checkpoints_from_before_checksums_load_and_say_nothing(trained, tmp_pat
 
 
 def test_a_damaged_optimizer_state_is_caught_on_resume(trained, tmp_path):
-    from vggspec.train import train
+    from vggspec.run.train import train
 
     run = tmp_path / "run"
     shutil.copytree(trained[0].parent, run)
@@ -205,7 +205,7 @@ def test_an_edited_field_through_the_command_line_is_one_line(trained, tmp_path,
     ],
 )  # fmt: skip
 def test_a_resumed_run_checks_its_checkpoint(trained, tmp_path, changes, message):
-    from vggspec.train import train
+    from vggspec.run.train import train
 
     run = tmp_path / "run"
     shutil.copytree(trained[0].parent, run)
@@ -285,7 +285,7 @@ def test_a_checkpoint_too_large_for_this_machine_is_refused_before_it_is_read(tm
     path = save_checkpoint(model, tmp_path / "model.pt")
     monkeypatch.setattr(compiler, "available_memory", lambda device: 999)
     hashed = []
-    monkeypatch.setattr("vggspec.integrity.checksum", lambda value: hashed.append(value))
+    monkeypatch.setattr("vggspec.nn.integrity.checksum", lambda value: hashed.append(value))
     with pytest.raises(vggspec.SpecError, match="need 39.1 KB on cpu, more than the 999 bytes cpu has available"):
         vggspec.load_model(path)
     assert not hashed

@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="needs the test extras: pip install -e '.[test]'")
 
-from vggspec.metrics import top_errors, top_k_correct  # noqa: E402
+from vggspec.run.metrics import top_errors, top_k_correct  # noqa: E402
 
 
 def test_top_k_counts_a_label_among_the_k_highest_scores():

@@ -17,7 +17,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="needs the test extras: pip install -e '.[test]'")
 
-from vggspec.config import EvaluateConfig, TrainConfig  # noqa: E402
+from vggspec.run.config import EvaluateConfig, TrainConfig  # noqa: E402
 
 from .conftest import ROOT, SMALL_SPEC, assert_same_weights, cli_args, final_weights, tiny_config  # noqa: E402
 
@@ -131,8 +131,8 @@ def test_two_machines_train_the_run_one_process_trains_and_evaluate_each_image_o
     tmp_path, shapes, across_two_machines
 ):
     """Rank 0 alone writes the run folder and speaks."""
-    from vggspec.evaluate import evaluate
-    from vggspec.train import train
+    from vggspec.run.evaluate import evaluate
+    from vggspec.run.train import train
 
     cfg, nodes = across_two_machines
     one = train(tiny_config(tmp_path / "one", shapes, **RECIPE))
@@ -162,7 +162,7 @@ def test_two_machines_train_the_run_one_process_trains_and_evaluate_each_image_o
 
 def test_vggspec_started_on_two_machines_evaluates_each_image_once(tmp_path, shapes, across_two_machines):
     """evaluate --nnodes 2: the table of one process, printed by the first machine."""
-    from vggspec.evaluate import evaluate
+    from vggspec.run.evaluate import evaluate
 
     run_dir = across_two_machines[0].out
     options = ["evaluate", run_dir, "--data", str(shapes), "--method", "center", "--no-progress"]
@@ -192,7 +192,7 @@ def test_an_evaluation_whose_checkpoint_one_machine_lacks_stops_both_saying_why(
 def test_a_torchrun_job_started_again_resumes_its_run_and_another_job_does_not(across_two_machines, monkeypatch):
     """A machine joining (torchrun restarts the processes without counting it) or a requeued SLURM job:
     the same --rdzv-id resumes the run it wrote; another job is refused its folder, as a new run is."""
-    from vggspec.train import _restarted
+    from vggspec.run.train import _restarted
 
     cfg = across_two_machines[0]
     monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun starts a process
@@ -354,7 +354,7 @@ def test_a_rendezvous_no_other_machine_reaches_ends_at_its_timeout(tmp_path, sha
 def test_a_rendezvous_port_another_program_holds_is_said_in_one_line_after_the_timeout(tmp_path, shapes):
     """A program that accepts connections on the port and never answers: torch's store client would wait on it as
     long as it keeps them open; vggspec gives up --rdzv-timeout seconds (and a margin) after it began."""
-    from vggspec.distributed import _Watchdog
+    from vggspec.run.distributed import _Watchdog
 
     cfg = tiny_config(tmp_path, shapes, text=SMALL_SPEC, epochs=1)
     with socket.socket() as squatter:
@@ -377,8 +377,8 @@ def test_a_rendezvous_port_another_program_holds_is_said_in_one_line_after_the_t
 def test_a_rendezvous_nothing_answers_at_is_said_with_the_reason():
     """What a machine that cannot reach HOST:PORT says (the endpoint's host is another machine, so it is not tried
     here, where every loopback address is this machine's: torch would serve the rendezvous itself)."""
-    from vggspec.config import Machines
-    from vggspec.distributed import _unreachable
+    from vggspec.run.config import Machines
+    from vggspec.run.distributed import _unreachable
 
     port = free_port()  # closed as soon as found
     problem = _unreachable(Machines(2, 2, f"127.0.0.1:{port}", 5), None)
@@ -422,7 +422,7 @@ def test_a_killed_process_is_restarted_until_the_restarts_are_used_up_and_the_ru
     then process 0, the one that writes, after step 9 (no restart left: the run stops, last.pt of step 8 whole).
     Resumed by two processes, it ends with the weights of the two machines' run, bit for bit; by one, each step
     takes the same 16 images: the same weights, to float rounding."""
-    from vggspec.train import train
+    from vggspec.run.train import train
 
     uninterrupted = Path(across_two_machines[0].out)
     cfg = tiny_config(tmp_path, shapes, nproc=2, max_restarts=1, **RECIPE)
@@ -468,7 +468,7 @@ def test_a_killed_process_is_restarted_until_the_restarts_are_used_up_and_the_ru
     ("given", "kept"), [("2", "2"), (" 1:2 ", "1:2"), ("3:3", "3"), ("4", "4")]
 )  # fmt: skip
 def test_nnodes_takes_a_count_or_a_range(given, kept):
-    from vggspec.config import Machines, machines
+    from vggspec.run.config import Machines, machines
 
     cfg = TrainConfig(spec="A", data="d", out="o", nnodes=given, rdzv_endpoint="node1")
     assert cfg.nnodes == kept and cfg.rdzv_endpoint == "node1:29400"
@@ -496,9 +496,9 @@ def test_a_rendezvous_half_given_is_one_line_before_anything_starts(flags, said,
 
 
 def test_under_torchrun_the_machines_are_torchruns(monkeypatch):
-    from vggspec.config import Machines
-    from vggspec.distributed import launch
     from vggspec.errors import SpecError
+    from vggspec.run.config import Machines
+    from vggspec.run.distributed import launch
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(SpecError, match="under torchrun, the machines are torchrun's"):

@@ -8,8 +8,8 @@ import sys
 from html.parser import HTMLParser
 
 import vggspec
-from vggspec.bundled import bundled_names
 from vggspec.cli import main
+from vggspec.spec.bundled import bundled_names
 
 D_PARAMS = 138_357_544  # Table 2: 138 million
 D_MACS = 15_470_264_320

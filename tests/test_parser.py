@@ -4,7 +4,7 @@ import pytest
 
 import vggspec
 from vggspec import ShapeError, SpecError, SpecSyntaxError, SpecValueError, UnknownLayerError
-from vggspec.layers import FC, LRN, Conv, MaxPool, SoftMax
+from vggspec.spec.layers import FC, LRN, Conv, MaxPool, SoftMax
 
 from .conftest import PAPER_CONFIGS, SPECS
 

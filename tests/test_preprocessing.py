@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from vggspec.preprocessing import Preprocessing
+from vggspec.data.preprocessing import Preprocessing
 
 IMAGENET = Preprocessing(scale=1, mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225], classes=["a", "b"])
 

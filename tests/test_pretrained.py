@@ -12,10 +12,10 @@ torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
 
 import vggspec  # noqa: E402
-from vggspec.checkpoint import read_checkpoint  # noqa: E402
 from vggspec.cli import main  # noqa: E402
-from vggspec.compiler import adapt_first_conv  # noqa: E402
-from vggspec.pretrained import VGG_NAMES  # noqa: E402
+from vggspec.nn.checkpoint import read_checkpoint  # noqa: E402
+from vggspec.nn.compiler import adapt_first_conv  # noqa: E402
+from vggspec.nn.pretrained import VGG_NAMES  # noqa: E402
 
 from .conftest import SPECS  # noqa: E402
 
@@ -175,8 +175,8 @@ def test_compile_prints_the_loading_and_strict_weights_refuses(hub, tmp_path, ca
 
 
 def test_train_takes_the_names_and_strict_weights(hub, tmp_path):
-    from vggspec.config import TrainConfig
-    from vggspec.train import _check_start_files
+    from vggspec.run.config import TrainConfig
+    from vggspec.run.train import _check_start_files
 
     config = TrainConfig(spec=str(NARROW_A), data=str(tmp_path), weights="torchvision:vgg11", strict_weights=True)
     _check_start_files(config)  # a name, not a file: downloaded or read from the cache when built
@@ -186,7 +186,7 @@ def test_train_takes_the_names_and_strict_weights(hub, tmp_path):
 
 def test_a_run_fine_tunes_from_a_name_and_says_what_it_loaded(hub, tmp_path, shapes, capsys):
     """Another number of classes: the run starts from the copied layers, its classifier drawn anew."""
-    from vggspec.train import train
+    from vggspec.run.train import train
 
     from .conftest import TINY_SPEC, tiny_config
 
@@ -236,7 +236,7 @@ def test_torchvision_weights_bring_their_normalisation_and_class_names(hub, tmp_
 def test_predict_normalises_as_torchvision_and_prints_imagenet_names(hub, tmp_path, capsys):
     from PIL import Image
 
-    from vggspec.dense import posteriors
+    from vggspec.nn.dense import posteriors
 
     spec = vggspec.parse(NARROW_A.read_text().replace("FC-10", "FC-1000"))
     hub("vgg11", vggspec.build(spec, init="glorot", seed=4).state_dict())
@@ -313,8 +313,8 @@ def test_predict_center_is_torchvisions_evaluation_transform(hub, tmp_path, caps
 def test_predict_and_evaluate_load_weights_into_a_spec(hub, tmp_path, capsys):
     """A spec with --weights evaluates as the compiled checkpoint does; weights that do not fit, or that do
     not say how their inputs are prepared, are refused in one line (exit 2)."""
-    from vggspec.config import EvaluateConfig
-    from vggspec.evaluate import evaluate
+    from vggspec.run.config import EvaluateConfig
+    from vggspec.run.evaluate import evaluate
 
     from .images import make_split
 
@@ -362,7 +362,7 @@ def test_auto_draws_new_layers_for_the_input_the_weights_expect(hub):
     source = vggspec.build(five, init="glorot", seed=1)
     hub("vgg11", source.state_dict())
     assert vggspec.build(spec, seed=2).weights_report is None  # nothing loaded: auto on 0-255 inputs
-    from vggspec.analysis import resolve_init
+    from vggspec.spec.analysis import resolve_init
 
     assert resolve_init(spec, "auto") == "paper"
     model = vggspec.build(spec, weights="torchvision:vgg11", seed=2)
@@ -428,9 +428,9 @@ def test_fine_tuning_to_another_number_of_classes_learns(tmp_path, capsys):
     weights' preprocessing and predicts with its own class names."""
     import json
 
-    from vggspec.evaluate import predict
-    from vggspec.samples import image_folder
-    from vggspec.train import train
+    from vggspec.data.samples import image_folder
+    from vggspec.run.evaluate import predict
+    from vggspec.run.train import train
 
     from .conftest import tiny_config
 

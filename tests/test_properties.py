@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 import vggspec
 from vggspec import SpecError, analyze, format_spec, load, parse
 from vggspec.errors import SHOWN_LINE
-from vggspec.layers import kind_for_word
+from vggspec.spec.layers import kind_for_word
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 PAPER_CONFIGS = ("A", "A-LRN", "B", "C", "D", "E")
@@ -217,7 +217,7 @@ def classifier_items(draw) -> list[tuple[str, list[str]]]:
 
 
 def min_input(pools: list[tuple[int, int] | None]) -> int:
-    """vggspec.analysis.min_input_size, by hand: walk the pools back from an output of 1."""
+    """vggspec.spec.analysis.min_input_size, by hand: walk the pools back from an output of 1."""
     need = 1
     for pool in reversed(pools):
         if pool is not None:
@@ -365,7 +365,7 @@ def test_valid_specs_round_trip(gen: Generated) -> None:
 
     a, b = analyze(spec), analyze(again)
     assert a.to_dict()["total"] == b.to_dict()["total"]
-    assert a.min_input_size == b.min_input_size == vggspec.analysis.min_input_size(spec)
+    assert a.min_input_size == b.min_input_size == vggspec.spec.analysis.min_input_size(spec)
     assert semantic_layers(a) == semantic_layers(b)
 
 

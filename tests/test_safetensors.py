@@ -9,10 +9,10 @@ torch = pytest.importorskip("torch")
 safetensors = pytest.importorskip("safetensors")
 
 import vggspec  # noqa: E402
-from vggspec.checkpoint import read_checkpoint  # noqa: E402
 from vggspec.cli import main  # noqa: E402
-from vggspec.config import EvaluateConfig  # noqa: E402
-from vggspec.evaluate import evaluate, load_network  # noqa: E402
+from vggspec.nn.checkpoint import read_checkpoint  # noqa: E402
+from vggspec.run.config import EvaluateConfig  # noqa: E402
+from vggspec.run.evaluate import evaluate, load_network  # noqa: E402
 
 from .conftest import SPECS  # noqa: E402
 
@@ -63,7 +63,7 @@ def test_a_trained_run_converts_with_its_preprocessing_scale_and_classes(trained
 def test_a_safetensors_checkpoint_is_read_once(trained, tmp_path, monkeypatch):
     """safetensors has no lazy read here: evaluating or converting one reads it whole, once, not once for its
     facts and again for its weights."""
-    from vggspec import safetensors_file
+    from vggspec.nn import safetensors_file
 
     checkpoint, _ = trained
     converted = tmp_path / "once.safetensors"

@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("PIL", reason="needs the torch extra: pip install -e '.[torch]'")
 
-from vggspec import samples  # noqa: E402
+from vggspec.data import samples  # noqa: E402
 
 from .conftest import ROOT  # noqa: E402
 
@@ -38,7 +38,7 @@ def test_requests_it_cannot_draw_are_refused():
 
 
 def test_samples_need_no_torch_and_import_vggspec_does_not_import_them():
-    code = "import sys, vggspec; before = 'vggspec.samples' in sys.modules; import vggspec.samples\n"
+    code = "import sys, vggspec; before = 'vggspec.data.samples' in sys.modules; import vggspec.data.samples\n"
     code += "print(before, 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]

@@ -15,7 +15,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="needs the test extras: pip install -e '.[test]'")
 
 import vggspec  # noqa: E402
-from vggspec.config import TrainConfig  # noqa: E402
+from vggspec.run.config import TrainConfig  # noqa: E402
 
 from .conftest import (  # noqa: E402
     ROOT,
@@ -58,7 +58,7 @@ def wait_for(path, process, timeout=120.0):
 
 def test_a_narrow_network_learns_shapes(tmp_path, shapes, capfd):
     cfg = tiny_config(tmp_path, shapes, epochs=8, lr=0.05)
-    from vggspec.train import train
+    from vggspec.run.train import train
 
     run = train(cfg)
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -82,7 +82,7 @@ def test_random_weights_whose_class_scores_start_far_from_1_get_a_word_of_advice
     """From the analysis' estimate of the fresh network's class scores: the paper's "10⁻² variance"
     read as std 0.1 explodes them (A: ~1e8), the paper's std 0.01 fades them in D (~4e-6), not in A
     (~1e-3); auto never starts where a note is due."""
-    from vggspec.train import init_advice
+    from vggspec.run.train import init_advice
 
     a, d = vggspec.load("A"), vggspec.load("D")
     for spec in (a, d):
@@ -142,7 +142,7 @@ def test_kill_9_mid_epoch_and_resume_equals_an_uninterrupted_run(tmp_path, shape
 def test_resume_alone_continues_the_run_as_it_was_started(tmp_path, shapes, capfd):
     """The interrupted message says `--out RUN --resume`: the run's settings (batch 16, lr 0.05,
     kaiming, ... here) must come from its checkpoint, not from the defaults."""
-    from vggspec.train import train
+    from vggspec.run.train import train
 
     reference = train(tiny_config(tmp_path / "ref", shapes, epochs=2, deterministic=True))
     first = tiny_config(tmp_path / "res", shapes, epochs=1, deterministic=True)
@@ -166,7 +166,7 @@ def test_resume_alone_continues_the_run_as_it_was_started(tmp_path, shapes, capf
 def test_a_run_keeps_its_spec_and_resumes_with_it_or_says_why_not(tmp_path, shapes, capfd):
     """RUN/spec.vgg is the spec as written (comments too); --resume without SPEC trains it, with
     another SPEC is refused, and without either a copy or SPEC says what to give."""
-    from vggspec.train import train
+    from vggspec.run.train import train
 
     commented = "# the narrow test net\n" + TINY_SPEC
     first = tiny_config(tmp_path, shapes, text=commented, epochs=1)
@@ -204,7 +204,7 @@ def test_a_run_resumed_on_data_with_other_classes_is_refused(tmp_path, shapes):
     """--data may change on resume (the data moved), but not what the labels mean."""
     import shutil
 
-    from vggspec.train import train
+    from vggspec.run.train import train
 
     run = train(tiny_config(tmp_path, shapes, epochs=1))
     moved = tmp_path / "moved"
@@ -240,7 +240,7 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path, shapes, nproc):
 
 @pytest.mark.parametrize("nproc", [1, 2])
 def test_a_diverging_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, shapes, capfd, nproc):
-    from vggspec.train import train
+    from vggspec.run.train import train
 
     cfg = tiny_config(tmp_path, shapes, lr=1e6, epochs=3, checkpoint_every=1, text=SMALL_SPEC, nproc=nproc)
     with pytest.raises(SystemExit) as info:
@@ -258,7 +258,7 @@ def test_out_of_memory_saves_the_finished_steps_and_says_how_to_go_on(tmp_path, 
     """The device refuses memory at epoch 1's fifth step: the four finished steps are saved, the message
     names the command that goes on with half the images per pass, and that command finishes the run."""
     from vggspec.errors import out_of_memory
-    from vggspec.train import _Trainer, train
+    from vggspec.run.train import _Trainer, train
 
     real_inputs, calls = _Trainer._inputs, []
 
@@ -293,7 +293,7 @@ def test_out_of_memory_in_one_of_two_processes_stops_both_said_once_by_that_proc
     """Process 1 runs out of memory at step 4 while process 0 goes on into the step's gradient exchange: the
     run stops at once with status 5 and process 1's own message, once; process 0's lost contact is not taken
     for a death (no restart, no "lost contact"), and the checkpoint of step 2 is kept."""
-    from vggspec.train import train
+    from vggspec.run.train import train
 
     monkeypatch.setenv("VGGSPEC_TEST_FAULT_AT", "1:3:1:oom")
     cfg = tiny_config(tmp_path, shapes, epochs=2, checkpoint_every=2, text=SMALL_SPEC, nproc=2, max_restarts=2)
@@ -314,7 +314,7 @@ def test_out_of_memory_in_one_of_two_processes_stops_both_said_once_by_that_proc
 def test_a_loss_diverging_before_any_checkpoint_says_so_and_suggests_only_what_was_not_tried(
     tmp_path, shapes, capfd
 ):
-    from vggspec.train import train
+    from vggspec.run.train import train
 
     with pytest.raises(SystemExit) as info:
         train(tiny_config(tmp_path, shapes, lr=1e6, epochs=1, init="glorot"))
@@ -329,8 +329,8 @@ def test_a_run_folder_that_cannot_be_written_is_said_plainly_and_the_last_checkp
 ):
     import errno
 
-    from vggspec import checkpoint
-    from vggspec.train import train
+    from vggspec.nn import checkpoint
+    from vggspec.run.train import train
 
     blocker = tmp_path / "a file"
     blocker.write_text("")
@@ -364,7 +364,7 @@ def test_a_broken_image_is_skipped_and_counted(tmp_path, shapes, capfd):
     shutil.copytree(shapes, data)
     (data / "train" / "ellipse" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     (data / "train" / "rectangle" / "empty.png").write_bytes(b"")
-    from vggspec.train import train
+    from vggspec.run.train import train
 
     run = train(tiny_config(tmp_path, data, epochs=1))
     record = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
@@ -385,7 +385,7 @@ def test_a_training_image_in_validation_is_said_and_validated_and_a_link_loop_co
     ellipse = data / "train" / "ellipse"
     os.link(sorted(ellipse.iterdir())[0], data / "val" / "ellipse" / "zz_also_training.png")
     (ellipse / "loop").symlink_to(".")  # os.walk counted this class ~40 times
-    from vggspec.train import train
+    from vggspec.run.train import train
 
     capfd.readouterr()
     train(tiny_config(tmp_path, data, epochs=1, nproc=nproc))
@@ -403,7 +403,7 @@ def test_a_launched_process_skips_pythons_last_garbage_collections():
     """Each launched process exits right after its work: gc.freeze() spares it 1.2 s (as cli.run)."""
     import gc
 
-    from vggspec.distributed import _guarded
+    from vggspec.run.distributed import _guarded
 
     done = []
     try:
@@ -421,12 +421,12 @@ def test_training_and_evaluation_decode_without_torchvision(shapes, tmp_path):
 
     picture(60, 40, 3).save(tmp_path / "x.jpg", quality=90)
     code = (
-        "import sys, warnings, vggspec.train, vggspec.evaluate\n"
+        "import sys, warnings, vggspec.run.train, vggspec.run.evaluate\n"
         "warnings.simplefilter('error')\n"
-        f"vggspec.data.TrainDataset(vggspec.folders.scan({str(shapes)!r}, 'train'), None, seed=0)\n"
+        f"vggspec.data.datasets.TrainDataset(vggspec.data.folders.scan({str(shapes)!r}, 'train'), None, seed=0)\n"
         "assert 'torchcodec' in sys.modules, 'not loaded by the dataset'\n"
-        f"vggspec.decoding.render({str(tmp_path / 'x.jpg')!r}, 32, 24, 0.5, 0.5, False, 3)\n"
-        f"vggspec.decoding.rescale({str(tmp_path / 'x.jpg')!r}, 32, 3)\n"
+        f"vggspec.data.decoding.render({str(tmp_path / 'x.jpg')!r}, 32, 24, 0.5, 0.5, False, 3)\n"
+        f"vggspec.data.decoding.rescale({str(tmp_path / 'x.jpg')!r}, 32, 3)\n"
         "assert 'torchvision' not in sys.modules, 'imported'\n"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
@@ -436,7 +436,7 @@ def test_training_and_evaluation_decode_without_torchvision(shapes, tmp_path):
 def test_three_processes_that_do_not_divide_the_batch_give_the_weights_of_one(tmp_path, shapes, capfd):
     """A batch of 16 over 3 processes: 6, 5 and 5 images a step, each loss divided by the mean share, so that
     DDP's mean is the mean over the batch: the weights of one process, to float rounding."""
-    from vggspec.train import train
+    from vggspec.run.train import train
 
     one = train(tiny_config(tmp_path / "one", shapes, text=SMALL_SPEC, epochs=1, nproc=1))
     capfd.readouterr()
@@ -450,7 +450,7 @@ def test_three_processes_that_do_not_divide_the_batch_give_the_weights_of_one(tm
 
 
 def test_two_processes_give_the_weights_of_one(tmp_path, shapes, capfd):
-    from vggspec.train import train
+    from vggspec.run.train import train
 
     one = train(tiny_config(tmp_path / "one", shapes, text=SMALL_SPEC, epochs=1, nproc=1))
     capfd.readouterr()
@@ -473,7 +473,7 @@ def test_two_processes_give_the_weights_of_one(tmp_path, shapes, capfd):
 
 
 def test_init_from_a_trained_a(tmp_path, shapes, capfd):
-    from vggspec.train import train
+    from vggspec.run.train import train
 
     a_run = train(tiny_config(tmp_path / "a", shapes, text=TINY_A, epochs=1))
     capfd.readouterr()
@@ -492,7 +492,7 @@ WIDER_FC = TINY_SPEC.replace("FC-32", "FC-24")
 def test_freeze_keeps_the_frozen_layers_and_their_batch_norm_statistics_bit_for_bit(tmp_path, shapes, trained, capfd):
     """--freeze pool1: conv1_1 (its batch norm's running statistics too) unchanged after an epoch, conv2_1
     trained; --new-layer-lr-mult: the new classifier's own parameter groups, at 10× the lr, in the checkpoint."""
-    from vggspec.train import train
+    from vggspec.run.train import train
 
     best, _ = trained
     start = torch.load(best, weights_only=True)["state_dict"]
@@ -522,8 +522,8 @@ def test_freeze_keeps_the_frozen_layers_and_their_batch_norm_statistics_bit_for_
 def test_the_parameter_groups_come_from_the_settings():
     """One function builds the groups: frozen parameters out, new layers at their multiplier, vectors
     undecayed under --no-decay-biases; the base lr's decayed group first."""
-    from vggspec.compiler import build
-    from vggspec.train import param_groups
+    from vggspec.nn.compiler import build
+    from vggspec.run.train import param_groups
 
     model = build(vggspec.parse(TINY_SPEC), init="kaiming", seed=0)
     model.features.conv1_1.requires_grad_(False)
@@ -558,7 +558,7 @@ def test_fine_tuning_settings_that_cannot_work_are_one_line_and_exit_2(tmp_path,
 
 
 def test_class_count_must_match_the_classifier(tmp_path, shapes):
-    from vggspec.train import train
+    from vggspec.run.train import train
 
     with pytest.raises(vggspec.SpecError, match="ends in FC-5") as info:
         train(tiny_config(tmp_path, shapes, text=SMALL_SPEC.replace("FC-3", "FC-5")))
@@ -566,7 +566,7 @@ def test_class_count_must_match_the_classifier(tmp_path, shapes):
 
 
 def test_more_gpus_than_the_machine_has(tmp_path, shapes):
-    from vggspec.train import train
+    from vggspec.run.train import train
 
     with pytest.raises(vggspec.SpecError, match="more GPUs than this machine has"):
         train(tiny_config(tmp_path, shapes, gpus=torch.cuda.device_count() + 1))
@@ -615,7 +615,7 @@ def test_settings_that_cannot_work_are_refused_before_anything_runs(tmp_path, sh
 def test_a_config_file_sets_the_recipe_and_flags_win(tmp_path, shapes):
     """--config FILE (.toml or .json; keys spelt as the flags, with - or _); bad files said plainly."""
     from vggspec.cli import main
-    from vggspec.config import load_config_file
+    from vggspec.run.config import load_config_file
 
     spec = spec_file(tmp_path, SMALL_SPEC)
     toml = tmp_path / "recipe.toml"
@@ -648,7 +648,7 @@ def test_a_config_file_sets_the_recipe_and_flags_win(tmp_path, shapes):
 def test_autocast_channels_last_and_workers(tmp_path, shapes, amp):
     """The options of modern trainers run through the same path (CPUs autocast to bf16 and fp16).
     fp16 brings the GPU recipe's loss scaler, whose state a resumed run must get back."""
-    from vggspec.train import train
+    from vggspec.run.train import train
 
     run = train(tiny_config(tmp_path, shapes, epochs=1, amp=amp, channels_last=True, workers=2, micro_batch=4))
     record = json.loads((run / "metrics.jsonl").read_text())
@@ -664,8 +664,8 @@ def test_autocast_channels_last_and_workers(tmp_path, shapes, amp):
 def test_the_progress_bar_shows_speed_data_wait_and_loss(tmp_path, shapes, capfd, monkeypatch):
     """On a terminal, tqdm's bar; in a log (no terminal), a plain line every LOG_EVERY_SECONDS
     instead of an endless line of carriage returns."""
-    from vggspec import runlog
-    from vggspec.train import train
+    from vggspec.run import runlog
+    from vggspec.run.train import train
 
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     train(tiny_config(tmp_path / "tty", shapes, epochs=1, progress=True))
@@ -679,13 +679,13 @@ def test_the_progress_bar_shows_speed_data_wait_and_loss(tmp_path, shapes, capfd
     err = capfd.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("epoch 1/1: ")]
     assert len(lines) == 6 and "\r" not in err  # 3 classes × 32 images, batches of 16
-    assert lines[-1].startswith("epoch 1/1: 6/6 steps (100%), ") and "loss=" in lines[-1] and "ETA 0m00s" in lines[-1]
+    assert lines[-1].startswith("epoch 1/1: 6/6 steps (100%), ") and "loss=" in lines[-1] and "ETA " in lines[-1]
 
 
 def test_training_in_this_process_leaves_torchs_global_state_as_it_was(tmp_path, shapes):
     """train() with one process runs in the caller's process: its seed and deterministic mode are
     the run's, not the caller's, and are put back afterwards."""
-    from vggspec.train import train
+    from vggspec.run.train import train
 
     torch.manual_seed(1234)
     before = torch.get_rng_state()
@@ -698,7 +698,7 @@ def test_training_in_this_process_leaves_torchs_global_state_as_it_was(tmp_path,
 def test_the_training_state_is_one_object_saved_and_restored_whole():
     """A checkpoint's progress is TrainingState's fields: what it saves, it restores; a field that an
     older checkpoint lacks keeps its default."""
-    from vggspec.train import TrainingState
+    from vggspec.run.train import TrainingState
 
     def fresh() -> TrainingState:
         model = torch.nn.Linear(3, 2)
@@ -749,7 +749,7 @@ def test_a_caller_can_silence_the_trainers_notes(tmp_path, shapes, capfd):
     any library; warnings (an unreadable image) still come through."""
     import logging
 
-    from vggspec.train import train
+    from vggspec.run.train import train
 
     logger = logging.getLogger("vggspec")
     level = logger.level
@@ -774,8 +774,8 @@ def test_a_bundled_small_spec_trains_from_the_defaults(tmp_path, name, capfd):
     The 224-pixel gray specs are too slow for the suite: tools/bench_defaults.py, BENCHMARKS.md."""
     import re
 
-    from vggspec.samples import image_folder
-    from vggspec.train import train
+    from vggspec.data.samples import image_folder
+    from vggspec.run.train import train
 
     data = image_folder(tmp_path / "data", classes=4, train=48, val=12, size=32)
     text = re.sub(r"\bFC-10\b", "FC-4", (ROOT / "specs" / "small" / f"{name}.vgg").read_text())
@@ -808,10 +808,10 @@ def test_random_weights_of_glorot_or_kaiming_on_a_wide_net_get_inputs_divided_by
     """--normalise auto: unit-variance inputs for the initialisations whose scale assumes them, on a network 512
     channels wide (where on the paper's inputs they diverged); the record that travels with the weights says so,
     and the data the network trained on was divided so."""
-    from vggspec.checkpoint import load_model
-    from vggspec.colour import ColourStats
-    from vggspec.preprocessing import Preprocessing
-    from vggspec.train import train
+    from vggspec.data.colour import ColourStats
+    from vggspec.data.preprocessing import Preprocessing
+    from vggspec.nn.checkpoint import load_model
+    from vggspec.run.train import train
 
     run = train(tiny_config(tmp_path, shapes, text=text, epochs=1, init=init, normalise=normalise))
     why = f": {init}'s start on a network 512 channels wide" if normalise == "auto" else ""
@@ -828,8 +828,8 @@ def test_random_weights_of_glorot_or_kaiming_on_a_wide_net_get_inputs_divided_by
 
 def test_a_net_started_from_a_trained_a_takes_as_inputs_what_a_was_trained_on(tmp_path, shapes):
     """--init-from: A's layers expect A's inputs (here divided by their std), whatever --normalise would say."""
-    from vggspec.checkpoint import load_model
-    from vggspec.train import train
+    from vggspec.nn.checkpoint import load_model
+    from vggspec.run.train import train
 
     a = train(tiny_config(tmp_path / "a", shapes, text=TINY_A, epochs=1, normalise="std"))
     b = train(tiny_config(tmp_path / "b", shapes, text=TINY_D, epochs=1, init_from=str(a), normalise="mean"))
@@ -839,7 +839,7 @@ def test_a_net_started_from_a_trained_a_takes_as_inputs_what_a_was_trained_on(tm
 def test_weight_decay_spares_biases_when_asked(tmp_path, shapes):
     """--no-decay-biases: biases and batch norm's parameters in a group without weight decay; by
     default (the paper does not say) every parameter decays, as in torch's SGD."""
-    from vggspec.train import train
+    from vggspec.run.train import train
 
     for decay_biases, groups in ((True, [5e-4]), (False, [5e-4, 0.0])):
         run = train(tiny_config(tmp_path / str(decay_biases), shapes, epochs=1, decay_biases=decay_biases))
@@ -856,7 +856,7 @@ def test_a_full_disk_mid_checkpoint_names_the_file_and_a_resume_sweeps_what_kill
 ):
     import errno
 
-    from vggspec.train import train
+    from vggspec.run.train import train
 
     run = train(tiny_config(tmp_path, shapes, epochs=1))
     saved = (run / "last.pt").read_bytes()
@@ -882,7 +882,7 @@ def test_a_full_disk_mid_checkpoint_names_the_file_and_a_resume_sweeps_what_kill
 
 
 def test_the_default_batch_leaves_steps_in_an_epoch():
-    from vggspec.config import default_batch
+    from vggspec.plan.batch import default_batch
 
     assert [default_batch(n) for n in (10, 192, 400, 2000, 5119, 5120, 1_281_167)] == [16, 16, 16, 64, 128, 256, 256]
     assert default_batch(400, world=3) == 18 and default_batch(1_281_167, world=4) == 256
@@ -892,7 +892,7 @@ def test_the_lr_schedule_waits_for_learning_to_begin(tmp_path, shapes, capfd):
     """At a rate too small to learn anything in 4 epochs the loss and error stay at chance's: with a patience of 0 the
     plateau schedule would have dropped the rate every epoch; it waits, and the run says why at its end.
     A run that learns drops as before, counted from the epoch it began to learn."""
-    from vggspec.train import train
+    from vggspec.run.train import train
 
     from .conftest import tiny_config
 

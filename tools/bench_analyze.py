@@ -61,8 +61,8 @@ from fvcore.nn import FlopCountAnalysis  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 import vggspec  # noqa: E402
-from vggspec.analysis import analyze_graph  # noqa: E402
-from vggspec.graph import to_graph  # noqa: E402
+from vggspec.spec.analysis import analyze_graph  # noqa: E402
+from vggspec.spec.graph import to_graph  # noqa: E402
 
 # Paper configuration -> torchvision constructor.
 NETWORKS = {"A": "vgg11", "B": "vgg13", "D": "vgg16", "E": "vgg19"}

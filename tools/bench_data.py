@@ -65,8 +65,9 @@ from PIL import Image, ImageDraw, features  # noqa: E402
 from torchvision import transforms as T  # noqa: E402
 from torchvision.transforms import functional as TF  # noqa: E402
 
-from vggspec import colour, data, decoding, folders  # noqa: E402
-from vggspec.preprocessing import Preprocessing  # noqa: E402
+from vggspec.data import colour, decoding, folders  # noqa: E402
+from vggspec.data import datasets as data  # noqa: E402
+from vggspec.data.preprocessing import Preprocessing  # noqa: E402
 
 SETTINGS = {"S=256": (256, 256), "S∈[256,512]": (256, 512)}
 GOALS = {"S=256": 3.0, "S∈[256,512]": 2.0}

@@ -31,9 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from vggspec import load  # noqa: E402
-from vggspec.config import TrainConfig  # noqa: E402
-from vggspec.samples import image_folder  # noqa: E402
-from vggspec.train import train  # noqa: E402
+from vggspec.data.samples import image_folder  # noqa: E402
+from vggspec.run.config import TrainConfig  # noqa: E402
+from vggspec.run.train import train  # noqa: E402
 
 
 def run(spec: Path, data: Path, out: Path, epochs: int, **settings: object) -> dict[str, object]:

@@ -28,13 +28,13 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 import torch  # noqa: E402
 
 import vggspec  # noqa: E402
-from vggspec import folders  # noqa: E402
-from vggspec.config import TrainConfig  # noqa: E402
-from vggspec.evaluate import image_posteriors, load_network  # noqa: E402
-from vggspec.metrics import top_errors  # noqa: E402
-from vggspec.samples import image_folder  # noqa: E402
-from vggspec.scales import parse_test_scales  # noqa: E402
-from vggspec.train import train  # noqa: E402
+from vggspec.data import folders  # noqa: E402
+from vggspec.data.samples import image_folder  # noqa: E402
+from vggspec.data.scales import parse_test_scales  # noqa: E402
+from vggspec.run.config import TrainConfig  # noqa: E402
+from vggspec.run.evaluate import image_posteriors, load_network  # noqa: E402
+from vggspec.run.metrics import top_errors  # noqa: E402
+from vggspec.run.train import train  # noqa: E402
 
 SPEC = (
     "name: narrow shapes net\ninput: 32x32 RGB\nconv3-16 [bn] ×2\nmaxpool\nconv3-32 [bn] ×2\nmaxpool\n"
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             d = vggspec.build(vggspec.load(ROOT / "specs" / "D.vgg"), init="kaiming", seed=0).eval()
             photo = root / "photo.jpg"
             save_photograph(photo, (512, 683))
-            from vggspec.evaluate import Network
+            from vggspec.run.evaluate import Network
 
             fast = (vggspec.optimize_for_inference(m, dtype=torch.float32) for m in (d, vggspec.to_dense(d)))
             full = Network("D", "-", *fast, net.stats.model_copy(update={"mean": [120.0] * 3}), (256, 512), [])

@@ -6,7 +6,7 @@ process, images per second of a forward pass on a batch of 224×224 images:
 * **torchvision fp32**: ``torchvision.models.vgg11()`` in eval mode under ``torch.no_grad()``,
   what a PyTorch user runs; every ratio is against this;
 * **vggspec fp32**: ``vggspec.build(spec, weights=<the same state dict>)``, eval mode, ``no_grad``;
-* **fast path, each ingredient added in turn** (:func:`vggspec.inference.optimize_for_inference`):
+* **fast path, each ingredient added in turn** (:func:`vggspec.nn.inference.optimize_for_inference`):
   channels-last fp32 (with eval mode, batch-norm folding and ``inference_mode``, which cost nothing
   and matter little for speed), then channels-last bf16 (marked *emulated* when the CPU lacks
   native bf16: then the default fast path stays fp32), then, with ``--compile``, ``torch.compile``
@@ -62,7 +62,7 @@ import torch  # noqa: E402
 import torchvision  # noqa: E402
 
 import vggspec  # noqa: E402
-from vggspec.inference import _cpu_flags, bf16_supported, optimize_for_inference  # noqa: E402
+from vggspec.nn.inference import _cpu_flags, bf16_supported, optimize_for_inference  # noqa: E402
 
 NETWORKS = {"A": "vgg11", "D": "vgg16"}
 DEFAULT_ROUNDS = {"A": 11, "D": 7}

@@ -33,9 +33,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import vggspec  # noqa: E402
-from vggspec.analysis import PIXEL_RMS, STANDARDISED_RMS, initial_scale, resolve_init, standardises  # noqa: E402
-from vggspec.decoding import rescale  # noqa: E402
-from vggspec.samples import image_folder  # noqa: E402
+from vggspec.data.decoding import rescale  # noqa: E402
+from vggspec.data.samples import image_folder  # noqa: E402
+from vggspec.spec.analysis import PIXEL_RMS, STANDARDISED_RMS, initial_scale, resolve_init, standardises  # noqa: E402
 
 INITS = ("paper", "auto", "glorot", "kaiming", "normal:0.1")
 

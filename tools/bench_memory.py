@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))  # benchmark this checkout, installed or not
 
 import torch  # noqa: E402
 
-from vggspec.data import PackedSamples  # noqa: E402
+from vggspec.data.datasets import PackedSamples  # noqa: E402
 
 IMAGENET_TRAIN = 1_281_167
 WORKERS = 2

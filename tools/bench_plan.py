@@ -32,10 +32,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # benchmark this checkout, installed or not
 
+from measured import tracked_step  # noqa: E402
+
 import vggspec  # noqa: E402
-from vggspec.budget import TrainSettings, train_budget  # noqa: E402
-from vggspec.measured import tracked_step  # noqa: E402
-from vggspec.report import human_bytes, render_table  # noqa: E402
+from vggspec.plan.budget import TrainSettings, train_budget  # noqa: E402
+from vggspec.plan.report import render_table  # noqa: E402
+from vggspec.units import human_bytes  # noqa: E402
 
 NETWORKS = ("A", "A-LRN", "D", "E", "small/D-narrow-32-bn")
 BATCHES = (1, 8, 64)

@@ -30,7 +30,7 @@ import torch  # noqa: E402
 import torchvision  # noqa: E402
 
 import vggspec  # noqa: E402
-from vggspec.compiler import initialise  # noqa: E402
+from vggspec.nn.compiler import initialise  # noqa: E402
 
 TORCHVISION = {"A": "vgg11", "B": "vgg13", "D": "vgg16", "E": "vgg19"}
 

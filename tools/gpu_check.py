@@ -125,7 +125,7 @@ def folder(name: str) -> str:
 
 def training_checks(work: Path, gpus: int, bf16: bool) -> list[Check]:
     """The trainer's GPU paths on the narrow spec: a few steps each (one epoch of a small folder)."""
-    from vggspec.samples import image_folder
+    from vggspec.data.samples import image_folder
 
     data = image_folder(work / "shapes", classes=4, train=64, val=16, size=48)
     spec = narrow_spec(work, classes=4)
@@ -154,9 +154,10 @@ def training_checks(work: Path, gpus: int, bf16: bool) -> list[Check]:
 
 def memory_checks(batches: Sequence[int]) -> list[Check]:
     """The budget's peak for D against the allocator's, at each batch size."""
+    from measured import cuda_step_peak
+
     import vggspec
-    from vggspec.budget import TrainSettings, train_budget
-    from vggspec.measured import cuda_step_peak
+    from vggspec.plan.budget import TrainSettings, train_budget
 
     spec = vggspec.load("D")
     checks = []

@@ -1,6 +1,6 @@
 """vggspec's messages: notes and warnings go to the ``vggspec`` logger, never straight to stderr.
 
-A program that calls :func:`vggspec.train.train` or :func:`vggspec.evaluate.evaluate` hears from
+A program that calls :func:`vggspec.run.train.train` or :func:`vggspec.run.evaluate.evaluate` hears from
 them as from any library: warnings reach stderr through Python's last-resort handler, notes only
 once the caller configures logging, and ``logging.getLogger("vggspec").setLevel(...)`` silences
 them. The ``vggspec`` program calls :func:`show_messages` and prints every note as a plain line,

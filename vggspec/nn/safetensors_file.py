@@ -1,0 +1,89 @@
+"""A checkpoint as a ``.safetensors`` file: the ecosystem's safe interchange format for weights.
+
+The same entries as a ``.pt`` checkpoint (:mod:`vggspec.checkpoint`): the weights as the file's
+tensors, every other entry (format, spec text, spec hash, dense, preprocessing, class names, the
+weights' checksum, ...) as JSON text in the file's metadata, which safetensors keeps as strings. So
+``vggspec.load_model``, ``--weights`` and evaluation read either file the same way, and any
+safetensors reader sees the weights and what they mean without vggspec. Nothing is unpickled.
+
+Its own module, below the compiler and the checkpoints, because both read it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .. import files
+from ..errors import CheckpointError
+from .integrity import holds_tensors
+
+SUFFIX = ".safetensors"
+ORDER = "state_dict_order"  # the metadata entry keeping the weights' order (safetensors sorts its tensors)
+
+
+def is_safetensors(path: str | Path) -> bool:
+    """A ``.safetensors`` name, or a file that starts as one does (an 8-byte header length, then ``{``)."""
+    path = Path(path)
+    if path.suffix.lower() == SUFFIX:
+        return True
+    try:
+        with open(path, "rb") as file:
+            head = file.read(9)
+            size = file.seek(0, 2)
+    except OSError:
+        return False
+    return len(head) == 9 and head[8:] == b"{" and int.from_bytes(head[:8], "little") < size
+
+
+def _safetensors() -> Any:
+    try:
+        import safetensors.torch
+    except ImportError:
+        raise CheckpointError(
+            "reading or writing .safetensors files needs the safetensors package: pip install safetensors"
+        ) from None
+    return safetensors.torch
+
+
+def write(entries: Mapping[str, Any], path: str | Path) -> Path:
+    """``entries`` (a checkpoint's: ``state_dict`` and plain values) to ``path``, atomically."""
+    state = entries["state_dict"]
+    extra = [key for key, value in entries.items() if key != "state_dict" and holds_tensors(value)]
+    if extra:  # an optimizer's state has no place in an interchange file of weights
+        raise ValueError(f"a .safetensors file holds weights only, not {', '.join(extra)}")
+    tensors = {key: value.detach().cpu().contiguous() for key, value in state.items()}
+    metadata = {key: json.dumps(value) for key, value in entries.items() if key != "state_dict"}
+    metadata[ORDER] = json.dumps(list(state))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return files.write_bytes(path, _safetensors().save(tensors, metadata=metadata))
+
+
+def read(path: str | Path) -> dict[str, Any]:
+    """The checkpoint's entries from a file :func:`write` wrote: the weights under ``state_dict``, in
+    their order, and every metadata entry decoded. A file of weights without vggspec's metadata gives
+    its tensors alone."""
+    path = Path(path)
+    _safetensors()  # a missing package said plainly
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as file:
+            metadata = file.metadata() or {}
+            tensors = {key: file.get_tensor(key) for key in file.keys()}  # noqa: SIM118 - not a dict
+    except FileNotFoundError:
+        raise CheckpointError(f"no such file: {path}") from None
+    except Exception as err:  # noqa: BLE001 - safetensors raises its own and OSError types
+        raise CheckpointError(f"{path} is not a readable .safetensors file ({type(err).__name__}: {err})") from None
+    try:
+        entries = {key: json.loads(value) for key, value in metadata.items()}
+    except ValueError:  # written by another tool: its metadata is its own
+        entries = {}
+    order = entries.pop(ORDER, None)
+    if isinstance(order, list) and sorted(order) == sorted(tensors):
+        tensors = {key: tensors[key] for key in order}
+    entries["state_dict"] = tensors
+    return entries
