@@ -12,7 +12,7 @@ import zipfile
 import pytest
 
 from vggspec import cli
-from vggspec.cli import main
+from vggspec.cli import common, main
 
 from .conftest import ROOT, SPECS
 
@@ -412,10 +412,10 @@ def test_every_evaluate_setting_has_a_flag_that_says_its_description():
     assert _action(evaluate, "--json").dest == "json_path" and by_dest["checkpoints"].option_strings == []
     # Nothing given: the model's defaults, not argparse's.
     args = evaluate.parse_args(["run", "--data", "images"])
-    config = EvaluateConfig(**cli._given(args, EvaluateConfig))
+    config = EvaluateConfig(**common.given(args, EvaluateConfig))
     assert config == EvaluateConfig(checkpoints=["run"], data="images")
     args = evaluate.parse_args(["a.pt", "b.pt", "--method", "all", "--no-flip", "--no-progress", "--json", "t.json"])
-    config = EvaluateConfig(**cli._given(args, EvaluateConfig))
+    config = EvaluateConfig(**common.given(args, EvaluateConfig))
     assert config.methods == ["dense", "multi-crop", "both"] and config.checkpoints == ["a.pt", "b.pt"]
     assert (config.flip, config.progress, config.json_path) == (False, False, "t.json")
 

@@ -35,7 +35,7 @@ def dist_info(files: dict[str, bytes], name: str) -> str:
 
 def test_a_wheel_carries_the_package_the_specs_and_the_program(tmp_path):
     files = contents(tmp_path, "standard")
-    assert {"vggspec/cli.py", "vggspec/_specs/D.vgg", "vggspec/_specs/small/A-narrow-32.vgg"} <= set(files)
+    assert {"vggspec/cli/__init__.py", "vggspec/_specs/D.vgg", "vggspec/_specs/small/A-narrow-32.vgg"} <= set(files)
     assert "vggspec = vggspec.cli:run" in dist_info(files, "entry_points.txt")  # run(), not main(): the quick exit
 
 

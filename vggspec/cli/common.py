@@ -1,0 +1,210 @@
+"""What several commands share: their common arguments (one definition and one help text each), the flags
+generated from the configuration models, and the helpers their handlers call."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import types
+import typing
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
+
+from ..errors import SpecError
+from ..logs import quiet_torch_native_logs
+from ..run.config import EvaluateConfig, Rendezvous, TrainConfig, machines
+from ..spec.bundled import paper_specs, spec_files
+from ..spec.initialisation import parse_init
+from ..spec.parser import load
+from ..spec.spec import Spec
+
+Commands = argparse._SubParsersAction  # what add_subparsers returns: add_parser(name, ...) per command
+
+
+# -- arguments that several commands share: one definition and one help text each -----------
+
+SPECS_HELP = (
+    "spec files, directories of them, or bundled specs by name (D, small/A-narrow-32); "
+    "default: Table 1's A, A-LRN, B, C, D, E"
+)
+SPEC_HELP = "a spec file, or a bundled spec by name (E)"
+INPUT_HELP = (
+    "work at N×N inputs instead of the spec's declared size (e.g. 384, a dense-evaluation scale): analyze and "
+    "graph give the shapes there; compile, with --dense and no -o, runs the network on such images"
+)
+
+
+def add_specs_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("specs", nargs="*", metavar="SPEC", help=SPECS_HELP)
+
+
+def add_spec_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
+
+
+def add_input_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input", type=positive_int, metavar="N", help=INPUT_HELP)
+
+
+def add_init_option(p: argparse.ArgumentParser, *, default: str | None) -> None:
+    """``--init NAME``: train's field, with this command's default (none: analyze's RMS column stays off)."""
+    add_field_option(p, "init", TrainConfig.model_fields["init"], default=default, default_note=_note(default))
+
+
+def _init_spelling(text: str) -> str:
+    try:
+        return parse_init(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def add_flip_option(p: argparse.ArgumentParser) -> None:
+    """``--flip/--no-flip`` as evaluate has it, with its default: on."""
+    field = EvaluateConfig.model_fields["flip"]
+    add_field_option(p, "flip", field, default=field.default)
+
+
+def add_dtype_option(p: argparse.ArgumentParser) -> None:
+    """``--dtype`` as evaluate has it, with its default: float32."""
+    field = EvaluateConfig.model_fields["dtype"]
+    add_field_option(p, "dtype", field, default=field.default)
+
+
+# -- flags generated from a configuration model ---------------------------------------------
+
+
+def add_model_options(p: argparse.ArgumentParser, model: type[BaseModel]) -> None:
+    """One flag (or positional argument) per field of ``model``, so that --help and the settings cannot
+    disagree. Flags default to None: what was not given stays out, and the model's defaults apply."""
+    for name, field in model.model_fields.items():
+        add_field_option(p, name, field)
+
+
+def add_field_option(
+    p: argparse.ArgumentParser,
+    name: str,
+    field: FieldInfo,
+    *,
+    default: object = None,
+    default_note: str | None = None,
+) -> argparse.Action:
+    """The command-line form of one field: its type or choices, and its description and default as help.
+    ``default`` is what argparse fills in; ``default_note`` overrides what the help says of the default."""
+    how = (field.json_schema_extra or {}).get("command_line", {})  # see config.command_line
+    description = (field.description or "").replace("%", "%%")  # argparse formats help with %
+    if "nargs" in how:
+        return p.add_argument(name, nargs=how["nargs"], metavar=how.get("metavar"), help=description)
+    if default_note is None:
+        default_note = how.get("default_note") or ("(required)" if field.is_required() else _note(field.default))
+    help_text = f"{description} {default_note}".strip()
+    flag = "--" + how.get("flag", name).replace("_", "-")
+    kind, choices = _flag_type(field.annotation)
+    if kind is bool:
+        return p.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+    if choices:
+        return p.add_argument(flag, dest=name, choices=choices, default=default, help=help_text)
+    metavar = how.get("metavar", name.split("_")[-1].upper())
+    kind = _init_spelling if name == "init" else kind  # a misspelt initialisation is said as the flag is read
+    return p.add_argument(flag, dest=name, type=kind, default=default, metavar=metavar, help=help_text)
+
+
+def _note(default: object) -> str:
+    """What --help says of a default: nothing for none."""
+    return "" if default is None else f"(default: {default})"
+
+
+def _flag_type(annotation: object) -> tuple[type, list[str]]:
+    """(type, choices) of a field: Optional[...] unwrapped, Literal[...] as choices."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+    if typing.get_origin(annotation) is typing.Literal:
+        return str, list(typing.get_args(annotation))
+    return annotation if annotation in (bool, int, float) else str, []
+
+
+def given(args: argparse.Namespace, model: type[BaseModel]) -> dict[str, object]:
+    """The settings of ``model`` given on the command line (flags not given are None)."""
+    return {key: value for key, value in vars(args).items() if key in model.model_fields and value is not None}
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def load_all(names: list[str]) -> tuple[list[Spec], bool]:
+    """Specs from files and directories (all .vgg files in it); none given: Table 1's six."""
+    paths: list[Path] = []
+    for name in names:
+        path = Path(name)
+        if path.is_dir():
+            found = spec_files(path)
+            if not found:
+                raise SpecError(f"no .vgg spec files in {path}")
+            paths.extend(found)
+        else:
+            paths.append(path)
+    if not names:
+        paths = paper_specs()
+    specs, failed = [], False
+    for path in paths:
+        try:
+            specs.append(load(path))
+        except SpecError as err:
+            print(err, file=sys.stderr)
+            failed = True
+    return specs, failed
+
+
+def file_in_the_way(err: OSError) -> Path | None:
+    """The file standing where a folder of ``err.filename``'s path should be (mkdir's EEXIST, open's ENOTDIR)."""
+    if not err.filename or not isinstance(err, (FileExistsError, NotADirectoryError)):
+        return None
+    path = Path(err.filename)
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate if candidate.is_file() else None
+    return None
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def need_torch(what: str) -> None:
+    """PyTorch is importable, or one line saying ``what`` needs it and how to install it (it is an extra: the
+    analysis commands run without it)."""
+    try:
+        import torch  # noqa: F401
+    except ImportError as err:
+        raise SpecError(f"{what} needs PyTorch: pip install 'vggspec[torch]' ({err})") from None
+
+
+@contextmanager
+def told_to_the_machines(values: dict[str, Any]) -> Iterator[None]:
+    """Bad input this machine finds before it starts its processes, told to the other machines of ``--nnodes``
+    (which would wait for it at the rendezvous): torch is imported for it only then."""
+    try:
+        yield
+    except SpecError as err:
+        try:
+            several = machines(Rendezvous.model_validate(values))
+        except (SpecError, ValidationError):  # the rendezvous flags themselves: nobody to tell
+            raise err from None
+        if not several.several:
+            raise
+        quiet_torch_native_logs()
+        try:
+            from ..run.distributed import tell_the_machines
+        except ImportError:  # no torch here: it is said when this machine runs
+            raise err from None
+        tell_the_machines(err, several, gpu=bool(values.get("gpus")))

@@ -1,0 +1,58 @@
+"""``vggspec diff``: two networks layer by layer, exit 1 when they differ. A checkpoint's or run folder's spec is
+read with torch, imported only then."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import zipfile
+from pathlib import Path
+
+from ..errors import ExitCode
+from ..plan.diff import diff
+from ..spec.parser import load
+from ..spec.spec import Spec
+from .common import Commands, need_torch
+
+
+def add(commands: Commands) -> None:
+    p = commands.add_parser(
+        "diff",
+        help="compare two networks layer by layer: added, removed, changed, and what it costs",
+        description="Align the layers of OLD and NEW (edit distance: a layer kept, changed within its kind, "
+        "added or removed) and print a row per layer with the change in parameters, MACs and activations, the "
+        "receptive field at each stage's end, and a summary. Names, comments and spelling (conv3-64 ×2 or two "
+        "lines) do not count. Exit codes as diff(1): 0 the same network, 1 they differ, 2 bad input.",
+    )
+    for name in ("old", "new"):
+        p.add_argument(
+            name,
+            metavar=name.upper(),
+            help="a spec file, a bundled spec by name (D), or a checkpoint or run folder (the spec stored in it)",
+        )
+    p.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="text: a table and a summary line; json: {old, new, same, input, layers: [{status, old, new, "
+        "delta, receptive_field}], total: {params, macs, activations: {old, new, delta}}} (default: text)",
+    )
+    p.set_defaults(run=_diff)
+
+
+def _diff(args: argparse.Namespace) -> int:
+    changes = diff(_network_spec(args.old), _network_spec(args.new))
+    print(json.dumps(changes.to_dict(), indent=2) if args.format == "json" else changes)
+    return ExitCode.OK if changes.same else ExitCode.DIFFERS
+
+
+def _network_spec(name: str) -> Spec:
+    """The spec a network argument names: a checkpoint's or a run folder's stored spec (read with torch,
+    so only then), else a spec file or a bundled spec."""
+    path = Path(name)
+    if not (path.is_dir() or (path.is_file() and zipfile.is_zipfile(path))):  # torch.save writes zip archives
+        return load(name)
+    need_torch(f"reading the checkpoint {path}")
+    from ..nn.checkpoint import checkpoint_spec, read_checkpoint
+
+    return checkpoint_spec(read_checkpoint(path, mmap=True), path)

@@ -1,0 +1,38 @@
+"""``vggspec evaluate``: its flags are EvaluateConfig's fields; the settings are checked before torch is
+imported."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..logs import quiet_torch_native_logs
+from ..run.config import EvaluateConfig, machines, validated
+from .common import Commands, add_model_options, given, need_torch, told_to_the_machines
+
+
+def add(commands: Commands) -> None:
+    p = commands.add_parser(
+        "evaluate",
+        help="top-1/top-5 error of trained networks: dense, multi-crop, several scales, fusion (Sections 3.2, 4)",
+        description="Evaluate checkpoints written by 'vggspec train' on DATA/<split>/<class>/*. Per test scale Q "
+        "the image's smallest side is rescaled to Q; 'dense' runs the fully-convolutional network on the whole "
+        "image and averages its class score map, 'multi-crop' averages 50 crops (5×5 grid × 2 flips), 'both' "
+        "averages the two, 'center' takes one centre crop as the run's validation did; posteriors are averaged "
+        "over scales and, with several checkpoints, over networks (fusion rows last). On ILSVRC-2012 val the "
+        "paper's numbers are printed beside the measured ones.",
+    )
+    add_model_options(p, EvaluateConfig)
+    p.set_defaults(run=_evaluate)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    values = given(args, EvaluateConfig)
+    with told_to_the_machines(values):
+        config = validated(EvaluateConfig, values, "evaluation")
+    if machines(config).several:
+        quiet_torch_native_logs()
+    need_torch("vggspec evaluate")
+    from ..run.evaluate import evaluate
+
+    evaluate(config)
+    return 0

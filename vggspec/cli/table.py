@@ -1,0 +1,43 @@
+"""``vggspec table``: the paper's Table 1 in markdown, a column per spec."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import files
+from ..errors import ExitCode
+from ..plan.diff import new_layers
+from ..plan.report import table1
+from .common import Commands, add_specs_argument, load_all
+
+
+def add(commands: Commands) -> None:
+    p = commands.add_parser(
+        "table",
+        help="render Table 1 (markdown) from spec files, side by side",
+        description="Render the specs as the paper's Table 1: a column per spec, a row per layer, "
+        "stages aligned at the max-pooling layers. Markdown.",
+    )
+    add_specs_argument(p)
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
+    p.add_argument(
+        "--mark-added",
+        action="store_true",
+        help="set in bold (**conv3-256**) each column's layers that are added or changed against the column "
+        "before it, as the paper does (aligned as 'vggspec diff' aligns them)",
+    )
+    p.set_defaults(run=_table)
+
+
+def _table(args: argparse.Namespace) -> int:
+    specs, failed = load_all(args.specs)
+    if specs:
+        markdown = table1(specs, new_layers(specs) if args.mark_added else ())
+        if args.output:
+            files.refuse_overwriting(args.output, [spec.source for spec in specs], "table")
+            files.write_text(args.output, markdown)
+            print(f"wrote {args.output}", file=sys.stderr)
+        else:
+            sys.stdout.write(markdown)
+    return ExitCode.BAD_INPUT if failed else 0

@@ -1,0 +1,53 @@
+"""``vggspec train``: its flags are TrainConfig's fields; the spec and the settings are checked before torch is
+imported."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import SpecError
+from ..logs import quiet_torch_native_logs
+from ..run.config import TrainConfig, load_config_file, machines, validated
+from ..run.runs import started_data
+from ..spec.parser import load
+from .common import Commands, add_model_options, given, need_torch, told_to_the_machines
+
+
+def add(commands: Commands) -> None:
+    p = commands.add_parser(
+        "train",
+        help="train a spec with the paper's recipe on an image folder (CPU, one GPU or many)",
+        description="Train SPEC with Section 3.1's recipe (every value below can be changed; defaults are "
+        "the paper's) on DATA/train/<class>/*, validating on DATA/val/<class>/* after every epoch. "
+        "--gpus N runs N data-parallel processes (DDP over NCCL), --nproc N runs N CPU processes (gloo); when one "
+        "dies, all start again from RUN/last.pt (--max-restarts). On several machines, start the same command on "
+        "each with --nnodes M --rdzv-endpoint HOST:PORT (HOST one of them) and the same --out, on a folder they "
+        "all reach (or under torchrun, one per machine: README, 'Training on several machines'). Checkpoints go "
+        "to RUN/last.pt and RUN/best.pt every epoch; 'vggspec train --out RUN --resume' continues a run, mid-epoch "
+        "included, with its spec and settings. Exit codes: 0 done, 2 bad input or a run folder that cannot be "
+        "written, 3 the loss diverged, 4 a process died and no restart was left (last.pt kept), 5 out of memory "
+        "(finished steps saved), 130 interrupted (saved).",
+    )
+    p.add_argument("--config", metavar="FILE", help="settings from a .json or .toml file; flags override them")
+    add_model_options(p, TrainConfig)
+    p.set_defaults(run=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    values = load_config_file(args.config) if args.config else {}
+    values.update(given(args, TrainConfig))
+    with told_to_the_machines(values):
+        # Which spec (a resumed run's own) and its errors first, before the seconds torch takes to import.
+        load(TrainConfig.model_construct(**values).spec_file())
+        if "data" not in values and values.get("resume") and values.get("out"):
+            values["data"] = started_data(values["out"])  # a run knows its data
+        if values.get("data") is None:
+            raise SpecError("where is the data? give --data DIR (DIR/train/<class>/*, DIR/val/<class>/*)")
+        config = validated(TrainConfig, values, "training")
+    if machines(config).several:  # this process serves the rendezvous, or reaches it: one line for its troubles
+        quiet_torch_native_logs()
+    need_torch("vggspec train")
+    from ..run.train import train
+
+    train(config)
+    return 0
