@@ -11,6 +11,9 @@ A write that fails is an :class:`OSError` naming the target (not the temporary),
 library wrapped it (torch's writers raise ``RuntimeError("... unexpected pos ...")`` with the
 ``OSError`` as its context).
 
+``-`` as a path means standard output, for every writer here: the content goes there as it is
+(nothing to replace, so nothing to make atomic).
+
 Torch-free, and low in the package: anything may use it.
 """
 
@@ -19,7 +22,10 @@ from __future__ import annotations
 import io
 import os
 import secrets
+import shutil
 import stat
+import sys
+import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +34,12 @@ from typing import BinaryIO
 from .errors import SpecError
 
 TEMPORARY_SUFFIX = ".tmp"
+STDOUT = "-"  # an output path that means standard output
+
+
+def is_stdout(path: str | Path | None) -> bool:
+    """``path`` is ``-``: the output goes to standard output."""
+    return path is not None and str(path) == STDOUT
 _BUFFER = 1 << 20  # torch.save writes many small records: gathered into 1 MiB system calls
 
 
@@ -39,7 +51,16 @@ def temporary_pattern(name: str) -> str:
 @contextmanager
 def replacing(path: str | Path) -> Iterator[Path]:
     """A fresh, empty temporary file beside ``path`` for the block to fill; renamed to ``path`` when
-    the block succeeds (after an fsync), removed when it fails."""
+    the block succeeds (after an fsync), removed when it fails. For ``-``, a temporary file whose content goes
+    to standard output when the block succeeds (for writers that want a file name)."""
+    if is_stdout(path):
+        with tempfile.TemporaryDirectory(prefix="vggspec-") as folder:
+            tmp = Path(folder) / "output"
+            tmp.touch()
+            yield tmp
+            with open(tmp, "rb") as f, _stdout_bytes() as out:
+                shutil.copyfileobj(f, out)
+        return
     target = _target(Path(path))
     tmp, fd = _create_temporary(target)
     os.close(fd)
@@ -58,7 +79,12 @@ def replacing(path: str | Path) -> Iterator[Path]:
 
 @contextmanager
 def writing(path: str | Path) -> Iterator[BinaryIO]:
-    """A binary file to write ``path``'s new content into, replacing it whole when the block ends."""
+    """A binary file to write ``path``'s new content into, replacing it whole when the block ends
+    (``-``: standard output itself)."""
+    if is_stdout(path):
+        with _stdout_bytes() as out:
+            yield out
+        return
     with replacing(path) as tmp:
         fd = os.open(tmp, os.O_WRONLY | getattr(os, "O_BINARY", 0))
         with io.BufferedWriter(_Raw(fd), buffer_size=_BUFFER) as f:
@@ -75,6 +101,15 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
 def write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
     """``path`` holds ``text``, or (on failure) what it held before."""
     return write_bytes(path, text.encode(encoding))
+
+
+@contextmanager
+def _stdout_bytes() -> Iterator[BinaryIO]:
+    """Standard output as bytes, after the text written to it so far; flushed, not closed, at the end."""
+    sys.stdout.flush()
+    out = sys.stdout.buffer
+    yield out
+    out.flush()
 
 
 def os_error(err: BaseException) -> OSError | None:

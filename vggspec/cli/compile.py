@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import typing
 from pathlib import Path
 
@@ -32,7 +33,9 @@ def add(commands: Commands) -> None:
         "checkpoint or run folder: 'vggspec compile RUN -o model.safetensors' converts a trained network.",
     )
     p.add_argument("spec", metavar="SPEC", help=SPEC_HELP + "; or a checkpoint or run folder (its best.pt)")
-    p.add_argument("-o", "--output", metavar="FILE", help="write the compiled network to FILE")
+    p.add_argument(
+        "-o", "--output", metavar="FILE", help="write the compiled network to FILE (-: standard output, with --format)"
+    )
     p.add_argument(
         "--format",
         choices=("checkpoint", "safetensors", "pt2", "torchscript", "onnx", "python"),
@@ -76,6 +79,7 @@ SUFFIX_FORMATS = {
     ".onnx": "onnx",
     ".py": "python",
 }
+FORMAT_SUFFIXES = {fmt: suffix for suffix, fmt in reversed(SUFFIX_FORMATS.items())}  # each format's first suffix
 
 
 def _compile(args: argparse.Namespace) -> int:
@@ -85,6 +89,7 @@ def _compile(args: argparse.Namespace) -> int:
     if args.output:
         inputs = [spec_path(args.spec), *_checkpoint_files(args.weights), *_checkpoint_files(args.init_from)]
         files.refuse_overwriting(args.output, inputs, "compile")
+        output_format(args.output, args.format)  # an unknown suffix is said before the build, not after
     need_torch("vggspec compile")
     print(f"building {spec.display_name} with PyTorch ...", file=sys.stderr)
     from ..nn.compiler import build
@@ -124,6 +129,7 @@ def _compile_checkpoint(args: argparse.Namespace) -> int:
     if not args.output:
         raise SpecError(f"{args.spec} is a trained network: give -o FILE to write it in another format")
     files.refuse_overwriting(args.output, [runs.checkpoint_path(args.spec)], "compile")
+    output_format(args.output, args.format)
     need_torch("vggspec compile")
     from ..nn.checkpoint import model_from_checkpoint, read_checkpoint
     from ..nn.dense import to_dense
@@ -138,23 +144,53 @@ def _compile_checkpoint(args: argparse.Namespace) -> int:
 
 def _write_compiled(model: VGG, args: argparse.Namespace, **facts: object) -> int:
     """``model`` to ``args.output`` in the format its suffix (or --format) says; ``facts``: entries a
-    checkpoint keeps beside the weights (a trained network's training scale, classes, settings)."""
-    output = Path(args.output)
-    fmt = args.format or SUFFIX_FORMATS.get(output.suffix.lower(), "checkpoint")
-    if fmt in ("checkpoint", "safetensors"):
-        from ..nn.checkpoint import save_checkpoint
-
-        save_checkpoint(model, output, safetensors=fmt == "safetensors", **facts)
+    checkpoint keeps beside the weights (a trained network's training scale, classes, settings). ``-o -``
+    writes to standard output, in the format --format names."""
+    fmt = output_format(args.output, args.format)
+    if files.is_stdout(args.output):
+        with tempfile.TemporaryDirectory(prefix="vggspec-") as folder:  # the writers want a file name
+            written = _write(model, Path(folder) / f"network{FORMAT_SUFFIXES[fmt]}", fmt, facts)
+            files.write_bytes(files.STDOUT, written.read_bytes())
+        where = "standard output"
     else:
-        from ..nn.export import export_model
-
-        export_model(model, output, fmt)
-    print(f"wrote {output} ({fmt}{', dense' if model.dense else ''})", file=sys.stderr)
+        where = str(_write(model, Path(args.output), fmt, facts))
+    print(f"wrote {where} ({fmt}{', dense' if model.dense else ''})", file=sys.stderr)
     if model.preprocessing is not None and fmt == "safetensors":
         print(f"its metadata records the inputs: {model.preprocessing.describe()}", file=sys.stderr)
     elif model.preprocessing is not None and fmt != "checkpoint":
         print(f"it takes raw pixels 0-255 and normalises them: {model.preprocessing.describe()}", file=sys.stderr)
     return 0
+
+
+def output_format(output: str, chosen: str | None) -> str:
+    """The format --format names, else the one ``output``'s suffix says: an unknown suffix (``x.safetensor``)
+    is refused, not written as a pickle."""
+    if chosen:
+        return chosen
+    if files.is_stdout(output):
+        raise SpecError(
+            "-o - writes to standard output: say what to write with --format",
+            hint=f"e.g. --format python; formats: {', '.join(sorted(FORMAT_SUFFIXES))}",
+        )
+    suffix = Path(output).suffix.lower()
+    if suffix not in SUFFIX_FORMATS:
+        known = ", ".join(SUFFIX_FORMATS)
+        raise SpecError(
+            f"-o {output}: vggspec does not know what to write for the suffix '{suffix or '(none)'}'",
+            hint=f"use one of {known}, or say what to write with --format",
+        )
+    return SUFFIX_FORMATS[suffix]
+
+
+def _write(model: VGG, output: Path, fmt: str, facts: dict[str, object]) -> Path:
+    if fmt in ("checkpoint", "safetensors"):
+        from ..nn.checkpoint import save_checkpoint
+
+        return save_checkpoint(model, output, safetensors=fmt == "safetensors", **facts)
+    from ..nn.export import export_model
+
+    export_model(model, output, fmt)
+    return output
 
 
 def _checkpoint_files(name: str | None) -> list[Path]:

@@ -21,7 +21,12 @@ def add(commands: Commands) -> None:
         "and PDF need Graphviz's 'dot' program (apt-get install graphviz); DOT source does not.",
     )
     add_spec_argument(p)
-    p.add_argument("-o", "--output", metavar="FILE", help="output file (default: SPEC's name with the format's suffix)")
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="output file (default: SPEC's name with the format's suffix; -: standard output)",
+    )
     p.add_argument("--format", choices=("svg", "png", "pdf", "dot"), help="default: from -o's suffix, else svg")
     add_input_option(p)
     p.set_defaults(run=_graph)
@@ -34,5 +39,6 @@ def _graph(args: argparse.Namespace) -> int:
     output = Path(args.output or f"{Path(args.spec).stem}.{args.format or 'svg'}")
     files.refuse_overwriting(output, [spec_path(args.spec)], "graph")
     written = draw(analyze(spec, input_size=args.input), output, args.format)
-    print(f"wrote {written}", file=sys.stderr)
+    if not files.is_stdout(written):
+        print(f"wrote {written}", file=sys.stderr)
     return 0

@@ -20,7 +20,7 @@ def add(commands: Commands) -> None:
         "stages aligned at the max-pooling layers. Markdown.",
     )
     add_specs_argument(p)
-    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE (by default, or with -, to standard output)")
     p.add_argument(
         "--mark-added",
         action="store_true",
@@ -37,7 +37,8 @@ def _table(args: argparse.Namespace) -> int:
         if args.output:
             files.refuse_overwriting(args.output, [spec.source for spec in specs], "table")
             files.write_text(args.output, markdown)
-            print(f"wrote {args.output}", file=sys.stderr)
+            if not files.is_stdout(args.output):
+                print(f"wrote {args.output}", file=sys.stderr)
         else:
             sys.stdout.write(markdown)
     return ExitCode.BAD_INPUT if failed else 0
