@@ -64,6 +64,41 @@ def picture(width: int, height: int, seed: int, noise: float = 6.0) -> Image.Ima
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
 
 
+def save_oriented(path: Path, image: Image.Image, orientation: int, **options) -> Path:
+    """``image`` saved as a JPEG whose pixels are stored turned so that EXIF ``orientation`` turns them back,
+    as a phone stores a portrait photo (orientation 6: landscape pixels, a quarter turn to show)."""
+    turn = Image.Transpose
+    stored_as = {
+        2: turn.FLIP_LEFT_RIGHT, 3: turn.ROTATE_180, 4: turn.FLIP_TOP_BOTTOM, 5: turn.TRANSPOSE,
+        6: turn.ROTATE_90, 7: turn.TRANSVERSE, 8: turn.ROTATE_270,
+    }  # fmt: skip
+    stored = image.transpose(stored_as[orientation]) if orientation in stored_as else image
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    stored.save(path, exif=exif, quality=options.pop("quality", 92), **options)
+    return path
+
+
+def save_png16(path: Path, levels: np.ndarray) -> Path:
+    """A 16-bit PNG of ``levels`` (uint16, (H, W) gray or (H, W, 3) RGB), written by hand: Pillow writes
+    16-bit gray only."""
+    import struct
+    import zlib
+
+    height, width = levels.shape[:2]
+    colour_type = 2 if levels.ndim == 3 else 0
+    rows = b"".join(b"\0" + levels[y].astype(">u2").tobytes() for y in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+    )
+    return path
+
+
 def make_split(root: Path, split: str, classes: dict[str, list[tuple[int, int]]], fmt: str = "jpg") -> Path:
     for c, (name, sizes) in enumerate(classes.items()):
         folder = root / split / name

@@ -37,6 +37,21 @@ def test_colour_stats_of_two_flat_colours(tmp_path):
     assert gray.eigenvectors == [[1.0]] and gray.std == [pytest.approx(gray.eigenvalues[0] ** 0.5)]
 
 
+def test_colour_stats_see_the_levels_of_sixteen_bit_images_and_transparency_as_white(tmp_path):
+    """A 16-bit gradient over 0-65535 has its 8-bit levels' mean, 127.5 (clipped, it was about 254); pixels
+    transparent over black count as the white a viewer shows."""
+    levels = np.arange(256 * 256, dtype=np.uint32).reshape(256, 256).astype(np.uint16)
+    (tmp_path / "train" / "gradient").mkdir(parents=True)
+    Image.fromarray(levels).save(tmp_path / "train" / "gradient" / "g.png")
+    folder = folders.scan(tmp_path, "train")
+    assert colour_stats(folder, 3).mean == pytest.approx([127.5] * 3, abs=1)
+    assert colour_stats(folder, 1).mean == pytest.approx([127.5], abs=1)
+    (tmp_path / "train" / "clear").mkdir()
+    Image.new("RGBA", (256, 256), (0, 0, 0, 0)).save(tmp_path / "train" / "clear" / "c.png")
+    both = colour_stats(folders.scan(tmp_path, "train"), 3)
+    assert both.mean == pytest.approx([(127.5 + 255) / 2] * 3, abs=1)
+
+
 def test_colour_stats_sample_is_deterministic(folder):
     one = colour_stats(folder, 3, max_images=5, seed=1)
     assert one.images == 5

@@ -14,6 +14,7 @@ import pytest
 import torch
 from hypothesis import example, given
 from hypothesis import strategies as st
+from PIL import Image, ImageOps
 
 from vggspec.data import colour, decoding, folders
 from vggspec.data import datasets as data
@@ -21,7 +22,7 @@ from vggspec.data.preprocessing import Preprocessing
 from vggspec.data.scales import TrainingScale
 from vggspec.errors import SpecError
 
-from .images import make_split, picture
+from .images import make_split, picture, save_oriented
 
 SIZE = 32  # crop side in most tests
 
@@ -276,6 +277,47 @@ def test_gray_jpeg_for_rgb_spec(tmp_path):
     s = data.TrainDataset(folder, augment(), seed=0)[0]
     assert s.ok and s.image.shape == (3, SIZE, SIZE)
     assert torch.equal(s.image[0], s.image[1]) and torch.equal(s.image[1], s.image[2])
+
+
+@pytest.mark.parametrize("torchcodec", [True, False])
+def test_phone_photos_among_plain_images_give_upright_crops_that_batch(tmp_path, monkeypatch, torchcodec):
+    """Portrait photos stored landscape with EXIF orientation 6 (a small one read whole, a large one read by
+    its head and reduced in the DCT) among plain JPEGs and a PNG: every training and validation sample is the
+    crop of the upright image (``exif_transpose``), and the batch collates (it raised "stack expects each
+    tensor to be equal size": TorchCodec turned the pixels, the crop's geometry came from the header)."""
+    if not torchcodec:
+        monkeypatch.setattr(decoding, "jpeg_decoder", lambda: None)
+    monkeypatch.setattr(decoding, "WHOLE_FILE_BYTES", 30_000)
+    folder = tmp_path / "train" / "a"
+    folder.mkdir(parents=True)
+    small = save_oriented(folder / "phone_small.jpg", picture(60, 100, 1), 6)
+    large = save_oriented(folder / "phone_large.jpg", picture(480, 800, 2), 6)
+    assert small.stat().st_size <= decoding.WHOLE_FILE_BYTES < large.stat().st_size
+    picture(100, 60, 3).save(folder / "plain.jpg", quality=92)
+    picture(70, 70, 4).save(folder / "plain.png")
+    train = folders.scan(tmp_path, "train")
+    upright = {}  # each image as PIL shows it upright, lossless: what the crops must be made of
+    for path, _ in train.samples:
+        with Image.open(path) as img:
+            upright[path] = str(tmp_path / f"{Path(path).name}.png")
+            ImageOps.exif_transpose(img).save(upright[path])
+    ds = data.TrainDataset(train, augment((40, 48)), seed=0)  # S ≤ 48: torch resamples these (no region path)
+    for epoch in range(4):
+        ds.set_epoch(epoch)
+        samples = [ds[i] for i in range(len(ds))]
+        for i, sample in enumerate(samples):
+            d = ds.draw(i)
+            ref = decoding.reference_image(upright[train.samples[i][0]], d.scale, SIZE, d.left, d.top, d.flip, 3)
+            assert sample.ok and sample.image.shape == ref.shape, (train.samples[i], d)
+            assert (sample.image.float() - ref.float()).abs().mean() < 2.5, (train.samples[i], d)
+        batch = data.collate(samples)
+        assert batch.images.shape == (4, 3, SIZE, SIZE) and batch.broken == []
+    evaluated = data.EvalDataset(train, data.Evaluate(input_size=SIZE, scale=48, channels=3))
+    batch = data.collate([evaluated[i] for i in range(len(evaluated))])
+    assert batch.images.shape == (4, 3, SIZE, SIZE) and batch.broken == []
+    for i, image in enumerate(batch.images):
+        ref = decoding.reference_image(upright[train.samples[i][0]], 48, SIZE, None, None, False, 3)
+        assert (image.float() - ref.float()).abs().mean() < 2.5, train.samples[i]
 
 
 def test_eval_dataset_is_deterministic_centre_crop(dataset_dir, folder):

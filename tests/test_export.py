@@ -358,6 +358,38 @@ TORCHVISION_LIKE = vggspec.Preprocessing(
 
 
 @pytest.mark.parametrize("record", [TORCHVISION_LIKE, vggspec.Preprocessing.paper([123.68, 116.779, 103.939])])
+def test_training_evaluation_and_every_export_normalise_with_one_definition(models, record, tmp_path, monkeypatch):
+    """The datasets' normalise, RawPixels (TorchScript, torch.export, ONNX) and the generated Python source give
+    the same inputs to the bit: the same constants (the record's pixel_mean and pixel_factor) through the same
+    function, whose text the generated source carries."""
+    import inspect
+
+    from vggspec.data.datasets import normalise
+    from vggspec.data.preprocessing import normalised
+    from vggspec.nn.export import RawPixels
+
+    model = models["plain-lrn"]
+    model.preprocessing = record
+    try:
+        pixels = torch.randint(0, 256, (2, *model.input_shape), generator=torch.Generator().manual_seed(5))
+        pixels = pixels.to(torch.uint8).contiguous(memory_format=torch.channels_last)
+        trained = normalise(pixels, record, "cpu")
+        raw = RawPixels(model)
+        path = export_model(model, tmp_path / "m.py", "python")
+        source = path.read_text(encoding="utf-8")
+        assert inspect.getsource(normalised) in source
+        generated = load_generated(path, monkeypatch)
+        net = generated.build()
+        assert list(generated.PIXEL_MEAN) == record.pixel_mean and list(generated.PIXEL_FACTOR) == record.pixel_factor
+        assert torch.equal(net.pixel_mean, raw.mean) and torch.equal(net.pixel_factor, raw.factor)
+        exported = generated.normalised(pixels.float(), net.pixel_mean, net.pixel_factor)
+        assert torch.equal(normalised(pixels.float(), raw.mean, raw.factor), trained)
+        assert torch.equal(exported, trained)
+    finally:
+        model.preprocessing = None
+
+
+@pytest.mark.parametrize("record", [TORCHVISION_LIKE, vggspec.Preprocessing.paper([123.68, 116.779, 103.939])])
 @pytest.mark.parametrize("kind", ["plain-lrn", "dense"])
 def test_exports_take_raw_pixels_and_say_how_they_are_normalised(models, kind, record, tmp_path, monkeypatch):
     """TorchScript, torch.export, ONNX and Python source normalise raw 0-255 pixels as data.normalise does;

@@ -170,3 +170,29 @@ def test_the_same_file_in_training_and_validation_is_said_and_kept(tmp_path, cap
     assert f"2 of 5 validation images are also in the training split {train.root}" in line
     assert f"e.g. {shared[0]}" in line and "counted in validation" in line and "optimistic" in line
     assert folders.note_shared(train, folders.scan(tmp_path, "train")) == [p for p, _ in train.samples]
+
+
+def test_files_that_are_not_images_by_their_suffix_are_counted_in_one_note(tmp_path, capsys):
+    """Every reader takes the same suffixes (a GIF too: its first frame); the others are counted, by suffix, in
+    one note for the split (hidden files, such as .DS_Store, are not)."""
+    make_split(tmp_path, "train", {"cat": [(20, 20)], "dog": [(20, 20)]})
+    cat, dog = tmp_path / "train" / "cat", tmp_path / "train" / "dog"
+    picture(20, 20, 1).save(cat / "moving.gif")
+    for path in (cat / "phone.heic", dog / "phone.HEIC", dog / "notes.txt", cat / "README", cat / ".DS_Store"):
+        path.write_bytes(b"")
+    capsys.readouterr()
+    folder = folders.scan(tmp_path, "train")
+    said = capsys.readouterr().err.splitlines()
+    assert [Path(p).name for p, _ in folder.samples] == ["img00.jpg", "moving.gif", "img00.jpg"]
+    extensions = ", ".join(folders.IMAGE_EXTENSIONS)
+    assert said == [
+        f"note: {tmp_path / 'train'}: skipped 4 files whose suffix is not an image's (.heic 2, .txt 1, no suffix 1); "
+        f"images end in {extensions}"
+    ]
+    assert ".gif" in extensions
+    assert folders.image_files(dog) == ["img00.jpg"]
+    assert capsys.readouterr().err.splitlines() == [
+        f"note: {dog}: skipped 2 files whose suffix is not an image's (.heic 1, .txt 1); images end in {extensions}"
+    ]
+    folders.scan(tmp_path, "train", say=False)
+    assert capsys.readouterr().err == ""

@@ -35,3 +35,22 @@ def test_records_are_checked_and_described():
         Preprocessing(scale=100, mean=[0.5], std=[1.0])
     assert IMAGENET.describe().startswith("RGB pixels, (pixel / 255 - mean) / std with mean (0.485, 0.456, 0.406)")
     assert json.loads(IMAGENET.metadata()["preprocessing_std"]) == IMAGENET.std
+
+
+def test_the_normalisation_is_one_formula_on_the_pixel_scale_and_needs_no_torch():
+    """Every record comes down to ``(pixel - pixel_mean) · pixel_factor`` on the 0-255 scale, applied by
+    ``normalised``, which works on anything with arithmetic (here plain floats) and imports no torch."""
+    import subprocess
+    import sys
+
+    from vggspec.data.preprocessing import normalised
+
+    pixel = 200.0
+    for channel in range(3):
+        by_record = (pixel * IMAGENET.scale / 255 - IMAGENET.mean[channel]) / IMAGENET.std[channel]
+        by_formula = normalised(pixel, IMAGENET.pixel_mean[channel], IMAGENET.pixel_factor[channel])
+        assert by_formula == pytest.approx(by_record, rel=1e-12)
+    paper = Preprocessing.paper([120.0, 110.0, 100.0])
+    assert paper.pixel_factor == [1.0] * 3 and normalised(pixel, paper.pixel_mean[0], 1.0) == 80.0
+    code = "import sys, vggspec.data.preprocessing; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

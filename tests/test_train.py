@@ -913,3 +913,24 @@ def test_the_lr_schedule_waits_for_learning_to_begin(tmp_path, shapes, capfd):
     assert learnt["train_loss"] < 0.9 * math.log(3) or learnt["val_top1_err"] < 0.7 * 2 / 3
     assert all(r["lr"] == 0.05 for r in records[:began])  # nothing dropped before, nor in that epoch itself
     assert "never fell" not in capfd.readouterr().err
+
+
+def test_an_epoch_trains_on_phone_photos_stored_sideways(tmp_path, shapes):
+    """Non-square JPEGs with EXIF orientation 6 (a phone's portrait photo, stored landscape) among the shapes,
+    in training and validation: the epoch finishes and counts every image readable (it stopped with "stack
+    expects each tensor to be equal size": TorchCodec turned the pixels, the crop came from the header's size)."""
+    import shutil
+
+    from vggspec.run.train import train
+
+    from .images import picture, save_oriented
+
+    data = tmp_path / "data"
+    shutil.copytree(shapes, data)
+    for split in ("train", "val"):
+        for k, shape in enumerate(sorted(p.name for p in (data / split).iterdir())):
+            for i in range(4):
+                save_oriented(data / split / shape / f"phone{i}.jpg", picture(24, 40, 10 * k + i), 6)
+    run = train(tiny_config(tmp_path, data, epochs=1))
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == 1 and math.isfinite(records[0]["train_loss"]) and records[0]["broken_images"] == 0

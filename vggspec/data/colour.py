@@ -14,11 +14,10 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from ..errors import SpecError
-from .decoding import pil_mode
+from .decoding import pil_mode, thumbnail
 from .folders import LAYOUT_HINT, ImageFolder
 from .loading import loader
 
@@ -80,31 +79,19 @@ class ColourStats(BaseModel):
         return (vectors @ (np.asarray(alpha, dtype=np.float64) * values) / 255.0).astype(np.float32)
 
 
-
-def _thumbnail_pixels(path: str, mode: str, side: int) -> np.ndarray:
-    """The image reduced to ≤ side px (DCT draft for JPEGs, then a box-filtered thumbnail), as (N, C) uint8."""
-    with Image.open(path) as img:
-        img.draft(mode, (side, side))
-        if img.mode != mode:
-            img = img.convert(mode)
-        img.thumbnail((side, side), Image.Resampling.BOX, reducing_gap=None)
-        pixels = np.asarray(img)
-    return pixels.reshape(-1, 1 if mode == "L" else 3)
-
-
 class _StatsImages(torch.utils.data.Dataset):
     """Per image: (ok, Σx, Σxxᵀ, pixel count), in float64 (exact: sums of integers < 2⁵³)."""
 
-    def __init__(self, paths: Sequence[str], mode: str, side: int) -> None:
-        self.paths, self.mode, self.side = list(paths), mode, side
+    def __init__(self, paths: Sequence[str], channels: int, side: int) -> None:
+        self.paths, self.channels, self.side = list(paths), channels, side
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[bool, np.ndarray, np.ndarray, int]:
-        c = 1 if self.mode == "L" else 3
-        try:
-            x = _thumbnail_pixels(self.paths[index], self.mode, self.side).astype(np.float64)
+        c = self.channels
+        try:  # (C, h, w) in interleaved memory → (h·w, C), no copy
+            x = thumbnail(self.paths[index], self.side, c).permute(1, 2, 0).reshape(-1, c).numpy().astype(np.float64)
         except Exception:  # noqa: BLE001 - any unreadable file is skipped, whatever PIL raises
             return False, np.zeros(c), np.zeros((c, c)), 0
         return True, x.sum(axis=0), x.T @ x, len(x)
@@ -126,12 +113,13 @@ def colour_stats(
     """Mean and colour PCA of the pixels of up to ``max_images`` training images.
 
     The images are a deterministic sample (``seed``), each reduced to at most ``side`` pixels
-    along its longer side first (JPEGs decoded at reduced size), which keeps this to about a
-    millisecond per image. The reduction averages neighbouring pixels: the mean is unchanged,
-    the covariance loses the finest texture's share of the variance. Unreadable images are
-    skipped. ``workers`` > 0 reads the images in that many processes (same result).
+    along its longer side first (:func:`~vggspec.data.decoding.thumbnail`: JPEGs decoded at reduced
+    size, every image as viewers show it), which keeps this to about a millisecond per image. The
+    reduction averages neighbouring pixels: the mean is unchanged, the covariance loses the finest
+    texture's share of the variance. Unreadable images are skipped. ``workers`` > 0 reads the
+    images in that many processes (same result).
     """
-    mode = pil_mode(channels)
+    pil_mode(channels)  # a SpecError for channels other than 1 and 3
     count = len(folder.samples)
     if count == 0:
         raise SpecError(f"{folder.root} holds no images to compute the mean colour from", hint=LAYOUT_HINT)
@@ -140,7 +128,7 @@ def colour_stats(
     else:
         rng = np.random.default_rng(seed % 2**64)  # SeedSequence wants non-negative integers
         chosen = np.sort(rng.choice(count, size=max_images, replace=False))
-    dataset = _StatsImages([folder.samples[i][0] for i in chosen], mode, side)
+    dataset = _StatsImages([folder.samples[i][0] for i in chosen], channels, side)
     if workers > 0:
         items = loader(dataset, workers=workers, collate=_unbatched)
     else:
@@ -173,4 +161,3 @@ def colour_stats(
         images=images,
         pixels=pixels,
     )
-

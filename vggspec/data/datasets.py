@@ -10,7 +10,8 @@ the colour statistics are :mod:`vggspec.folders`, :mod:`vggspec.decoding` and
 * :func:`collate` stacks samples into a :class:`Batch` (dropping unreadable images, whose indices
   it reports) and :func:`to_device` turns a batch into network inputs on the device:
   ``image - mean + shift`` on the 0-255 scale, the paper's only preprocessing, or what other weights'
-  :class:`~vggspec.data.preprocessing.Preprocessing` says (:func:`normalise`, which evaluation shares).
+  :class:`~vggspec.data.preprocessing.Preprocessing` says (:func:`normalise`, which evaluation shares;
+  the formula itself is :func:`~vggspec.data.preprocessing.normalised`, which the exports share).
 
 The training transform is the paper's (and torchvision's standard one): rescale the image
 isotropically so that its smallest side is S (fixed, or drawn per image from [S_min, S_max]:
@@ -42,7 +43,7 @@ from ..errors import SpecError
 from .colour import ColourStats
 from .decoding import centre_crop, jpeg_decoder, pil_mode, render
 from .folders import ImageFolder
-from .preprocessing import Preprocessing
+from .preprocessing import Preprocessing, normalised
 from .scales import TrainingScale
 
 __all__ = [
@@ -284,23 +285,20 @@ def normalise(
 
     The paper's only preprocessing is subtracting the mean on the 0-255 scale (no division by a std);
     torchvision's weights want 0-1 values divided by ImageNet's std. Training (:func:`to_device`) and
-    evaluation both get their inputs here. The uint8 ``images`` (N, C, H, W) cross to the device (4× less
-    traffic than floats) and get their float32 values and ``memory_format`` there, in one pass. The shifts
-    (N, C) are added to ``-mean`` before the images are: for the paper's record one rounding per pixel, as
-    with no shift; otherwise one more multiplication, ``(image + shift - mean') · factor``.
+    evaluation both get their inputs here, through the one formula the exports use too
+    (:func:`~vggspec.data.preprocessing.normalised`: ``(image - pixel_mean) · pixel_factor``). The uint8
+    ``images`` (N, C, H, W) cross to the device (4× less traffic than floats) and get their float32 values
+    and ``memory_format`` there, in one pass. A shift (N, C) is taken off the mean, not added to every
+    pixel: ``(image - (pixel_mean - shift)) · pixel_factor``, one rounding per pixel as without a shift
+    (the paper's factor, 1, adds none).
     """
     device = torch.device(device)
     images = images.to(device, non_blocking=True)
-    mean = torch.tensor(preprocessing.pixel_mean, dtype=torch.float32, device=device)  # the shift's scale
-    if shifts is None:
-        offset = (-mean).view(1, -1, 1, 1)
-    else:
-        offset = (shifts.to(device, non_blocking=True).float() - mean).view(*images.shape[:2], 1, 1)
-    inputs = images.to(torch.float32, memory_format=memory_format).add_(offset)  # cast and layout in one pass
-    if preprocessing.is_paper:
-        return inputs
-    factor = torch.tensor(preprocessing.pixel_factor, dtype=torch.float32, device=device)
-    return inputs.mul_(factor.view(1, -1, 1, 1))
+    mean = torch.tensor(preprocessing.pixel_mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    factor = torch.tensor(preprocessing.pixel_factor, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    if shifts is not None:  # on the shift's scale, 0-255
+        mean = mean - shifts.to(device, non_blocking=True).float().view(*images.shape[:2], 1, 1)
+    return normalised(images.to(torch.float32, memory_format=memory_format), mean, factor)
 
 
 def to_device(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 from array import array
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +24,9 @@ from ..logs import log
 
 __all__ = ["IMAGE_EXTENSIONS", "LAYOUT_HINT", "ImageFolder", "image_files", "note_shared", "scan", "shared_files"]
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp", ".tif", ".tiff")
+# The suffixes of the files every reader takes for images (training, validation, the colour statistics, a folder
+# given to predict): the formats the decoder (vggspec.data.decoding, through PIL) reads. A GIF is its first frame.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp", ".tif", ".tiff", ".gif")
 
 LAYOUT_HINT = "the layout is DIR/<split>/<class>/<image>, e.g. DIR/train/dog/0001.jpg and DIR/val/dog/0042.jpg"
 
@@ -53,6 +55,11 @@ def _is_image(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
 
 
+def _suffix(name: str) -> str:
+    """A file's suffix as the scan compares it (lower case), or "no suffix"."""
+    return os.path.splitext(name)[1].lower() or "no suffix"
+
+
 class _Found(NamedTuple):
     """What one walk found: image files as sorted relative paths, each real file once, and what it skipped."""
 
@@ -60,6 +67,7 @@ class _Found(NamedTuple):
     keys: list[tuple[int, int]]  # (st_dev, st_ino) of each file; (0, 0) when it cannot be stat'ed
     loops: int  # linked folders not followed again: a loop, or a second link to one folder
     duplicates: int  # files reached a second time (a link, a hard link)
+    not_images: Counter[str]  # files left out for their suffix (not IMAGE_EXTENSIONS), by suffix; hidden ones uncounted
 
 
 def _key(stat: os.stat_result) -> tuple[int, int]:
@@ -77,8 +85,9 @@ def _walk(folder: Path) -> _Found:
     try:
         visited = {_key(os.stat(folder))}
     except OSError:
-        return _Found([], [], 0, 0)
+        return _Found([], [], 0, 0, Counter())
     found: list[tuple[str, tuple[int, int]]] = []
+    not_images: Counter[str] = Counter()
     loops = 0
     pending = [""]
     while pending:
@@ -117,6 +126,8 @@ def _walk(folder: Path) -> _Found:
                     found.append((path, _key(entry.stat())))
                 except OSError:
                     found.append((path, (0, 0)))
+            elif not entry.name.startswith("."):
+                not_images[_suffix(entry.name)] += 1
         pending.extend(reversed(subfolders))
     found.sort()
     files, keys, seen, duplicates = [], [], set(), 0
@@ -128,11 +139,21 @@ def _walk(folder: Path) -> _Found:
             seen.add(key)
         files.append(path)
         keys.append(key)
-    return _Found(files, keys, loops, duplicates)
+    return _Found(files, keys, loops, duplicates, not_images)
 
 
-def _skipped(where: object, loops: int, duplicates: int) -> None:
-    """Say in one line what a walk left out (nothing when it left nothing)."""
+def _skipped(where: object, loops: int, duplicates: int, not_images: Counter[str]) -> None:
+    """Say in one line what a walk left out (nothing when it left nothing), and in another the files it
+    did not take for images by their suffix."""
+    if not_images:
+        n = sum(not_images.values())
+        common = sorted(not_images.items(), key=lambda item: (-item[1], item[0]))[:5]  # the most, then by name
+        counts = ", ".join(f"{suffix} {count}" for suffix, count in common)
+        more = f", ... ({len(not_images)} suffixes)" if len(not_images) > 5 else ""
+        log.info(
+            f"note: {where}: skipped {n} file{'s' if n != 1 else ''} whose suffix is not an image's ({counts}{more}); "
+            f"images end in {', '.join(IMAGE_EXTENSIONS)}"
+        )
     parts = []
     if loops:
         parts.append(f"{loops} linked folder{'s' if loops != 1 else ''} already visited (a link loop or a second link)")
@@ -145,10 +166,11 @@ def _skipped(where: object, loops: int, duplicates: int) -> None:
 def image_files(folder: Path) -> list[str]:
     """Image files under ``folder`` (recursively, following links), as sorted relative paths, each real file once.
 
-    Link loops are cut and duplicates skipped; a warning on the ``vggspec`` logger says how many.
+    Link loops are cut and duplicates skipped; a warning on the ``vggspec`` logger says how many, and a note
+    how many files were not taken for images by their suffix.
     """
     found = _walk(Path(folder))
-    _skipped(folder, found.loops, found.duplicates)
+    _skipped(folder, found.loops, found.duplicates, found.not_images)
     return found.files
 
 
@@ -181,7 +203,8 @@ def scan(data_dir: str | Path, split: str, classes: Sequence[str] | None = None,
     its class folders must be among them (a label is the index of its name in ``classes``), and
     may be fewer (a test set without some classes). Folders named by WordNet ID (ImageNet's
     n01440764, ...) for as many named ``classes`` are taken in sorted order, ImageNet's numbering.
-    ``say``: whether to note that, and what the walk skipped (one process of several says it for its machine).
+    ``say``: whether to note that, and what the walk skipped (one process of several says it for its machine):
+    linked folders and files reached again, and files that are not images by their suffix (:data:`IMAGE_EXTENSIONS`).
     """
     data_dir = Path(data_dir)
     if not data_dir.exists():
@@ -222,9 +245,11 @@ def scan(data_dir: str | Path, split: str, classes: Sequence[str] | None = None,
     samples: list[tuple[str, int]] = []
     devices, inodes = array("Q"), array("Q")
     loops = duplicates = 0
+    not_images: Counter[str] = Counter()
     for name in found:
         walked = _walk(root / name)
         files, loops, duplicates = walked.files, loops + walked.loops, duplicates + walked.duplicates
+        not_images += walked.not_images
         if not files:
             others = sorted(p.name for p in (root / name).iterdir() if not p.name.startswith("."))
             holds = f"it holds {_listing(others)}" if others else "it is empty"
@@ -236,7 +261,7 @@ def scan(data_dir: str | Path, split: str, classes: Sequence[str] | None = None,
         devices.extend(device for device, _ in walked.keys)
         inodes.extend(inode for _, inode in walked.keys)
     if say:
-        _skipped(root, loops, duplicates)
+        _skipped(root, loops, duplicates, not_images)
         _note_in_several_classes(root, samples, devices, inodes, tuple(labels))
     return ImageFolder(root=root, classes=tuple(labels), samples=tuple(samples), files=(devices, inodes))
 

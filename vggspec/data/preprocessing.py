@@ -1,20 +1,29 @@
-"""What a network's weights expect of their input pixels: one record that travels with the weights.
+"""What a network's weights expect of their input pixels: one record that travels with the weights, and
+the one formula that applies it.
 
 Its own module (torch-free) because the same record is made by the trainer, torchvision's weights
 (:mod:`vggspec.pretrained`) and checkpoints, and read by the data pipeline, evaluation and the exports:
 the paper's networks take ``pixel - mean RGB`` on the 0-255 scale, torchvision's take
 ``(pixel / 255 - mean) / std``. Feeding one the other's inputs is off by a factor of about 58.
+
+Every record comes down to ``(pixel - pixel_mean) · pixel_factor`` per channel on the 0-255 scale
+(:attr:`Preprocessing.pixel_mean`, :attr:`Preprocessing.pixel_factor`), applied by :func:`normalised`:
+the batches of training and evaluation (:func:`vggspec.data.datasets.normalise`), the exported graphs
+(:class:`vggspec.nn.export.RawPixels`) and the exported Python source, which carries that function's text.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-__all__ = ["Preprocessing"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["Preprocessing", "normalised"]
 
 
 class Preprocessing(BaseModel):
@@ -66,7 +75,7 @@ class Preprocessing(BaseModel):
 
     @property
     def is_paper(self) -> bool:
-        """Mean subtraction on the 0-255 scale only: applied as the paper's code did, one addition per pixel."""
+        """Mean subtraction on the 0-255 scale only, the paper's preprocessing (:attr:`pixel_factor` is 1)."""
         return self.scale == 255 and all(s == 1.0 for s in self.std)
 
     @property
@@ -115,6 +124,18 @@ class Preprocessing(BaseModel):
             "channel_order": self.channel_order,
             "classes": json.dumps(self.classes),
         }
+
+
+# The one definition of the normalisation. Its text is copied into the Python source vggspec exports (which
+# imports torch only): keep it torch-only, self-contained, and its lines within 79 columns.
+# fmt: off
+def normalised(
+    pixels: torch.Tensor, mean: torch.Tensor, factor: torch.Tensor
+) -> torch.Tensor:
+    """The network's input from pixel values on the 0-255 scale (float):
+    (pixels - mean) * factor, per channel (mean and factor broadcast)."""
+    return (pixels - mean) * factor
+# fmt: on
 
 
 def _order(channels: int) -> str:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import inspect
 import io
 import re
 import unicodedata
@@ -43,6 +44,7 @@ import torch
 from torch import nn
 
 from .. import files
+from ..data.preprocessing import normalised
 from ..data.scales import MAX_TEST_SCALE
 from ..errors import SpecError
 from .compiler import VGG
@@ -112,8 +114,9 @@ def example_input(model: VGG, batch_size: int | None = None) -> torch.Tensor:
 
 class RawPixels(nn.Module):
     """``model`` behind its preprocessing: takes raw pixel values (0-255, float) and normalises them as
-    ``model.preprocessing`` says (:func:`vggspec.data.normalise`'s arithmetic), so that an exported graph
-    needs no vggspec to be fed right."""
+    ``model.preprocessing`` says, with :func:`~vggspec.data.preprocessing.normalised` (the formula training
+    and evaluation use, and the exported Python source carries), so that an exported graph needs no
+    vggspec to be fed right."""
 
     def __init__(self, model: VGG) -> None:
         super().__init__()
@@ -127,7 +130,7 @@ class RawPixels(nn.Module):
         self.register_buffer("factor", torch.tensor(record.pixel_factor, **options).view(1, -1, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model((x - self.mean) * self.factor)
+        return self.model(normalised(x, self.mean, self.factor))
 
 
 METADATA_FILE = "vggspec.json"
@@ -329,7 +332,7 @@ def python_source(model: VGG) -> str:
         out += _wrap(
             _doc(
                 f"Preprocessing, done by forward(): raw {record.channel_order} pixel values 0-255 in, then "
-                f"{record.describe()} (SCALE, MEAN, STD, CHANNEL_ORDER below)."
+                f"{record.describe()} (SCALE, MEAN, STD, CHANNEL_ORDER below; normalised() applies it)."
             )
         )
         if record.classes:
@@ -358,6 +361,10 @@ def python_source(model: VGG) -> str:
         out += _tuple("STD", [repr(float(v)) for v in record.std])
         out += [f"CHANNEL_ORDER = {_quote(record.channel_order)}"]
         out += _tuple("CLASSES", [_quote(c) for c in record.classes])
+        out += ["# The same on the 0-255 scale: (pixel - PIXEL_MEAN) * PIXEL_FACTOR."]
+        out += _tuple("PIXEL_MEAN", [repr(float(m)) for m in record.pixel_mean])
+        out += _tuple("PIXEL_FACTOR", [repr(float(f)) for f in record.pixel_factor])
+        out += ["", "", *inspect.getsource(normalised).rstrip("\n").splitlines()]  # vggspec's own definition
     out += ["", "", f"class {cls}(nn.Module):"]
     out.append(f'    """{_doc(f"VGG {name!r}" + (" (dense)" if model.dense else ""))}: features, then classifier."""')
     out += ["", "    def __init__(self) -> None:", "        super().__init__()"]
@@ -366,16 +373,12 @@ def python_source(model: VGG) -> str:
     normalise = []
     if record is not None:  # buffers outside the state dict: vggspec's weights load as they are
         out += [
-            "        mean = torch.tensor(MEAN) * (255.0 / SCALE)",
-            "        factor = (SCALE / 255.0) / torch.tensor(STD)",
-            "        self.register_buffer(",
-            '            "pixel_mean", mean.view(1, -1, 1, 1), persistent=False',
-            "        )",
-            "        self.register_buffer(",
-            '            "pixel_factor", factor.view(1, -1, 1, 1), persistent=False',
-            "        )",
+            "        mean = torch.tensor(PIXEL_MEAN).view(1, -1, 1, 1)",
+            "        factor = torch.tensor(PIXEL_FACTOR).view(1, -1, 1, 1)",
+            '        self.register_buffer("pixel_mean", mean, persistent=False)',
+            '        self.register_buffer("pixel_factor", factor, persistent=False)',
         ]
-        normalise = ["        x = (x - self.pixel_mean) * self.pixel_factor"]
+        normalise = ["        x = normalised(x, self.pixel_mean, self.pixel_factor)"]
     out += ["", "    def forward(self, x: torch.Tensor) -> torch.Tensor:"]
     if model.dense:
         out += [

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
 from .. import files
 from ..data import decoding, folders
@@ -378,13 +378,13 @@ def _first_line(err: BaseException) -> str:
 
 
 def by_aspect_ratio(paths: Sequence[str], indices: Sequence[int]) -> list[int]:
-    """``indices`` ordered by their image's aspect ratio (read from the header), so that a chunk
+    """``indices`` ordered by their image's aspect ratio (upright, read from the header), so that a chunk
     of consecutive images mostly shares one rescaled size and dense evaluation batches them."""
 
     def ratio(index: int) -> float:
         try:
-            with Image.open(paths[index]) as img:
-                return img.size[0] / img.size[1]
+            width, height = decoding.image_size(paths[index])
+            return width / height
         except Exception:  # noqa: BLE001 - unreadable: anywhere will do, it is counted later
             return 0.0
 
@@ -824,8 +824,10 @@ def predictions(
 
 
 def image_paths(items: Sequence[str | Path]) -> list[str]:
-    """Files as given; a folder stands for the image files under it (sorted, each real file once: a
-    file a folder reaches again, through a link or another folder given, is skipped with a warning)."""
+    """Files as given (read whatever their suffix: the decoder goes by their content); a folder stands for
+    the image files under it, those whose suffix is one of :data:`~vggspec.data.folders.IMAGE_EXTENSIONS`
+    as for training (sorted, each real file once: a file a folder reaches again, through a link or another
+    folder given, is skipped with a warning; a note says how many files were not taken for their suffix)."""
     paths: list[str] = []
     seen: set[tuple[int, int]] = set()
     again = 0
