@@ -451,3 +451,81 @@ def test_evaluate_without_data_asks_for_it(capsys):
     pytest.importorskip("torch")
     assert main(["evaluate", "runs/x"]) == 2
     assert capsys.readouterr().err.startswith("error: where is the data? give --data DIR")
+
+
+# -- what real terminals and pipes do ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("env", [{"PYTHONIOENCODING": "ascii"}, {"LC_ALL": "C", "PYTHONUTF8": "0", "LANG": ""}])
+def test_an_ascii_terminal_gets_plain_characters(env):
+    """`×` and `→` where the stream can encode them, `x` and `->` where it cannot: never UnicodeEncodeError."""
+    result = run("analyze", "D", env={"PYTHONIOENCODING": "", **env})
+    assert result.returncode == 0, result.stderr
+    assert "224x224" in result.stdout and "×" not in result.stdout
+    result.stdout.encode("ascii")  # nothing else slipped through as '?'-less non-ASCII
+    bad = run("analyze", str(SPECS / "D.vgg"), "--input", "7", env={"PYTHONIOENCODING": "", **env})
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "UnicodeEncodeError" not in bad.stderr
+
+
+def test_a_closed_pipe_keeps_the_commands_exit_status():
+    """`vggspec diff D E | head -1`: the networks differ (1), whoever stops reading; nothing about the pipe."""
+    shell = f"{sys.executable} -m vggspec diff D E | head -1; exit ${{PIPESTATUS[0]}}"
+    result = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 1, result.stderr
+    assert len(result.stdout.splitlines()) == 1 and result.stderr == ""
+    same = subprocess.run(
+        ["bash", "-c", f"{sys.executable} -m vggspec diff D D | head -c 10; exit ${{PIPESTATUS[0]}}"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert same.returncode == 0 and same.stderr == ""
+
+
+def test_ctrl_c_while_the_program_imports_exits_130_quietly():
+    """Ctrl-C in the first second, as the command line's modules load: status 130 and no traceback. The
+    interrupt is sent from inside an import, where a person's Ctrl-C lands, so no timing decides it."""
+    code = (
+        "import builtins, os, signal, sys\n"
+        "sys.argv = ['vggspec', 'analyze', 'D']\n"
+        "real = builtins.__import__\n"
+        "def interrupting(name, *args, **kwargs):\n"
+        "    if name == 'lark':\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "    return real(name, *args, **kwargs)\n"
+        "builtins.__import__ = interrupting\n"
+        "from vggspec.__main__ import main\n"
+        "main()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 130, result.stderr
+    assert "Traceback" not in result.stderr and "KeyboardInterrupt" not in result.stderr
+
+
+# -- output paths --------------------------------------------------------------------------------------------------
+
+
+def test_dash_as_an_output_path_is_standard_output(tmp_path, capsys):
+    assert main(["table", "A", "B", "-o", "-"]) == 0
+    assert capsys.readouterr().out.startswith("| A | B |")
+    assert main(["graph", "A", "-o", "-", "--format", "dot"]) == 0
+    assert capsys.readouterr().out.startswith("digraph")
+    result = run("compile", "small/A-narrow-32", "-o", "-", "--format", "python")
+    assert result.returncode == 0, result.stderr
+    namespace: dict = {}
+    exec(compile(result.stdout, "generated.py", "exec"), namespace)  # the standalone source, whole
+    assert "wrote standard output (python)" in result.stderr
+    assert not (ROOT / "-").exists()
+
+
+def test_an_output_suffix_vggspec_does_not_know_is_refused(tmp_path):
+    output = tmp_path / "x.safetensor"  # a typo of .safetensors: not written as a pickle
+    result = run("compile", "small/A-narrow-32", "-o", str(output))
+    assert result.returncode == 2 and not output.exists()
+    assert "suffix '.safetensor'" in result.stderr and ".safetensors" in result.stderr and "--format" in result.stderr
+    assert "building" not in result.stderr  # said before the network is built
+    written = run("compile", "small/A-narrow-32", "-o", str(output), "--format", "safetensors")
+    assert written.returncode == 0 and output.is_file(), written.stderr
+    stdout = run("compile", "small/A-narrow-32", "-o", "-")
+    assert stdout.returncode == 2 and "--format" in stdout.stderr

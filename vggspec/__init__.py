@@ -1,52 +1,74 @@
 """vggspec: VGG networks written the way Table 1 of the paper writes them, checked and compiled.
 
-The pipeline, one module per stage: text → :mod:`~vggspec.parser` → :class:`~vggspec.spec.Spec`
-→ :mod:`~vggspec.graph` (networkx) → :mod:`~vggspec.analysis`. Importing vggspec never imports
-torch.
+The pipeline, a room per stage: ``spec/`` (text → :class:`~vggspec.spec.Spec` → layer graph → analysis),
+``plan/`` (budgets, tables, drawings), ``data/`` (images), ``nn/`` (the torch network and its weights),
+``run/`` (train, evaluate), and ``cli/`` over them. Importing vggspec imports none of them, nor torch: each
+public name below is imported when first used.
 """
+
+from __future__ import annotations
 
 import importlib
 import importlib.abc
 import importlib.util
 import sys
 import types
-
-from .data.preprocessing import Preprocessing
-from .errors import (
-    CheckpointError,
-    InputSizeError,
-    ShapeError,
-    SpecError,
-    SpecSyntaxError,
-    SpecValueError,
-    UnknownLayerError,
-    WeightsError,
-)
-from .plan import notebook  # noqa: F401  (gives Spec and Analysis their Jupyter view: an HTML table)
-from .plan.diff import SpecDiff, diff
-from .plan.drawing import to_dot
-from .spec.analysis import Analysis, LayerAnalysis, analyze, initial_scale
-from .spec.formatter import format_spec
-from .spec.graph import to_graph
-from .spec.layers import LAYER_KINDS
-from .spec.parser import load, parse
-from .spec.spec import InputShape, Spec
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-# Compiling needs torch; importing vggspec must not (``vggspec analyze`` runs without it).
-_TORCH_API = {
-    "VGG": "nn.compiler",
-    "build": "nn.compiler",
-    "INITS": "nn.compiler",
+# The public API, imported when first asked for: ``import vggspec`` costs nothing (the command line's first
+# second is its own: Ctrl-C there exits quietly), and never imports torch (``vggspec analyze`` runs without it).
+_API = {
+    **dict.fromkeys(("Analysis", "LayerAnalysis", "analyze", "initial_scale"), "spec.analysis"),
+    **dict.fromkeys(("InputShape", "Spec"), "spec.spec"),
+    **dict.fromkeys(("load", "parse"), "spec.parser"),
+    "format_spec": "spec.formatter",
+    "to_graph": "spec.graph",
+    "LAYER_KINDS": "spec.layers",
+    **dict.fromkeys(("SpecDiff", "diff"), "plan.diff"),
+    "to_dot": "plan.drawing",
+    "Preprocessing": "data.preprocessing",
+    **dict.fromkeys(
+        ("CheckpointError", "InputSizeError", "ShapeError", "SpecError", "SpecSyntaxError", "SpecValueError"),
+        "errors",
+    ),
+    **dict.fromkeys(("UnknownLayerError", "WeightsError"), "errors"),
+    # torch's, imported when first used
+    **dict.fromkeys(("VGG", "build", "INITS"), "nn.compiler"),
     "to_dense": "nn.dense",
-    "load_model": "nn.checkpoint",
-    "save_checkpoint": "nn.checkpoint",
+    **dict.fromkeys(("load_model", "save_checkpoint"), "nn.checkpoint"),
     "transfer_from": "nn.transfer",
     "export_model": "nn.export",
-    "optimize_for_inference": "nn.inference",
-    "bf16_supported": "nn.inference",
+    **dict.fromkeys(("optimize_for_inference", "bf16_supported"), "nn.inference"),
 }
+
+if TYPE_CHECKING:  # what type checkers and editors see of the names above
+    from .data.preprocessing import Preprocessing
+    from .errors import (
+        CheckpointError,
+        InputSizeError,
+        ShapeError,
+        SpecError,
+        SpecSyntaxError,
+        SpecValueError,
+        UnknownLayerError,
+        WeightsError,
+    )
+    from .nn.checkpoint import load_model, save_checkpoint
+    from .nn.compiler import INITS, VGG, build
+    from .nn.dense import to_dense
+    from .nn.export import export_model
+    from .nn.inference import bf16_supported, optimize_for_inference
+    from .nn.transfer import transfer_from
+    from .plan.diff import SpecDiff, diff
+    from .plan.drawing import to_dot
+    from .spec.analysis import Analysis, LayerAnalysis, analyze, initial_scale
+    from .spec.formatter import format_spec
+    from .spec.graph import to_graph
+    from .spec.layers import LAYER_KINDS
+    from .spec.parser import load, parse
+    from .spec.spec import InputShape, Spec
 
 # Where each module lived before the package was split into rooms: a script's ``import vggspec.train`` or
 # ``from vggspec.config import TrainConfig`` keeps working. (``vggspec.spec`` and ``vggspec.data`` are rooms
@@ -97,11 +119,16 @@ if not any(isinstance(finder, _OldNames) for finder in sys.meta_path):
 
 
 def __getattr__(name: str):
-    if name in _TORCH_API:
-        return getattr(importlib.import_module(f".{_TORCH_API[name]}", __name__), name)
+    if name in _API:
+        importlib.import_module(".plan.notebook", __name__)  # Spec and Analysis get their Jupyter view
+        return getattr(importlib.import_module(f".{_API[name]}", __name__), name)
     if name in _MOVED:
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'vggspec' has no attribute '{name}'")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_API})
 
 
 __all__ = [

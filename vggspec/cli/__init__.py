@@ -25,9 +25,11 @@ returns an exit code:
 from __future__ import annotations
 
 import argparse
+import codecs
 import gc
 import os
 import sys
+from typing import TextIO
 
 from .. import __version__
 from ..errors import ExitCode, SpecError
@@ -37,16 +39,85 @@ from .common import file_in_the_way
 
 
 def run() -> None:
-    """The ``vggspec`` program: :func:`main`, then exit without Python's last garbage collections.
+    """The ``vggspec`` program: :func:`main` for a person's terminal or pipe, then exit without Python's last
+    garbage collections.
 
-    They walk every object that importing torch and torchvision created: 1.2 s after the work
-    was done. By then vggspec has closed what it wrote, so there is nothing left for them to do.
+    - A terminal or pipe that cannot encode ``×`` (``LC_ALL=C``, ``PYTHONIOENCODING=ascii``) gets ``x``:
+      :func:`plain_text_fallback`.
+    - A reader that stops reading (``vggspec diff D E | head -1``) ends the output, not the command: its exit
+      status is the command's own (1 for differing networks), with no word of the closed pipe.
+    - Ctrl-C exits with status 130 without a traceback, whenever it comes.
+    - The last garbage collections walk every object that importing torch and torchvision created: 1.2 s
+      after the work was done. By then vggspec has closed what it wrote, so there is nothing left for them.
     """
     try:
+        for stream in (sys.stdout, sys.stderr):
+            plain_text_fallback(stream)
+        sys.stdout = _PipeGuard(sys.stdout)
         code = main()
+    except KeyboardInterrupt:
+        code = ExitCode.INTERRUPTED
     finally:
         gc.freeze()
     sys.exit(code)
+
+
+# What a stream that cannot encode them shows instead of the characters vggspec's messages use.
+PLAIN_TEXT = {
+    "×": "x", "→": "->", "←": "<-", "·": ".", "²": "^2", "³": "^3", "—": "--", "–": "-", "−": "-", "≥": ">=",
+    "≤": "<=", "…": "...", "≈": "~", "±": "+-", "½": "1/2", "⁻": "^-", "α": "alpha", "β": "beta", "γ": "gamma",
+    "λ": "lambda", "Σ": "sum", "✓": "ok", "✗": "x", "°": " deg",
+}  # fmt: skip
+
+
+def _plain_text(err: UnicodeError) -> tuple[str, int]:
+    if not isinstance(err, UnicodeEncodeError):
+        raise err
+    text = err.object[err.start : err.end]
+    return "".join(PLAIN_TEXT.get(ch, "?") for ch in text), err.end
+
+
+codecs.register_error("vggspec-plain-text", _plain_text)
+
+
+def plain_text_fallback(stream: TextIO) -> None:
+    """Make ``stream`` write ``x`` for ``×`` (and so on: :data:`PLAIN_TEXT`) where its encoding has no such
+    characters, instead of raising ``UnicodeEncodeError`` in the middle of a table."""
+    try:
+        "×→≥".encode(stream.encoding or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="vggspec-plain-text")
+
+
+class _PipeGuard:
+    """Standard output that a closed pipe does not stop: once the reader is gone, what is left goes nowhere
+    (the descriptor is pointed at the null device), and the command finishes and says its own status."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def _closed_pipe(self) -> None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self._stream.fileno())
+        os.close(devnull)
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._closed_pipe()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._closed_pipe()
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,8 +143,8 @@ def main(argv: list[str] | None = None) -> int:
 
             stop_the_others(err, gpu=bool(getattr(args, "gpus", None)))
         return err.exit_code
-    except BrokenPipeError:  # `vggspec analyze | head`
-        sys.stderr.close()
+    except BrokenPipeError:  # written past the guard (sys.stdout.buffer): the output is what was asked for
+        _PipeGuard(sys.__stdout__)._closed_pipe()
         return 0
     except OSError as err:  # a file that cannot be written or read: -o under a file, a full disk, ...
         blocker = file_in_the_way(err)

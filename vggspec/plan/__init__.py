@@ -9,6 +9,7 @@
     notebook.py  Jupyter's view of a Spec and an Analysis
 """
 
+from . import notebook  # noqa: F401  (Spec and Analysis get their Jupyter view)
 from .budget import TrainBudget, TrainSettings, train_budget
 from .diff import SpecDiff, diff
 from .drawing import to_dot
