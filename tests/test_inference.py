@@ -242,6 +242,22 @@ def test_auto_measures_whether_bf16_is_faster_on_this_cpu_once(monkeypatch, tmp_
     assert resolve_dtype("auto", "cpu") == torch.bfloat16 and len(measured) == 3
 
 
+def test_without_a_home_the_probe_measures_and_keeps_nothing(monkeypatch, tmp_path):
+    """HOME unset in a container whose user has no passwd entry: Path.home() raises; auto measures, caches
+    nothing, and answers (it died with "Could not determine home directory")."""
+    from vggspec.nn import inference
+
+    for name in ("VGGSPEC_CACHE", "XDG_CACHE_HOME", "HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr("os.path.expanduser", lambda path: path)  # what expanduser does without HOME or passwd
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(inference, "_cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(inference, "_probe_times", lambda: (0.010, 0.004))
+    assert inference.probe_cache_path() is None
+    assert resolve_dtype("auto", "cpu") == torch.bfloat16
+    assert not list(tmp_path.rglob("*"))  # no cache written anywhere it could reach
+
+
 def test_the_probe_measures_both_dtypes():
     from vggspec.nn.inference import _probe_times
 

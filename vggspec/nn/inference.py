@@ -108,7 +108,7 @@ def bf16_faster(device: str | torch.device | None = None) -> bool:
     key = f"{_cpu_model()} | torch {torch.__version__} | {torch.get_num_threads()} threads"
     path = probe_cache_path()
     try:
-        known = json.loads(path.read_text())
+        known = json.loads(path.read_text()) if path is not None else {}
     except (OSError, ValueError):
         known = {}
     if not isinstance(known, dict):
@@ -118,10 +118,12 @@ def bf16_faster(device: str | torch.device | None = None) -> bool:
     fp32, bf16 = _probe_times()
     faster = bf16 < BF16_MARGIN * fp32
     known[key] = {"fp32_ms": round(fp32 * 1e3, 3), "bf16_ms": round(bf16 * 1e3, 3), "bf16_faster": faster}
+    if path is None:  # no cache folder: measured again next time, nothing else lost
+        return faster
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         files.write_text(path, json.dumps(known, indent=2) + "\n")
-    except OSError:  # a read-only home: measured again next time, nothing else lost
+    except OSError:  # a read-only home: the same
         pass
     return faster
 
@@ -129,12 +131,18 @@ def bf16_faster(device: str | torch.device | None = None) -> bool:
 BF16_MARGIN = 0.9  # bf16 must take at most this share of fp32's time: its rounding is not free
 
 
-def probe_cache_path() -> Path:
+def probe_cache_path() -> Path | None:
     """Where the measured dtype decisions are kept: ``$VGGSPEC_CACHE``, ``$XDG_CACHE_HOME/vggspec`` or
-    ``~/.cache/vggspec``."""
+    ``~/.cache/vggspec``; None where there is no home to find (``HOME`` unset in a container whose user has
+    no passwd entry): then the probe measures and keeps nothing."""
     if explicit := os.environ.get("VGGSPEC_CACHE"):
         return Path(explicit) / "dtype-probe.json"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vggspec" / "dtype-probe.json"
+    if xdg := os.environ.get("XDG_CACHE_HOME"):
+        return Path(xdg) / "vggspec" / "dtype-probe.json"
+    try:
+        return Path.home() / ".cache" / "vggspec" / "dtype-probe.json"
+    except RuntimeError:  # "Could not determine home directory"
+        return None
 
 
 def _probe_times() -> tuple[float, float]:
