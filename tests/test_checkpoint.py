@@ -78,6 +78,10 @@ def test_an_altered_spec_is_caught(model, tmp_path):
     data = torch.load(path, weights_only=True)
     data["spec"] = data["spec"].replace("FC-10", "FC-11")
     torch.save(data, path)
+    with pytest.raises(vggspec.CheckpointError, match="its 'spec' does not match its checksum"):
+        vggspec.load_model(path)
+    data = {**data, "version": 1, "checksums": {"state_dict": data["checksums"]["state_dict"]}}  # as 0.1 wrote
+    torch.save(data, path)
     with pytest.raises(vggspec.CheckpointError, match="does not match its hash"):
         vggspec.load_model(path)
 
@@ -155,3 +159,68 @@ def test_a_saved_checkpoint_is_flushed_to_disk_with_its_new_name(model, tmp_path
     folder = os.path.realpath(tmp_path)
     assert len(synced) == 2 and synced[0].startswith(os.path.join(folder, ".last.pt."))
     assert synced[1] == folder
+
+
+# -- what a file is, by its content ------------------------------------------------------------
+
+
+def test_weights_files_are_recognised_by_their_content_cut_ones_too(model, tmp_path):
+    """What `vggspec diff` and the other commands ask before taking an argument for a spec's text: a
+    truncated checkpoint is a checkpoint (said to be cut), a .safetensors one under any name is one."""
+    from vggspec.nn.weights_file import PICKLE, RUN_FOLDER, SAFETENSORS, ZIP, file_kind, is_weights_file
+
+    pt = save_checkpoint(model, tmp_path / "model.pt")
+    st = save_checkpoint(model, tmp_path / "model.bin", safetensors=True)
+    (tmp_path / "cut.pt").write_bytes(pt.read_bytes()[: pt.stat().st_size // 2])
+    (tmp_path / "cut.bin").write_bytes(st.read_bytes()[: st.stat().st_size // 2])
+    torch.save(model.state_dict(), tmp_path / "old.pth", _use_new_zipfile_serialization=False)
+    (tmp_path / "spec.pt").write_text(vggspec.format_spec(model.spec))  # a spec, whatever its name
+    (tmp_path / "network.vgg").write_text("network {\n")  # 8 bytes and a brace: not a safetensors header
+    (tmp_path / "run").mkdir()
+    kinds = {name: file_kind(tmp_path / name) for name in sorted(p.name for p in tmp_path.iterdir())}
+    assert kinds == {
+        "cut.bin": SAFETENSORS,
+        "cut.pt": ZIP,
+        "model.bin": SAFETENSORS,
+        "model.pt": ZIP,
+        "network.vgg": None,
+        "old.pth": PICKLE,
+        "run": RUN_FOLDER,
+        "spec.pt": None,
+    }
+    assert is_weights_file(pt) and not is_weights_file(tmp_path / "spec.pt")
+    assert not is_weights_file(tmp_path / "missing.pt")
+
+
+def test_truncated_checkpoints_are_said_to_be_cut(model, tmp_path):
+    pt = save_checkpoint(model, tmp_path / "model.pt")
+    st = save_checkpoint(model, tmp_path / "model.safetensors")
+    cut_pt, cut_st = tmp_path / "cut.pt", tmp_path / "cut.safetensors"
+    cut_pt.write_bytes(pt.read_bytes()[:-100])
+    cut_st.write_bytes(st.read_bytes()[:-100])
+    with pytest.raises(vggspec.CheckpointError, match=r"cut.pt is not a vggspec checkpoint \(it is truncated: a zip"):
+        vggspec.load_model(cut_pt)
+    whole = st.stat().st_size
+    with pytest.raises(vggspec.CheckpointError, match=rf"it is truncated: {whole - 100:,} of its {whole:,} bytes\)$"):
+        vggspec.load_model(cut_st)
+    with pytest.raises(vggspec.WeightsError, match=r"cut.pt is not a loadable state dict \(it is truncated"):
+        vggspec.build(model.spec, weights=cut_pt)
+
+
+def test_the_spec_stored_in_a_checkpoint_is_read_with_its_checksums_verified(model, tmp_path):
+    """What `vggspec diff` compares: from a .pt, a .safetensors or a run folder; a damaged file is refused."""
+    from vggspec.nn.checkpoint import stored_spec
+
+    run = tmp_path / "run"
+    paths = [
+        save_checkpoint(model, tmp_path / "model.pt"),
+        save_checkpoint(model, tmp_path / "model.safetensors"),
+        save_checkpoint(model, run / "last.pt", momentum=[torch.ones(3)]),
+    ]
+    for path in [*paths, run]:
+        assert stored_spec(path) == model.spec
+    data = torch.load(run / "last.pt", weights_only=True)
+    data["momentum"][0][1] = 2  # the optimizer's state of a run, damaged: not what was written
+    torch.save(data, run / "last.pt")
+    with pytest.raises(vggspec.CheckpointError, match="its momentum does not match its checksum"):
+        stored_spec(run)

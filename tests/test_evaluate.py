@@ -303,6 +303,8 @@ def test_the_training_scale_travels_in_the_checkpoint(trained, tmp_path):
 
     del checkpoint["train_scale"]
     checkpoint["config"] = {"scale": "18:24", "a_setting_of_another_version": 1}
+    checkpoint["version"] = 1  # as vggspec 0.1 wrote it: checksums of the tensors only
+    checkpoint["checksums"] = {key: checkpoint["checksums"][key] for key in ("state_dict", "optimizer", "rng")}
     older = tmp_path / "older.pt"
     torch.save(checkpoint, older)
     assert load_network(older).train_scale == (18, 24)
@@ -452,6 +454,8 @@ def test_a_trained_network_evaluates_as_before_the_preprocessing_record(trained,
     mean = json.loads(stored["colour_stats"])["mean"]
     assert net.preprocessing == Preprocessing.paper(mean, stored["classes"]) and net.preprocessing.is_paper
     older = {key: value for key, value in stored.items() if key != "preprocessing"}
+    older["version"] = 1  # as vggspec 0.1 wrote it: checksums of the tensors only
+    older["checksums"] = {key: stored["checksums"][key] for key in ("state_dict", "optimizer", "rng")}
     atomic_save(older, tmp_path / "older.pt")
     paths = [path for path, _ in folders.scan(data, "val").samples[:4]]
     methods = ["dense", "multi-crop", "center"]
@@ -475,10 +479,13 @@ def test_wordnet_id_folders_are_imagenets_numbering_for_named_classes(trained, t
     refused. Names in sorted order are folders' (a run trained on named folders): the IDs say nothing of them."""
     import shutil
 
+    from vggspec.nn.weights_file import checksums
+
     checkpoint, data = trained
     imagenet_like = tmp_path / "unsorted.pt"  # its classes in an order of their own, as torchvision's are
     state = torch.load(checkpoint, weights_only=True)
     state["classes"] = list(reversed(state["classes"]))
+    state["checksums"] = checksums(state)  # written so: its checksums agree
     torch.save(state, imagenet_like)
     config = EvaluateConfig(checkpoints=[str(imagenet_like)], data=str(data), method="center", progress=False)
     named = evaluate(config)

@@ -1,10 +1,11 @@
 """The torch network and its weights files.
 
     compiler.py         Spec → ``VGG`` (torch modules under Caffe names), initialised or loaded (``build``)
-    weights_file.py     where weights are on disk: a checkpoint, a run folder
-    checkpoint.py       vggspec checkpoints: written, read with every entry checked (``load_model``)
-    integrity.py        checksums of a checkpoint's tensors, NaN weights found
-    safetensors_file.py a checkpoint's entries in a ``.safetensors`` file
+    devices.py          a device's free memory, and whether a network or a forward pass fits in it
+    weights_file.py     weights files: found, recognised by content, read (every entry and checksum checked), written
+    checkpoint.py       a model's checkpoint: saved, its spec read back, rebuilt (``load_model``)
+    integrity.py        checksums of a checkpoint's entries, NaN weights found
+    safetensors_file.py a checkpoint's entries in a ``.safetensors`` file (its bytes; read through weights_file)
     pretrained.py       torchvision's weights by name (``torchvision:vgg16``), from the hub cache
     dense.py            FC layers as convolutions: whole-image evaluation (Section 3.2)
     transfer.py         Section 3.1's initialisation from a trained shallower net

@@ -10,8 +10,6 @@ is overwritten anyway.
 from __future__ import annotations
 
 import math
-import os
-import zipfile
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -26,11 +24,8 @@ from ..spec.analysis import PIXEL_RMS, analyze, resolve_init
 from ..spec.graph import to_graph
 from ..spec.initialisation import DRAWN, init_std, is_uniform, parse_init
 from ..spec.spec import Spec
-from ..units import human_bytes
-from . import safetensors_file
-from .integrity import verify_checksum
-from .safetensors_file import is_safetensors
-from .weights_file import checkpoint_path
+from . import devices
+from .weights_file import read_weights
 
 InitFn = Callable[[nn.Module, "torch.Generator | None"], None]
 
@@ -138,13 +133,13 @@ def build(
         model = assemble(spec)
     if device.type == "meta":
         return model
-    check_memory(spec, device)
+    devices.check_memory(spec, device)  # the weights: building runs nothing
     try:
         model = model.to_empty(device=device)
     except RuntimeError as err:  # torch.OutOfMemoryError is one too
         if not out_of_memory(err):
             raise
-        raise SpecError(f"{_weights_size(spec, device)}: {device} could not allocate them") from None
+        raise SpecError(f"{devices.weights_need(spec, device)}: {device} could not allocate them") from None
     if weights is not None:
         model.weights_report = load_weights(
             model, weights, strict=strict_weights, init=init, seed=seed, pixel_rms=pixel_rms
@@ -152,44 +147,6 @@ def build(
     else:
         initialise(model, resolve_init(spec, init, pixel_rms), seed=seed)
     return model
-
-
-def check_memory(spec: Spec, device: str | torch.device = "cpu") -> None:
-    """A SpecError in one line, before anything is allocated, when ``spec``'s weights do not fit in
-    the memory ``device`` has available: a spec can declare 10 G parameters in one line."""
-    device = torch.device(device)
-    available = available_memory(device)
-    if available is not None and _weight_bytes(spec) > available:
-        raise SpecError(f"{_weights_size(spec, device)}, more than the {human_bytes(available)} {device} has available")
-
-
-def available_memory(device: torch.device) -> int | None:
-    """Bytes ``device`` can still allocate, as far as can be known (None: unknown). The CPU: Linux's
-    MemAvailable and free swap (else the physical memory); a GPU: what CUDA says is free."""
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    if device.type != "cpu":
-        return None
-    try:
-        with open("/proc/meminfo") as f:
-            info = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f if line.split()[1:2]}
-        return info["MemAvailable"] + info.get("SwapFree", 0)
-    except (OSError, KeyError, ValueError):
-        pass
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, OSError, ValueError):  # no sysconf (Windows), or no such name
-        return None
-
-
-def _weight_bytes(spec: Spec) -> int:
-    return analyze(spec).params * torch.empty((), dtype=torch.get_default_dtype()).element_size()
-
-
-def _weights_size(spec: Spec, device: torch.device) -> str:
-    params = analyze(spec).params
-    need = human_bytes(_weight_bytes(spec))
-    return f"{spec.display_name} has {params:,} parameters: its weights need {need} on {device}"
 
 
 def assemble(spec: Spec) -> VGG:
@@ -299,7 +256,8 @@ def load_weights(
         preprocessing = pretrained_preprocessing(str(weights))
         weights = load_pretrained(str(weights))
     elif isinstance(weights, (str, Path)):
-        weights, preprocessing = _read_weights(weights)
+        weights, record = read_weights(weights)  # a vggspec checkpoint: every entry checked, its checksums verified
+        preprocessing = _recorded_preprocessing(record)
     own = model.state_dict()
     mapping = {k: k for k in own} if set(weights) == set(own) else _map_by_order(model, weights)
     assumed = preprocessing is None and _torchvision_layout(weights)
@@ -394,45 +352,20 @@ def layer_of(parameter: str) -> str:
     return _layer_name(parameter.rsplit(".", 1)[0])
 
 
-def read_state_dict(path: str | Path) -> Mapping[str, torch.Tensor]:
-    """A state dict from a ``.pth`` file, a vggspec checkpoint or a run directory (its best),
-    never unpickling anything but tensors."""
-    return _read_weights(path)[0]
-
-
 def _outputs(model: VGG) -> int:
     last = [m for m in model.classifier.modules() if isinstance(m, (nn.Linear, nn.Conv2d))][-1]
     return last.out_features if isinstance(last, nn.Linear) else last.out_channels
 
 
-def _read_weights(path: str | Path) -> tuple[Mapping[str, torch.Tensor], Preprocessing | None]:
-    """:func:`read_state_dict`, and the preprocessing a vggspec checkpoint records."""
-    path = checkpoint_path(path)
+def _recorded_preprocessing(record: Mapping[str, object] | None) -> Preprocessing | None:
+    """The preprocessing a file's dictionary records: a vggspec checkpoint's (checked when it was read), or
+    a record of the same form in another tool's checkpoint; None when there is none."""
+    if record is None:
+        return None
     try:
-        if is_safetensors(path):  # its own errors are one line already
-            data = safetensors_file.read(path)
-        else:
-            # Mapped, not read: a run's checkpoint also holds the optimizer's state, as large as the weights,
-            # and only the weights are copied out (torch maps the zip archives it writes since 1.6 only).
-            data = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
-    except FileNotFoundError:
-        raise WeightsError(f"no such weights file: {path}") from None
-    except SpecError:
-        raise
-    except Exception as err:  # noqa: BLE001 - torch raises several types for a bad file
-        raise WeightsError(f"{path} is not a loadable state dict ({type(err).__name__}: {err})") from None
-    preprocessing = None
-    if isinstance(data, Mapping) and "state_dict" in data and isinstance(data["state_dict"], Mapping):
-        if data.get("format") == "vggspec.checkpoint":
-            verify_checksum(data, "state_dict", path)
-        try:
-            preprocessing = Preprocessing.from_checkpoint(data)
-        except ValueError:  # not vggspec's record: the weights still load
-            preprocessing = None
-        data = data["state_dict"]  # a checkpoint that wraps its state dict
-    if not isinstance(data, Mapping) or not all(isinstance(v, torch.Tensor) for v in data.values()):
-        raise WeightsError(f"{path} does not hold a state dict (a mapping of names to tensors)")
-    return data, preprocessing
+        return Preprocessing.from_checkpoint(record)
+    except ValueError:  # not vggspec's record: the weights still load
+        return None
 
 
 def _map_by_order(model: VGG, weights: Mapping[str, torch.Tensor]) -> dict[str, str]:

@@ -1,23 +1,25 @@
-"""Is a checkpoint's content what was written? Checksums of its tensors, and finite weights.
+"""Is a checkpoint's content what was written? Checksums of its entries, and finite weights.
 
-A checksum covers one entry of a checkpoint (the weights, the optimizer's state, ...): SHA-256
-over every leaf in order, a tensor as its place, dtype, shape and the SHA-256 of its bytes (in
-pieces of :data:`PIECE` bytes, hashed by several threads: hashlib releases the GIL), any other
-value as its place and ``repr``. A flipped byte anywhere in the weights changes it.
+A checksum covers one entry of a checkpoint. An entry that holds tensors (the weights, the
+optimizer's state, ...): SHA-256 over every leaf in order, a tensor as its place, dtype, shape and
+the SHA-256 of its bytes (in pieces of :data:`PIECE` bytes, hashed by several threads: hashlib
+releases the GIL), any other value as its place and ``repr``; a flipped byte anywhere in the
+weights changes it. Any other entry (the spec, the preprocessing, the class names, ...): SHA-256 of
+its JSON text, which a ``.pt`` file and a ``.safetensors`` file (whose metadata is JSON) give back
+alike (a tuple written is a list read). Which entries must have one is :mod:`vggspec.nn.weights_file`'s
+rule.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import torch
-
-from ..errors import CheckpointError
 
 ALGORITHM = "sha256"
 PIECE = 8 << 20  # bytes hashed at a time by one thread
@@ -29,8 +31,15 @@ def holds_tensors(value: Any) -> bool:
 
 
 def checksum(value: Any) -> str:
-    """The SHA-256 of ``value``'s leaves (see the module's docstring), as hex text. The tensors are
-    read in place (a memoryview of their bytes, on the CPU): no copies."""
+    """The SHA-256 of ``value`` (see the module's docstring), as hex text. The tensors are read in
+    place (a memoryview of their bytes, on the CPU): no copies."""
+    if not holds_tensors(value):
+        try:
+            text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=repr)
+        except TypeError:  # keys JSON has no text for (a tuple): the leaves' repr, as in tensors' entries
+            text = None
+        if text is not None:
+            return hashlib.sha256(text.encode()).hexdigest()
     total = hashlib.sha256()
     threads = min(4, os.cpu_count() or 1)
     with ThreadPoolExecutor(threads) as pool:
@@ -43,16 +52,6 @@ def checksum(value: Any) -> str:
             else:
                 total.update(f"{place}\0{type(leaf).__name__}\0{leaf!r}\0".encode())
     return total.hexdigest()
-
-
-def verify_checksum(data: Mapping[str, object], entry: str, path: str | Path) -> None:
-    """A CheckpointError when a checkpoint's ``entry`` does not match the checksum recorded for it
-    (checkpoints written before there were checksums have none: nothing to verify)."""
-    recorded = data.get("checksums")
-    expected = recorded.get(entry) if isinstance(recorded, Mapping) else None
-    if expected is not None and checksum(data.get(entry)) != expected:
-        what = "weights do not match their" if entry == "state_dict" else f"{entry} does not match its"
-        raise CheckpointError(f"{path} is corrupt: its {what} checksum")
 
 
 def first_non_finite(tensors: Mapping[str, torch.Tensor]) -> str | None:

@@ -6,7 +6,8 @@ weights' checksum, ...) as JSON text in the file's metadata, which safetensors k
 ``vggspec.load_model``, ``--weights`` and evaluation read either file the same way, and any
 safetensors reader sees the weights and what they mean without vggspec. Nothing is unpickled.
 
-Its own module, below the compiler and the checkpoints, because both read it.
+The format's bytes only: which files are weights files, and every check of a checkpoint's entries,
+are :mod:`vggspec.nn.weights_file`'s, the one reader and writer that uses this module.
 """
 
 from __future__ import annotations
@@ -21,21 +22,8 @@ from ..errors import CheckpointError
 from .integrity import holds_tensors
 
 SUFFIX = ".safetensors"
+MAX_HEADER = 100_000_000  # bytes: safetensors' own limit on a file's JSON header
 ORDER = "state_dict_order"  # the metadata entry keeping the weights' order (safetensors sorts its tensors)
-
-
-def is_safetensors(path: str | Path) -> bool:
-    """A ``.safetensors`` name, or a file that starts as one does (an 8-byte header length, then ``{``)."""
-    path = Path(path)
-    if path.suffix.lower() == SUFFIX:
-        return True
-    try:
-        with open(path, "rb") as file:
-            head = file.read(9)
-            size = file.seek(0, 2)
-    except OSError:
-        return False
-    return len(head) == 9 and head[8:] == b"{" and int.from_bytes(head[:8], "little") < size
 
 
 def _safetensors() -> Any:
@@ -70,6 +58,8 @@ def read(path: str | Path) -> dict[str, Any]:
     _safetensors()  # a missing package said plainly
     from safetensors import safe_open
 
+    if (cut := _truncation(path)) is not None:  # safetensors would say "MetadataIncompleteBuffer"
+        raise CheckpointError(f"{path} is not a readable .safetensors file ({cut})")
     try:
         with safe_open(str(path), framework="pt", device="cpu") as file:
             metadata = file.metadata() or {}
@@ -87,3 +77,21 @@ def read(path: str | Path) -> dict[str, Any]:
         tensors = {key: tensors[key] for key in order}
     entries["state_dict"] = tensors
     return entries
+
+
+def _truncation(path: Path) -> str | None:
+    """How a file is shorter than its header says (a cut download or copy, a full disk), or None."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as file:
+            length = int.from_bytes(file.read(8), "little")
+            if length > MAX_HEADER:
+                return None  # not a header: safetensors says what it is
+            if size < 8 + length:
+                return f"it is truncated: {size:,} bytes, less than its {8 + length:,}-byte header"
+            header = json.loads(file.read(length))
+        ends = [entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"]
+    except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError):
+        return None  # not readable as one: safetensors says how
+    whole = 8 + length + max(ends, default=0)
+    return f"it is truncated: {size:,} of its {whole:,} bytes" if size < whole else None

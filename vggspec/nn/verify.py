@@ -16,6 +16,7 @@ from ..plan.report import render_table, shape_text
 from ..spec.analysis import Analysis, analyze
 from ..spec.formatter import format_layer
 from .compiler import VGG
+from .devices import check_memory
 
 
 @dataclass
@@ -73,13 +74,15 @@ class Verification:
 
 
 def verify(model: VGG, size: int | None = None, *, batch: int = 1, seed: int = 0) -> Verification:
-    """One forward pass of ``batch`` random images (``size``×``size``; default: the declared size)."""
+    """One forward pass of ``batch`` random images (``size``×``size``; default: the declared size); a SpecError
+    with the numbers, before the images are made, when the pass cannot fit in the device's free memory."""
     spec = model.spec
     c, h, w = spec.input.shape
     if size is not None:
         h = w = size
     analysis = analyze(spec, input_size=size)
     device = next(model.parameters()).device
+    check_memory(spec, device, batch=batch, input_size=size, weights_there=True)  # before the images are made
     if device.type == "meta":  # shapes only, nothing computed
         images = torch.empty(batch, c, h, w, device=device)
     else:

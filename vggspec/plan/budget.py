@@ -1,5 +1,6 @@
 """A training budget from the spec alone: the memory of one training step of one process, its compute,
-the largest micro-batch that fits a GPU, and a lower bound on the time.
+the largest micro-batch that fits a GPU, and a lower bound on the time; and the least memory a forward
+pass for inference takes (:func:`inference_budget`), which is checked before a network runs.
 
 The step is the trainer's (:mod:`vggspec.train`): SGD with momentum and weight decay, a steady-state
 step (the momentum buffers exist; gradients were set to None by the last step), the loss
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 from ..errors import SpecError
-from ..spec.analysis import analyze, classifier_spec
+from ..spec.analysis import BYTES_PER_ACTIVATION, analyze, classifier_spec
 from ..spec.graph import layer_nodes, to_graph
 from ..spec.layers import Shape
 from ..spec.spec import Spec
@@ -239,6 +240,62 @@ def train_budget(spec: Spec, settings: TrainSettings | None = None) -> TrainBudg
         peak_categories=dict(tape.peak.bytes),
         forward_flops=2 * analysis.macs * share,
         backward_flops=2 * analysis.backward_macs * share,
+    )
+
+
+# -- inference: the least a forward pass takes --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InferenceBudget:
+    """The least memory one forward pass of ``batch`` images takes in inference mode (no gradients, nothing
+    kept for a backward pass): the weights, the images (held by the caller for the whole pass), and the
+    largest input and output of one layer alive together (a layer's input is let go once the next layer has
+    it). A lower bound: the kernels' workspaces, batch norm's own output beside its convolution's, the
+    allocator's rounding and batch norm's running statistics (a few floats a channel) are not counted; a
+    pass that needs more than it cannot run."""
+
+    spec: Spec
+    batch: int
+    input_shape: Shape
+    weights_bytes: int  # the parameters, float32
+    images_bytes: int
+    activations_bytes: int  # the largest layer's input and output at once, beyond the images
+    largest_at: str  # that layer's name
+
+    @property
+    def peak_bytes(self) -> int:
+        return self.weights_bytes + self.images_bytes + self.activations_bytes
+
+    @property
+    def pass_bytes(self) -> int:
+        """What the pass allocates besides the weights: what must fit once the network is on its device."""
+        return self.images_bytes + self.activations_bytes
+
+
+def inference_budget(spec: Spec, batch: int = 1, input_size: int | None = None) -> InferenceBudget:
+    """The least memory a forward pass of ``batch`` images of ``input_size`` (default: the declared size)
+    through ``spec`` takes, as :class:`InferenceBudget` counts it: float32 everywhere."""
+    if batch < 0:
+        raise SpecError(f"a forward pass takes 0 images or more, got {batch}")
+    analysis = analyze(spec, input_size=input_size)
+    element = BYTES_PER_ACTIVATION
+    images = batch * math.prod(analysis.input_shape) * element
+    largest, at = 0, analysis.layers[0].name if analysis.layers else ""
+    for i, layer in enumerate(analysis.layers):
+        if layer.kind == "softmax":  # applied by the loss or the evaluator, not in the pass
+            continue
+        alive = math.prod(layer.output_shape) + (math.prod(layer.input_shape) if i else 0)  # the first's: the images
+        if alive * batch * element > largest:
+            largest, at = alive * batch * element, layer.name
+    return InferenceBudget(
+        spec=spec,
+        batch=batch,
+        input_shape=analysis.input_shape,
+        weights_bytes=analysis.params * element,
+        images_bytes=images,
+        activations_bytes=largest,
+        largest_at=at,
     )
 
 
