@@ -215,3 +215,34 @@ def test_diff_never_reaches_torch_code():
     torch_modules = {name for name, path in module_names().items() if _imports_torch(path)}
     assert reached.isdisjoint(torch_modules), reached & torch_modules
     assert not any(name.startswith("cli") for name in reached) and "diff" in vggspec.__all__
+
+
+def test_diff_reads_checkpoints_as_every_reader_does(tmp_path, capsys):
+    """A checkpoint's weights edited after it was written (a flipped bit: weights ×1000 under the old checksum)
+    are refused by diff as by load_model, not called "the same network"; a truncated checkpoint is said to be
+    one, not read as spec text ("not UTF-8"); a .safetensors checkpoint under any name is a checkpoint."""
+    torch = pytest.importorskip("torch", reason="needs the test extras: pip install -e '.[test]'")
+    spec = vggspec.parse("input: 16x16 RGB\nconv3-4\nmaxpool\nFC-8\nFC-3\n", filename="tiny.vgg")
+    (tmp_path / "tiny.vgg").write_text(format_spec(spec))
+    checkpoint = vggspec.save_checkpoint(vggspec.build(spec, init="kaiming", seed=0), tmp_path / "tiny.pt")
+    assert main(["diff", str(checkpoint), str(tmp_path / "tiny.vgg")]) == 0
+    capsys.readouterr()
+
+    data = torch.load(checkpoint, weights_only=True)
+    data["state_dict"]["features.conv1_1.conv.weight"].mul_(1000)  # the checksums left as they were
+    edited = tmp_path / "edited.pt"
+    torch.save(data, edited)
+    assert main(["diff", str(edited), str(tmp_path / "tiny.vgg")]) == 2
+    err = capsys.readouterr().err
+    assert "checksum" in err and "same" not in err
+
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(checkpoint.read_bytes()[: checkpoint.stat().st_size // 2])
+    assert main(["diff", str(truncated), "A"]) == 2
+    err = capsys.readouterr().err
+    assert "UTF-8" not in err and "truncated" in err, err
+
+    other_name = tmp_path / "weights.bin"
+    vggspec.save_checkpoint(vggspec.build(spec, init="kaiming", seed=0), tmp_path / "tiny.safetensors")
+    shutil.copy(tmp_path / "tiny.safetensors", other_name)
+    assert main(["diff", str(other_name), str(tmp_path / "tiny.vgg")]) == 0

@@ -272,7 +272,9 @@ def _free_gpu_memory() -> int:
         raise SpecError("--memory without a size reads the free GPU memory, which needs PyTorch", hint=hint) from None
     if not torch.cuda.is_available():
         raise SpecError("--memory without a size reads the free GPU memory, and this machine has no GPU", hint=hint)
-    return torch.cuda.mem_get_info()[0]
+    from ..nn.devices import free_memory
+
+    return free_memory(torch.device("cuda"))
 
 
 def _analyze_training(analyses: list[Analysis], request: _TrainingRequest, fmt: str) -> bool:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .. import files
 from ..errors import ExitCode, SpecError
+from ..nn.weights_file import is_weights_file
 from ..run import runs
 from ..spec.bundled import spec_path
 from ..spec.parser import load
@@ -119,7 +120,9 @@ CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors")
 def _is_checkpoint(name: str) -> bool:
     """A run folder, or a checkpoint file, rather than a spec (a file or a bundled name)."""
     path = Path(name)
-    return path.suffix.lower() in CHECKPOINT_SUFFIXES or (path.is_dir() and (path / runs.BEST).exists())
+    return path.suffix.lower() in CHECKPOINT_SUFFIXES or (path.is_dir() and (path / runs.BEST).exists()) or (
+        path.is_file() and is_weights_file(path)  # a checkpoint under another name: told by its content
+    )
 
 
 def _compile_checkpoint(args: argparse.Namespace) -> int:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import zipfile
 from pathlib import Path
 
 from ..errors import ExitCode
+from ..nn.weights_file import is_weights_file
 from ..plan.diff import diff
 from ..spec.parser import load
 from ..spec.spec import Spec
@@ -48,11 +48,12 @@ def _diff(args: argparse.Namespace) -> int:
 
 def _network_spec(name: str) -> Spec:
     """The spec a network argument names: a checkpoint's or a run folder's stored spec (read with torch,
-    so only then), else a spec file or a bundled spec."""
+    so only then, and with every checksum verified, as every reader of weights does), else a spec file or a
+    bundled spec. What is a checkpoint is told by content (a truncated one too), not by the suffix."""
     path = Path(name)
-    if not (path.is_dir() or (path.is_file() and zipfile.is_zipfile(path))):  # torch.save writes zip archives
+    if not is_weights_file(path):
         return load(name)
     need_torch(f"reading the checkpoint {path}")
-    from ..nn.checkpoint import checkpoint_spec, read_checkpoint
+    from ..nn.checkpoint import stored_spec
 
-    return checkpoint_spec(read_checkpoint(path, mmap=True), path)
+    return stored_spec(path)
