@@ -6,6 +6,7 @@ import ast
 import importlib.machinery
 import importlib.util
 import json
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -18,7 +19,7 @@ import vggspec  # noqa: E402
 from vggspec.nn.dense import to_dense  # noqa: E402
 from vggspec.nn.export import FORMATS, class_name, export_model, python_source  # noqa: E402
 
-from .conftest import SPECS  # noqa: E402
+from .conftest import ROOT, SPECS  # noqa: E402
 
 PLAIN_LRN = """\
 # plain convolutions with LRN, as in A-LRN
@@ -439,3 +440,17 @@ def test_exports_take_raw_pixels_and_say_how_they_are_normalised(models, kind, r
         torch.testing.assert_close(torch.from_numpy(out), expected, atol=1e-4, rtol=1e-4)
     finally:
         model.preprocessing = None
+
+
+def test_writing_torchscript_shows_no_warning_of_torchs(tmp_path):
+    """`compile -o x.ts` printed torch's "FutureWarning: torch.jit.save is deprecated" (and died with a
+    traceback under -W error): TorchScript's deprecation is said in vggspec's help, not at every export."""
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-m", "vggspec", "compile", "small/A-narrow-32", "-o", str(tmp_path / "x.ts")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Warning" not in result.stderr and (tmp_path / "x.ts").is_file()

@@ -170,10 +170,10 @@ def _dynamic_shapes(model: VGG, batch_size: int | None) -> tuple[dict[int, objec
 
 def _torchscript_bytes(graph: nn.Module, model: VGG, batch_size: int | None) -> bytes:
     """The traced network as the bytes :func:`torch.jit.save` writes, made in memory."""
+    buffer = io.BytesIO()
     with _expected_warnings(), torch.no_grad():
         traced = torch.jit.trace(graph, example_input(model, batch_size))
-    buffer = io.BytesIO()
-    torch.jit.save(traced, buffer)
+        torch.jit.save(traced, buffer)  # deprecated too: said once in the docs, not at every export
     return buffer.getvalue()
 
 
