@@ -593,24 +593,13 @@ def evaluate(config: EvaluateConfig) -> Results | None:
         results.note_unreadable()
         _write_outputs(results, config)  # --json, and --save-probs keeps the fusion for a later one
         return results
-    from .config import machines
-    from .distributed import launch, local_processes, tell_the_machines, under_torchrun
+    from .launch import Launcher, where_is_the_data
 
-    several = machines(config)
-    try:  # what this machine finds wrong before it starts its processes, the other machines are told
-        if config.data is None:
-            raise SpecError(f"where is the data? give --data DIR (the images in DIR/{config.split}/<class>/*)")
-        if config.gpus and config.gpus > torch.cuda.device_count():
-            raise SpecError(
-                f"--gpus {config.gpus} asks for more GPUs than this machine has ({torch.cuda.device_count()})"
-            )
-        world = local_processes(config.gpus, config.nproc, config.model_fields_set)
-    except SpecError as err:
-        tell_the_machines(err, several, gpu=bool(config.gpus))
-    if (world > 1 or several.several) and not under_torchrun():
-        launch(_worker, config.model_dump(), world=world, machines=several)
-        return None
-    return _worker(config.model_dump())
+    launcher = Launcher("evaluate", config)
+    with launcher.checking():  # what this machine finds wrong before it starts its processes, the others are told
+        where_is_the_data(config.data, f"the images in DIR/{config.split}/<class>/*")
+        world = launcher.processes(config.gpus, config.nproc, config.model_fields_set)
+    return launcher.start(_worker, config.model_dump(), world=world)
 
 
 def _worker(config_values: dict[str, Any]) -> Results | None:

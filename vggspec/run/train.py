@@ -71,18 +71,16 @@ from ..spec.parser import load
 from ..spec.spec import Spec
 from ..units import human_bytes
 from . import runs
-from .config import TrainConfig, machines, validated
+from .config import TrainConfig, validated
 from .distributed import (
     Attempt,
     Distributed,
     await_the_launcher,
-    launch,
-    local_processes,
     lost_contact,
     several_machines,
-    tell_the_machines,
     under_torchrun,
 )
+from .launch import Launcher
 from .metrics import top_k_correct
 from .runlog import RunLog
 from .runs import checkpoint_path
@@ -97,14 +95,14 @@ def train(config: TrainConfig) -> Path:
     as its checkpoint holds them: ``--resume`` alone continues the run as it was started.
     """
     given = set(config.model_fields_set)
-    several = machines(config)
-    if (under_torchrun() or several.several) and not config.out:  # each machine would name its own folder
+    launcher = Launcher("train", config)
+    if (under_torchrun() or launcher.machines.several) and not config.out:  # each machine would name its own folder
         raise SpecError(
             f"{'under torchrun' if under_torchrun() else 'with --nnodes'}, give --out RUN: one run folder that every "
             "machine reaches by that path",
             hint="a shared folder (NFS, a cluster file system): checkpoints go there, and restarts resume from it",
         )
-    try:  # what this machine finds wrong before it starts its processes, the other machines are told
+    with launcher.checking():  # what this machine finds wrong before it starts its processes, the others are told
         config = _restarted(config)
         config = config.model_copy(update={"spec": config.spec_file()})
         spec = load(config.spec)
@@ -116,11 +114,9 @@ def train(config: TrainConfig) -> Path:
         _check_fine_tuning(config)
         _check_devices(config)
         _check_start_files(config)
-        world = local_processes(config.gpus, config.nproc, given)
-    except SpecError as err:
-        tell_the_machines(err, several, gpu=bool(config.gpus))
+        world = launcher.processes(config.gpus, config.nproc, given)
     try:
-        launch(run_worker, config.model_dump(), world=world, max_restarts=config.max_restarts, machines=several)
+        launcher.start(run_worker, config.model_dump(), world=world, max_restarts=config.max_restarts)
     except ProcessLost as lost:
         raise ProcessLost(
             f"{lost.message}: training stopped; {_kept(Path(config.out))}",
@@ -242,16 +238,10 @@ def _check_start_files(config: TrainConfig) -> None:
 
 
 def _check_devices(config: TrainConfig) -> None:
-    if config.gpus:
-        available = torch.cuda.device_count()
-        if config.gpus > available:
-            raise SpecError(
-                f"--gpus {config.gpus} asks for more GPUs than this machine has ({available})",
-                hint="use --gpus 0 (or leave it out) to train on the CPU, --nproc N for N CPU processes",
-            )
-        if config.nproc > 1:
-            raise SpecError("--gpus and --nproc exclude each other: --gpus N runs one process per GPU")
-    elif config.sync_bn:
+    """Processes on GPUs or on the CPU, not both; SyncBatchNorm on GPUs only (the GPUs here: :class:`.Launcher`)."""
+    if config.gpus and config.nproc > 1:
+        raise SpecError("--gpus and --nproc exclude each other: --gpus N runs one process per GPU")
+    if not config.gpus and config.sync_bn:
         raise SpecError(
             "--sync-bn needs --gpus: torch's SyncBatchNorm runs on CUDA only",
             hint="CPU processes (--nproc) normalise each with its own share of the batch; leave --sync-bn out",
