@@ -438,7 +438,7 @@ class _Trainer:
             "colour_stats": self.stats.model_dump_json(),
             "preprocessing": self.preprocessing.model_dump_json(),
             "classes": list(train_folder.classes),
-            "train_scale": list(self.scale),
+            "train_scale": self.scale.to_checkpoint(),
         }
         if job := Attempt.current().job:  # the torchrun job that writes the run resumes it when started again
             self.facts["torchrun_job"] = job
@@ -637,7 +637,7 @@ class _Trainer:
         config, input_size, channels = self.config, self.spec.input.size, self.spec.input.channels
         augment = datalib.Augment(
             input_size=input_size,
-            scale=tuple(self.scale),
+            scale=self.scale,
             channels=channels,
             stats=self.stats,
             flip=config.flip,
