@@ -192,7 +192,7 @@ def test_an_evaluation_whose_checkpoint_one_machine_lacks_stops_both_saying_why(
 def test_a_torchrun_job_started_again_resumes_its_run_and_another_job_does_not(across_two_machines, monkeypatch):
     """A machine joining (torchrun restarts the processes without counting it) or a requeued SLURM job:
     the same --rdzv-id resumes the run it wrote; another job is refused its folder, as a new run is."""
-    from vggspec.run.train import _restarted
+    from vggspec.run.startup import restarted as _restarted
 
     cfg = across_two_machines[0]
     monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun starts a process
