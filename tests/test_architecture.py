@@ -136,6 +136,21 @@ def _imports_torch(path: Path) -> bool:
     return False
 
 
+MAX_CLASS_LINES = 350  # the hard limit; aim for under 300
+
+
+def test_no_class_is_longer_than_350_lines():
+    """A class a reader can hold in mind at once: a longer one is several things, each of which wants its own
+    name (the trainer was one class of 650 lines: its loop, its data, its network, its checkpoints)."""
+    too_long = [
+        f"{path.relative_to(PACKAGE)}: {node.name}, {node.end_lineno - node.lineno + 1} lines"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno + 1 > MAX_CLASS_LINES
+    ]
+    assert not too_long, "classes over 350 lines: " + "; ".join(too_long)
+
+
 def test_the_test_oracle_is_not_in_the_package():
     """tools/measured.py holds the budget to PyTorch's own measurements: tests and tools use it, users do not."""
     assert not list(PACKAGE.rglob("measured.py"))

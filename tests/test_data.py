@@ -34,7 +34,7 @@ def flat_stats(channels: int = 3) -> colour.ColourStats:
     )
 
 
-def augment(scale=(40, 40), channels=3, stats=None, **kw) -> data.Augment:
+def augment(scale=TrainingScale(40, 40), channels=3, stats=None, **kw) -> data.Augment:
     return data.Augment(input_size=SIZE, scale=scale, channels=channels, stats=stats or flat_stats(channels), **kw)
 
 
@@ -43,7 +43,7 @@ def augment(scale=(40, 40), channels=3, stats=None, **kw) -> data.Augment:
 
 def test_sample_shapes_and_dtypes(folder):
     stats = colour.colour_stats(folder, 3)
-    ds = data.TrainDataset(folder, augment((40, 64), stats=stats), seed=0)
+    ds = data.TrainDataset(folder, augment(TrainingScale(40, 64), stats=stats), seed=0)
     assert len(ds) == len(folder.samples) == 12
     for i in range(len(ds)):
         s = ds[i]
@@ -65,7 +65,7 @@ def test_datasets_read_the_packed_samples_not_the_folders_tuples(folder):
     """So loader workers touch no Python object per sample (tools/bench_memory.py measures why)."""
     import dataclasses
 
-    train = data.TrainDataset(folder, augment((40, 64)), seed=0)
+    train = data.TrainDataset(folder, augment(TrainingScale(40, 64)), seed=0)
     val = data.EvalDataset(folder, data.Evaluate(input_size=SIZE, scale=40, channels=3))
     expected = [(train[i].label, val[i].label) for i in range(len(folder.samples))]
     train.folder = val.folder = dataclasses.replace(folder, samples=())  # nothing left to read there
@@ -75,7 +75,7 @@ def test_datasets_read_the_packed_samples_not_the_folders_tuples(folder):
 
 
 def test_samples_are_a_function_of_seed_epoch_index(folder):
-    aug = augment((40, 64), colour_std=0.1)
+    aug = augment(TrainingScale(40, 64), colour_std=0.1)
     a, b = data.TrainDataset(folder, aug, seed=7), data.TrainDataset(folder, aug, seed=7)
     a.set_epoch(3)
     b.set_epoch(3)
@@ -93,7 +93,7 @@ def test_samples_are_a_function_of_seed_epoch_index(folder):
 
 
 def test_samples_do_not_depend_on_dataloader_workers(folder):
-    ds = data.TrainDataset(folder, augment((40, 64)), seed=1)
+    ds = data.TrainDataset(folder, augment(TrainingScale(40, 64)), seed=1)
     ds.set_epoch(2)
     order = [[5, 0, 3], [11, 7], [1, 2, 4, 6]]
     loaded = list(
@@ -107,18 +107,18 @@ def test_samples_do_not_depend_on_dataloader_workers(folder):
 
 
 def test_scale_jitter_range_respected(folder):
-    ds = data.TrainDataset(folder, augment((40, 48)), seed=0)
+    ds = data.TrainDataset(folder, augment(TrainingScale(40, 48)), seed=0)
     scales = [ds.draw(i % 12, epoch=i // 12).scale for i in range(1200)]
     assert min(scales) == 40 and max(scales) == 48
     counts = np.bincount(scales)[40:]
     assert counts.min() > 1200 / 9 * 0.6  # roughly uniform over 40..48
-    fixed = data.TrainDataset(folder, augment((40, 40)), seed=0)
+    fixed = data.TrainDataset(folder, augment(TrainingScale(40, 40)), seed=0)
     assert {fixed.draw(i).scale for i in range(12)} == {40}
 
 
 def test_sample_is_the_reference_crop_at_the_drawn_scale(folder):
     """Each sample is what rescale-to-S + crop + flip makes for its draw (S jittered)."""
-    ds = data.TrainDataset(folder, augment((40, 80)), seed=3)
+    ds = data.TrainDataset(folder, augment(TrainingScale(40, 80)), seed=3)
     for i in range(len(ds)):
         d = ds.draw(i)
         ref = decoding.reference_image(folder.samples[i][0], d.scale, SIZE, d.left, d.top, d.flip, 3)
@@ -259,7 +259,7 @@ def test_collate_then_to_device_round_trip(folder):
 def test_gray_spec(folder):
     stats = colour.colour_stats(folder, 1)
     assert len(stats.mean) == 1 and stats.eigenvectors == [[1.0]]
-    ds = data.TrainDataset(folder, augment((40, 64), channels=1, stats=stats), seed=0)
+    ds = data.TrainDataset(folder, augment(TrainingScale(40, 64), channels=1, stats=stats), seed=0)
     for i in range(len(ds)):
         s = ds[i]
         assert s.ok and s.image.shape == (1, SIZE, SIZE) and s.shift.shape == (1,)
@@ -334,13 +334,35 @@ def test_eval_dataset_is_deterministic_centre_crop(dataset_dir, folder):
 
 def test_settings_are_checked():
     with pytest.raises(SpecError, match="does not fit 32×32 crops"):
-        augment((24, 64))
+        augment(TrainingScale(24, 64))
     with pytest.raises(SpecError, match="does not fit"):
-        augment((64, 40))
+        augment(TrainingScale(64, 40))
     with pytest.raises(SpecError, match="1 \\(gray\\) or 3 \\(RGB\\)"):
         augment(channels=4, stats=flat_stats(4))
     with pytest.raises(SpecError, match="colour statistics have 3 channels"):
         augment(channels=1, stats=flat_stats(3))
-    with pytest.raises(SpecError, match="smaller than the 32×32 crop"):
+    with pytest.raises(SpecError, match="the test scale 20 is smaller than the network's 32-pixel input"):
         data.Evaluate(input_size=SIZE, scale=20, channels=3)
     assert TrainingScale.default(224) == (256, 256) and TrainingScale.default(32) == (37, 37)
+
+
+def test_the_training_scale_has_one_form_in_checkpoints():
+    """Stored as [S_min, S_max] and read back by the same rules as the checkpoint's field check; a checkpoint
+    from before the entry existed gives its configuration's scale, or the default for its input."""
+    scale = TrainingScale.parse("18:24")
+    assert scale.to_checkpoint() == [18, 24] and TrainingScale.from_entry(scale.to_checkpoint()) == scale
+    for bad in ([18], [0, 24], [24, 18], ["18", "24"], [True, 2], "18:24"):
+        with pytest.raises(ValueError, match="two sizes S_min ≤ S_max"):
+            TrainingScale.from_entry(bad)
+    assert TrainingScale.from_checkpoint({"train_scale": [18, 24], "config": {"scale": "30"}}, 16) == (18, 24)
+    assert TrainingScale.from_checkpoint({"config": {"scale": "18:24", "other": 1}}, 16) == (18, 24)
+    assert TrainingScale.from_checkpoint({}, 32) == (37, 37)
+    with pytest.raises(SpecError, match="the checkpoint's training scale cannot be read: a scale is a number"):
+        TrainingScale.from_checkpoint({"config": {"scale": "big"}}, 16)
+
+
+def test_a_training_scale_above_the_largest_test_scale_is_refused():
+    """The validation during training tests at S: an S no test scale may be is refused before anything runs."""
+    with pytest.raises(SpecError, match="the training scale 256:9000 is above 8192"):
+        TrainingScale.resolve("256:9000", 224)
+    assert TrainingScale.resolve("256:8192", 224) == (256, 8192)

@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch", reason="needs the test extras: pip install 
 
 import vggspec  # noqa: E402
 from vggspec.data import folders  # noqa: E402
-from vggspec.data.scales import parse_test_scales  # noqa: E402
+from vggspec.data.scales import TrainingScale, parse_test_scales  # noqa: E402
 from vggspec.run.config import EvaluateConfig, validated  # noqa: E402
 from vggspec.run.evaluate import (  # noqa: E402
     PAPER,
@@ -31,21 +31,21 @@ from .conftest import ROOT, TINY_SPEC  # noqa: E402
 
 
 def test_scales_relative_to_the_training_scale():
-    assert parse_test_scales("S-32,S,S+32", (256, 256)) == [224, 256, 288]
-    assert parse_test_scales(None, (256, 512)) == [384]  # the paper's Q for jittered S
-    assert parse_test_scales("S_min,S,S_max", (256, 512)) == [256, 384, 512]
-    assert parse_test_scales("256, 384,512", (256, 256)) == [256, 384, 512]
+    assert parse_test_scales("S-32,S,S+32", TrainingScale(256, 256)) == [224, 256, 288]
+    assert parse_test_scales(None, TrainingScale(256, 512)) == [384]  # the paper's Q for jittered S
+    assert parse_test_scales("S_min,S,S_max", TrainingScale(256, 512)) == [256, 384, 512]
+    assert parse_test_scales("256, 384,512", TrainingScale(256, 256)) == [256, 384, 512]
     with pytest.raises(Exception, match="cannot read the test scale"):
-        parse_test_scales("S*2", (256, 256))
+        parse_test_scales("S*2", TrainingScale(256, 256))
 
 
 def test_the_papers_test_scales_follow_how_the_network_was_trained(capfd):
     """Table 4: S-32, S, S+32 for a fixed S; S_min, S, S_max for a jittered one (and a note when asked
     for the former on a jittered network)."""
-    assert parse_test_scales("paper", (256, 256)) == [224, 256, 288]
-    assert parse_test_scales("Paper", (256, 512)) == [256, 384, 512]
+    assert parse_test_scales("paper", TrainingScale(256, 256)) == [224, 256, 288]
+    assert parse_test_scales("Paper", TrainingScale(256, 512)) == [256, 384, 512]
     assert "note:" not in capfd.readouterr().err
-    assert parse_test_scales("S-32, S, S+32", (256, 512)) == [352, 384, 416]
+    assert parse_test_scales("S-32, S, S+32", TrainingScale(256, 512)) == [352, 384, 416]
     assert "the paper tested at S_min, S, S_max (Table 4: --scales paper)" in capfd.readouterr().err
 
 
@@ -309,6 +309,28 @@ def test_the_training_scale_travels_in_the_checkpoint(trained, tmp_path):
     torch.save(checkpoint, older)
     assert load_network(older).train_scale == (18, 24)
     assert parse_test_scales(None, load_network(older).train_scale) == [21]
+
+
+def test_the_papers_plus_minus_32_scales_with_the_input_and_says_so(trained, tmp_path, capfd):
+    """Table 4's S-32, S, S+32 are for 224-pixel inputs: a 32-pixel network (S = 37) is tested at 32, 37, 42
+    (±32 × 32/224 = ±5), and a 16-pixel one trained at S = 18 at 16, 18, 20, each said in a note that shows where
+    the numbers came from; at 224 nothing changes and nothing is said."""
+    assert parse_test_scales("paper", TrainingScale(37, 37), 32) == [32, 37, 42]
+    note = capfd.readouterr().err
+    assert "the paper's S-32, S, S+32 are for 224-pixel inputs; for 32-pixel inputs, S-5, S, S+5" in note
+    assert "(32 × 32/224, at least one pixel): Q = 32, 37, 42" in note
+    assert parse_test_scales("paper", TrainingScale(256, 256), 224) == [224, 256, 288]
+    assert parse_test_scales("paper", TrainingScale(4, 4), 3, say=False) == [3, 4, 5]  # at least one pixel
+    assert "note:" not in capfd.readouterr().err
+
+    checkpoint, data = trained
+    fixed = torch.load(checkpoint, weights_only=True)
+    fixed["train_scale"] = TrainingScale(18, 18).to_checkpoint()
+    torch.save(fixed, tmp_path / "fixed.pt")
+    results = evaluate(EvaluateConfig(checkpoints=[str(tmp_path / "fixed.pt")], data=data, scales="paper",
+                                      progress=False))  # fmt: skip
+    assert results.scales == {"shapes": [16, 18, 20]}
+    assert "for 16-pixel inputs, S-2, S, S+2" in capfd.readouterr().err
 
 
 def test_a_network_trained_without_flips_is_evaluated_without_them(tmp_path, shapes, capsys):

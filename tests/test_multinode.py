@@ -192,7 +192,7 @@ def test_an_evaluation_whose_checkpoint_one_machine_lacks_stops_both_saying_why(
 def test_a_torchrun_job_started_again_resumes_its_run_and_another_job_does_not(across_two_machines, monkeypatch):
     """A machine joining (torchrun restarts the processes without counting it) or a requeued SLURM job:
     the same --rdzv-id resumes the run it wrote; another job is refused its folder, as a new run is."""
-    from vggspec.run.train import _restarted
+    from vggspec.run.startup import restarted as _restarted
 
     cfg = across_two_machines[0]
     monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun starts a process
@@ -377,8 +377,8 @@ def test_a_rendezvous_port_another_program_holds_is_said_in_one_line_after_the_t
 def test_a_rendezvous_nothing_answers_at_is_said_with_the_reason():
     """What a machine that cannot reach HOST:PORT says (the endpoint's host is another machine, so it is not tried
     here, where every loopback address is this machine's: torch would serve the rendezvous itself)."""
-    from vggspec.run.config import Machines
     from vggspec.run.distributed import _unreachable
+    from vggspec.run.rendezvous import Machines
 
     port = free_port()  # closed as soon as found
     problem = _unreachable(Machines(2, 2, f"127.0.0.1:{port}", 5), None)
@@ -468,7 +468,7 @@ def test_a_killed_process_is_restarted_until_the_restarts_are_used_up_and_the_ru
     ("given", "kept"), [("2", "2"), (" 1:2 ", "1:2"), ("3:3", "3"), ("4", "4")]
 )  # fmt: skip
 def test_nnodes_takes_a_count_or_a_range(given, kept):
-    from vggspec.run.config import Machines, machines
+    from vggspec.run.rendezvous import Machines, machines
 
     cfg = TrainConfig(spec="A", data="d", out="o", nnodes=given, rdzv_endpoint="node1")
     assert cfg.nnodes == kept and cfg.rdzv_endpoint == "node1:29400"
@@ -497,8 +497,8 @@ def test_a_rendezvous_half_given_is_one_line_before_anything_starts(flags, said,
 
 def test_under_torchrun_the_machines_are_torchruns(monkeypatch):
     from vggspec.errors import SpecError
-    from vggspec.run.config import Machines
     from vggspec.run.distributed import launch
+    from vggspec.run.rendezvous import Machines
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(SpecError, match="under torchrun, the machines are torchrun's"):

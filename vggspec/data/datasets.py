@@ -44,7 +44,7 @@ from .colour import ColourStats
 from .decoding import centre_crop, jpeg_decoder, pil_mode, render
 from .folders import ImageFolder
 from .preprocessing import Preprocessing, normalised
-from .scales import TrainingScale
+from .scales import TrainingScale, check_test_scales
 
 __all__ = [
     "Augment",
@@ -68,13 +68,13 @@ __all__ = [
 class Augment:
     """The training transform of Section 3.1.
 
-    ``scale``: (S, S) for a fixed training scale, (S_min, S_max) for scale jittering (S drawn
-    uniformly per image, integers, both ends included). S is the smallest side of the rescaled
-    image, S ≥ input_size. ``colour_std``: the std of the colour shift's alphas (0 disables it).
+    ``scale``: S, fixed, or for scale jittering [S_min, S_max] (S drawn uniformly per image,
+    integers, both ends included). S is the smallest side of the rescaled image, S ≥ input_size.
+    ``colour_std``: the std of the colour shift's alphas (0 disables it).
     """
 
     input_size: int
-    scale: tuple[int, int]
+    scale: TrainingScale
     channels: int
     stats: ColourStats
     flip: bool = True
@@ -82,7 +82,7 @@ class Augment:
 
     def __post_init__(self) -> None:
         pil_mode(self.channels)
-        TrainingScale(*self.scale).check(self.input_size)
+        self.scale.check(self.input_size)
         if self.stats.channels != self.channels:
             raise SpecError(
                 f"the colour statistics have {self.stats.channels} channels but the images {self.channels}",
@@ -102,11 +102,7 @@ class Evaluate:
 
     def __post_init__(self) -> None:
         pil_mode(self.channels)
-        if self.scale < self.input_size:
-            raise SpecError(
-                f"the test scale {self.scale} is smaller than the {self.input_size}×{self.input_size} crop",
-                hint=f"Q is the smallest side of the rescaled image: it needs Q ≥ {self.input_size}",
-            )
+        check_test_scales([self.scale], self.input_size)
 
 
 class Draw(NamedTuple):

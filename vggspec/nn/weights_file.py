@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import files
 from ..data.preprocessing import Preprocessing
+from ..data.scales import TrainingScale
 from ..errors import CheckpointError, WeightsError
 
 if TYPE_CHECKING:
@@ -416,13 +417,12 @@ def _classes(value: Any) -> str | None:
 
 
 def _train_scale(value: Any) -> str | None:
-    ok = (
-        isinstance(value, (list, tuple))
-        and len(value) == 2
-        and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in value)
-        and value[0] <= value[1]
-    )
-    return None if ok else f"is not two sizes S_min ≤ S_max (positive integers) but {_kind(value)}"
+    """S as :meth:`~vggspec.data.scales.TrainingScale.to_checkpoint` stores it: its rules are that class's."""
+    try:
+        TrainingScale.from_entry(value)
+    except ValueError:
+        return f"is not two sizes S_min ≤ S_max (positive integers) but {_kind(value)}"
+    return None
 
 
 def _rng(value: Any) -> str | None:

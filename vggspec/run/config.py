@@ -12,9 +12,9 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, NamedTuple, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..data.scales import TrainingScale
 from ..errors import SpecError, did_you_mean
@@ -22,6 +22,11 @@ from ..plan.batch import MIN_BATCH, MIN_STEPS_PER_EPOCH, PAPER_BATCH, BatchSplit
 from ..plan.budget import PLANNING_MARGIN_PERCENT
 from ..spec.initialisation import INIT_HELP, parse_init
 from . import runs
+from .flags import command_line
+from .rendezvous import Endpoint, NodeCounts, machine_fields
+from .rendezvous import Machines as Machines  # the command line finds these here too
+from .rendezvous import Rendezvous as Rendezvous
+from .rendezvous import machines as machines
 
 DType = Literal["float32", "bfloat16", "float16", "auto"]
 Method = Literal["dense", "multi-crop", "both", "all", "center"]
@@ -39,112 +44,6 @@ DTYPE_HELP = (
     "bf16 instructions, kept in ~/.cache/vggspec; a GPU from Ampere on; posteriors then carry bf16 rounding), "
     "else float32"
 )
-
-
-def command_line(**how: str) -> dict[str, Any]:
-    """A field's command-line form where its name alone does not say it: ``flag`` (another name),
-    ``metavar``, ``nargs`` (a positional argument), ``default_note`` (what --help says of the default)."""
-    return {"json_schema_extra": {"command_line": how}}
-
-
-# Several machines, started by vggspec itself (--nnodes, --rdzv-endpoint): torchrun's c10d rendezvous.
-RDZV_PORT = 29400  # torchrun's default port for it
-RDZV_TIMEOUT = 600  # seconds: torchrun's join_timeout
-
-
-def _node_counts(text: str) -> str:
-    """``--nnodes``: N, or MIN:MAX (1 ≤ MIN ≤ MAX), checked as the flag is read."""
-    parts = str(text).strip().split(":")
-    try:
-        low, high = (int(parts[0]), int(parts[-1])) if len(parts) <= 2 else (0, 0)
-    except ValueError:
-        low = high = 0
-    if not 1 <= low <= high:
-        raise ValueError(f"--nnodes takes N or MIN:MAX (e.g. 2, or 1:2), not '{text}'")
-    return f"{low}" if low == high else f"{low}:{high}"
-
-
-def _endpoint(text: str | None) -> str | None:
-    """``--rdzv-endpoint``: HOST or HOST:PORT, as HOST:PORT."""
-    if text is None:
-        return None
-    host, _, port = str(text).strip().rpartition(":") if ":" in str(text) else (str(text).strip(), "", "")
-    if not host or (port and not (port.isdigit() and 0 < int(port) < 65536)):
-        raise ValueError(f"--rdzv-endpoint takes HOST:PORT (e.g. node1:{RDZV_PORT}), not '{text}'")
-    return f"{host}:{port or RDZV_PORT}"
-
-
-def _machine_fields() -> tuple[Any, Any, Any]:
-    """The fields of ``--nnodes``, ``--rdzv-endpoint`` and ``--rdzv-timeout``, which train and evaluate share."""
-    nnodes = Field(
-        default="1",
-        description="machines that run together (without torchrun): start the same command on each, with the same "
-        "--rdzv-endpoint; MIN:MAX (e.g. 1:2) goes on with as few as MIN when a machine is lost",
-        **command_line(metavar="N|MIN:MAX"),
-    )
-    endpoint = Field(
-        default=None,
-        description=f"with --nnodes: HOST[:PORT] where the machines meet (port {RDZV_PORT} by default); HOST is one of "
-        "them, which serves the rendezvous, and PORT must be free there and open to the others",
-        **command_line(metavar="HOST:PORT"),
-    )
-    timeout = Field(
-        default=RDZV_TIMEOUT,
-        ge=1,
-        description="with --nnodes: seconds to wait for every machine to arrive (and for HOST:PORT to answer) "
-        "before stopping with an error",
-        **command_line(metavar="SECONDS"),
-    )
-    return nnodes, endpoint, timeout
-
-
-NodeCounts = Annotated[str, AfterValidator(_node_counts)]
-Endpoint = Annotated[str | None, AfterValidator(_endpoint)]
-
-
-class Machines(NamedTuple):
-    """The machines one run spans: ``low`` to ``high`` of them, meeting at ``endpoint``; waiting ``timeout`` s."""
-
-    low: int = 1
-    high: int = 1
-    endpoint: str | None = None
-    timeout: int = RDZV_TIMEOUT
-
-    @property
-    def several(self) -> bool:
-        return self.high > 1
-
-    def describe(self) -> str:
-        """``2 machines``, ``1 to 2 machines``."""
-        count = f"{self.low}" if self.low == self.high else f"{self.low} to {self.high}"
-        return f"{count} machine{'s' if self.high > 1 else ''}"
-
-
-class Rendezvous(BaseModel):
-    """The flags of several machines alone, checked as train and evaluate check them: what a machine that stops
-    on other bad input needs, to tell the others (the rest of ``values`` is ignored)."""
-
-    nnodes: NodeCounts
-    rdzv_endpoint: Endpoint
-    rdzv_timeout: int
-    nnodes, rdzv_endpoint, rdzv_timeout = _machine_fields()
-
-
-def machines(config: TrainConfig | EvaluateConfig | Rendezvous) -> Machines:
-    """The machines ``config`` asks for; a SpecError for a rendezvous half given."""
-    low, _, high = config.nnodes.partition(":")
-    found = Machines(int(low), int(high or low), config.rdzv_endpoint, config.rdzv_timeout)
-    if found.several and found.endpoint is None:
-        raise SpecError(
-            f"--nnodes {config.nnodes} needs --rdzv-endpoint HOST:PORT: where the machines meet",
-            hint=f"the same on every machine, HOST one of them, e.g. --rdzv-endpoint node1:{RDZV_PORT}",
-        )
-    if not found.several and found.endpoint is not None:
-        raise SpecError(
-            "--rdzv-endpoint is where several machines meet: give --nnodes too (e.g. --nnodes 2)",
-            hint="on one machine, --nproc N or --gpus N alone starts the processes",
-        )
-    return found
 
 
 class TrainConfig(BaseModel):
@@ -263,7 +162,7 @@ class TrainConfig(BaseModel):
     nnodes: NodeCounts
     rdzv_endpoint: Endpoint
     rdzv_timeout: int
-    nnodes, rdzv_endpoint, rdzv_timeout = _machine_fields()
+    nnodes, rdzv_endpoint, rdzv_timeout = machine_fields()
     max_restarts: int = Field(
         default=3,
         ge=0,
@@ -377,7 +276,7 @@ class EvaluateConfig(BaseModel):
     nnodes: NodeCounts
     rdzv_endpoint: Endpoint
     rdzv_timeout: int
-    nnodes, rdzv_endpoint, rdzv_timeout = _machine_fields()
+    nnodes, rdzv_endpoint, rdzv_timeout = machine_fields()
     json_path: str | None = Field(
         default=None, description="also write the table as JSON", **command_line(flag="json", metavar="FILE")
     )

@@ -28,7 +28,7 @@ import torch.distributed as distributed
 
 from ..errors import ExitCode, ProcessLost, SpecError
 from ..logs import log, restore_torch_native_logs, show_messages, shown_level
-from .config import RDZV_PORT, Machines
+from .rendezvous import RDZV_PORT, Machines
 
 # What :func:`launch` tells the processes of a restart (torchrun's agent sets its own
 # TORCHELASTIC_RESTART_COUNT to 0 in every process it starts, and launch starts each attempt anew).
@@ -304,21 +304,21 @@ class Distributed:
 
 
 def launch(
-    worker: Callable[[dict[str, Any]], None],
+    worker: Callable[[dict[str, Any]], Any],
     config: dict[str, Any],
     *,
     world: int,
     max_restarts: int = 0,
     machines: Machines = Machines(),
     announce: str | None = None,
-) -> None:
+) -> Any:
     """``worker(config)`` in ``world`` processes on this machine, through torchrun's elastic launcher, with
     those of the other ``machines`` (which start the same command) when there are several; when one dies
     (SIGKILL, the OOM killer, a crash), all are started again, up to ``max_restarts`` times. ``announce``:
     the line said while the processes start, in place of the usual one.
 
-    One process on one machine, or a process that torchrun started: call it here, and restarts are
-    torchrun's (its ``--max-restarts``).
+    One process on one machine, or a process that torchrun started: call it here (and return what it
+    returns), and restarts are torchrun's (its ``--max-restarts``). Several: None.
 
     The restarts are this loop's, not the launcher's own (each attempt runs with ``max_restarts=0``):
     the launcher would also restart a planned stop (bad input, a diverged loss, a saved interrupt),
@@ -334,8 +334,7 @@ def launch(
             "--rdzv-endpoint HOST:PORT",
         )
     if (world <= 1 and not machines.several) or under_torchrun():
-        worker(config)
-        return
+        return worker(config)
     restore_torch_native_logs()  # the processes log as the user's environment says
     # Each process imports torch and joins the group before it can say anything: seconds of silence.
     if announce:
@@ -370,7 +369,7 @@ def launch(
                 os.environ[STATUS] = status
                 died = _attempt(worker, config, world, run_id, machines, Path(status))
             if died is None:
-                return
+                return None
             if restarts == max_restarts:
                 raise ProcessLost(died + (f"; {_count(max_restarts, 'restart')} used up" if max_restarts else ""))
             again = f"the {world} processes" if world > 1 else "the process"

@@ -124,7 +124,7 @@ def load_network(
         str(path),
         dtype,
         preprocessing=preprocessing,
-        train_scale=trained_scale(data, model.spec.input.size),
+        train_scale=TrainingScale.from_checkpoint(data, model.spec.input.size),
         classes=list(data.get("classes") or preprocessing.classes),
         trained_with_flips=bool((data.get("config") or {}).get("flip", True)),
     )
@@ -147,7 +147,7 @@ def _network_from_weights(
         str(weights),
         dtype,
         preprocessing=model.preprocessing,
-        train_scale=TrainingScale.resolve(None, model.spec.input.size),
+        train_scale=TrainingScale.default(model.spec.input.size),
         classes=list(model.preprocessing.classes),
         trained_with_flips=True,
     )
@@ -162,22 +162,12 @@ def _network(model: VGG, path: str, dtype: DTypeLike, **facts: Any) -> Network:
     return Network(name=model.spec.display_name, path=path, classifier=classifier, dense=dense, **facts)
 
 
-def trained_scale(checkpoint: dict[str, Any], input_size: int) -> TrainingScale:
-    """The training scale S a checkpoint records (before it did, its configuration's ``scale``)."""
-    try:
-        if "train_scale" in checkpoint:
-            return TrainingScale(*(int(s) for s in checkpoint["train_scale"]))
-        return TrainingScale.resolve((checkpoint.get("config") or {}).get("scale"), input_size)
-    except (TypeError, ValueError) as err:
-        raise SpecError(f"the checkpoint's training scale cannot be read: {err}") from None
-
-
 def evaluation_scales(net: Network, text: str | None, *, dense: bool, say: bool = True) -> list[int]:
     """The test scales ``text`` asks of ``net`` (:func:`~vggspec.data.scales.parse_test_scales`). By default
     that is S; but where S leaves a border of pixels outside every pooling window of a dense evaluation
     (S = 37 for a 32-pixel network of stride 32: 5 rows), the nearest scale that uses every pixel instead,
     said in a note (``--scales S`` keeps S)."""
-    scales = parse_test_scales(text, net.train_scale)
+    scales = parse_test_scales(text, net.train_scale, net.input_size, say=say)
     spec = net.classifier.spec
     if text is not None or not dense or not (unused := unused_pixels(spec, scales[0])):
         return scales
@@ -593,24 +583,13 @@ def evaluate(config: EvaluateConfig) -> Results | None:
         results.note_unreadable()
         _write_outputs(results, config)  # --json, and --save-probs keeps the fusion for a later one
         return results
-    from .config import machines
-    from .distributed import launch, local_processes, tell_the_machines, under_torchrun
+    from .launch import Launcher, where_is_the_data
 
-    several = machines(config)
-    try:  # what this machine finds wrong before it starts its processes, the other machines are told
-        if config.data is None:
-            raise SpecError(f"where is the data? give --data DIR (the images in DIR/{config.split}/<class>/*)")
-        if config.gpus and config.gpus > torch.cuda.device_count():
-            raise SpecError(
-                f"--gpus {config.gpus} asks for more GPUs than this machine has ({torch.cuda.device_count()})"
-            )
-        world = local_processes(config.gpus, config.nproc, config.model_fields_set)
-    except SpecError as err:
-        tell_the_machines(err, several, gpu=bool(config.gpus))
-    if (world > 1 or several.several) and not under_torchrun():
-        launch(_worker, config.model_dump(), world=world, machines=several)
-        return None
-    return _worker(config.model_dump())
+    launcher = Launcher("evaluate", config)
+    with launcher.checking():  # what this machine finds wrong before it starts its processes, the others are told
+        where_is_the_data(config.data, f"the images in DIR/{config.split}/<class>/*")
+        world = launcher.processes(config.gpus, config.nproc, config.model_fields_set)
+    return launcher.start(_worker, config.model_dump(), world=world)
 
 
 def _worker(config_values: dict[str, Any]) -> Results | None:
