@@ -873,11 +873,11 @@ def test_a_full_disk_mid_checkpoint_names_the_file_and_a_resume_sweeps_what_kill
     monkeypatch.undo()
     assert (run / "last.pt").read_bytes() == saved and not list(run.glob(".*.tmp"))
 
-    for name, size in ((".last.pt.0a1b2c3d.tmp", 3_000_000), (".best.pt.4e5f6a7b.tmp", 2_000_000)):
+    for name, size in ((".last.pt.0a1b2c3d.tmp", 3 << 20), (".best.pt.4e5f6a7b.tmp", 2 << 20)):
         (run / name).write_bytes(b"\0" * size)  # what two kills mid-write leave
     capfd.readouterr()
     train(tiny_config(tmp_path, shapes, epochs=2, resume=True))
-    assert f"removed 2 temporary files a killed run left in {run} (5.0 MB freed)" in capfd.readouterr().err
+    assert f"removed 2 temporary files a killed run left in {run} (5 MiB freed)" in capfd.readouterr().err
     assert not list(run.glob(".*.tmp"))
 
 
@@ -934,3 +934,83 @@ def test_an_epoch_trains_on_phone_photos_stored_sideways(tmp_path, shapes):
     run = train(tiny_config(tmp_path, data, epochs=1))
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert len(records) == 1 and math.isfinite(records[0]["train_loss"]) and records[0]["broken_images"] == 0
+
+
+# -- one run per folder ------------------------------------------------------------------------------------------
+
+
+def test_a_run_folder_is_held_by_one_run_at_a_time(tmp_path, shapes, capfd):
+    """Two runs started on one --out mixed their files (one's metrics interleaved with the other's, config.json
+    naming one seed while last.pt held the other's weights): the second is refused with exit 2, in one line that
+    names the process holding the folder, before it reads or writes anything there."""
+    from vggspec.run import runs
+    from vggspec.run.train import train
+
+    cfg = tiny_config(tmp_path, shapes, epochs=1)
+    run = Path(cfg.out)
+    with runs.held(run):  # another run, under way in this folder
+        with pytest.raises(vggspec.SpecError, match=rf"{run} is in use by another run \(process {os.getpid()} on "):
+            train(cfg)
+        result = subprocess.run([sys.executable, "-m", "vggspec", *cli_args(cfg)], cwd=ROOT, capture_output=True,
+                                text=True, timeout=300)  # fmt: skip
+        assert result.returncode == 2, result.stderr
+        assert f"is in use by another run (process {os.getpid()}" in result.stderr and "Traceback" not in result.stderr
+        assert sorted(p.name for p in run.iterdir()) == [runs.LOCK]  # nothing read or written by either
+    capfd.readouterr()
+    train(cfg)  # released: the folder is the next run's
+    assert (run / "last.pt").is_file() and "took over" not in capfd.readouterr().err
+
+
+def test_a_killed_runs_lock_is_taken_over_with_a_note(tmp_path, shapes, capfd):
+    """A run killed (SIGKILL, a power loss) leaves its name in the lock file but holds nothing: the next run
+    takes the folder over and says from whom."""
+    from vggspec.run import runs
+    from vggspec.run.train import train
+
+    cfg = tiny_config(tmp_path, shapes, epochs=1)
+    run = Path(cfg.out)
+    run.mkdir(parents=True)
+    dead = {"pid": 999_999, "host": "node7", "started": 0, "command": "vggspec train D --out run"}
+    (run / runs.LOCK).write_text(json.dumps(dead))
+    capfd.readouterr()
+    train(cfg)
+    err = capfd.readouterr().err
+    assert f"took over {run} from a run that did not finish (process 999999 on node7" in err
+    assert (run / runs.LOCK).read_text() == ""  # released whole when the run ended
+
+
+def test_a_run_that_stops_on_bad_data_leaves_no_empty_folder(tmp_path, shapes):
+    """An empty class folder: refused in one line, and the --out it created is gone again (it was left behind)."""
+    import shutil
+
+    from vggspec.run.train import train
+
+    data = tmp_path / "data"
+    shutil.copytree(shapes, data)
+    empty = next((data / "train").iterdir())
+    shutil.rmtree(empty)
+    empty.mkdir()
+    cfg = tiny_config(tmp_path, data, epochs=1)
+    with pytest.raises(vggspec.SpecError, match="holds no images"):
+        train(cfg)
+    assert not Path(cfg.out).exists()
+
+
+def test_a_run_that_cannot_save_its_first_checkpoint_does_not_speak_of_one(tmp_path, shapes, monkeypatch):
+    """A full disk before anything was saved: the hint says so, instead of pointing at a last.pt and --resume."""
+    import errno
+
+    from vggspec.run.train import train
+
+    real_write = os.write
+
+    def full_for_checkpoints(fd: int, data) -> int:
+        if ".last.pt." in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", full_for_checkpoints)
+    with pytest.raises(vggspec.SpecError) as caught:
+        train(tiny_config(tmp_path, shapes, epochs=1))
+    assert "No space left on device" in str(caught.value)
+    assert "nothing was saved yet" in str(caught.value) and "--resume" not in str(caught.value)

@@ -202,9 +202,12 @@ def writing(run_dir: Path, hint: str | None = None) -> Iterator[None]:
             raise
         name = os.fsdecode(failure.filename) if failure.filename is not None else None
         where = name if name is not None and Path(name) != run_dir else f"in {run_dir}"
+        if hint is None and (run_dir / runs.LAST).exists():
+            hint = (
+                f"checkpoints are written whole or not at all: {runs.LAST} is the last one saved; "
+                "make room (or mend the folder), then continue with --resume"
+            )
         raise SpecError(
             f"cannot write {where}: {failure.strerror or failure}",
-            hint=hint
-            or f"checkpoints are written whole or not at all: {runs.LAST} is the last one saved; "
-            "make room (or mend the folder), then continue with --resume",
+            hint=hint or "nothing was saved yet: make room, or give --out a folder that can be written",
         ) from None

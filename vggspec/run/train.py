@@ -29,7 +29,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -100,8 +100,8 @@ def run_worker(config_dict: dict[str, Any], *, spec: Spec, scale: TrainingScale)
         # that restarts its processes because that machine is rendezvousing again does not.
         news = env.meet({"restarts": Attempt.current().restarts})
         config = restarted(config, restart=any(theirs.get("restarts") for theirs in news))
-        with _torch_settings(config, env.rank):
-            trainer = _set_up(config, env, spec, scale)
+        with _torch_settings(config, env.rank), ExitStack() as held:
+            trainer = _set_up(config, env, spec, scale, held)
             trainer.run()
     except RuntimeError as err:
         if env.world == 1 or not lost_contact(err):
@@ -362,15 +362,17 @@ class _Trainer:
         )
 
 
-def _set_up(config: TrainConfig, env: Distributed, spec: Spec, scale: TrainingScale) -> _Trainer:
-    """Everything one process's loop runs over, in order: its checkpoint to resume from, its data, the batch
-    split, the colour statistics, the network, the optimizer's state, and the resumed state put back."""
+def _set_up(config: TrainConfig, env: Distributed, spec: Spec, scale: TrainingScale, held: ExitStack) -> _Trainer:
+    """Everything one process's loop runs over, in order: the run folder (held by this run alone while ``held``
+    lasts), its checkpoint to resume from, its data, the batch split, the colour statistics, the network, the
+    optimizer's state, and the resumed state put back."""
     run_dir = Path(config.out)
     log = RunLog(run_dir, enabled=env.main and config.progress, quiet=not env.main)
     checkpoints = Checkpoints(run_dir, env, log)
     # What each process checks alone (its run folder, its copy of the data): a problem is told to the others
     # at the exchange that follows, where they would otherwise wait for this process until torch's timeout.
     try:
+        held.enter_context(runs.held(run_dir, holder=env.main))  # before anything in it is read or written
         resumed = checkpoints.resumable(config, spec)
         checkpoints.make_folder(resumed=resumed is not None)
         train_folder, val_folder = scan(config, spec, env)
