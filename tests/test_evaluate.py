@@ -548,3 +548,27 @@ def test_predict_gives_evaluations_posteriors_for_each_method(trained, method):
         values, indices = probs.topk(3)
         assert [name for name, _ in top] == [result.net.classes[i] for i in indices], path
         assert [p for _, p in top] == pytest.approx(values.tolist(), abs=1e-6)
+
+
+def test_dash_writes_the_json_or_the_posteriors_to_standard_output(trained, tmp_path, capsys):
+    """`--json -` wrote a file named '-': it is standard output, and the table goes to standard error then."""
+    import io
+
+    from vggspec import cli
+
+    checkpoint, data = trained
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(checkpoint), "--data", str(data), "--json", "-", "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    table = json.loads(out)  # nothing but the JSON on standard output
+    assert table["images"] > 0 and table["rows"][0]["top1_err"] is not None
+    assert "top-1" in err and not (Path.cwd() / "-").exists()
+
+    result = subprocess.run(
+        [sys.executable, "-m", "vggspec", "evaluate", str(checkpoint), "--data", str(data), "--save-probs", "-",
+         "--no-progress"],
+        capture_output=True, cwd=ROOT, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode()
+    saved = torch.load(io.BytesIO(result.stdout), weights_only=True)
+    assert saved["format"] == "vggspec.posteriors" and len(saved["paths"]) == table["images"]

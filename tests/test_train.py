@@ -178,6 +178,11 @@ def test_a_run_keeps_its_spec_and_resumes_with_it_or_says_why_not(tmp_path, shap
         train(tiny_config(tmp_path / "other", shapes, text=SMALL_SPEC, out=first.out, resume=True))
     assert "leave SPEC out" in str(info.value.hint) and str(run / "spec.vgg") in str(info.value.hint)
     assert (run / "spec.vgg").read_text() == commented  # a refused spec does not replace the copy
+    (run / "spec.vgg").write_text(SMALL_SPEC)  # the run's own copy edited: SPEC was left out, so say that
+    with pytest.raises(vggspec.SpecError, match="spec.vgg was changed after the run started") as info:
+        train(TrainConfig(data=first.data, out=first.out, resume=True, progress=False))
+    assert "leave SPEC out" not in str(info.value.hint) and f"--weights {run}" in str(info.value.hint)
+    (run / "spec.vgg").write_text(commented)
 
     # Which spec, and whether there is a run, are said before anything else (the data included).
     from vggspec.cli import main
@@ -785,7 +790,7 @@ def test_a_bundled_small_spec_trains_from_the_defaults(tmp_path, name, capfd):
     err = capfd.readouterr().err
     assert "--init auto chose glorot" in err
     assert "inputs divided by their std" not in err  # 64 channels wide: Glorot's start learns on the paper's
-    assert "batch 16: the paper's 256 would give 0 steps an epoch on 192 images" in err
+    assert "batch 16: the paper's 256 would give less than one step an epoch on 192 images" in err
     assert json.loads((run / "config.json").read_text())["batch_size"] == 16  # resolved, as a resume needs it
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     chance = math.log(4)

@@ -61,9 +61,16 @@ class Checkpoints:
         path = self.last  # there: TrainConfig.spec_file checked
         state = read_checkpoint(path)  # every entry checked to have the form vggspec writes
         if state.get("spec_hash") != spec_hash(spec):
+            own = self.run_dir / runs.SPEC
+            if Path(config.spec_file()).resolve() == own.resolve():  # SPEC left out: the run's own copy was edited
+                raise CheckpointError(
+                    f"{own} was changed after the run started: {path} was trained with another network",
+                    hint=f"undo the edit to resume, or start a new run from its weights: vggspec train SPEC "
+                    f"--weights {self.run_dir} --out NEW_RUN",
+                )
             raise CheckpointError(
                 f"{path} was trained with another spec than {config.spec}",
-                hint=f"leave SPEC out to resume with the run's own ({self.run_dir / runs.SPEC})",
+                hint=f"leave SPEC out to resume with the run's own ({own})",
             )
         if "rng" not in state:
             raise CheckpointError(f"{path} is corrupt: its 'rng' is missing (a run cannot resume without it)")

@@ -278,10 +278,14 @@ class EvaluateConfig(BaseModel):
     rdzv_timeout: int
     nnodes, rdzv_endpoint, rdzv_timeout = machine_fields()
     json_path: str | None = Field(
-        default=None, description="also write the table as JSON", **command_line(flag="json", metavar="FILE")
+        default=None,
+        description="also write the table as JSON (-: to standard output, the table then to standard error)",
+        **command_line(flag="json", metavar="FILE"),
     )
     save_probs: str | None = Field(
-        default=None, description="save every image's posteriors (to fuse later)", **command_line(metavar="FILE")
+        default=None,
+        description="save every image's posteriors (to fuse later; -: to standard output)",
+        **command_line(metavar="FILE"),
     )
     from_probs: bool = Field(
         default=False, description="CKPT are files written by --save-probs: fuse them, no network runs"

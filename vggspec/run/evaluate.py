@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import torch
 from PIL import UnidentifiedImageError
@@ -579,7 +580,7 @@ def evaluate(config: EvaluateConfig) -> Results | None:
             files.refuse_overwriting(output, read, "evaluate")
     if config.from_probs:
         results = Results.load(config.checkpoints)
-        print(render_rows(results.compute_rows()))
+        print(render_rows(results.compute_rows()), file=_table_stream(config))
         results.note_unreadable()
         _write_outputs(results, config)  # --json, and --save-probs keeps the fusion for a later one
         return results
@@ -681,13 +682,15 @@ def _evaluate_here(config: EvaluateConfig, env) -> Results | None:
     if looks_like_ilsvrc2012_val(folder.classes, len(paths)):
         lookup = lambda name, method, qs: paper_row(by_name[name], method, qs)  # noqa: E731
     results.compute_rows(lookup)
-    print(render_rows(results.rows))
+    print(render_rows(results.rows), file=_table_stream(config))
     results.note_unreadable()
     _write_outputs(results, config)
     return results
 
 
 def _write_outputs(results: Results, config: EvaluateConfig) -> None:
+    """``--json FILE`` and ``--save-probs FILE``; ``-`` writes to standard output (the table went to standard
+    error then: :func:`_table_stream`)."""
     import json
 
     if config.json_path:
@@ -695,10 +698,17 @@ def _write_outputs(results: Results, config: EvaluateConfig) -> None:
             config.json_path,
             json.dumps({"images": len(results.paths), "rows": [r.to_dict() for r in results.rows]}, indent=2) + "\n"
         )
-        log.info(f"wrote {config.json_path}")
+        if not files.is_stdout(config.json_path):
+            log.info(f"wrote {config.json_path}")
     if config.save_probs:
         results.save(config.save_probs)
-        log.info(f"wrote {config.save_probs} (posteriors of every image)")
+        if not files.is_stdout(config.save_probs):
+            log.info(f"wrote {config.save_probs} (posteriors of every image)")
+
+
+def _table_stream(config: EvaluateConfig) -> TextIO:
+    """Where the table of errors goes: standard output, unless ``--json -`` or ``--save-probs -`` write there."""
+    return sys.stderr if files.is_stdout(config.json_path) or files.is_stdout(config.save_probs) else sys.stdout
 
 
 def _progress(total: int, enabled: bool):

@@ -59,10 +59,9 @@ def with_batch(config: TrainConfig, train: folders.ImageFolder, env: Distributed
     batch = default_batch(images, env.world)
     if batch != PAPER_BATCH:
         steps = images // PAPER_BATCH
-        log.note(
-            f"batch {batch}: the paper's {PAPER_BATCH} would give {steps} step{'s' if steps != 1 else ''} "
-            f"an epoch on {images} images (--batch-size sets it)"
-        )
+        give = "less than one step" if steps == 0 else f"{steps} step{'s' if steps != 1 else ''}"
+        log.note(f"batch {batch}: the paper's {PAPER_BATCH} would give {give} an epoch on {images} images "
+                 "(--batch-size sets it)")  # fmt: skip
     return config.model_copy(update={"batch_size": batch})
 
 
