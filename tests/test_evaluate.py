@@ -326,6 +326,9 @@ def test_the_papers_plus_minus_32_scales_with_the_input_and_says_so(trained, tmp
     checkpoint, data = trained
     fixed = torch.load(checkpoint, weights_only=True)
     fixed["train_scale"] = TrainingScale(18, 18).to_checkpoint()
+    from vggspec.nn.weights_file import checksums
+
+    fixed["checksums"] = checksums(fixed)  # written so: a network trained at S = 18
     torch.save(fixed, tmp_path / "fixed.pt")
     results = evaluate(EvaluateConfig(checkpoints=[str(tmp_path / "fixed.pt")], data=data, scales="paper",
                                       progress=False))  # fmt: skip

@@ -176,7 +176,7 @@ def test_compile_prints_the_loading_and_strict_weights_refuses(hub, tmp_path, ca
 
 def test_train_takes_the_names_and_strict_weights(hub, tmp_path):
     from vggspec.run.config import TrainConfig
-    from vggspec.run.train import _check_start_files
+    from vggspec.run.startup import _check_start_files
 
     config = TrainConfig(spec=str(NARROW_A), data=str(tmp_path), weights="torchvision:vgg11", strict_weights=True)
     _check_start_files(config)  # a name, not a file: downloaded or read from the cache when built

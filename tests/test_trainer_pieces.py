@@ -101,7 +101,12 @@ def test_a_folder_that_cannot_be_written_is_one_line(tmp_path):
     with pytest.raises(SpecError, match=f"cannot write {tmp_path / 'last.pt'}: No space left on device") as info:
         with writing(tmp_path):
             raise OSError(28, "No space left on device", str(tmp_path / "last.pt"))
-    assert "--resume" in info.value.hint
+    assert "nothing was saved yet" in info.value.hint and "--resume" not in info.value.hint
+    (tmp_path / "last.pt").write_bytes(b"a checkpoint saved before")
+    with pytest.raises(SpecError) as info:
+        with writing(tmp_path):
+            raise OSError(28, "No space left on device", str(tmp_path / "last.pt"))
+    assert "last.pt is the last one saved" in info.value.hint and "--resume" in info.value.hint
     with pytest.raises(ValueError, match="not a file"):  # not a failure to write: not ours to say
         with writing(tmp_path):
             raise ValueError("not a file")

@@ -63,8 +63,10 @@ def held(run_dir: Path, *, holder: bool = True) -> Iterator[None]:
         run_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as err:
+        where = err.filename if err.filename is not None and Path(os.fsdecode(err.filename)) != run_dir else None
         raise SpecError(
-            f"cannot write {run_dir}: {err.strerror or err}", hint="give --out a folder that can be created and written"
+            f"cannot write {where or f'in {run_dir}'}: {err.strerror or err}",
+            hint="give --out a folder that can be created and written",
         ) from None
     try:
         try:
