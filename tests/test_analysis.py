@@ -211,3 +211,19 @@ def test_a_test_scale_off_the_pooling_grid_leaves_a_border_unused():
     d = vggspec.load("D")
     assert [unused_pixels(d, q) for q in (224, 256, 288, 352, 384, 416)] == [0] * 6  # the paper's scales
     assert unused_pixels(d, 400) == 400 - 12 * 32
+
+
+@pytest.mark.parametrize("name", PAPER_CONFIGS)
+def test_an_analysis_repr_is_one_line_with_its_totals(name, paper_specs):
+    """It was the dataclass's, 8,000 characters of the spec and every layer."""
+    analysis = vggspec.analyze(paper_specs[name])
+    text = repr(analysis)
+    assert text.startswith(f"<Analysis of {name} at 224×224: {TABLE_2[name]:,} params, ") and text.endswith("MACs>")
+    assert "\n" not in text and len(text) < 80
+    dense = repr(vggspec.analyze(paper_specs[name], input_size=384, dense=True))
+    assert dense.startswith(f"<Analysis of {name} (dense) at 384×384: {TABLE_2[name]:,} params")
+
+
+def test_the_repr_gives_macs_as_the_reports_do(paper_specs):
+    assert repr(vggspec.analyze(paper_specs["D"])).endswith(", 15.5 GMACs>")  # 15,470,264,320: Table 2's 15.5 G
+    assert repr(vggspec.analyze(vggspec.load("small/A-narrow-32"))).endswith(", 2.59 MMACs>")  # 2,589,312

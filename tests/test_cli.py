@@ -10,7 +10,9 @@ import sys
 import zipfile
 
 import pytest
+from PIL import Image
 
+import vggspec
 from vggspec import cli
 from vggspec.cli import common, main
 
@@ -280,22 +282,67 @@ def test_graph_writes_dot_source(tmp_path):
     out = tmp_path / "d.dot"
     assert main(["graph", str(SPECS / "D.vgg"), "-o", str(out)]) == 0
     source = out.read_text()
-    assert "conv1_1 -> conv1_2" in source and "512×7×7" in source and "102,764,544 params" in source
+    assert "conv1_1 -> pool1" in source and "512×7×7" in source and "<B>conv3-512 ×3</B>" in source
+    assert "119,545,856 params" in source  # fc6 and fc7, drawn once as FC-4096 ×2: 102,764,544 + 16,781,312
+    assert source.count("subgraph cluster_") == 6  # five stages and the classifier, as Table 1 has them
 
 
-@pytest.mark.skipif(
+TABLE_1_E = [  # the paper's column E, a stage to a row, the repeated layers as it counts them
+    ["conv3-64 ×2", "maxpool"],
+    ["conv3-128 ×2", "maxpool"],
+    ["conv3-256 ×4", "maxpool"],
+    ["conv3-512 ×4", "maxpool"],
+    ["conv3-512 ×4", "maxpool"],
+    ["FC-4096 ×2", "FC-1000", "soft-max"],
+]
+
+
+def test_graph_draws_each_stage_as_a_column_with_repeated_layers_once(tmp_path):
+    out = tmp_path / "e.dot"
+    assert main(["graph", "E", "-o", str(out)]) == 0
+    source = out.read_text()
+    clusters = source.split("subgraph cluster_")[1:]
+    spec = vggspec.load("E")
+    assert len(clusters) == sum(layer.kind == "maxpool" for layer in spec.layers) + 1 == len(TABLE_1_E)
+    assert [re.findall(r"<B>(.*?)</B>", cluster) for cluster in clusters] == TABLE_1_E
+    titles = [re.search(r'label="?([\w ]+)"? style=rounded', cluster)[1] for cluster in clusters]
+    assert titles == ["stage 1", "stage 2", "stage 3", "stage 4", "stage 5", "classifier"]
+    analysis = vggspec.analyze(spec)
+    params = [int(n.replace(",", "")) for n in re.findall(r"([\d,]+) params<BR/>", source)]
+    assert sum(params) == analysis.params  # a run's box carries all its layers' parameters
+    assert "conv4_1–conv4_4" in source and "<B>conv3-512 ×4</B><BR/>512×28×28<BR/>8,259,584 params" in source
+    assert "pool4 -> conv5_1 [constraint=false" in source  # across stages: the layout keeps the columns
+    assert main(["graph", "E", "-o", str(tmp_path / "again.dot")]) == 0
+    assert (tmp_path / "again.dot").read_text() == source
+
+
+needs_dot = pytest.mark.skipif(
     shutil.which("dot") is None and not os.environ.get("CI"),
     reason="needs Graphviz's dot: bash tools/install-system-deps.sh (CI installs it, and fails without it)",
 )
+
+
+@needs_dot
 @pytest.mark.parametrize("fmt", ["svg", "png"])
 def test_graph_renders_with_dot(tmp_path, fmt):
     out = tmp_path / f"e.{fmt}"
     assert main(["graph", str(SPECS / "E.vgg"), "-o", str(out)]) == 0
     data = out.read_bytes()
     if fmt == "svg":
-        assert b"<svg" in data and b"conv5_4" in data
+        svg = data.decode()
+        assert "<svg" in svg and "conv5_1–conv5_4" in svg and svg.count("conv3&#45;512 ×4") == 2
     else:
         assert data.startswith(b"\x89PNG")
+
+
+@needs_dot
+@pytest.mark.parametrize("name", ["A", "E", "small/D-narrow-32-bn"])
+def test_graph_png_is_landscape_with_text_at_full_size(tmp_path, name):
+    out = tmp_path / "net.png"
+    assert main(["graph", name, "-o", str(out)]) == 0
+    width, height = Image.open(out).size
+    assert 2 <= width / height <= 5, (width, height)  # E was 165×2585, one box per layer in a chain
+    assert width <= 1600  # readable at 100% on a laptop's screen, no zooming out
 
 
 def test_help_explains_every_command():

@@ -14,6 +14,7 @@ from vggspec.plan.diff import align, diff, new_layers
 
 from .conftest import PAPER_CONFIGS, SPECS
 from .test_architecture import _imports_torch, module_graph, module_names
+from .test_notebook import cells
 
 # The layers Table 1 sets in bold in each column, against the column before it (A-LRN against A):
 # (status, old layer, new layer) for every row that is not "same", in order.
@@ -246,3 +247,34 @@ def test_diff_reads_checkpoints_as_every_reader_does(tmp_path, capsys):
     vggspec.save_checkpoint(vggspec.build(spec, init="kaiming", seed=0), tmp_path / "tiny.safetensors")
     shutil.copy(tmp_path / "tiny.safetensors", other_name)
     assert main(["diff", str(other_name), str(tmp_path / "tiny.vgg")]) == 0
+
+
+# -- in Jupyter ------------------------------------------------------------------------------
+
+
+def test_a_diff_shows_in_jupyter_with_its_new_layers_marked():
+    changes = vggspec.diff(vggspec.load("B"), vggspec.load("C"))
+    page = changes._repr_html_()
+    table = cells(page)
+    header, *rows = table.rows
+    assert header[1:3] == ["B", "C"] and {"params", "MACs", "activations", "RF at stage end"} <= set(header)
+    text_rows = [line.split() for line in str(changes).splitlines()[2:-2]]
+    assert [[cell for cell in row if cell] for row in rows] == text_rows  # the text form's cells, row for row
+    assert table.caption == changes.summary()
+    added = re.findall(r'<tr class="vggspec-added">(.*?)</tr>', page)
+    assert len(added) == changes.count("added") == 3
+    assert all(cell.count("font-weight:bold") == len(header) for cell in added)
+    assert page.count("font-weight:bold") == 3 * len(header)  # the same layers are not marked
+    assert '<tr class="vggspec-same">' in page
+
+
+def test_a_diff_marks_changed_layers_escapes_names_and_says_the_input_changed():
+    old = vggspec.parse("name: <old> & co\ninput: 32x32 RGB\nconv3-8\nmaxpool\nFC-10\n")
+    new = vggspec.parse("name: new\ninput: 64x64 RGB\nconv3-8 [bn]\nmaxpool\nFC-10\n")
+    page = vggspec.diff(old, new)._repr_html_()
+    assert "<old>" not in page and "&lt;old&gt; &amp; co" in page
+    table = cells(page)  # raises on any tag but the table's
+    assert table.caption.startswith("input: 32x32 RGB → 64x64 RGB; <old> & co → new: 0 added, 0 removed, 1 changed")
+    changed = re.findall(r'<tr class="vggspec-changed">(.*?)</tr>', page)
+    assert len(changed) == 1 and "conv3-8 [bn]" in changed[0] and "font-weight:bold" in changed[0]
+    assert table.rows[1][:3] == ["changed", "conv3-8", "conv3-8 [bn]"]

@@ -98,6 +98,26 @@ def test_the_drawing_renders_inline_and_importing_vggspec_needs_no_graphviz():
     assert imported.stdout.strip() == "False"
 
 
+def test_print_of_an_analysis_is_what_vggspec_analyze_prints(capsys):
+    for name in ("D", "small/A-narrow-32"):
+        assert main(["analyze", name]) == 0
+        assert str(vggspec.analyze(vggspec.load(name))) + "\n" == capsys.readouterr().out
+    print(vggspec.analyze(vggspec.load("E")))
+    out = capsys.readouterr().out
+    assert "conv5_4" in out and "parameters:  143,667,240" in out and "Analysis(" not in out
+    # the title and a blank line, the header and its rule, a row per layer, the totals row, a blank line, 5 totals
+    assert len(out.splitlines()) == 2 + 2 + len(vggspec.analyze(vggspec.load("E")).layers) + 1 + 1 + 5
+
+
+def test_a_list_of_analyses_shows_short_reprs_and_a_spec_keeps_its_own():
+    specs = [vggspec.load(name) for name in ("A", "D")]
+    analyses = [vggspec.analyze(spec) for spec in specs]
+    shown = repr(analyses)
+    assert shown.count("<Analysis of ") == 2 and len(shown) < 200
+    assert repr(specs[1]).startswith("Spec(name='D', input=InputShape(channels=3, size=224")  # pydantic's, as it was
+    assert repr(specs[1]).count("Conv(kind='conv'") == 13
+
+
 # -- analyze --format markdown | csv --------------------------------------------------------
 
 

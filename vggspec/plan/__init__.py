@@ -6,7 +6,7 @@
     report.py    tables of analyses and budgets: text, markdown, CSV, HTML
     drawing.py   graphviz drawings (``vggspec graph``)
     diff.py      two specs' layers aligned (``vggspec diff``)
-    notebook.py  Jupyter's view of a Spec and an Analysis
+    notebook.py  how a Spec and an Analysis show in Jupyter and print() as their per-layer tables
 """
 
 from . import notebook  # noqa: F401  (Spec and Analysis get their Jupyter view)

@@ -19,7 +19,7 @@ from ..spec.formatter import format_layer
 from ..spec.layers import LayerSpec, MaxPool
 from ..spec.spec import Spec
 from ..units import human_count
-from .report import render_table
+from .report import HtmlRow, html_table, render_table
 
 Status = Literal["same", "changed", "added", "removed"]
 NUMBERS = ("params", "macs", "activations")
@@ -94,7 +94,8 @@ class LayerChange:
 
 @dataclass(frozen=True)
 class SpecDiff:
-    """Two networks' layers aligned (:func:`diff`); ``str()`` is the table ``vggspec diff`` prints."""
+    """Two networks' layers aligned (:func:`diff`); ``str()`` is the table ``vggspec diff`` prints, and
+    Jupyter shows it as an HTML table."""
 
     old: Analysis
     new: Analysis
@@ -122,6 +123,27 @@ class SpecDiff:
         return f"{names}: {counts}; {totals}"
 
     def __str__(self) -> str:
+        header, rows = self._table()
+        lines = []
+        if changed_input := self._input_change():
+            lines += [changed_input, ""]
+        lines += [render_table(header, rows, _ALIGN), "", self.summary()]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the table ``str()`` gives, the added and changed layers in bold (as Table 1
+        sets the layers each configuration adds), each row's class its status (``vggspec-added``); the caption is
+        the summary, after the change of input if there is one."""
+        header, rows = self._table()
+        caption = "; ".join(filter(None, [self._input_change(), self.summary()]))
+        marked = [
+            HtmlRow(cells, "font-weight:bold" if row.status in ("added", "changed") else "", f"vggspec-{row.status}")
+            for row, cells in zip(self.rows, rows)
+        ]
+        return html_table(caption, header, marked, _ALIGN)
+
+    def _table(self) -> tuple[list[str], list[list[str]]]:
+        """(header, a row of cells per aligned pair): what the text and the HTML views show."""
         header = ["", self.old.spec.display_name, self.new.spec.display_name, *_LABELS, "RF at stage end"]
         rows = [
             [
@@ -133,12 +155,12 @@ class SpecDiff:
             ]
             for row in self.rows
         ]
-        lines = []
+        return header, rows
+
+    def _input_change(self) -> str:
+        """``input: 224×224 RGB → 256×256 RGB``, or nothing for the same input."""
         old_input, new_input = self.old.spec.input, self.new.spec.input
-        if not old_input.same_as(new_input):
-            lines += [f"input: {old_input.describe()} → {new_input.describe()}", ""]
-        lines += [render_table(header, rows, "lll" + "r" * (len(header) - 3)), "", self.summary()]
-        return "\n".join(lines)
+        return "" if old_input.same_as(new_input) else f"input: {old_input.describe()} → {new_input.describe()}"
 
     def to_dict(self) -> dict:
         """What ``vggspec diff --format json`` prints."""
@@ -157,6 +179,7 @@ class SpecDiff:
 
 
 _LABELS = ("params", "MACs", "activations")
+_ALIGN = "lll" + "r" * (len(_LABELS) + 1)  # status and the two layers, then the numbers
 
 
 def diff(old: Spec, new: Spec) -> SpecDiff:

@@ -175,20 +175,35 @@ def per_layer_html(analysis: Analysis, columns: Columns = NOTEBOOK_COLUMNS) -> s
     """One spec as an HTML table (a row per layer, totals last), for Jupyter's ``_repr_html_``."""
     header, rows, align = layer_table(analysis, columns)
     *layers, totals = rows
+    marked = [*(HtmlRow(cells) for cells in layers), HtmlRow(totals, "font-weight:bold")]
+    return html_table(_title(analysis), header, marked, align)
 
-    def row(cells: Sequence[str], tag: str = "td", style: str = "") -> str:
+
+class HtmlRow(NamedTuple):
+    """A row of :func:`html_table`: its cells' texts, a style for each cell, a class for the row."""
+
+    cells: Sequence[str]
+    style: str = ""
+    kind: str = ""  # the ``class`` attribute: a notebook's stylesheet may colour the row by it
+
+
+def html_table(caption: str, header: Sequence[str], rows: Sequence[HtmlRow], align: str) -> str:
+    """An HTML table with every text escaped, numbers right-aligned as ``align`` says (one 'l' or 'r' a column)."""
+
+    def row(cells: Sequence[str], tag: str = "td", style: str = "", kind: str = "") -> str:
+        opening = f'<tr class="{html.escape(kind)}">' if kind else "<tr>"
         return (
-            "<tr>"
+            opening
             + "".join(
-                f'<{tag} style="text-align:{"right" if a == "r" else "left"}{style}">{html.escape(c)}</{tag}>'
+                f'<{tag} style="text-align:{"right" if a == "r" else "left"}{";" + style if style else ""}">'
+                f"{html.escape(c)}</{tag}>"
                 for c, a in zip(cells, align)
             )
             + "</tr>"
         )
 
-    body = [row(header, "th"), *(row(r) for r in layers), row(totals, style=";font-weight:bold")]
-    caption = html.escape(_title(analysis))
-    return f"<table><caption>{caption}</caption>" + "".join(body) + "</table>"
+    body = [row(header, "th"), *(row(r.cells, style=r.style, kind=r.kind) for r in rows)]
+    return f"<table><caption>{html.escape(caption)}</caption>" + "".join(body) + "</table>"
 
 
 def _totals(analysis: Analysis, columns: Columns) -> list[str]:

@@ -19,6 +19,7 @@ from typing import NamedTuple
 import networkx as nx
 
 from ..errors import ShapeError, SpecError
+from ..units import human_count
 from .graph import INPUT, layer_nodes, to_graph
 from .initialisation import DRAWN, init_std, parse_init
 from .layers import FC, Conv, LayerSpec, Shape, SoftMax
@@ -98,6 +99,16 @@ class Analysis:
             if layer.name == name:
                 return layer
         raise KeyError(name)
+
+    def __repr__(self) -> str:
+        """``<Analysis of D at 224×224: 138,357,544 params, 15.5 GMACs>``: the dataclass's own ran to 8,000
+        characters (the spec and every layer); ``print()`` shows the per-layer table (plan/notebook.py)."""
+        _, height, width = self.input_shape
+        dense = " (dense)" if self.spec.is_dense else ""
+        return (
+            f"<Analysis of {self.spec.display_name}{dense} at {height}×{width}: {self.params:,} params, "
+            f"{human_count(self.macs)}MACs>"
+        )
 
     def to_dict(self) -> dict:
         """The object ``vggspec analyze --format json`` prints for this spec."""
