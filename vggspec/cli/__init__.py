@@ -18,6 +18,7 @@ returns an exit code:
     table.py      table
     diff.py       diff
     graph.py      graph
+    completion.py completion: the shell completion scripts, written from the parser
     common.py     the arguments several commands share, the flags generated from the configuration
                   models, and the helpers the handlers call (load_all, need_torch, ...)
 """
@@ -34,7 +35,7 @@ from typing import TextIO
 from .. import __version__
 from ..errors import ExitCode, SpecError
 from ..logs import show_messages
-from . import analyze, compile, diff, evaluate, fmt, graph, predict, table, train
+from . import analyze, compile, completion, diff, evaluate, fmt, graph, predict, table, train
 from .common import file_in_the_way
 
 
@@ -182,6 +183,7 @@ def _parser() -> argparse.ArgumentParser:
     table.add(commands)
     diff.add(commands)
     graph.add(commands)
+    completion.add(commands, parser)
     for command in commands.choices.values():  # an unknown flag gets the command's usage, not vggspec's
         command.set_defaults(command_parser=command)
     return parser

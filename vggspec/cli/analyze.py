@@ -107,11 +107,12 @@ def add(commands: Commands) -> None:
         "RMS 58, or divided by their std for Glorot's or Kaiming's start on a network 512 channels wide).",
     )
     add_specs_argument(p)
-    p.add_argument("--params", action="store_true", help="parameters (weights + biases)")
-    p.add_argument(
+    numbers = p.add_argument_group("numbers", "the columns shown; with none chosen, all but --init's")
+    numbers.add_argument("--params", action="store_true", help="parameters (weights + biases)")
+    numbers.add_argument(
         "--flops", action="store_true", help="compute: MACs of conv and FC layers (fvcore's count), FLOPs = 2 × MACs"
     )
-    p.add_argument(
+    numbers.add_argument(
         "--memory",
         nargs="?",
         const=FREE_MEMORY,
@@ -122,20 +123,30 @@ def add(commands: Commands) -> None:
         f"{PLANNING_MARGIN * 100:.0f}%% of it is left for the CUDA context, cuDNN and fragmentation. With --train "
         "and no size: this machine's free GPU memory",
     )
-    p.add_argument(
+    numbers.add_argument(
         "--receptive-field",
         action="store_true",
         help="receptive field, effective stride and effective padding (Araujo et al., Distill 2019)",
     )
-    p.add_argument("--shapes", action="store_true", help="output shapes and the smallest valid input size")
-    add_input_option(p)
-    p.add_argument(
+    numbers.add_argument("--shapes", action="store_true", help="output shapes and the smallest valid input size")
+    add_init_option(numbers, default=None)
+    network = p.add_argument_group("network", "the network analysed, when it is not the spec's as declared")
+    add_input_option(network)
+    network.add_argument(
         "--dense",
         action="store_true",
         help="the fully-convolutional network of dense evaluation (FC layers as convolutions, Section 3.2); "
         "with --input, the class score map",
     )
-    add_init_option(p, default=None)
+    output = p.add_argument_group("output", "how the numbers are laid out")
+    output.add_argument("--per-layer", action="store_true", help="a per-layer table for every spec, not side by side")
+    output.add_argument(
+        "--format",
+        choices=("text", "json", "markdown", "csv"),
+        default="text",
+        help="output format (default: text). markdown: a pipe table per spec, totals last; csv: a row per layer "
+        "per spec, the spec's name first, plain numbers and no totals row; both with the text table's columns",
+    )
     train = p.add_argument_group(
         "training budget",
         "--train: the memory of one training step of one process, per layer and in total (weights, gradients, "
@@ -163,15 +174,7 @@ def add(commands: Commands) -> None:
         metavar="N",
         help=f"images an epoch, for the time bound (default: ImageNet's {IMAGENET_TRAIN_IMAGES:,})",
     )
-    p.add_argument("--per-layer", action="store_true", help="a per-layer table for every spec, not side by side")
     p.set_defaults(check_values=_training_request)
-    p.add_argument(
-        "--format",
-        choices=("text", "json", "markdown", "csv"),
-        default="text",
-        help="output format (default: text). markdown: a pipe table per spec, totals last; csv: a row per layer "
-        "per spec, the spec's name first, plain numbers and no totals row; both with the text table's columns",
-    )
     p.set_defaults(run=_analyze)
 
 

@@ -4,6 +4,7 @@ generated from the configuration models, and the helpers their handlers call."""
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import types
 import typing
@@ -24,6 +25,7 @@ from ..spec.parser import load
 from ..spec.spec import Spec
 
 Commands = argparse._SubParsersAction  # what add_subparsers returns: add_parser(name, ...) per command
+Arguments = argparse.ArgumentParser | argparse._ArgumentGroup  # where add_argument adds: a parser or a group of it
 
 
 # -- arguments that several commands share: one definition and one help text each -----------
@@ -39,19 +41,19 @@ INPUT_HELP = (
 )
 
 
-def add_specs_argument(p: argparse.ArgumentParser) -> None:
+def add_specs_argument(p: Arguments) -> None:
     p.add_argument("specs", nargs="*", metavar="SPEC", help=SPECS_HELP)
 
 
-def add_spec_argument(p: argparse.ArgumentParser) -> None:
+def add_spec_argument(p: Arguments) -> None:
     p.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
 
 
-def add_input_option(p: argparse.ArgumentParser) -> None:
+def add_input_option(p: Arguments) -> None:
     p.add_argument("--input", type=positive_int, metavar="N", help=INPUT_HELP)
 
 
-def add_init_option(p: argparse.ArgumentParser, *, default: str | None) -> None:
+def add_init_option(p: Arguments, *, default: str | None) -> None:
     """``--init NAME``: train's field, with this command's default (none: analyze's RMS column stays off)."""
     add_field_option(p, "init", TrainConfig.model_fields["init"], default=default, default_note=_note(default))
 
@@ -63,13 +65,13 @@ def _init_spelling(text: str) -> str:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def add_flip_option(p: argparse.ArgumentParser) -> None:
+def add_flip_option(p: Arguments) -> None:
     """``--flip/--no-flip`` as evaluate has it, with its default: on."""
     field = EvaluateConfig.model_fields["flip"]
     add_field_option(p, "flip", field, default=field.default)
 
 
-def add_dtype_option(p: argparse.ArgumentParser) -> None:
+def add_dtype_option(p: Arguments) -> None:
     """``--dtype`` as evaluate has it, with its default: float32."""
     field = EvaluateConfig.model_fields["dtype"]
     add_field_option(p, "dtype", field, default=field.default)
@@ -78,15 +80,47 @@ def add_dtype_option(p: argparse.ArgumentParser) -> None:
 # -- flags generated from a configuration model ---------------------------------------------
 
 
-def add_model_options(p: argparse.ArgumentParser, model: type[BaseModel]) -> None:
+FlagGroups = dict[str, tuple[str, tuple[str, ...]]]
+"""How --help groups a model's flags: title → (a line that says what the group is for, its fields in order)."""
+
+
+def add_model_options(p: argparse.ArgumentParser, model: type[BaseModel], groups: FlagGroups) -> None:
     """One flag (or positional argument) per field of ``model``, so that --help and the settings cannot
-    disagree. Flags default to None: what was not given stays out, and the model's defaults apply."""
-    for name, field in model.model_fields.items():
-        add_field_option(p, name, field)
+    disagree. Flags default to None: what was not given stays out, and the model's defaults apply.
+
+    Each flag goes in its group of ``groups`` (a table kept by the command, so that the models need not know
+    how --help reads); positional arguments stay where argparse shows them. A field no group names is added
+    to the general options, where tests/test_help.py finds it: a new setting cannot be forgotten."""
+    fields = model.model_fields
+    grouped = {name for _, names in groups.values() for name in names}
+    for name, field in fields.items():
+        if name not in grouped or _is_positional(field):
+            add_field_option(p, name, field)
+    for title, (description, names) in groups.items():
+        group = p.add_argument_group(title, description)
+        for name in names:
+            if name in fields and not _is_positional(fields[name]):  # a stale name: the test says so
+                add_field_option(group, name, fields[name])
+
+
+def ungrouped_fields(model: type[BaseModel], groups: FlagGroups) -> list[str]:
+    """The flags of ``model`` in no group (or named in several, or in none that exists): what the groups miss."""
+    named = [name for _, names in groups.values() for name in names]
+    flags = [name for name, field in model.model_fields.items() if not _is_positional(field)]
+    missing = [name for name in flags if named.count(name) != 1]
+    return missing + [name for name in named if name not in flags]
+
+
+def _is_positional(field: FieldInfo) -> bool:
+    return "nargs" in _command_line(field)
+
+
+def _command_line(field: FieldInfo) -> dict[str, Any]:
+    return (field.json_schema_extra or {}).get("command_line", {})  # see config.command_line
 
 
 def add_field_option(
-    p: argparse.ArgumentParser,
+    p: Arguments,
     name: str,
     field: FieldInfo,
     *,
@@ -94,13 +128,16 @@ def add_field_option(
     default_note: str | None = None,
 ) -> argparse.Action:
     """The command-line form of one field: its type or choices, and its description and default as help.
-    ``default`` is what argparse fills in; ``default_note`` overrides what the help says of the default."""
-    how = (field.json_schema_extra or {}).get("command_line", {})  # see config.command_line
+    ``default`` is what argparse fills in; ``default_note`` overrides what the help says of the default.
+    A description that already says its default gets no note: the default is said once."""
+    how = _command_line(field)
     description = (field.description or "").replace("%", "%%")  # argparse formats help with %
     if "nargs" in how:
         return p.add_argument(name, nargs=how["nargs"], metavar=how.get("metavar"), help=description)
     if default_note is None:
         default_note = how.get("default_note") or ("(required)" if field.is_required() else _note(field.default))
+    if not field.is_required() and says_its_default(description, field.default if default is None else default):
+        default_note = ""
     help_text = f"{description} {default_note}".strip()
     flag = "--" + how.get("flag", name).replace("_", "-")
     kind, choices = _flag_type(field.annotation)
@@ -116,6 +153,12 @@ def add_field_option(
 def _note(default: object) -> str:
     """What --help says of a default: nothing for none."""
     return "" if default is None else f"(default: {default})"
+
+
+def says_its_default(description: str, default: object) -> bool:
+    """Whether a flag's description already says its default: "by default ...", "auto (the default)", or
+    "(the paper: 74)" where 74 is the default. Then "(default: 74)" after it would say it twice."""
+    return bool(re.search(r"\bby default\b|\(the default\)", description)) or f"(the paper: {default})" in description
 
 
 def _flag_type(annotation: object) -> tuple[type, list[str]]:

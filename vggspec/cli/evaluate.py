@@ -7,7 +7,21 @@ import argparse
 
 from ..logs import quiet_torch_native_logs
 from ..run.config import EvaluateConfig, machines, validated
-from .common import Commands, add_model_options, given, need_torch, told_to_the_machines
+from .common import Commands, FlagGroups, add_model_options, given, need_torch, told_to_the_machines
+
+# How --help groups evaluate's flags (EvaluateConfig's fields): every field in one group, or tests/test_help.py
+# fails.
+FLAG_GROUPS: FlagGroups = {
+    "networks": ("what CKPT is, when it is not a trained network", ("weights", "from_probs")),
+    "data": ("the images evaluated on", ("data", "split")),
+    "protocol": ("how each image is scored (Sections 3.2, 4)", ("scales", "method", "flip")),
+    "output": ("what is written besides the table", ("json_path", "save_probs", "progress")),
+    "machines": (
+        "the processes, GPUs and machines that evaluate together",
+        ("gpus", "nproc", "nnodes", "rdzv_endpoint", "rdzv_timeout"),
+    ),
+    "performance": ("how fast it runs, and in how much memory", ("batch_size", "dtype")),
+}
 
 
 def add(commands: Commands) -> None:
@@ -21,7 +35,7 @@ def add(commands: Commands) -> None:
         "over scales and, with several checkpoints, over networks (fusion rows last). On ILSVRC-2012 val the "
         "paper's numbers are printed beside the measured ones.",
     )
-    add_model_options(p, EvaluateConfig)
+    add_model_options(p, EvaluateConfig, FLAG_GROUPS)
     p.set_defaults(run=_evaluate)
 
 

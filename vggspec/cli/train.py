@@ -10,7 +10,34 @@ from ..logs import quiet_torch_native_logs
 from ..run.config import TrainConfig, load_config_file, machines, validated
 from ..run.runs import started_data
 from ..spec.parser import load
-from .common import Commands, add_model_options, given, need_torch, told_to_the_machines
+from .common import Commands, FlagGroups, add_model_options, given, need_torch, told_to_the_machines
+
+# How --help groups train's flags (TrainConfig's fields): every field in one group, or tests/test_help.py fails.
+FLAG_GROUPS: FlagGroups = {
+    "data": (
+        "the image folders, and the input the network sees",
+        ("data", "train_split", "val_split", "normalise", "stats_images"),
+    ),
+    "schedule": (
+        "SGD with momentum, and when its learning rate drops (Section 3.1)",
+        ("epochs", "batch_size", "lr", "momentum", "weight_decay", "decay_biases", "lr_factor", "lr_patience",
+         "lr_drops"),
+    ),
+    "augmentation": ("what is done to each training image (Section 3.1)", ("scale", "flip", "colour_std")),
+    "weights": (
+        "where the network starts: random weights, or trained ones to fine-tune",
+        ("init", "init_from", "weights", "strict_weights", "freeze", "new_layer_lr_mult"),
+    ),
+    "machines": (
+        "the processes, GPUs and machines that train together, and their restarts",
+        ("gpus", "nproc", "nnodes", "rdzv_endpoint", "rdzv_timeout", "max_restarts", "sync_bn"),
+    ),
+    "performance": ("how fast it runs, and in how much memory", ("micro_batch", "amp", "channels_last", "workers")),
+    "run": (
+        "the run's folder and checkpoints, resuming, reproducibility, progress bars",
+        ("out", "resume", "checkpoint_every", "seed", "deterministic", "progress"),
+    ),
+}  # fmt: skip
 
 
 def add(commands: Commands) -> None:
@@ -29,7 +56,7 @@ def add(commands: Commands) -> None:
         "(finished steps saved), 130 interrupted (saved).",
     )
     p.add_argument("--config", metavar="FILE", help="settings from a .json or .toml file; flags override them")
-    add_model_options(p, TrainConfig)
+    add_model_options(p, TrainConfig, FLAG_GROUPS)
     p.set_defaults(run=_train)
 
 
