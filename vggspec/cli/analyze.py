@@ -45,7 +45,15 @@ from ..spec.analysis import Analysis, analyze
 from ..spec.bundled import matching, spec_path
 from ..spec.parser import load
 from ..units import human_count
-from .common import Commands, add_init_option, add_input_option, add_specs_argument, load_all
+from .common import (
+    Commands,
+    add_init_option,
+    add_input_option,
+    add_num_classes_option,
+    add_specs_argument,
+    fixed_class_count,
+    load_all,
+)
 
 # -- list ----------------------------------------------------------------------------------
 
@@ -136,6 +144,7 @@ def add(commands: Commands) -> None:
         "with --input, the class score map",
     )
     add_init_option(p, default=None)
+    add_num_classes_option(p)
     train = p.add_argument_group(
         "training budget",
         "--train: the memory of one training step of one process, per layer and in total (weights, gradients, "
@@ -177,10 +186,13 @@ def add(commands: Commands) -> None:
 
 def _analyze(args: argparse.Namespace) -> int:
     request = _training_request(args)  # bad numbers said first, before any spec is read
+    classes = fixed_class_count(args, "analyze")
     specs, failed = load_all(args.specs)
     analyses = []
     for spec in specs:
         try:
+            if classes is not None:
+                spec = spec.with_classes(classes)
             analyses.append(analyze(spec, input_size=args.input, dense=args.dense))
         except SpecError as err:
             print(err.located(spec.source, spec.text), file=sys.stderr)
