@@ -301,7 +301,8 @@ def test_phone_photos_among_plain_images_give_upright_crops_that_batch(tmp_path,
         with Image.open(path) as img:
             upright[path] = str(tmp_path / f"{Path(path).name}.png")
             ImageOps.exif_transpose(img).save(upright[path])
-    ds = data.TrainDataset(train, augment(TrainingScale(40, 48)), seed=0)  # S ≤ 48: torch resamples these (no region path)
+    # S ≤ 48: torch resamples these (no region path)
+    ds = data.TrainDataset(train, augment(TrainingScale(40, 48)), seed=0)
     for epoch in range(4):
         ds.set_epoch(epoch)
         samples = [ds[i] for i in range(len(ds))]

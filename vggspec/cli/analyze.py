@@ -45,7 +45,15 @@ from ..spec.analysis import Analysis, analyze
 from ..spec.bundled import matching, spec_path
 from ..spec.parser import load
 from ..units import human_count
-from .common import Commands, add_init_option, add_input_option, add_specs_argument, load_all
+from .common import (
+    Commands,
+    add_init_option,
+    add_input_option,
+    add_num_classes_option,
+    add_specs_argument,
+    fixed_class_count,
+    load_all,
+)
 
 # -- list ----------------------------------------------------------------------------------
 
@@ -138,6 +146,7 @@ def add(commands: Commands) -> None:
         help="the fully-convolutional network of dense evaluation (FC layers as convolutions, Section 3.2); "
         "with --input, the class score map",
     )
+    add_num_classes_option(network)
     output = p.add_argument_group("output", "how the numbers are laid out")
     output.add_argument("--per-layer", action="store_true", help="a per-layer table for every spec, not side by side")
     output.add_argument(
@@ -180,10 +189,13 @@ def add(commands: Commands) -> None:
 
 def _analyze(args: argparse.Namespace) -> int:
     request = _training_request(args)  # bad numbers said first, before any spec is read
+    classes = fixed_class_count(args, "analyze")
     specs, failed = load_all(args.specs)
     analyses = []
     for spec in specs:
         try:
+            if classes is not None:
+                spec = spec.with_classes(classes)
             analyses.append(analyze(spec, input_size=args.input, dense=args.dense))
         except SpecError as err:
             print(err.located(spec.source, spec.text), file=sys.stderr)

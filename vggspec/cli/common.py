@@ -18,7 +18,7 @@ from pydantic.fields import FieldInfo
 
 from ..errors import SpecError
 from ..logs import quiet_torch_native_logs
-from ..run.config import EvaluateConfig, Rendezvous, TrainConfig, machines
+from ..run.config import EvaluateConfig, Rendezvous, TrainConfig, class_count, machines
 from ..spec.bundled import paper_specs, spec_files
 from ..spec.initialisation import parse_init
 from ..spec.parser import load
@@ -40,6 +40,11 @@ INPUT_HELP = (
     "graph give the shapes there; compile, with --dense and no -o, runs the network on such images"
 )
 
+NUM_CLASSES_HELP = (
+    "classify into N classes: the spec's last FC layer gets N outputs, whatever it says (auto, train's count of "
+    "a training set's class folders, has no data to count here)"
+)
+
 
 def add_specs_argument(p: Arguments) -> None:
     p.add_argument("specs", nargs="*", metavar="SPEC", help=SPECS_HELP)
@@ -58,6 +63,29 @@ def add_init_option(p: Arguments, *, default: str | None) -> None:
     add_field_option(p, "init", TrainConfig.model_fields["init"], default=default, default_note=_note(default))
 
 
+def add_num_classes_option(p: argparse.ArgumentParser) -> None:
+    """``--num-classes N`` of the commands without data (compile, analyze): train's spelling, auto refused by
+    :func:`fixed_class_count` in one line."""
+    p.add_argument("--num-classes", type=_class_count, metavar="N", help=NUM_CLASSES_HELP)
+
+
+def fixed_class_count(args: argparse.Namespace, command: str) -> int | None:
+    """``--num-classes`` of a command that reads no images: N, or None; ``auto`` has nothing to count."""
+    if args.num_classes == "auto":
+        raise SpecError(
+            f"--num-classes auto counts the class folders of a training set, and {command} reads none: "
+            "give the number of classes (--num-classes 10)"
+        )
+    return args.num_classes
+
+
+def _class_count(text: str) -> int | str:
+    try:
+        return class_count(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _init_spelling(text: str) -> str:
     try:
         return parse_init(text)
@@ -69,6 +97,11 @@ def add_flip_option(p: Arguments) -> None:
     """``--flip/--no-flip`` as evaluate has it, with its default: on."""
     field = EvaluateConfig.model_fields["flip"]
     add_field_option(p, "flip", field, default=field.default)
+
+
+def add_weights_classes_option(p: Arguments) -> None:
+    """``--num-classes N`` as evaluate has it: the classes of --weights, where SPEC says another number."""
+    add_field_option(p, "num_classes", EvaluateConfig.model_fields["num_classes"])
 
 
 def add_dtype_option(p: Arguments) -> None:
@@ -146,7 +179,7 @@ def add_field_option(
     if choices:
         return p.add_argument(flag, dest=name, choices=choices, default=default, help=help_text)
     metavar = how.get("metavar", name.split("_")[-1].upper())
-    kind = _init_spelling if name == "init" else kind  # a misspelt initialisation is said as the flag is read
+    kind = {"init": _init_spelling, "num_classes": _class_count}.get(name, kind)  # a bad value said as it is read
     return p.add_argument(flag, dest=name, type=kind, default=default, metavar=metavar, help=help_text)
 
 

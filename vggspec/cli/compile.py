@@ -16,7 +16,15 @@ from ..nn.weights_file import is_weights_file
 from ..run import runs
 from ..spec.bundled import spec_path
 from ..spec.parser import load
-from .common import SPEC_HELP, Commands, add_init_option, add_input_option, need_torch
+from .common import (
+    SPEC_HELP,
+    Commands,
+    add_init_option,
+    add_input_option,
+    add_num_classes_option,
+    fixed_class_count,
+    need_torch,
+)
 
 if typing.TYPE_CHECKING:
     from ..nn.compiler import VGG
@@ -65,6 +73,7 @@ def add(commands: Commands) -> None:
         help="a trained A's checkpoint or run folder: copy its first four conv and last three FC layers (Section 3.1)",
     )
     add_input_option(p)
+    add_num_classes_option(p)
     p.set_defaults(run=_compile)
 
 
@@ -84,9 +93,12 @@ FORMAT_SUFFIXES = {fmt: suffix for suffix, fmt in reversed(SUFFIX_FORMATS.items(
 
 
 def _compile(args: argparse.Namespace) -> int:
+    classes = fixed_class_count(args, "compile")
     if _is_checkpoint(args.spec):
         return _compile_checkpoint(args)
     spec = load(args.spec)  # spec errors first, before the seconds torch takes to import
+    if classes is not None:
+        spec = spec.with_classes(classes)
     if args.output:
         inputs = [spec_path(args.spec), *_checkpoint_files(args.weights), *_checkpoint_files(args.init_from)]
         files.refuse_overwriting(args.output, inputs, "compile")
@@ -129,6 +141,9 @@ def _compile_checkpoint(args: argparse.Namespace) -> int:
     """A trained network written again in another format: its weights, spec and preprocessing as they are."""
     if args.weights or args.init_from or args.seed is not None or args.strict_weights:
         raise SpecError("a checkpoint brings its own weights: --weights, --init-from, --seed do not apply to it")
+    if args.num_classes is not None:
+        raise SpecError("a checkpoint's network classifies into the classes it was trained for: --num-classes does "
+                        "not apply to it")  # fmt: skip
     if not args.output:
         raise SpecError(f"{args.spec} is a trained network: give -o FILE to write it in another format")
     files.refuse_overwriting(args.output, [runs.checkpoint_path(args.spec)], "compile")

@@ -12,7 +12,7 @@ from .common import Commands, FlagGroups, add_model_options, given, need_torch, 
 # How --help groups evaluate's flags (EvaluateConfig's fields): every field in one group, or tests/test_help.py
 # fails.
 FLAG_GROUPS: FlagGroups = {
-    "networks": ("what CKPT is, when it is not a trained network", ("weights", "from_probs")),
+    "networks": ("what CKPT is, when it is not a trained network", ("weights", "num_classes", "from_probs")),
     "data": ("the images evaluated on", ("data", "split")),
     "protocol": ("how each image is scored (Sections 3.2, 4)", ("scales", "method", "flip")),
     "output": ("what is written besides the table", ("json_path", "save_probs", "progress")),

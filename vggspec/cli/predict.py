@@ -8,8 +8,16 @@ import json
 import sys
 
 from ..errors import ExitCode, SpecError
-from ..run.config import PREDICT_METHODS
-from .common import Commands, add_dtype_option, add_flip_option, need_torch, positive_int
+from ..run.config import NUM_CLASSES_WITHOUT_WEIGHTS, PREDICT_METHODS
+from .common import (
+    Commands,
+    add_dtype_option,
+    add_flip_option,
+    add_weights_classes_option,
+    fixed_class_count,
+    need_torch,
+    positive_int,
+)
 
 
 def add(commands: Commands) -> None:
@@ -35,6 +43,7 @@ def add(commands: Commands) -> None:
         help="weights to load into SPEC: torchvision:NAME[:ENUM] (e.g. torchvision:vgg16 with spec D; downloaded "
         "once into the torch hub cache) or a state dict file; every layer must fit",
     )
+    add_weights_classes_option(p)
     p.add_argument(
         "--method",
         "--crop",
@@ -60,11 +69,14 @@ def add(commands: Commands) -> None:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    classes = fixed_class_count(args, "predict")
+    if classes is not None and args.weights is None:
+        raise SpecError(NUM_CLASSES_WITHOUT_WEIGHTS)
     need_torch("vggspec predict")
     from ..run.evaluate import predictions
 
     failed = False
-    options = {"scale": args.scale, "top": args.top, "flip": args.flip, "dtype": args.dtype}
+    options = {"scale": args.scale, "top": args.top, "flip": args.flip, "dtype": args.dtype, "num_classes": classes}
     found = predictions(args.checkpoint, args.images, weights=args.weights, method=args.method, **options)
     images: list[dict[str, object]] = []  # for --format json
     for path, top in found:

@@ -16,7 +16,7 @@ from .common import Commands, FlagGroups, add_model_options, given, need_torch, 
 FLAG_GROUPS: FlagGroups = {
     "data": (
         "the image folders, and the input the network sees",
-        ("data", "train_split", "val_split", "normalise", "stats_images"),
+        ("data", "train_split", "val_split", "num_classes", "normalise", "stats_images"),
     ),
     "schedule": (
         "SGD with momentum, and when its learning rate drops (Section 3.1)",

@@ -114,6 +114,7 @@ def build(
     device: str | torch.device | None = None,
     strict_weights: bool = False,
     pixel_rms: float = PIXEL_RMS,
+    num_classes: int | None = None,
 ) -> VGG:
     """Compile ``spec`` into a :class:`VGG` module.
 
@@ -126,8 +127,13 @@ def build(
     ``device="meta"`` builds the structure without allocating weights. ``pixel_rms``: the RMS of the
     training pixels about their mean (0-255), what ``auto``'s choice depends on with the input scale of the
     weights' preprocessing (about 1 under torchvision's normalisation, for the layers they leave new).
+    ``num_classes``: the classes, whatever the spec's last FC layer says: its outputs become ``num_classes``
+    (:meth:`Spec.with_classes`) before anything is built; ``weights`` of another number of classes then leave the
+    classifier to ``init`` (the report says so), or with ``strict_weights`` are refused.
     """
     init = parse_init(init)  # a ValueError for a spelling that is none
+    if num_classes is not None:
+        spec = spec.with_classes(num_classes)
     device = torch.device(device) if device is not None else torch.device("cpu")
     with torch.device("meta"):
         model = assemble(spec)
@@ -270,7 +276,7 @@ def load_weights(
     if assumed:
         report.notes.append("torchvision's layout without a preprocessing record: torchvision's normalisation assumed")
     if strict:
-        _check_shapes(own, weights, mapping)
+        _check_shapes(own, weights, mapping, classifier=_classifier_name(model))
     convs = [name for name, module in model.named_modules() if isinstance(module, nn.Conv2d)]
     plan: dict[str, str] = {}  # module name → copy, adapt or new
     for name, module in model.named_modules():
@@ -357,6 +363,12 @@ def _outputs(model: VGG) -> int:
     return last.out_features if isinstance(last, nn.Linear) else last.out_channels
 
 
+def _classifier_name(model: VGG) -> str:
+    """The module name of the classifier, the last FC layer: ``classifier.fc8.fc``."""
+    names = [name for name, m in model.classifier.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    return f"classifier.{names[-1]}"
+
+
 def _recorded_preprocessing(record: Mapping[str, object] | None) -> Preprocessing | None:
     """The preprocessing a file's dictionary records: a vggspec checkpoint's (checked when it was read), or
     a record of the same form in another tool's checkpoint; None when there is none."""
@@ -411,12 +423,19 @@ def _group_by_module(weights: Mapping[str, torch.Tensor]) -> list[tuple[str, lis
 
 
 def _check_shapes(
-    own: Mapping[str, torch.Tensor], weights: Mapping[str, torch.Tensor], mapping: dict[str, str]
+    own: Mapping[str, torch.Tensor], weights: Mapping[str, torch.Tensor], mapping: dict[str, str], *, classifier: str
 ) -> None:
+    """Every tensor the shape of the weights'; ``classifier`` (its module's name) of another number of classes is
+    said so, with the way to build for theirs."""
     for ours, theirs in mapping.items():
-        if own[ours].shape != weights[theirs].shape:
+        have, given = own[ours].shape, weights[theirs].shape
+        if have != given:
             layer = ours.rsplit(".", 2)[0].split(".")[-1]
+            classes = ours.rpartition(".")[0] == classifier and have[1:] == given[1:]
             raise WeightsError(
-                f"layer {layer}: {ours} has shape {tuple(own[ours].shape)} but the weights' {theirs} has "
-                f"{tuple(weights[theirs].shape)}"
+                f"layer {layer}: {ours} has shape {tuple(have)} but the weights' {theirs} has {tuple(given)}",
+                hint=f"the weights classify into {given[0]} classes, the network into {have[0]}: build it for "
+                f"theirs (num_classes={given[0]}, --num-classes {given[0]})"
+                if classes
+                else None,
             )

@@ -14,7 +14,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from ..data.scales import TrainingScale
 from ..errors import SpecError, did_you_mean
@@ -44,6 +53,48 @@ DTYPE_HELP = (
     "bf16 instructions, kept in ~/.cache/vggspec; a GPU from Ampere on; posteriors then carry bf16 rounding), "
     "else float32"
 )
+
+NUM_CLASSES_WITH_WEIGHTS_HELP = (
+    "with --weights: the classes the weights classify into, where SPEC's last FC layer says another number (its "
+    "outputs become N before the weights, all of which must fit, are loaded); a checkpoint's are its own"
+)
+NUM_CLASSES_WITHOUT_WEIGHTS = (
+    "--num-classes builds SPEC for --weights; a checkpoint's network, its classes included, is its own"
+)
+
+
+def class_count(value: object) -> int | Literal["auto"]:
+    """A ``--num-classes`` value, from a flag or a config file: a whole number of at least 1, or ``auto``
+    (a ValueError otherwise, saying what it got)."""
+    if value == "auto":
+        return "auto"
+    if isinstance(value, str):
+        try:
+            value = int(value.strip())
+        except ValueError:
+            pass  # said below
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"the number of classes is a whole number or auto, not {value!r}")
+    if value < 1:
+        raise ValueError(f"the number of classes must be at least 1, got {value}")
+    return value
+
+
+def _checked_class_count(value: object, *, auto: bool) -> object:
+    """:func:`class_count` as pydantic says an error: its message alone."""
+    if value is None:
+        return None
+    try:
+        count = class_count(value)
+    except ValueError as err:
+        raise PydanticCustomError("num_classes", str(err)) from None
+    if count == "auto" and not auto:
+        raise PydanticCustomError(
+            "num_classes",
+            "--num-classes auto counts the class folders of a training set, and evaluate reads none: give the number "
+            "of classes the weights classify into",
+        )
+    return count
 
 
 class TrainConfig(BaseModel):
@@ -143,6 +194,13 @@ class TrainConfig(BaseModel):
         "batch norm keeps its running statistics",
         **command_line(metavar="LAYER"),
     )
+    num_classes: int | Literal["auto"] | None = Field(
+        default=None,
+        description="train for N classes whatever the spec's last FC layer says: its outputs become N, and "
+        "RUN/spec.vgg records the network so trained (a comment on that line says so); auto: as many as the training "
+        "split has class folders. A resumed run keeps its own",
+        **command_line(metavar="N|auto", default_note="(default: the spec's)"),
+    )
     new_layer_lr_mult: float = Field(
         default=1.0,
         gt=0,
@@ -189,6 +247,11 @@ class TrainConfig(BaseModel):
     @classmethod
     def _init(cls, value: str) -> str:
         return parse_init(value)
+
+    @field_validator("num_classes", mode="before")
+    @classmethod
+    def _num_classes(cls, value: object) -> object:
+        return _checked_class_count(value, auto=True)
 
     @field_validator("scale")
     @classmethod
@@ -250,6 +313,9 @@ class EvaluateConfig(BaseModel):
         "torchvision:vgg16 with spec D) or a state dict file; every layer must fit",
         **command_line(metavar="W"),
     )
+    num_classes: int | None = Field(
+        default=None, description=NUM_CLASSES_WITH_WEIGHTS_HELP, **command_line(metavar="N")
+    )
     data: str | None = Field(
         default=None,
         description="image folder: DIR/<split>/<class>/* (required, but for --from-probs)",
@@ -300,6 +366,13 @@ class EvaluateConfig(BaseModel):
         if isinstance(value, (list, tuple)):
             return [os.fspath(v) if isinstance(v, os.PathLike) else v for v in value]
         return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+    @field_validator("num_classes", mode="before")
+    @classmethod
+    def _num_classes(cls, value: object, info: ValidationInfo) -> object:
+        if value is not None and info.data.get("weights") is None:  # weights: the field before
+            raise PydanticCustomError("num_classes", NUM_CLASSES_WITHOUT_WEIGHTS)
+        return _checked_class_count(value, auto=False)
 
     @model_validator(mode="after")
     def _consistent(self) -> EvaluateConfig:

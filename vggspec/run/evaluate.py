@@ -98,16 +98,22 @@ def load_network(
     dtype: DTypeLike = torch.float32,
     *,
     weights: str | Path | None = None,
+    num_classes: int | None = None,
 ) -> Network:
     """A checkpoint written by ``vggspec train`` (it knows its preprocessing, scale and classes), or by
     ``vggspec compile -o`` from weights that record their preprocessing; or, with ``weights``
     (``torchvision:vgg16``, a checkpoint, a state dict file), ``path`` is the spec they are loaded into:
-    every layer must fit, and the weights must say how their inputs are prepared.
+    every layer must fit, and the weights must say how their inputs are prepared. ``num_classes``: with
+    ``weights``, the classes they classify into, where the spec's last FC layer says another number.
 
     ``dtype``: what the networks compute in (see :func:`vggspec.optimize_for_inference`).
     """
     if weights is not None:
-        return _network_from_weights(path, weights, device, dtype)
+        return _network_from_weights(path, weights, device, dtype, num_classes)
+    if num_classes is not None:
+        raise SpecError(
+            f"{path} classifies into the classes it was trained for: num_classes applies to a spec and its weights"
+        )
     path = checkpoint_path(path)  # a run directory: its best.pt
     data = read_checkpoint(path, mmap=True)  # only the small entries are read here, each checked
     preprocessing = Preprocessing.from_checkpoint(data)
@@ -132,10 +138,10 @@ def load_network(
 
 
 def _network_from_weights(
-    spec: str | Path, weights: str | Path, device: torch.device | str, dtype: DTypeLike
+    spec: str | Path, weights: str | Path, device: torch.device | str, dtype: DTypeLike, num_classes: int | None
 ) -> Network:
     """``spec`` built with ``weights``, all of them: a network that drew some layers anew would classify at random."""
-    model = build(load(spec), weights=weights, strict_weights=True, device=device).eval()
+    model = build(load(spec), weights=weights, strict_weights=True, device=device, num_classes=num_classes).eval()
     if model.preprocessing is None:
         raise SpecError(
             f"{weights} does not say how its inputs are prepared (mean, std, value scale)",
@@ -611,7 +617,10 @@ def _networks_and_images(
 ) -> tuple[list[Network], dict[str, list[int]], folders.ImageFolder]:
     """The networks (rows told apart), each one's test scales, and the folder of images, all checked before
     any image is read."""
-    networks = [load_network(path, env.device, config.dtype, weights=config.weights) for path in config.checkpoints]
+    networks = [
+        load_network(path, env.device, config.dtype, weights=config.weights, num_classes=config.num_classes)
+        for path in config.checkpoints
+    ]
     seen: dict[str, int] = defaultdict(int)
     for net in networks:  # the same network twice (or two runs of one spec): tell the rows apart
         seen[net.name] += 1
@@ -787,6 +796,7 @@ def predictions(
     images: Sequence[str | Path],
     *,
     weights: str | Path | None = None,
+    num_classes: int | None = None,
     method: str = "dense",
     scale: int | None = None,
     top: int = 5,
@@ -795,7 +805,8 @@ def predictions(
 ) -> Predictions:
     """The top classes of each image, computed as the result is iterated (:class:`Predictions`).
 
-    ``checkpoint`` is a checkpoint or run folder, or with ``weights`` a spec (:func:`load_network`).
+    ``checkpoint`` is a checkpoint or run folder, or with ``weights`` a spec (:func:`load_network`; ``num_classes``:
+    the weights' classes, where the spec says another number).
     ``method`` as evaluate's: dense evaluation by default, or ``center`` (torchvision's evaluation
     transform: at Q = 256 and a 224 input, resize 256, centre crop 224), ``multi-crop``, ``both``; at the
     training scale (or ``scale``), averaged with the flipped image if the network was trained with flips
@@ -804,7 +815,7 @@ def predictions(
     if method not in PREDICT_METHODS:
         raise SpecError(f"unknown method {method!r}: the methods are {', '.join(PREDICT_METHODS)}")
     paths = image_paths(images)
-    net = load_network(checkpoint, dtype=dtype, weights=weights)
+    net = load_network(checkpoint, dtype=dtype, weights=weights, num_classes=num_classes)
     q = scale or evaluation_scales(net, None, dense=uses_dense(method))[0]
     check_test_scales([q], net.input_size, net.name)
     if method != "center":
