@@ -856,15 +856,10 @@ def test_weight_decay_spares_biases_when_asked(tmp_path, shapes):
             assert len(saved["optimizer"]["param_groups"][1]["params"]) == len(vectors)
 
 
-def test_a_full_disk_mid_checkpoint_names_the_file_and_a_resume_sweeps_what_kills_left(
-    tmp_path, shapes, capfd, monkeypatch
-):
+def disk_full_for_checkpoints(monkeypatch) -> None:
+    """The disk is full for every write of a checkpoint's temporary (``.last.pt.XXXX.tmp``), not for the rest."""
     import errno
 
-    from vggspec.run.train import train
-
-    run = train(tiny_config(tmp_path, shapes, epochs=1))
-    saved = (run / "last.pt").read_bytes()
     real_write = os.write
 
     def full_for_checkpoints(fd: int, data) -> int:
@@ -873,6 +868,17 @@ def test_a_full_disk_mid_checkpoint_names_the_file_and_a_resume_sweeps_what_kill
         return real_write(fd, data)
 
     monkeypatch.setattr(os, "write", full_for_checkpoints)
+
+
+def test_a_full_disk_mid_checkpoint_names_the_file_and_a_resume_sweeps_what_kills_left(
+    tmp_path, shapes, capfd, monkeypatch
+):
+
+    from vggspec.run.train import train
+
+    run = train(tiny_config(tmp_path, shapes, epochs=1))
+    saved = (run / "last.pt").read_bytes()
+    disk_full_for_checkpoints(monkeypatch)
     with pytest.raises(vggspec.SpecError, match=f"cannot write {run / 'last.pt'}: No space left on device"):
         train(tiny_config(tmp_path, shapes, epochs=2, resume=True))
     monkeypatch.undo()
@@ -1003,18 +1009,9 @@ def test_a_run_that_stops_on_bad_data_leaves_no_empty_folder(tmp_path, shapes):
 
 def test_a_run_that_cannot_save_its_first_checkpoint_does_not_speak_of_one(tmp_path, shapes, monkeypatch):
     """A full disk before anything was saved: the hint says so, instead of pointing at a last.pt and --resume."""
-    import errno
-
     from vggspec.run.train import train
 
-    real_write = os.write
-
-    def full_for_checkpoints(fd: int, data) -> int:
-        if ".last.pt." in os.readlink(f"/proc/self/fd/{fd}"):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real_write(fd, data)
-
-    monkeypatch.setattr(os, "write", full_for_checkpoints)
+    disk_full_for_checkpoints(monkeypatch)
     with pytest.raises(vggspec.SpecError) as caught:
         train(tiny_config(tmp_path, shapes, epochs=1))
     assert "No space left on device" in str(caught.value)
