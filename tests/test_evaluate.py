@@ -575,3 +575,19 @@ def test_dash_writes_the_json_or_the_posteriors_to_standard_output(trained, tmp_
     assert result.returncode == 0, result.stderr.decode()
     saved = torch.load(io.BytesIO(result.stdout), weights_only=True)
     assert saved["format"] == "vggspec.posteriors" and len(saved["paths"]) == table["images"]
+
+
+def test_a_test_scale_too_large_for_the_memory_is_refused_before_an_image_is_read(trained, monkeypatch):
+    """Each pass is asked of the analysis (weights there, one image at Q) before any image is decoded at Q."""
+    from vggspec.data import decoding
+    from vggspec.nn import devices
+
+    checkpoint, data = trained
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("an image was read")
+
+    monkeypatch.setattr(decoding, "rescale", no_reading)
+    monkeypatch.setattr(devices, "free_memory", lambda device: 1 << 20)  # 1 MiB free
+    with pytest.raises(vggspec.SpecError, match=r"a forward pass of 1 image of 3×2000×2000 needs at least"):
+        evaluate(EvaluateConfig(checkpoints=[str(checkpoint)], data=data, scales="2000", progress=False))

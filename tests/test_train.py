@@ -1016,3 +1016,17 @@ def test_a_run_that_cannot_save_its_first_checkpoint_does_not_speak_of_one(tmp_p
         train(tiny_config(tmp_path, shapes, epochs=1))
     assert "No space left on device" in str(caught.value)
     assert "nothing was saved yet" in str(caught.value) and "--resume" not in str(caught.value)
+
+
+def test_a_training_step_that_cannot_fit_is_refused_before_anything_is_built(tmp_path, shapes, monkeypatch):
+    """The training budget is asked before the network is built, the colour statistics computed or a batch
+    read: a step that needs more than the device has free is one line with the numbers."""
+    from vggspec.run import training_model
+    from vggspec.run.train import train
+
+    monkeypatch.setattr(training_model, "free_memory", lambda device: 100_000)  # 97.7 KiB free
+    cfg = tiny_config(tmp_path, shapes, epochs=1)
+    with pytest.raises(vggspec.SpecError, match=r"a training step of .* more than the 97.7 KiB it has") as info:
+        train(cfg)
+    assert "--micro-batch" in info.value.hint
+    assert not (Path(cfg.out) / "colour_stats.json").exists()

@@ -42,6 +42,7 @@ from ..logs import log
 from ..nn.checkpoint import check_finite, model_from_checkpoint, read_checkpoint
 from ..nn.compiler import VGG, build
 from ..nn.dense import posteriors, to_dense
+from ..nn.devices import check_memory
 from ..nn.inference import DTypeLike, InferenceModel, optimize_for_inference
 from ..spec.analysis import scales_using_every_pixel, unused_pixels
 from ..spec.parser import load
@@ -310,6 +311,11 @@ def image_posteriors(
     total = {m: torch.zeros(len(paths), classes) for m in ("dense", "multi-crop", "center")}
     broken = torch.zeros(len(paths), dtype=torch.bool)
     check_test_scales(list(scales), net.input_size, net.name)
+    for q in scales:  # what a pass needs, asked of the analysis before an image is decoded at Q
+        if need_dense:
+            check_memory(net.dense.spec, net.device, batch=1, input_size=q, weights_there=True)
+        if need_crops:
+            check_memory(net.classifier.spec, net.device, batch=max(batch_size, 50), weights_there=True)
     for q in scales:
         if need_dense or need_crops:
             rescaled = partial(decoding.rescale, scale=q, channels=net.channels)

@@ -56,7 +56,7 @@ from .optimizer import LEARNING_BEGAN, LEARNING_BEGAN_ERROR, TrainingState, has_
 from .runlog import RunLog
 from .startup import PER_MACHINE, prepare, restarted
 from .training_data import TrainingData, colour_stats, scan, steps_per_epoch, with_batch
-from .training_model import TrainingModel, frozen_layers, init_advice, micro_batch_that_fits
+from .training_model import TrainingModel, check_the_step_fits, frozen_layers, init_advice, micro_batch_that_fits
 
 __all__ = ["TEST_FAULT_AT", "TrainingState", "frozen_layers", "init_advice", "param_groups", "run_worker", "train"]
 
@@ -388,6 +388,7 @@ def _set_up(config: TrainConfig, env: Distributed, spec: Spec, scale: TrainingSc
         "the run",
     )  # fmt: skip
     batches: BatchSplit = config.batch_split(env.world, micro_batch_that_fits(config, spec, env, log), rank=env.rank)
+    check_the_step_fits(config, spec, env, batches.micro)  # before the network is built and a batch read
     faults = planned_faults(env.rank)
     steps = steps_per_epoch(train_folder, config.batch_size)
     stats = colour_stats(config, spec, train_folder, env, log, resumed)

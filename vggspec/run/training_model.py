@@ -18,7 +18,7 @@ from ..data.preprocessing import Preprocessing
 from ..errors import SpecError, did_you_mean
 from ..nn.compiler import VGG, build
 from ..nn.devices import free_memory
-from ..plan.budget import TrainSettings, auto_micro_batch
+from ..plan.budget import TrainSettings, auto_micro_batch, train_budget
 from ..spec.analysis import (
     EXPLODING_SCALE,
     FADING_SCALE,
@@ -35,6 +35,7 @@ from ..spec.analysis import (
 )
 from ..spec.graph import layer_nodes, to_graph
 from ..spec.spec import Spec
+from ..units import human_bytes
 from .config import TrainConfig
 from .distributed import Distributed
 from .runlog import RunLog
@@ -248,6 +249,35 @@ def init_advice(
         f"estimated from its layers' sizes; {FADING_SCALE:.0e} to {EXPLODING_SCALE:.0e} trains): {fate}. "
         f"Other initialisations: {others}."
         + (" The paper started nets deeper than A from a trained A (--init-from RUN_A)." if deeper else "")
+    )
+
+
+def check_the_step_fits(config: TrainConfig, spec: Spec, env: Distributed, micro: int) -> None:
+    """Refuse, before the network is built and a batch is read, a training step that the training budget
+    (:func:`vggspec.plan.budget.train_budget`: weights, gradients, momentum, what the forward pass keeps) says
+    needs more than this process's device has free: one line with the numbers, not an allocator's error or the
+    kernel's OOM killer minutes later."""
+    available = free_memory(env.device)
+    if available is None:
+        return
+    settings = TrainSettings(
+        batch=config.batch_size,
+        processes=env.world,
+        micro_batch=micro,
+        amp=config.amp,
+        channels_last=config.channels_last,
+        device="cuda" if env.device.type == "cuda" else "cpu",
+        weight_decay=config.weight_decay > 0,
+    )
+    budget = train_budget(spec, settings)
+    if budget.peak_bytes <= available:
+        return
+    raise SpecError(
+        f"a training step of {spec.display_name} with {micro} image{'s' if micro != 1 else ''} a pass needs "
+        f"{human_bytes(budget.peak_bytes)} on {env.device} at its peak (weights, gradients, momentum and what the "
+        f"forward pass keeps: vggspec analyze --train), more than the {human_bytes(available)} it has free",
+        hint="fewer images a pass with the same batch: --micro-batch N (gradient accumulation)"
+        + (", or --micro-batch auto" if env.device.type == "cuda" else ""),
     )
 
 
