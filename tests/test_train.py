@@ -339,7 +339,7 @@ def test_a_run_folder_that_cannot_be_written_is_said_plainly_and_the_last_checkp
 
     blocker = tmp_path / "a file"
     blocker.write_text("")
-    with pytest.raises(vggspec.SpecError, match="cannot write in .*Not a directory") as info:
+    with pytest.raises(vggspec.SpecError, match="cannot write .*Not a directory") as info:
         train(tiny_config(tmp_path, shapes, out=str(blocker / "run")))
     assert "--out" in str(info.value)
 

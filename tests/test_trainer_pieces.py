@@ -98,10 +98,14 @@ def test_a_new_run_refuses_a_folder_that_holds_one_and_a_resumed_one_checks_its_
 def test_a_folder_that_cannot_be_written_is_one_line(tmp_path):
     from vggspec.run.checkpointing import writing
 
-    with pytest.raises(SpecError, match=f"cannot write {tmp_path / 'last.pt'}: No space left on device") as info:
-        with writing(tmp_path):
-            raise OSError(28, "No space left on device", str(tmp_path / "last.pt"))
-    assert "--resume" in info.value.hint
+    for saved_before in (False, True):  # the hint speaks of --resume only where a checkpoint was saved
+        if saved_before:
+            (tmp_path / "last.pt").write_bytes(b"")
+        with pytest.raises(SpecError, match=f"cannot write {tmp_path / 'last.pt'}: No space left on device") as info:
+            with writing(tmp_path):
+                raise OSError(28, "No space left on device", str(tmp_path / "last.pt"))
+        assert ("--resume" in info.value.hint) == saved_before
+        assert ("nothing was saved yet" in info.value.hint) != saved_before
     with pytest.raises(ValueError, match="not a file"):  # not a failure to write: not ours to say
         with writing(tmp_path):
             raise ValueError("not a file")
