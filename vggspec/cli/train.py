@@ -4,13 +4,18 @@ imported."""
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
-from ..errors import SpecError
+from ..errors import ExitCode, SpecError
 from ..logs import quiet_torch_native_logs
 from ..run.config import TrainConfig, load_config_file, machines, validated
-from ..run.runs import started_data
+from ..run.runs import SUMMARY, started_data
 from ..spec.parser import load
 from .common import Commands, add_model_options, given, need_torch, told_to_the_machines
+
+# The stops after which the run has written RUN/summary.json (when rank 0 stopped too): bad input comes before.
+SUMMARISED_STOPS = (ExitCode.DIVERGED, ExitCode.OUT_OF_MEMORY, ExitCode.INTERRUPTED)
 
 
 def add(commands: Commands) -> None:
@@ -29,6 +34,15 @@ def add(commands: Commands) -> None:
         "(finished steps saved), 130 interrupted (saved).",
     )
     p.add_argument("--config", metavar="FILE", help="settings from a .json or .toml file; flags override them")
+    p.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="output format (default: text). json: when the run ends (done, stopped early, interrupted, diverged, out "
+        "of memory), its summary as one JSON object on standard output, as RUN/summary.json keeps it: why it "
+        "stopped, epochs, the best epoch's errors and losses, the run folder and its files, seconds; progress and "
+        "notes stay on standard error",
+    )
     add_model_options(p, TrainConfig)
     p.set_defaults(run=_train)
 
@@ -47,7 +61,24 @@ def _train(args: argparse.Namespace) -> int:
     if machines(config).several:  # this process serves the rendezvous, or reaches it: one line for its troubles
         quiet_torch_native_logs()
     need_torch("vggspec train")
-    from ..run.train import train
+    from ..run.train import RunStopped, train
 
-    train(config)
+    try:
+        run_dir = train(config)
+    except RunStopped as stop:  # said already; a stop the run wrote down is printed too
+        if args.format == "json" and stop.code in SUMMARISED_STOPS:
+            _print_summary(stop.run_dir)
+        raise
+    if args.format == "json":
+        _print_summary(run_dir)
     return 0
+
+
+def _print_summary(run_dir: Path) -> None:
+    """RUN/summary.json on standard output, as one line of JSON: when the run wrote none (a process stopped
+    before rank 0 could), nothing."""
+    try:
+        summary = json.loads((run_dir / SUMMARY).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    print(json.dumps(summary), flush=True)
