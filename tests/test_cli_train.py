@@ -179,3 +179,52 @@ def test_micro_batch_auto_on_the_cpu_says_it_is_not_needed(tmp_path, shapes, cap
     err = capfd.readouterr().err
     assert "--micro-batch auto: not needed on the CPU" in err
     assert "micro-batches of 16" in err  # the whole share of the batch of 16
+
+
+# -- vggspec train --format json ----------------------------------------------------------------------------------
+
+
+def test_train_format_json_prints_the_runs_summary_on_standard_output(tmp_path, shapes, capfd):
+    """One JSON object on standard output when the run ends (RUN/summary.json, for scripts to read later too), the
+    progress and notes on standard error; a run that diverges prints its own, with its exit status; text prints
+    nothing there."""
+    pytest.importorskip("torch")
+    from pathlib import Path
+
+    from .conftest import SMALL_SPEC, cli_args, tiny_config
+
+    config = tiny_config(tmp_path, shapes, epochs=2)
+    run = Path(config.out)
+    assert main([*cli_args(config), "--format", "json"]) == 0
+    out, err = capfd.readouterr()
+    assert out.count("\n") == 1  # one line: one object
+    summary = json.loads(out)
+    assert summary == json.loads((run / "summary.json").read_text())
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    best = min(records, key=lambda record: record["val_top1_err"])
+    assert (summary["stopped"], summary["epochs"], summary["epochs_this_session"], summary["max_epochs"]) == (
+        "epochs", 2, 2, 2,
+    )  # fmt: skip
+    assert summary["best"] == {key: best[key] for key in
+                               ("epoch", "train_loss", "train_top1_err", "val_loss", "val_top1_err", "val_top5_err",
+                                "lr")}  # fmt: skip
+    assert summary["run"] == str(run) and summary["seconds"] > 0
+    assert summary["files"]["best"] == str(run / "best.pt") and summary["files"]["curves"] == str(run / "curves.png")
+    assert all(Path(path).exists() for path in summary["files"].values())
+    assert "epoch 2: train loss" in err and "done: 2 epochs in" in err  # what people read: standard error
+
+    resume = ["train", "--out", str(run), "--resume", "--no-progress"]
+    assert main(resume) == 0
+    assert capfd.readouterr().out == ""  # text: standard output stays empty
+    assert main([*resume, "--format", "json"]) == 0
+    again = json.loads(capfd.readouterr().out)
+    assert (again["stopped"], again["epochs"], again["epochs_this_session"]) == ("epochs", 2, 0)
+
+    diverging = tiny_config(tmp_path / "nan", shapes, text=SMALL_SPEC, lr=1e6, epochs=1)
+    with pytest.raises(SystemExit) as info:
+        main([*cli_args(diverging), "--format", "json"])
+    assert info.value.code == 3
+    out, err = capfd.readouterr()
+    summary = json.loads(out)
+    assert summary["stopped"] == "diverged" and summary["message"].startswith("the loss became")
+    assert summary["message"] in err and summary["best"] is None and summary["epochs"] == 0

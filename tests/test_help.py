@@ -114,7 +114,7 @@ def test_no_default_is_said_twice(capsys, command):
 
 def test_a_default_not_said_in_the_description_is_still_noted(capsys):
     text = " ".join(_help(capsys, "train").split())
-    assert "--epochs EPOCHS at most this many epochs (the paper: 74) --batch-size" in text
+    assert "--epochs EPOCHS at most this many epochs (the paper: 74) --early-stop" in text
     assert "--lr-drops DROPS at most this many lr drops (the paper: 3) augmentation:" in text
     assert "SGD learning rate (default: 0.01)" in text and "(default: 0.0005)" in text
     assert "output RMS so initialised --init-from" in text  # "auto (the default)" said it

@@ -63,7 +63,8 @@ def test_a_narrow_network_learns_shapes(tmp_path, shapes, capfd):
     run = train(cfg)
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in metrics] == list(range(1, 9))
-    assert {"epoch", "train_loss", "val_top1_err", "val_top5_err", "lr", "images_per_s"} <= set(metrics[0])
+    assert {"epoch", "train_loss", "train_top1_err", "val_loss", "val_top1_err", "val_top5_err", "lr",
+            "images_per_s"} <= set(metrics[0])  # fmt: skip
     best = min(m["val_top1_err"] for m in metrics)
     assert best < 0.25, metrics  # chance is 2/3
     assert metrics[-1]["train_loss"] < metrics[0]["train_loss"]
@@ -137,6 +138,7 @@ def test_kill_9_mid_epoch_and_resume_equals_an_uninterrupted_run(tmp_path, shape
     # The epoch resumed mid-way averages all its steps, those before the kill too.
     expected = [json.loads(line) for line in (tmp_path / "ref" / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["train_loss"] for r in metrics] == pytest.approx([r["train_loss"] for r in expected], rel=1e-9)
+    assert [r["train_top1_err"] for r in metrics] == [r["train_top1_err"] for r in expected]  # its steps' too
 
 
 def test_resume_alone_continues_the_run_as_it_was_started(tmp_path, shapes, capfd):
@@ -339,7 +341,7 @@ def test_a_run_folder_that_cannot_be_written_is_said_plainly_and_the_last_checkp
 
     blocker = tmp_path / "a file"
     blocker.write_text("")
-    with pytest.raises(vggspec.SpecError, match="cannot write in .*Not a directory") as info:
+    with pytest.raises(vggspec.SpecError, match="cannot write .*Not a directory") as info:
         train(tiny_config(tmp_path, shapes, out=str(blocker / "run")))
     assert "--out" in str(info.value)
 
@@ -719,8 +721,8 @@ def test_the_training_state_is_one_object_saved_and_restored_whole():
     state.history.append({"epoch": 1})
     saved = state.state_dict()
     assert set(saved) == {
-        "optimizer", "scheduler", "scaler", "epoch", "step", "loss_sum", "history", "best", "new_layers",
-        "learning_began",
+        "optimizer", "scheduler", "scaler", "epoch", "step", "loss_sum", "top1_wrong", "images_seen", "history",
+        "best", "new_layers", "learning_began", "stopped",
     }  # fmt: skip
 
     restored, _ = fresh()
@@ -1030,3 +1032,122 @@ def test_a_training_step_that_cannot_fit_is_refused_before_anything_is_built(tmp
         train(cfg)
     assert "--micro-batch" in info.value.hint
     assert not (Path(cfg.out) / "colour_stats.json").exists()
+
+
+# -- runs that stop when they are done, and what they leave to read ---------------------------------------------
+
+
+def metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def plateau_stop(records: list[dict], began: int, patience: int, drops: int) -> int | None:
+    """The epoch after which torch's ReduceLROnPlateau, stepped from the epoch learning began, would lower the lr
+    for the (drops + 1)-th time: a plateau is patience + 1 epochs in a row without an accuracy better than the best
+    by more than 1e-4 of it; then it counts from 0 again. None: no such epoch."""
+    best, bad, plateaus = -math.inf, 0, 0
+    for record in records[began - 1 :]:
+        accuracy = 1 - record["val_top1_err"]
+        if accuracy > best * (1 + 1e-4):
+            best, bad = accuracy, 0
+        else:
+            bad += 1
+        if bad > patience:
+            plateaus, bad = plateaus + 1, 0
+            if plateaus > drops:
+                return record["epoch"]
+    return None
+
+
+def without_timings(records: list[dict]) -> list[dict]:
+    """What two runs that train the same give the same: all but the times and why the run ended."""
+    timings = ("images_per_s", "data_wait", "seconds", "stopped")
+    return [{key: value for key, value in r.items() if key not in timings} for r in records]
+
+
+def test_a_run_stops_where_the_schedule_has_no_drop_left_says_why_and_resumes_to_nothing(tmp_path, shapes, capfd):
+    """With one drop and a patience of 0, the run ends at its second plateau, as ReduceLROnPlateau counts them; it
+    says why in one line (also in events.log), on the last line of metrics.jsonl and in summary.json. Resumed, it
+    trains nothing. --no-early-stop trains the same epochs and goes on to --epochs; a run resumed before the stop
+    stops where the uninterrupted one did, with its weights."""
+    from vggspec.run.train import train
+
+    common = dict(epochs=30, lr_patience=0, lr_drops=1, deterministic=True)
+    run = train(tiny_config(tmp_path / "early", shapes, **common))
+    records, saved = metrics(run), torch.load(run / "last.pt", weights_only=True)
+    stop = plateau_stop(records, saved["learning_began"], patience=0, drops=1)
+    assert stop is not None and 2 <= stop < 30, records
+    assert [r["epoch"] for r in records] == list(range(1, stop + 1))
+    assert records[-1]["stopped"] == "plateau" and not any("stopped" in r for r in records[:-1])
+    assert len({r["lr"] for r in records}) == 2  # the one drop
+    assert (saved["epoch"], saved["stopped"]) == (stop, "plateau")
+    best = min(records, key=lambda r: r["val_top1_err"])
+    since = stop - best["epoch"]
+    line = (
+        f"stopped after epoch {stop}: the learning rate was lowered once and validation error has not improved for "
+        f"{since} epoch{'s' if since != 1 else ''} since (best: epoch {best['epoch']}, {best['val_top1_err']:.2%})"
+    )
+    assert line in capfd.readouterr().err and line in (run / "events.log").read_text()
+    summary = json.loads((run / "summary.json").read_text())
+    assert (summary["stopped"], summary["message"], summary["epochs"], summary["max_epochs"]) == (
+        "plateau", line, stop, 30,
+    )  # fmt: skip
+    assert summary["best"] == {key: best[key] for key in summary["best"]} and summary["best"]["epoch"] == best["epoch"]
+
+    checkpoint = (run / "last.pt").read_bytes()
+    train(TrainConfig(data=str(shapes), out=str(run), resume=True, epochs=40, progress=False))
+    assert f"{run} {line}: nothing to train" in capfd.readouterr().err
+    assert (run / "last.pt").read_bytes() == checkpoint and metrics(run) == records
+    summary = json.loads((run / "summary.json").read_text())
+    assert (summary["stopped"], summary["epochs"], summary["epochs_this_session"]) == ("plateau", stop, 0)
+
+    on = train(tiny_config(tmp_path / "on", shapes, **{**common, "epochs": stop + 2, "early_stop": False}))
+    longer = metrics(on)
+    assert [r["epoch"] for r in longer] == list(range(1, stop + 3)) and longer[-1]["stopped"] == "epochs"
+    assert without_timings(longer[:stop]) == without_timings(records)  # the same run, to the stop and beyond
+    assert json.loads((on / "summary.json").read_text())["stopped"] == "epochs"
+
+    first = tiny_config(tmp_path / "resumed", shapes, **{**common, "epochs": stop - 1})
+    resumed = train(first)
+    assert metrics(resumed)[-1]["stopped"] == "epochs"
+    train(TrainConfig(data=str(shapes), out=first.out, resume=True, epochs=30, progress=False))
+    assert without_timings(metrics(resumed)) == without_timings(records)
+    assert metrics(resumed)[-1]["stopped"] == "plateau" and not any("stopped" in r for r in metrics(resumed)[:-1])
+    assert_same_weights(final_weights(resumed), final_weights(run))
+
+
+def test_the_metrics_hold_the_validation_loss_and_the_error_of_the_training_steps(tmp_path, shapes):
+    """val_loss is the mean cross-entropy of the validation images, as evaluate --method center's posteriors of the
+    same weights give it; train_top1_err counts whole images of the epoch's 6 steps of 16."""
+    from vggspec.run.config import EvaluateConfig
+    from vggspec.run.evaluate import evaluate
+    from vggspec.run.train import train
+
+    run = train(tiny_config(tmp_path, shapes, epochs=2))
+    records = metrics(run)
+    for record in records:
+        wrong = record["train_top1_err"] * 96
+        assert 0 <= record["train_top1_err"] <= 1 and wrong == pytest.approx(round(wrong), abs=1e-9)
+    results = evaluate(EvaluateConfig(checkpoints=[str(run / "last.pt")], data=str(shapes), method="center",
+                                      progress=False))  # fmt: skip
+    (probs,) = (by_method["center"] for by_method in results.probs.values())
+    picked = probs[torch.arange(len(results.labels)), results.labels]
+    assert records[-1]["val_loss"] == pytest.approx(-picked.log().mean().item(), rel=1e-4)
+    assert records[-1]["val_top1_err"] == pytest.approx(results.rows[0].top1_err, abs=1e-9)
+
+
+def test_training_leaves_the_callers_matplotlib_backend_as_it_was(tmp_path, shapes):
+    """A notebook that calls train() keeps its backend (matplotlib.use("Agg") in the trainer took its inline plots);
+    the curves are drawn all the same."""
+    import matplotlib
+
+    from vggspec.run.train import train
+
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")
+    try:
+        run = train(tiny_config(tmp_path, shapes, epochs=1))
+        assert matplotlib.get_backend() == "svg"
+    finally:
+        matplotlib.use(before)
+    assert (run / "curves.png").read_bytes().startswith(b"\x89PNG\r\n")

@@ -98,15 +98,14 @@ def test_a_new_run_refuses_a_folder_that_holds_one_and_a_resumed_one_checks_its_
 def test_a_folder_that_cannot_be_written_is_one_line(tmp_path):
     from vggspec.run.checkpointing import writing
 
-    with pytest.raises(SpecError, match=f"cannot write {tmp_path / 'last.pt'}: No space left on device") as info:
-        with writing(tmp_path):
-            raise OSError(28, "No space left on device", str(tmp_path / "last.pt"))
-    assert "nothing was saved yet" in info.value.hint and "--resume" not in info.value.hint
-    (tmp_path / "last.pt").write_bytes(b"a checkpoint saved before")
-    with pytest.raises(SpecError) as info:
-        with writing(tmp_path):
-            raise OSError(28, "No space left on device", str(tmp_path / "last.pt"))
-    assert "last.pt is the last one saved" in info.value.hint and "--resume" in info.value.hint
+    for saved_before in (False, True):  # the hint speaks of --resume only where a checkpoint was saved
+        if saved_before:
+            (tmp_path / "last.pt").write_bytes(b"")
+        with pytest.raises(SpecError, match=f"cannot write {tmp_path / 'last.pt'}: No space left on device") as info:
+            with writing(tmp_path):
+                raise OSError(28, "No space left on device", str(tmp_path / "last.pt"))
+        assert ("--resume" in info.value.hint) == saved_before
+        assert ("nothing was saved yet" in info.value.hint) != saved_before
     with pytest.raises(ValueError, match="not a file"):  # not a failure to write: not ours to say
         with writing(tmp_path):
             raise ValueError("not a file")
@@ -147,3 +146,88 @@ def test_test_faults_are_read_for_their_process(monkeypatch):
         planned_faults(0)
     monkeypatch.delenv(TEST_FAULT_AT)
     assert planned_faults(0) == {} and TEST_FAULT_AT not in os.environ
+
+
+@pytest.mark.parametrize(
+    ("drops", "accuracies", "ends"),
+    [  # patience 1: a plateau is 2 epochs in a row without a better accuracy, the count begun again after each
+        (2, [0.5, 0.6, 0.6, 0.6, 0.6, 0.6, 0.7, 0.7, 0.7], 9),  # drops after epochs 4 and 6; better at 7; no drop left
+        (2, [0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5], 7),  # plateaus at 3 and 5 dropped the lr; at 7 none is left
+        (0, [0.5, 0.6, 0.6, 0.6], 4),  # no drop to make: the first plateau ends the run
+        (1, [0.5, 0.6, 0.7, 0.8, 0.9], None),  # better every epoch: never
+    ],
+)
+def test_the_schedule_says_when_it_finds_a_plateau_with_no_drop_left(tmp_path, shapes, drops, accuracies, ends):
+    """As ReduceLROnPlateau counts: with lr_drops drops made, the epoch where it would lower the lr once more."""
+    from vggspec.run.optimizer import TrainingState
+
+    config = tiny_config(tmp_path, shapes, text=SMALL_SPEC, lr=0.05, lr_patience=1, lr_drops=drops)
+    state = TrainingState.start(vggspec.build(vggspec.parse(SMALL_SPEC)), config, [], torch.device("cpu"))
+    done = [epoch for epoch, accuracy in enumerate(accuracies, 1) if state.step_schedule(accuracy)]
+    assert done == ([ends] if ends else [])
+    if ends:
+        assert state.lr == pytest.approx(0.05 * 0.1**drops, rel=1e-5)  # every drop made, none below the floor
+
+
+CURVES_HISTORY = [
+    {"epoch": e, "train_loss": 1.1 - 0.1 * e, "train_top1_err": 0.6 - 0.05 * e, "val_loss": 1.0 - 0.08 * e,
+     "val_top1_err": err, "val_top5_err": err / 4, "lr": 0.01 if e < 4 else 0.001}
+    for e, err in zip(range(1, 7), [0.6, 0.4, 0.3, 0.25, 0.1, 0.2])
+]  # fmt: skip
+
+
+def test_the_curves_show_loss_and_error_for_training_and_validation_and_top5_where_it_can_be_other_than_0(
+    tmp_path, monkeypatch
+):
+    """Three panels: loss (training, validation), error (the same, top-1; validation's top-5 with more than 5
+    classes; the best epoch marked) and the learning rate on a log axis, a tick at each rate. A run resumed from
+    before the validation loss was recorded draws what it has."""
+    from matplotlib.figure import Figure
+
+    from vggspec.run.runlog import RunLog
+
+    drawn, real_savefig = [], Figure.savefig
+
+    def keep(fig, *args, **kwargs):
+        drawn.append(fig)
+        return real_savefig(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", keep)
+    for top5 in (False, True):
+        log = RunLog(tmp_path, enabled=False, quiet=False)
+        log.top5 = top5
+        log._write_curves(CURVES_HISTORY)
+        loss, error, lr = drawn[-1].axes
+        labels = [[line.get_label() for line in ax.get_lines() if not line.get_label().startswith("_")]
+                  for ax in (loss, error)]  # fmt: skip
+        assert labels[0] == ["training", "validation"]
+        assert labels[1] == ["training top-1", "validation top-1", *(["validation top-5"] if top5 else []),
+                             "best: epoch 5, 10.00%"]  # fmt: skip
+        assert lr.get_yscale() == "log" and list(lr.get_yticks()) == [0.001, 0.01]
+        assert (tmp_path / "curves.png").read_bytes().startswith(b"\x89PNG\r\n")
+    newer = ("val_loss", "train_top1_err")
+    older = [{key: value for key, value in r.items() if key not in newer} for r in CURVES_HISTORY]
+    log._write_curves(older)  # drawn, without the lines it has no numbers for
+    assert len(drawn) == 3
+
+
+def test_the_curves_never_touch_pyplot_nor_the_backend(tmp_path):
+    """pyplot is global state (the backend, the figures): the trainer draws on a Figure of its own."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, matplotlib\n"
+        "matplotlib.use('svg')\n"
+        "from pathlib import Path\n"
+        "from vggspec.run.runlog import RunLog\n"
+        "from tests.test_trainer_pieces import CURVES_HISTORY\n"
+        f"RunLog(Path({str(tmp_path)!r}), enabled=False, quiet=False)._write_curves(CURVES_HISTORY)\n"
+        "assert matplotlib.get_backend() == 'svg', matplotlib.get_backend()\n"
+        "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported'\n"
+    )
+    from .conftest import ROOT
+
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "curves.png").is_file()

@@ -117,23 +117,28 @@ FlagGroups = dict[str, tuple[str, tuple[str, ...]]]
 """How --help groups a model's flags: title → (a line that says what the group is for, its fields in order)."""
 
 
-def add_model_options(p: argparse.ArgumentParser, model: type[BaseModel], groups: FlagGroups) -> None:
+def add_model_options(
+    p: argparse.ArgumentParser, model: type[BaseModel], groups: FlagGroups
+) -> dict[str, argparse._ArgumentGroup]:
     """One flag (or positional argument) per field of ``model``, so that --help and the settings cannot
     disagree. Flags default to None: what was not given stays out, and the model's defaults apply.
 
     Each flag goes in its group of ``groups`` (a table kept by the command, so that the models need not know
     how --help reads); positional arguments stay where argparse shows them. A field no group names is added
-    to the general options, where tests/test_help.py finds it: a new setting cannot be forgotten."""
+    to the general options, where tests/test_help.py finds it: a new setting cannot be forgotten. Returns the
+    groups by title, for the command's own flags that belong in one."""
     fields = model.model_fields
     grouped = {name for _, names in groups.values() for name in names}
     for name, field in fields.items():
         if name not in grouped or _is_positional(field):
             add_field_option(p, name, field)
+    made = {}
     for title, (description, names) in groups.items():
-        group = p.add_argument_group(title, description)
+        group = made[title] = p.add_argument_group(title, description)
         for name in names:
             if name in fields and not _is_positional(fields[name]):  # a stale name: the test says so
                 add_field_option(group, name, fields[name])
+    return made
 
 
 def ungrouped_fields(model: type[BaseModel], groups: FlagGroups) -> list[str]:

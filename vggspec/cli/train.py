@@ -4,11 +4,13 @@ imported."""
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
-from ..errors import SpecError
+from ..errors import ExitCode, SpecError
 from ..logs import quiet_torch_native_logs
 from ..run.config import TrainConfig, load_config_file, machines, validated
-from ..run.runs import started_data
+from ..run.runs import SUMMARY, started_data
 from ..spec.parser import load
 from .common import Commands, FlagGroups, add_model_options, given, need_torch, told_to_the_machines
 
@@ -20,8 +22,8 @@ FLAG_GROUPS: FlagGroups = {
     ),
     "schedule": (
         "SGD with momentum, and when its learning rate drops (Section 3.1)",
-        ("epochs", "batch_size", "lr", "momentum", "weight_decay", "decay_biases", "lr_factor", "lr_patience",
-         "lr_drops"),
+        ("epochs", "early_stop", "batch_size", "lr", "momentum", "weight_decay", "decay_biases", "lr_factor",
+         "lr_patience", "lr_drops"),
     ),
     "augmentation": ("what is done to each training image (Section 3.1)", ("scale", "flip", "colour_std")),
     "weights": (
@@ -38,6 +40,9 @@ FLAG_GROUPS: FlagGroups = {
         ("out", "resume", "checkpoint_every", "seed", "deterministic", "progress"),
     ),
 }  # fmt: skip
+
+# The stops after which the run has written RUN/summary.json (when rank 0 stopped too): bad input comes before.
+SUMMARISED_STOPS = (ExitCode.DIVERGED, ExitCode.OUT_OF_MEMORY, ExitCode.INTERRUPTED)
 
 
 def add(commands: Commands) -> None:
@@ -56,7 +61,16 @@ def add(commands: Commands) -> None:
         "(finished steps saved), 130 interrupted (saved).",
     )
     p.add_argument("--config", metavar="FILE", help="settings from a .json or .toml file; flags override them")
-    add_model_options(p, TrainConfig, FLAG_GROUPS)
+    groups = add_model_options(p, TrainConfig, FLAG_GROUPS)
+    groups["run"].add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="output format (default: text). json: when the run ends (done, stopped early, interrupted, diverged, out "
+        "of memory), its summary as one JSON object on standard output, as RUN/summary.json keeps it: why it "
+        "stopped, epochs, the best epoch's errors and losses, the run folder and its files, seconds; progress and "
+        "notes stay on standard error",
+    )
     p.set_defaults(run=_train)
 
 
@@ -74,7 +88,24 @@ def _train(args: argparse.Namespace) -> int:
     if machines(config).several:  # this process serves the rendezvous, or reaches it: one line for its troubles
         quiet_torch_native_logs()
     need_torch("vggspec train")
-    from ..run.train import train
+    from ..run.train import RunStopped, train
 
-    train(config)
+    try:
+        run_dir = train(config)
+    except RunStopped as stop:  # said already; a stop the run wrote down is printed too
+        if args.format == "json" and stop.code in SUMMARISED_STOPS:
+            _print_summary(stop.run_dir)
+        raise
+    if args.format == "json":
+        _print_summary(run_dir)
     return 0
+
+
+def _print_summary(run_dir: Path) -> None:
+    """RUN/summary.json on standard output, as one line of JSON: when the run wrote none (a process stopped
+    before rank 0 could), nothing."""
+    try:
+        summary = json.loads((run_dir / SUMMARY).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    print(json.dumps(summary), flush=True)

@@ -37,7 +37,7 @@ from . import runs
 from .config import TrainConfig
 from .distributed import Attempt, Distributed
 from .optimizer import TrainingState
-from .runlog import RunLog
+from .runlog import RunLog, stopped_on_a_plateau
 
 
 class Checkpoints:
@@ -80,13 +80,16 @@ class Checkpoints:
 
     def make_folder(self, *, resumed: bool) -> None:
         """RUN, created by rank 0; a resumed run's cleared of what a killed writer left (``.last.pt.XXXX.tmp``: a
-        checkpoint's size each), since a resumed run owns its folder."""
+        checkpoint's size each), since a resumed run owns its folder, and of the last session's RUN/summary.json,
+        which this session's replaces when it ends (none: it did not get that far)."""
         if not self.env.main:
             return
         with writing(self.run_dir, hint="give --out a folder that can be created and written"):
             self.run_dir.mkdir(parents=True, exist_ok=True)
         if not resumed:
             return
+        with writing(self.run_dir):
+            (self.run_dir / runs.SUMMARY).unlink(missing_ok=True)
         count, freed = files.remove_temporaries(self.run_dir, runs.RUN_FILES)
         if count:
             self.log.note(
@@ -139,10 +142,16 @@ class Checkpoints:
         torch.set_rng_state(rng["cpu"])
         if "cuda" in rng and env.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], env.device)
+        if state.stopped is None and state.epoch < config.epochs and state.history:
+            state.history[-1].pop("stopped", None)  # its --epochs were not the end: given more, the run goes on
         if not env.main:
             return
         with writing(self.run_dir):
             self.log.rewrite_metrics(state.history)
+        if state.stopped == "plateau":
+            stop = stopped_on_a_plateau(state.epoch, state.best, config.lr_drops)
+            self.log.note(f"{self.run_dir} {stop}: nothing to train")
+            return
         if state.epoch >= config.epochs:
             self.log.note(
                 f"{self.run_dir} has finished its {state.epoch} epochs: nothing to train "

@@ -152,6 +152,12 @@ class TrainConfig(BaseModel):
         "(training loss below 0.9 ln classes, or validation error below 0.7 of chance's)",
     )
     lr_drops: int = Field(default=3, ge=0, description="at most this many lr drops (the paper: 3)")
+    early_stop: bool = Field(
+        default=True,
+        description="end the run where the schedule would lower the lr once more but has no drop left: after its "
+        "--lr-drops drops, --lr-patience + 1 epochs in a row without a better validation accuracy (counted as for "
+        "the drops; the paper stopped after its third drop); --no-early-stop trains on at the last lr to --epochs",
+    )
 
     scale: str | None = Field(
         default=None,

@@ -59,10 +59,13 @@ class TrainingState:
     epoch: int = 0  # epochs finished
     step: int = 0  # steps finished in the epoch under way
     loss_sum: float = 0.0  # the global losses of those steps: a resumed epoch's train_loss counts them
+    top1_wrong: int = 0  # of the images those steps trained on, those whose top score was not their label
+    images_seen: int = 0  # the images those steps trained on (unreadable ones left out): train_top1_err's count
     history: list[dict[str, Any]] = field(default_factory=list)  # a record per finished epoch
     best: dict[str, Any] | None = None  # the record of the best epoch so far
     new_layers: list[str] = field(default_factory=list)  # what --weights left new: --new-layer-lr-mult's layers
     learning_began: int | None = None  # the first epoch whose loss or error fell clearly below chance's
+    stopped: str | None = None  # "plateau": the run ended before --epochs (:meth:`step_schedule`), and trains no more
 
     @classmethod
     def start(
@@ -87,6 +90,24 @@ class TrainingState:
         """The base lr, as the schedule has it now (were group 0 the new layers', divided by their multiplier)."""
         group = self.optimizer.param_groups[0]
         return group["lr"] / group.get("lr_mult", 1.0)
+
+    def step_schedule(self, accuracy: float) -> bool:
+        """The plateau schedule stepped with an epoch's validation accuracy. True when it found a plateau with no
+        drop left: the lr is at its floor (the ``lr_drops`` drops made) and the epochs since the last drop, or
+        since the last better accuracy, have reached ``patience`` + 1, where ReduceLROnPlateau would lower the
+        rate once more. Its own counts decide (a better accuracy is one by more than its relative threshold)."""
+        scheduler, groups = self.scheduler, self.optimizer.param_groups
+        at_floor = all(group["lr"] * scheduler.factor < floor for group, floor in zip(groups, scheduler.min_lrs))
+        best_before = scheduler.best
+        scheduler.step(accuracy)
+        # On a plateau the schedule lowers the rate (to its floor at most) and counts its bad epochs from 0 again;
+        # a better accuracy would have replaced its best. Cooldown is 0: nothing else resets the count.
+        plateau = scheduler.num_bad_epochs == 0 and scheduler.best == best_before
+        return at_floor and plateau
+
+    def end_epoch(self) -> None:
+        """The epoch under way is finished: the next begins at its first step, with nothing counted."""
+        self.epoch, self.step, self.loss_sum, self.top1_wrong, self.images_seen = self.epoch + 1, 0, 0.0, 0, 0
 
     def state_dict(self) -> dict[str, Any]:
         return {f.name: _saved(getattr(self, f.name)) for f in fields(self)}

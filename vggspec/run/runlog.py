@@ -3,16 +3,20 @@
 * the resolved configuration, printed and written to ``RUN/config.json``, and a copy of the
   spec (``RUN/spec.vgg``, comments kept: the run's own, for ``--resume`` without SPEC);
 * a progress bar per epoch: loss, images/s, data-wait against compute, ETA;
-* ``RUN/metrics.jsonl``: one line per epoch (``epoch``, ``train_loss``, ``val_top1_err``,
-  ``val_top5_err``, ``lr``, ``images_per_s``, ...);
+* ``RUN/metrics.jsonl``: one line per epoch (``epoch``, ``train_loss``, ``train_top1_err``, ``val_loss``,
+  ``val_top1_err``, ``val_top5_err``, ``lr``, ``images_per_s``, ...); the run's last epoch also says why the
+  run ended there (``stopped``: ``epochs`` or ``plateau``);
 * TensorBoard event files in ``RUN/tensorboard`` (when the ``tensorboard`` package is installed);
-* ``RUN/curves.png``: loss, errors and learning rate against epochs;
-* a closing summary: best epoch, errors, time, where the files are.
+* ``RUN/curves.png``: loss and error, training and validation, and the learning rate against epochs,
+  drawn on a figure of its own (the caller's matplotlib backend untouched);
+* a closing summary: best epoch, errors, time, where the files are; and ``RUN/summary.json``, the same as
+  data, however the session ended (:meth:`RunLog.summary`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -33,6 +37,7 @@ class RunLog:
         self.quiet = quiet  # not rank 0: say nothing
         self._tensorboard = None
         self.top5 = True  # whether top-5 error says anything: not with 5 classes or fewer (always 0 there)
+        self.max_epochs: int | None = None  # --epochs, for the summary
 
     # -- text ----------------------------------------------------------------------------
     def note(self, message: str) -> None:
@@ -64,6 +69,7 @@ class RunLog:
         """``decided``: what the run made of settings left to it (the scale S, the init auto chose), shown
         in place of the setting as given; RUN/config.json keeps what was given."""
         self.top5 = len(train_folder.classes) > 5
+        self.max_epochs = config.epochs
         resolved = config.model_dump()
         files.write_text(self.run_dir / runs.CONFIG, json.dumps(resolved, indent=2) + "\n")
         copy, text = self.run_dir / runs.SPEC, spec.text if spec.text is not None else format_spec(spec)
@@ -94,7 +100,8 @@ class RunLog:
         self._write_curves(history)
         broken = f", {record['broken_images']} broken images skipped" if record.get("broken_images") else ""
         self.note(
-            f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}, val top-1 error "
+            f"epoch {record['epoch']}: train loss {record['train_loss']:.4f} (top-1 error "
+            f"{record['train_top1_err']:.1%}), val loss {record['val_loss']:.4f}, val top-1 error "
             f"{record['val_top1_err']:.2%}{self._top5(record)}, lr {record['lr']:.0e}, "
             f"{record['images_per_s']:.0f} images/s (data wait {record['data_wait']:.0%}){broken}"
         )
@@ -107,13 +114,21 @@ class RunLog:
         files.write_text(self.run_dir / runs.METRICS, "".join(json.dumps(record) + "\n" for record in history))
 
     def finish(
-        self, history: list[dict[str, Any]], best: dict[str, Any] | None, seconds: float, *, first_epoch: int = 0
+        self,
+        history: list[dict[str, Any]],
+        best: dict[str, Any] | None,
+        seconds: float,
+        *,
+        first_epoch: int = 0,
+        stopped: str | None = "epochs",
+        message: str | None = None,
     ) -> None:
-        """The closing summary; ``seconds`` is this session's time, which trained the epochs after ``first_epoch``."""
+        """The closing summary, said and written (RUN/summary.json); ``seconds`` is this session's time, which
+        trained the epochs after ``first_epoch``; ``stopped``, why the run ended (``message``: the line that
+        said so)."""
         if self.quiet:
             return
-        if self._tensorboard is not None:
-            self._tensorboard.close()
+        self.close(history, best, seconds, first_epoch=first_epoch, stopped=stopped, message=message)
         count = len(history)
         if first_epoch == 0:
             trained = f"{count} epoch{'s' if count != 1 else ''}"
@@ -121,18 +136,73 @@ class RunLog:
             several = count > first_epoch + 1
             span = f"s {first_epoch + 1}–{count}" if several else f" {count}"
             trained = f"epoch{span} ({count} in all)"
-        lines = [f"done: {trained} in {human_duration(seconds)}."]
+        took = f" in {human_duration(seconds)}"
+        if count == first_epoch:  # a finished run resumed: nothing trained now
+            trained, took = f"no epoch trained ({count} in all)", ""
+        lines = [f"done: {trained}{took}."]
         if best:
+            val_loss = f"val loss {best['val_loss']:.4f}, " if "val_loss" in best else ""  # not in older runs' records
             lines.append(
                 f"best epoch {best['epoch']}: val top-1 error {best['val_top1_err']:.2%}{self._top5(best)} "
-                f"(train loss {best['train_loss']:.4f})"
+                f"({val_loss}train loss {best['train_loss']:.4f})"
             )
         lines.append(
             f"files in {self.run_dir}: {runs.BEST}, {runs.LAST} (load with vggspec.load_model), {runs.METRICS}, "
-            f"{runs.CURVES}, {runs.CONFIG}, {runs.SPEC}, {runs.COLOUR_STATS}"
+            f"{runs.CURVES}, {runs.CONFIG}, {runs.SPEC}, {runs.COLOUR_STATS}, {runs.SUMMARY}"
             + (f", {runs.TENSORBOARD}/" if self._tensorboard else "")
         )
         self.note("\n".join(lines))
+
+    def close(
+        self,
+        history: list[dict[str, Any]],
+        best: dict[str, Any] | None,
+        seconds: float,
+        *,
+        first_epoch: int,
+        stopped: str | None,
+        message: str | None,
+    ) -> None:
+        """The session is over (``stopped`` says why; ``message``, the line that said it): RUN/summary.json written,
+        and TensorBoard's files closed. :meth:`finish` says the closing summary first."""
+        if self.quiet:
+            return
+        if self._tensorboard:
+            self._tensorboard.close()
+        summary = self.summary(history, best, seconds, first_epoch=first_epoch, stopped=stopped, message=message)
+        files.write_text(self.run_dir / runs.SUMMARY, json.dumps(summary, indent=2) + "\n")
+
+    def summary(
+        self,
+        history: list[dict[str, Any]],
+        best: dict[str, Any] | None,
+        seconds: float,
+        *,
+        first_epoch: int,
+        stopped: str | None,
+        message: str | None,
+    ) -> dict[str, Any]:
+        """How the session ended, as RUN/summary.json and ``vggspec train --format json`` give it: ``stopped``
+        (``epochs``, ``plateau``, ``interrupted``, ``diverged``, ``out of memory``) and ``message``; ``epochs``
+        trained in all, of ``max_epochs``, ``epochs_this_session`` in ``seconds``; the ``best`` epoch's errors and
+        losses; the ``run`` folder and its ``files``. Numbers that are not finite are null (strict JSON)."""
+        names = {
+            "best": runs.BEST, "last": runs.LAST, "metrics": runs.METRICS, "curves": runs.CURVES,
+            "config": runs.CONFIG, "spec": runs.SPEC, "colour_stats": runs.COLOUR_STATS, "events": runs.EVENTS,
+            "tensorboard": runs.TENSORBOARD,
+        }  # fmt: skip
+        found = {key: str(self.run_dir / name) for key, name in names.items() if (self.run_dir / name).exists()}
+        return _finite({
+            "run": str(self.run_dir),
+            "stopped": stopped,
+            "message": message,
+            "epochs": len(history),
+            "max_epochs": self.max_epochs,
+            "epochs_this_session": len(history) - first_epoch,
+            "seconds": round(seconds, 3),
+            "best": {key: best.get(key) for key in BEST_FIELDS} if best else None,
+            "files": {**found, "summary": str(self.run_dir / runs.SUMMARY)},
+        })  # fmt: skip
 
     # -- files ---------------------------------------------------------------------------
     def _write_tensorboard(self, record: dict[str, Any]) -> None:
@@ -144,39 +214,93 @@ class RunLog:
                 return
             self._tensorboard = SummaryWriter(str(self.run_dir / runs.TENSORBOARD))
         if self._tensorboard:
-            for key in ("train_loss", "val_top1_err", "val_top5_err", "lr", "images_per_s"):
-                self._tensorboard.add_scalar(key, record[key], record["epoch"])
+            for key in (*BEST_FIELDS[1:], "images_per_s"):
+                if key in record and (key != "val_top5_err" or self.top5):
+                    self._tensorboard.add_scalar(key, record[key], record["epoch"])
             self._tensorboard.flush()
 
     def _write_curves(self, history: list[dict[str, Any]]) -> None:
+        """RUN/curves.png: loss (training, validation), top-1 error (training, validation; validation's top-5 where
+        it can be other than 0) and the learning rate, against epochs; the best epoch marked, the lr drops as
+        dotted lines. Drawn on a Figure of its own, never through pyplot: a notebook that trains keeps its
+        backend and its inline plots."""
         try:
-            import matplotlib
-
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
+            from matplotlib.figure import Figure
+            from matplotlib.ticker import MaxNLocator, NullLocator, PercentFormatter
         except ImportError:
             return
         epochs = [r["epoch"] for r in history]
-        fig, (loss_ax, err_ax, lr_ax) = plt.subplots(1, 3, figsize=(13, 3.6))
-        loss_ax.plot(epochs, [r["train_loss"] for r in history], marker="o")
-        loss_ax.set(title="training loss", xlabel="epoch")
-        err_ax.plot(epochs, [100 * r["val_top1_err"] for r in history], marker="o", label="top-1")
-        err_ax.plot(epochs, [100 * r["val_top5_err"] for r in history], marker="o", label="top-5")
-        err_ax.set(title="validation error (%)", xlabel="epoch")
-        err_ax.legend()
-        lr_ax.plot(epochs, [r["lr"] for r in history], marker="o", drawstyle="steps-post")
-        lr_ax.set(title="learning rate", xlabel="epoch", yscale="log")
-        from matplotlib.ticker import MaxNLocator
 
+        def series(key: str, scale: float = 1.0) -> list[float]:  # an older run's records lack the newer keys
+            return [scale * r[key] if r.get(key) is not None else math.nan for r in history]
+
+        train, val = {"color": "C0", "label": "training"}, {"color": "C1", "label": "validation"}
+        style = {"marker": "o", "markersize": 3 if len(history) <= 40 else 0, "linewidth": 1.5}
+        fig = Figure(figsize=(13, 3.8), layout="constrained")
+        loss_ax, err_ax, lr_ax = fig.subplots(1, 3)
+        loss_ax.plot(epochs, series("train_loss"), **train, **style)
+        loss_ax.plot(epochs, series("val_loss"), **val, **style)
+        loss_ax.set(title="loss (cross-entropy)", xlabel="epoch")
+        err_ax.plot(epochs, series("train_top1_err", 100), **{**train, "label": "training top-1"}, **style)
+        err_ax.plot(epochs, series("val_top1_err", 100), **{**val, "label": "validation top-1"}, **style)
+        if self.top5:
+            err_ax.plot(epochs, series("val_top5_err", 100), **{**val, "label": "validation top-5"}, **style,
+                        linestyle="--", alpha=0.7)  # fmt: skip
+        best = min(history, key=lambda r: r["val_top1_err"])
+        err_ax.plot(best["epoch"], 100 * best["val_top1_err"], marker="*", markersize=13, color="C3", linestyle="",
+                    label=f"best: epoch {best['epoch']}, {best['val_top1_err']:.2%}", zorder=3)  # fmt: skip
+        err_ax.set(title="error" if self.top5 else "top-1 error", xlabel="epoch")
+        err_ax.yaxis.set_major_formatter(PercentFormatter(decimals=None))
+        lr_ax.plot(epochs, series("lr"), color="C2", drawstyle="steps-mid", **style)  # each epoch at its rate
+        lr_ax.set(title="learning rate", xlabel="epoch", yscale="log")
+        rates = sorted({r["lr"] for r in history})  # a tick for each rate the run trained at, and no other
+        lr_ax.yaxis.set_minor_locator(NullLocator())
+        lr_ax.set_yticks(rates, labels=[f"{rate:.0e}" for rate in rates])
+        drops = [b["epoch"] - 0.5 for a, b in zip(history, history[1:]) if b["lr"] < a["lr"] * 0.99]
         for ax in (loss_ax, err_ax, lr_ax):
+            for x in drops:  # where the rate fell: between the last epoch at one rate and the first at the next
+                ax.axvline(x, color="0.6", linestyle=":", linewidth=1)
             ax.grid(alpha=0.3)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
-        fig.tight_layout()
-        try:
-            with files.writing(self.run_dir / runs.CURVES) as f:
-                fig.savefig(f, dpi=100, format="png")
-        finally:
-            plt.close(fig)
+        loss_ax.legend(frameon=False)
+        err_ax.legend(frameon=False)
+        last = history[-1]["epoch"]
+        if history[-1].get("stopped") == "plateau":
+            end = f"stopped after epoch {last}: no better validation error since epoch {best['epoch']}, no lr drop left"
+        else:
+            end = f"epoch {last}" + (f" of {self.max_epochs}" if self.max_epochs else "")
+        fig.suptitle(f"{self.run_dir.name}: {end}", fontsize=10)
+        with files.writing(self.run_dir / runs.CURVES) as f:
+            fig.savefig(f, dpi=100, format="png")
+
+
+BEST_FIELDS = ("epoch", "train_loss", "train_top1_err", "val_loss", "val_top1_err", "val_top5_err", "lr")
+"""What the summary keeps of the best epoch's record (an older run's record may lack some: null)."""
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every number that is not finite (a validation loss with no image read) as None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    return value
+
+
+def stopped_on_a_plateau(epoch: int, best: dict[str, Any], drops: int) -> str:
+    """Why a run stopped early, in one line: ``stopped after epoch 33: the learning rate was lowered 3 times and
+    validation error has not improved for 6 epochs since (best: epoch 27, 1.20%)``."""
+    since = epoch - best["epoch"]
+    still = f"validation error has not improved for {since} epoch{'s' if since != 1 else ''}"
+    if drops == 0:
+        lowered = f"the learning rate is not lowered (--lr-drops 0) and {still}"
+    else:
+        lowered = f"the learning rate was lowered {_times(drops)} and {still} since"
+    return f"stopped after epoch {epoch}: {lowered} (best: epoch {best['epoch']}, {best['val_top1_err']:.2%})"
+
+
+def _times(count: int) -> str:
+    return {1: "once", 2: "twice"}.get(count, f"{count} times")
 
 
 LOG_EVERY_SECONDS = 60.0  # without a terminal: a progress line this often

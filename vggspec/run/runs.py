@@ -9,6 +9,7 @@ names a run or a checkpoint is resolved.
     RUN/metrics.jsonl      one line per epoch
     RUN/events.log         resumes and restarts: when, what stopped the run, where it went on
     RUN/curves.png         loss, errors and learning rate against epochs
+    RUN/summary.json       how the run's last session ended: why, its best epoch, its files (train --format json)
     RUN/tensorboard/       TensorBoard event files
     RUN/.vggspec.lock      who holds the folder: one run at a time (:func:`held`)
 
@@ -34,7 +35,8 @@ from ..nn.weights_file import BEST, LAST, checkpoint_path  # noqa: F401  (the ru
 SPEC, CONFIG = "spec.vgg", "config.json"
 COLOUR_STATS, METRICS, CURVES, TENSORBOARD = "colour_stats.json", "metrics.jsonl", "curves.png", "tensorboard"
 EVENTS = "events.log"  # appended to, a line at a time, as metrics.jsonl is between its rewrites
-RUN_FILES = (LAST, BEST, SPEC, CONFIG, COLOUR_STATS, METRICS, CURVES)
+SUMMARY = "summary.json"
+RUN_FILES = (LAST, BEST, SPEC, CONFIG, COLOUR_STATS, METRICS, CURVES, SUMMARY)
 """The files of a run folder that are written whole (:mod:`vggspec.files`): their temporaries are ``.NAME.*.tmp``."""
 LOCK = ".vggspec.lock"
 

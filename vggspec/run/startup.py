@@ -25,8 +25,8 @@ NOT_THE_RUNS = ("spec", "out", "resume", "progress")  # settings of this invocat
 # What a resumed run may change: where the data is, how long, and how the work is done. The rest is
 # its recipe, which its optimizer, schedule and data position carry on (a new --lr would be ignored).
 CHANGEABLE_ON_RESUME = (
-    "data", "epochs", "micro_batch", "gpus", "nproc", "max_restarts", "workers", "amp", "channels_last", "sync_bn",
-    "deterministic", "checkpoint_every",
+    "data", "epochs", "early_stop", "micro_batch", "gpus", "nproc", "max_restarts", "workers", "amp", "channels_last",
+    "sync_bn", "deterministic", "checkpoint_every",
 )  # fmt: skip
 # What each machine of several may set for itself: where its copy of the data is, how its processes load and
 # compute. The rest, and the spec, every process must share (:meth:`Distributed.agree`).

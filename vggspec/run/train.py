@@ -12,13 +12,14 @@ starts is :mod:`.startup`'s and :mod:`.launch`'s.
 The recipe: softmax cross-entropy, SGD with momentum 0.9 and weight decay 5e-4, a global batch
 of 256 whatever the number of processes (each process takes its share of every batch, in
 micro-batches with gradient accumulation), learning rate 1e-2 divided by 10 when validation
-accuracy stops improving (at most three times), at most 74 epochs.
+accuracy stops improving (at most three times), at most 74 epochs: the run ends where the schedule would
+lower it a fourth time (``--no-early-stop`` trains on to ``--epochs``).
 
 Never losing work: checkpoints hold everything needed to continue bit for bit (weights,
 optimizer, plateau schedule, AMP scaler, RNG states, the position in the epoch, the spec and the
 configuration), are written atomically every epoch and every ``checkpoint_every`` steps, and
 ``--resume`` continues from ``RUN/last.pt``. SIGTERM/SIGINT save and exit; a NaN loss stops the
-run and keeps the last good checkpoint.
+run and keeps the last good checkpoint. However it ends, ``RUN/summary.json`` says how (:mod:`.runlog`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -53,19 +54,33 @@ from .faults import TEST_FAULT_AT, fail_for_a_test, planned_faults
 from .launch import Launcher
 from .metrics import top_k_correct
 from .optimizer import LEARNING_BEGAN, LEARNING_BEGAN_ERROR, TrainingState, has_begun_to_learn, param_groups
-from .runlog import RunLog
+from .runlog import RunLog, stopped_on_a_plateau
 from .startup import PER_MACHINE, prepare, restarted
 from .training_data import TrainingData, colour_stats, scan, steps_per_epoch, with_batch
 from .training_model import TrainingModel, check_the_step_fits, frozen_layers, init_advice, micro_batch_that_fits
 
-__all__ = ["TEST_FAULT_AT", "TrainingState", "frozen_layers", "init_advice", "param_groups", "run_worker", "train"]
+__all__ = [
+    "TEST_FAULT_AT", "RunStopped", "TrainingState", "frozen_layers", "init_advice", "param_groups", "run_worker",
+    "train",
+]  # fmt: skip
+
+
+class RunStopped(SystemExit):
+    """A run that stopped before its end and said why (interrupted, diverged, out of memory, bad input its
+    processes met): a SystemExit with the program's exit status (``code``), and ``run_dir``, where the run left
+    its last checkpoint, and RUN/summary.json when it got as far as writing it."""
+
+    def __init__(self, code: int | None, run_dir: Path) -> None:
+        super().__init__(code)
+        self.run_dir = run_dir
 
 
 def train(config: TrainConfig) -> Path:
     """Train as configured; returns the run directory. Launches N processes when asked to.
 
     With ``resume``, the settings not given (not in ``config.model_fields_set``) are the run's own,
-    as its checkpoint holds them: ``--resume`` alone continues the run as it was started.
+    as its checkpoint holds them: ``--resume`` alone continues the run as it was started. A run that stops
+    before its end, said, raises :class:`RunStopped` with its exit status and folder.
     """
     given = set(config.model_fields_set)
     launcher = Launcher("train", config)
@@ -86,6 +101,8 @@ def train(config: TrainConfig) -> Path:
             f"{lost.message}: training stopped; {kept(Path(config.out))}",
             hint=f"continue with: vggspec train --out {config.out} --resume",
         ) from None
+    except SystemExit as stop:  # said by the processes: the caller learns where the run is, too
+        raise RunStopped(stop.code, Path(config.out)) from None
     return Path(config.out)
 
 
@@ -122,11 +139,20 @@ def run_worker(config_dict: dict[str, Any], *, spec: Spec, scale: TrainingScale)
 
 
 class _Stop(Exception):
-    """Leave the loop: interrupted (saved) or a non-finite loss (not saved); ``code`` is the exit status."""
+    """Leave the loop: interrupted (saved), a non-finite loss (not saved) or out of memory; ``code`` is the exit
+    status, :attr:`reason` what RUN/summary.json calls the stop."""
+
+    REASONS = {
+        ExitCode.INTERRUPTED: "interrupted", ExitCode.DIVERGED: "diverged", ExitCode.OUT_OF_MEMORY: "out of memory"
+    }  # fmt: skip
 
     def __init__(self, message: str, code: ExitCode) -> None:
         super().__init__(message)
         self.code = code
+
+    @property
+    def reason(self) -> str:
+        return self.REASONS[self.code]
 
 
 @dataclass
@@ -147,7 +173,9 @@ class _Trainer:
 
     def run(self) -> None:
         """The epochs: each trains, validates, steps the plateau schedule and saves a checkpoint (best.pt too when
-        its validation error is the lowest yet). A stop on the way leaves with its exit status, said."""
+        its validation error is the lowest yet), to --epochs or, with early stopping, to the plateau the schedule
+        has no drop left for. A stop on the way leaves with its exit status, said. RUN/summary.json says how the
+        run ended, either way."""
         config, env, state, data = self.config, self.env, self.state, self.data
         if env.main:
             with writing(self.checkpoints.run_dir):
@@ -156,13 +184,13 @@ class _Trainer:
                     data.steps_per_epoch, data.batches, env.world, torch.get_num_threads(), decided=self._decided(),
                 )  # fmt: skip
         started, first_epoch = time.perf_counter(), state.epoch
-        with self._stopping_on_signals(), self._leaving_on_a_stop():
-            while state.epoch < config.epochs:
+        with self._stopping_on_signals(), self._leaving_on_a_stop(started, first_epoch):
+            while self._ended() is None:
                 phase = "training"
                 try:
-                    train_loss, seen, seconds, wait = self._train_epoch()
+                    train_loss, train_error, seen, seconds, wait = self._train_epoch()
                     phase = "validation"
-                    top1, top5 = self._validate()
+                    top1, top5, val_loss = self._validate()
                 except (MemoryError, RuntimeError) as err:  # torch.OutOfMemoryError is a RuntimeError
                     if not out_of_memory(err):
                         raise
@@ -171,6 +199,8 @@ class _Trainer:
                 record = {
                     "epoch": state.epoch + 1,
                     "train_loss": train_loss,
+                    "train_top1_err": train_error,  # of the augmented crops, as the steps saw them
+                    "val_loss": val_loss,
                     "val_top1_err": top1,
                     "val_top5_err": top5,
                     "lr": state.lr,
@@ -181,36 +211,60 @@ class _Trainer:
                 }
                 state.history.append(record)
                 if improved:
-                    state.best = record
+                    state.best = dict(record)  # a copy: the record may yet say that the run ends with this epoch
                 if state.learning_began is None and has_begun_to_learn(train_loss, top1, self.classes):
                     state.learning_began = state.epoch + 1
                     if state.epoch > 0:
                         self.log.note(f"learning began in epoch {state.epoch + 1}: the lr schedule counts from here")
                 if state.learning_began is not None:  # a drop before anything is learned only stalls the run
-                    state.scheduler.step(1.0 - top1)
-                state.epoch, state.step, state.loss_sum = state.epoch + 1, 0, 0.0
+                    no_drop_left = state.step_schedule(1.0 - top1)
+                    if no_drop_left and config.early_stop:
+                        state.stopped = "plateau"
+                state.end_epoch()
+                if ended := self._ended():
+                    record["stopped"] = ended  # metrics.jsonl's last line says why the run ended there
                 self.checkpoints.save(self.network.model, state, best=improved)
                 if env.main:
                     with writing(self.checkpoints.run_dir):
                         self.log.epoch_done(record, state.history)
+                        if state.stopped:
+                            self.log.event(self._plateau())
             if state.learning_began is None and len(state.history) > config.lr_patience + 1:
                 self.log.note(
                     f"note: the training loss never fell below {LEARNING_BEGAN:g} × chance's (ln {self.classes} = "
                     f"{math.log(self.classes):.3g}) nor the validation error below {LEARNING_BEGAN_ERROR:g} × "
                     "chance's, so the learning rate was never lowered; try another --lr, --init or --batch-size"
                 )
-            self.log.finish(state.history, state.best, time.perf_counter() - started, first_epoch=first_epoch)
+            ended = self._ended()
+            with writing(self.checkpoints.run_dir):
+                self.log.finish(
+                    state.history, state.best, time.perf_counter() - started, first_epoch=first_epoch, stopped=ended,
+                    message=self._plateau() if ended == "plateau" else None,
+                )  # fmt: skip
 
-    def _train_epoch(self) -> tuple[float, int, float, float]:
+    def _ended(self) -> str | None:
+        """Why the run has ended, or None while it goes on: ``plateau`` (stopped early), ``epochs`` (--epochs)."""
+        if self.state.stopped is not None:
+            return self.state.stopped
+        return "epochs" if self.state.epoch >= self.config.epochs else None
+
+    def _plateau(self) -> str:
+        """The line that says why the run stopped early."""
+        return stopped_on_a_plateau(self.state.epoch, self.state.best, self.config.lr_drops)
+
+    def _train_epoch(self) -> tuple[float, float, int, float, float]:
         """One epoch (the rest of it, resumed): every step accumulates the gradients of this process's
         micro-batches, then takes one SGD step over the global batch. Returns the mean loss of the epoch's
-        steps, the images seen, the seconds taken and those spent waiting for data."""
+        steps, the top-1 error of the scores they computed (on augmented crops, with dropout: no extra pass),
+        the images seen, the seconds taken and those spent waiting for data."""
         config, env, state, data = self.config, self.env, self.state, self.data
         mean_share, per_step = config.batch_size / env.world, data.batches.per_step
         self.network.train_mode()
         micro_batches = data.epoch(state.epoch, from_step=state.step)
         progress = self.log.progress(state.epoch, config.epochs, state.step, data.steps_per_epoch)
         seen, data_wait, compute, micro_index, step_loss = 0, 0.0, 0.0, 0, 0.0
+        step_wrong: torch.Tensor | int = 0  # on the device: read once a step, with the loss
+        step_images = 0
         tick = time.perf_counter()
         for batch in micro_batches:
             now = time.perf_counter()
@@ -227,6 +281,8 @@ class _Trainer:
                     loss = nn.functional.cross_entropy(scores.float(), labels, reduction="sum") / mean_share
                 state.scaler.scale(loss).backward()
             step_loss += loss.item()
+            step_wrong += (scores.detach().argmax(dim=1) != labels).sum()
+            step_images += len(labels)
             micro_index += 1
             if not last_micro:
                 compute += time.perf_counter() - now
@@ -237,11 +293,14 @@ class _Trainer:
             state.scaler.step(state.optimizer)
             state.scaler.update()
             state.optimizer.zero_grad(set_to_none=True)
-            global_loss = env.sum([step_loss])[0] / env.world
+            summed_loss, wrong, images = env.sum([step_loss, float(step_wrong), step_images])
+            global_loss = summed_loss / env.world
             state.loss_sum += global_loss
+            state.top1_wrong += round(wrong)
+            state.images_seen += round(images)
             seen += config.batch_size
             state.step += 1
-            micro_index, step_loss = 0, 0.0
+            micro_index, step_loss, step_wrong, step_images = 0, 0.0, 0, 0
             compute += time.perf_counter() - now
             progress.update(global_loss, config.batch_size, data_wait, compute)
             every = config.checkpoint_every
@@ -258,23 +317,26 @@ class _Trainer:
                 fail_for_a_test(fault)
             tick = time.perf_counter()
         progress.close()
-        return state.loss_sum / max(1, data.steps_per_epoch), seen, data_wait + compute, data_wait
+        train_error = state.top1_wrong / state.images_seen if state.images_seen else 1.0
+        return state.loss_sum / max(1, data.steps_per_epoch), train_error, seen, data_wait + compute, data_wait
 
     @torch.no_grad()
-    def _validate(self) -> tuple[float, float]:
-        """Top-1 and top-5 error over every validation image, each counted exactly once."""
+    def _validate(self) -> tuple[float, float, float]:
+        """Top-1 and top-5 error and the mean cross-entropy over every validation image, each counted exactly
+        once (NaN for the loss when no image could be read)."""
         self.network.model.eval()
-        correct, count = torch.zeros(2, dtype=torch.float64), 0
+        correct, count, loss_sum = torch.zeros(2, dtype=torch.float64), 0, 0.0
         for batch in self.data.validation():
             images, labels = self._inputs(batch)
             with self._autocast():
                 scores = self.network.model(images).float()
             correct += top_k_correct(scores.cpu(), labels.cpu())
+            loss_sum += nn.functional.cross_entropy(scores, labels, reduction="sum").item()
             count += len(labels)
-        correct1, correct5, count = self.env.sum([*correct.tolist(), count])
+        correct1, correct5, loss_sum, count = self.env.sum([*correct.tolist(), loss_sum, count])
         if count == 0:
-            return 1.0, 1.0
-        return 1 - correct1 / count, 1 - correct5 / count
+            return 1.0, 1.0, math.nan
+        return 1 - correct1 / count, 1 - correct5 / count, loss_sum / count
 
     def _inputs(self, batch: datalib.Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """A micro-batch on the device, normalised as the network's preprocessing says (and colour-shifted)."""
@@ -310,9 +372,10 @@ class _Trainer:
                 signal.signal(sig, handler)
 
     @contextmanager
-    def _leaving_on_a_stop(self) -> Iterator[None]:
+    def _leaving_on_a_stop(self, started: float, first_epoch: int) -> Iterator[None]:
         """A stop (:class:`_Stop`) said, by the process it happened in (out of memory) or by each machine's first
-        (a stop all the processes made together), and the program left with its exit status."""
+        (a stop all the processes made together), written down in RUN/summary.json (by rank 0, when it stopped too:
+        the session began at ``started``, after ``first_epoch`` epochs), and the program left with its exit status."""
         try:
             yield
         except _Stop as stop:
@@ -320,6 +383,12 @@ class _Trainer:
                 log.info(str(stop) if self.env.world == 1 else f"process {self.env.rank}: {stop}")
             elif self.env.speaks:
                 log.info(str(stop))
+            state = self.state
+            with suppress(SpecError), writing(self.checkpoints.run_dir):  # unwritable: the stop's message is the news
+                self.log.close(
+                    state.history, state.best, time.perf_counter() - started, first_epoch=first_epoch,
+                    stopped=stop.reason, message=str(stop),
+                )  # fmt: skip
             raise SystemExit(stop.code) from None
 
     def _decided(self) -> dict[str, str]:
