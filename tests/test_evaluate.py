@@ -591,3 +591,73 @@ def test_a_test_scale_too_large_for_the_memory_is_refused_before_an_image_is_rea
     monkeypatch.setattr(devices, "free_memory", lambda device: 1 << 20)  # 1 MiB free
     with pytest.raises(vggspec.SpecError, match=r"a forward pass of 1 image of 3×2000×2000 needs at least"):
         evaluate(EvaluateConfig(checkpoints=[str(checkpoint)], data=data, scales="2000", progress=False))
+
+
+# -- torch.compile (--compile), and --format json ----------------------------------------------
+
+
+def test_compiled_networks_give_the_posteriors_of_uncompiled_ones(trained, capfd):
+    """--compile: both networks compiled (dense at two test scales: new shapes, compiled again), the same
+    posteriors to float tolerance, so the same errors; the compiles are said beforehand."""
+    from torch._dynamo.utils import counters
+
+    checkpoint, data = trained
+    settings = dict(checkpoints=[checkpoint], data=data, method="all", scales="18,24", progress=False)
+    plain = evaluate(EvaluateConfig(**settings))
+    capfd.readouterr()
+    graphs = counters["stats"]["unique_graphs"]
+    compiled = evaluate(EvaluateConfig(**settings, compile=True))
+    assert counters["stats"]["unique_graphs"] >= graphs + 2  # the classifier's and the dense network's at least
+    err = capfd.readouterr().err
+    assert "torch.compile: each network compiles at its first batch" in err and "torch.compile failed" not in err
+    for method in ("dense", "multi-crop", "both"):
+        torch.testing.assert_close(compiled.probs["shapes"][method], plain.probs["shapes"][method])
+    assert [(r.top1_err, r.top5_err) for r in compiled.rows] == [(r.top1_err, r.top5_err) for r in plain.rows]
+
+
+def test_an_evaluation_that_cannot_compile_warns_once_and_goes_on(trained, monkeypatch, capfd):
+    """No C compiler, an unsupported platform: one line for all the networks, no traceback, the errors as without."""
+    from vggspec.nn import inference
+
+    checkpoint, data = trained
+    settings = dict(checkpoints=[checkpoint, checkpoint], data=data, method="both", progress=False)
+    plain = evaluate(EvaluateConfig(**settings))
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("Python 3.99+ not yet supported for torch.compile")
+
+    monkeypatch.setattr(torch, "compile", refuse)
+    monkeypatch.setattr(inference, "_COMPILE_FAILURES_SAID", set())
+    capfd.readouterr()
+    compiled = evaluate(EvaluateConfig(**settings, compile=True))
+    err = capfd.readouterr().err
+    warning = "warning: torch.compile failed (RuntimeError: Python 3.99+ not yet supported for torch.compile); "
+    assert err.count(warning + "running uncompiled\n") == 1 and "Traceback" not in err
+    assert [r.to_dict() for r in compiled.rows] == [r.to_dict() for r in plain.rows]
+
+
+def test_format_json_prints_what_json_file_writes(trained, tmp_path, capsys):
+    """--format json: one document on standard output, what --json FILE writes (one function makes both); the
+    table on standard error. With --json FILE or --save-probs - as well, one line says which to give."""
+    from vggspec import cli
+
+    checkpoint, data = trained
+    written = tmp_path / "table.json"
+    common = ["evaluate", str(checkpoint), "--data", str(data), "--method", "all", "--no-progress"]
+    assert cli.main([*common, "--json", str(written)]) == 0
+    capsys.readouterr()
+    assert cli.main([*common, "--format", "json"]) == 0
+    out, err = capsys.readouterr()
+    document = json.loads(out)
+    assert document == json.loads(written.read_text())
+    assert document["images"] == 30 and [row["method"] for row in document["rows"]] == ["dense", "multi-crop", "both"]
+    assert "top-1 err" in err and "top-1 err" not in out
+    assert cli.main([*common, "--format", "text"]) == 0
+    out, _ = capsys.readouterr()
+    assert "top-1 err" in out
+
+    assert cli.main([*common, "--format", "json", "--json", str(tmp_path / "other.json")]) == 2
+    assert "--format json writes the JSON to standard output" in capsys.readouterr().err
+    assert not (tmp_path / "other.json").exists()
+    assert cli.main([*common, "--format", "json", "--save-probs", "-"]) == 2
+    assert "give --save-probs FILE" in capsys.readouterr().err

@@ -263,3 +263,100 @@ def test_the_probe_measures_both_dtypes():
 
     fp32, bf16 = _probe_times()
     assert 0 < fp32 < 5 and 0 < bf16 < 50
+
+
+# -- torch.compile, which may fail: Compiled ---------------------------------------------------
+
+
+@pytest.fixture
+def compile_failures_said(monkeypatch):
+    """A fresh record of the failures said (each reason is said once per process)."""
+    from vggspec.nn import inference
+
+    said: set[str] = set()
+    monkeypatch.setattr(inference, "_COMPILE_FAILURES_SAID", said)
+    return said
+
+
+def test_a_torch_compile_that_cannot_start_is_one_warning_and_the_model_runs_uncompiled(
+    model, images, monkeypatch, capsys, compile_failures_said
+):
+    """torch.compile refusing at once (a platform or Python dynamo does not support): one line, no traceback,
+    and the scores the model gives uncompiled, through the fast path too."""
+    from vggspec.nn.inference import Compiled
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("Windows not yet supported for torch.compile\nmore lines torch might add")
+
+    monkeypatch.setattr(torch, "compile", refuse)
+    capsys.readouterr()
+    wrapped = Compiled(model)
+    assert not wrapped.compiled
+    torch.testing.assert_close(wrapped(images), reference(model, images))
+    fast = optimize_for_inference(model, dtype=torch.float32, compile=True)  # the same reason: not said again
+    assert not fast.compiled
+    torch.testing.assert_close(fast(images), reference(model, images))
+    err = capsys.readouterr().err
+    assert err == (
+        "warning: torch.compile failed (RuntimeError: Windows not yet supported for torch.compile); "
+        "running uncompiled\n"
+    )
+
+
+def test_a_compile_failing_at_the_first_call_falls_back_once_and_a_models_own_error_is_not_hidden(
+    model, images, monkeypatch, capsys, compile_failures_said
+):
+    """Most failures come at the first call, where torch compiles (no C compiler: inductor's error): said once,
+    and the model runs uncompiled from then on. An error that is not torch failing to compile goes through."""
+    from torch._inductor.exc import InvalidCxxCompiler
+
+    from vggspec.nn.inference import Compiled
+
+    calls = []
+
+    def compiled_that_fails(module, **kwargs):
+        def run(*args):
+            calls.append(args)
+            raise InvalidCxxCompiler("g++")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", compiled_that_fails)
+    capsys.readouterr()
+    wrapped = Compiled(model, backward=True)
+    assert wrapped.compiled
+    with torch.no_grad():
+        torch.testing.assert_close(wrapped(images), reference(model, images))
+        torch.testing.assert_close(wrapped(images), reference(model, images))
+    assert len(calls) == 1 and not wrapped.compiled and wrapped.first_call_seconds is None
+    assert capsys.readouterr().err == (
+        "warning: torch.compile failed (InvalidCxxCompiler: Compiler: g++ is not found.); running uncompiled\n"
+    )
+
+    def model_error(module, **kwargs):
+        def run(*args):
+            raise ValueError("the model's own")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", model_error)
+    with pytest.raises(ValueError, match="the model's own"):
+        Compiled(model)(images)
+    assert capsys.readouterr().err == ""
+
+
+def test_compiled_holds_the_module_and_says_how_long_the_first_call_took(model, images, monkeypatch):
+    """The parameters are the module's (DDP wraps it as the module), the compiled wrapper is no submodule (no
+    ``_orig_mod.`` keys), and the first call's time is told once."""
+    from vggspec.nn.inference import Compiled
+
+    monkeypatch.setattr(torch, "compile", lambda module, **kwargs: module)  # compiling itself: tests of its own
+    told = []
+    wrapped = Compiled(model, on_first_call=told.append)
+    names = [name for name, _ in model.named_parameters()]
+    assert [name for name, _ in wrapped.named_parameters()] == [f"module.{name}" for name in names]
+    assert all(key.startswith("module.") and "_orig_mod" not in key for key in wrapped.state_dict())
+    with torch.no_grad():
+        wrapped(images)
+        wrapped(images)
+    assert len(told) == 1 and told[0] == wrapped.first_call_seconds > 0

@@ -1151,3 +1151,48 @@ def test_training_leaves_the_callers_matplotlib_backend_as_it_was(tmp_path, shap
     finally:
         matplotlib.use(before)
     assert (run / "curves.png").read_bytes().startswith(b"\x89PNG\r\n")
+
+
+# -- torch.compile (--compile) ---------------------------------------------------------------
+
+
+def test_compile_trains_the_steps_of_an_uncompiled_run_and_saves_the_same_checkpoint(tmp_path, shapes, capfd):
+    """--compile: the network that trains runs compiled (the first step said, with its compile time), the steps
+    are an uncompiled run's to float rounding (without dropout, whose masks compiled code draws otherwise), and
+    the checkpoint is the same: the same keys (no ``_orig_mod.``), weights load_model reads."""
+    import re
+
+    from vggspec.run.train import train
+
+    plain = train(tiny_config(tmp_path / "plain", shapes, SMALL_SPEC, epochs=1))
+    capfd.readouterr()
+    compiled = train(tiny_config(tmp_path / "compiled", shapes, SMALL_SPEC, epochs=1, compile=True))
+    err = capfd.readouterr().err
+    assert re.search(r"\ntorch\.compile: the first step took [^;]+ to compile; later steps run compiled", err), err
+    assert "torch.compile failed" not in err
+    ours, theirs = final_weights(compiled), final_weights(plain)
+    assert ours.keys() == theirs.keys() and not any("_orig_mod" in key for key in ours)
+    for key in ours:
+        torch.testing.assert_close(ours[key], theirs[key], rtol=1e-4, atol=1e-5)
+    model = vggspec.load_model(compiled / "last.pt")
+    assert model.state_dict().keys() == ours.keys()
+    assert json.loads((compiled / "config.json").read_text())["compile"] is True
+
+
+def test_a_run_that_cannot_compile_warns_and_trains_uncompiled(tmp_path, shapes, capfd, monkeypatch):
+    """No C compiler, an unsupported platform: one line, no traceback, and the run trains as without --compile."""
+    from vggspec.nn import inference
+    from vggspec.run.train import train
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("Windows not yet supported for torch.compile")
+
+    monkeypatch.setattr(torch, "compile", refuse)
+    monkeypatch.setattr(inference, "_COMPILE_FAILURES_SAID", set())
+    run = train(tiny_config(tmp_path, shapes, SMALL_SPEC, epochs=1, compile=True))
+    err = capfd.readouterr().err
+    warning = "warning: torch.compile failed (RuntimeError: Windows not yet supported for torch.compile); running"
+    assert f"\n{warning} uncompiled\n" in err
+    assert "Traceback" not in err and "the first step took" not in err
+    plain = train(tiny_config(tmp_path / "plain", shapes, SMALL_SPEC, epochs=1))
+    assert_same_weights(final_weights(run), final_weights(plain))

@@ -1,4 +1,5 @@
-"""One training step of a compiled spec against torchvision's same model, in one run.
+"""One training step of a compiled spec against torchvision's same model, or with ``--compile`` of a
+spec eager against under torch.compile, in one run.
 
 A training step = forward, cross-entropy, backward, SGD step (momentum 0.9, weight decay 5e-4)
 on one batch, as ``vggspec train`` does it. Both models get the same weights (vggspec loads
@@ -11,13 +12,25 @@ two run back to back, in alternating order), which drift on a shared machine aff
 
     python tools/bench_train.py                 # A (vgg11), batch 4, 10 rounds
     python tools/bench_train.py --spec D --batch 2
+
+``--compile``: the same step of one spec (by default small/A-narrow-32, batch 64) eager and under
+torch.compile as ``vggspec train --compile`` runs it (:class:`vggspec.nn.inference.Compiled`, the
+backward lowered with the first forward), the two with the same weights and batch: the compile time
+(the first compiled step, in an empty inductor cache unless ``--warm-cache``), images/s of each after
+a warm-up step, and their ratio (the median of per-round ratios, as above).
+
+    python tools/bench_train.py --compile --threads 1 --rounds 20   # BENCHMARKS.md: one thread is steadier
+    python tools/bench_train.py --compile --threads 1 --rounds 20 --spec small/D-narrow-32-bn
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import os
 import statistics
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -31,6 +44,8 @@ import torchvision  # noqa: E402
 
 import vggspec  # noqa: E402
 from vggspec.nn.compiler import initialise  # noqa: E402
+from vggspec.nn.inference import Compiled  # noqa: E402
+from vggspec.spec.bundled import spec_path  # noqa: E402
 
 TORCHVISION = {"A": "vgg11", "B": "vgg13", "D": "vgg16", "E": "vgg19"}
 
@@ -56,10 +71,20 @@ def seconds(fn) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--spec", choices=sorted(TORCHVISION), default="A")
-    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--spec", help="A, B, D or E (default: A); with --compile any bundled spec or file")
+    parser.add_argument("--batch", type=int, help="images a step (default: 4; with --compile 64)")
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--compile", action="store_true", help="eager against torch.compile, one spec")
+    parser.add_argument("--warm-cache", action="store_true", help="with --compile: inductor's cache as it is")
+    parser.add_argument("--threads", type=int, help="torch's CPU threads (default: torch's)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.compile:
+        return compare_compiled(args.spec or "small/A-narrow-32", args.batch or 64, args.rounds, args.warm_cache)
+    args.spec, args.batch = args.spec or "A", args.batch or 4
+    if args.spec not in TORCHVISION:
+        parser.error(f"--spec: one of {', '.join(sorted(TORCHVISION))} (torchvision has those)")
 
     with torch.device("meta"):
         reference = getattr(torchvision.models, TORCHVISION[args.spec])()
@@ -93,6 +118,45 @@ def main(argv: list[str] | None = None) -> int:
         f"\nspeed ratio vggspec / torchvision (median of per-round ratios): {ratio:.3f} "
         f"(goal ≥ 0.97: {'met' if ratio >= 0.97 else 'NOT met'})"
     )
+    return 0
+
+
+def compare_compiled(name: str, batch: int, rounds: int, warm_cache: bool) -> int:
+    """One spec's training step eager and compiled, with the same weights and batch: the compile time, each
+    one's images/s after warm-up, and the speed ratio compiled / eager."""
+    if not warm_cache:  # the compile time a first run sees: nothing compiled before
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench-train-inductor-")
+    eager = vggspec.build(vggspec.load(spec_path(name)), init="kaiming", seed=0).train()
+    compiled = Compiled(copy.deepcopy(eager), backward=True)
+    spec = eager.spec
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(batch, spec.input.channels, spec.input.size, spec.input.size, generator=generator)
+    labels = torch.randint(0, eager.classifier[-1].fc.out_features, (batch,), generator=generator)
+    steps = {"eager": step_fn(eager, images, labels), "compiled": step_fn(compiled, images, labels)}
+    compile_seconds = seconds(steps["compiled"])  # the first step: the forward and backward compiled
+    if not compiled.compiled:
+        print("torch.compile failed (see the warning above): nothing to compare", file=sys.stderr)
+        return 1
+    for step in steps.values():  # warm-up
+        step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for round_ in range(rounds):
+        for step_name in list(steps) if round_ % 2 == 0 else list(steps)[::-1]:
+            times[step_name].append(seconds(steps[step_name]))
+    median = {step_name: statistics.median(ts) for step_name, ts in times.items()}
+    ratio = statistics.median(e / c for e, c in zip(times["eager"], times["compiled"]))
+    size = spec.input.size
+    print(
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}; {spec.display_name} ({name}), batch {batch} "
+        f"at {size}×{size}, {rounds} rounds, median seconds per training step\n"
+    )
+    cache = "inductor's cache as found" if warm_cache else "an empty inductor cache"
+    print(f"compile: the first compiled step took {compile_seconds:.1f} s ({cache})")
+    for step_name, value in median.items():
+        print(f"{step_name:<12} {value * 1e3:8.1f} ms   {batch / value:8.1f} images/s")
+    saved = median["eager"] - median["compiled"]
+    pays = f"; the compile pays for itself after {compile_seconds / saved:,.0f} steps" if saved > 0 else ""
+    print(f"\nspeed ratio compiled / eager (median of per-round ratios): {ratio:.2f}{pays}")
     return 0
 
 

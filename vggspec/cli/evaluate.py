@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import SpecError
+from ..files import is_stdout
 from ..logs import quiet_torch_native_logs
 from ..run.config import EvaluateConfig, machines, validated
 from .common import Commands, FlagGroups, add_model_options, given, need_torch, told_to_the_machines
@@ -20,7 +22,7 @@ FLAG_GROUPS: FlagGroups = {
         "the processes, GPUs and machines that evaluate together",
         ("gpus", "nproc", "nnodes", "rdzv_endpoint", "rdzv_timeout"),
     ),
-    "performance": ("how fast it runs, and in how much memory", ("batch_size", "dtype")),
+    "performance": ("how fast it runs, and in how much memory", ("batch_size", "dtype", "compile")),
 }
 
 
@@ -36,11 +38,22 @@ def add(commands: Commands) -> None:
         "paper's numbers are printed beside the measured ones.",
     )
     add_model_options(p, EvaluateConfig, FLAG_GROUPS)
+    output = next(group for group in p._action_groups if group.title == "output")
+    output.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="text: the table on standard output; json: one document on standard output, what --json FILE "
+        "writes ({images, rows: [{network, method, scales, flip, top1_err, top5_err, paper}]}, errors as "
+        "fractions), the table and the notes on standard error (default: text)",
+    )
     p.set_defaults(run=_evaluate)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     values = given(args, EvaluateConfig)
+    if args.format == "json":
+        values["json_path"] = _json_to_standard_output(values)
     with told_to_the_machines(values):
         config = validated(EvaluateConfig, values, "evaluation")
     if machines(config).several:
@@ -50,3 +63,18 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     evaluate(config)
     return 0
+
+
+def _json_to_standard_output(values: dict[str, object]) -> str:
+    """``--format json``: the JSON document to standard output, as ``--json -`` writes it; --json FILE or
+    --save-probs - would want that place too, said in one line."""
+    if values.get("json_path") is not None and not is_stdout(values["json_path"]):
+        raise SpecError(
+            f"--format json writes the JSON to standard output, --json {values['json_path']} to a file: give one"
+        )
+    if is_stdout(values.get("save_probs")):
+        raise SpecError(
+            "--format json writes the JSON to standard output, where --save-probs - writes the posteriors",
+            hint="give --save-probs FILE",
+        )
+    return "-"

@@ -34,7 +34,9 @@ FLAG_GROUPS: FlagGroups = {
         "the processes, GPUs and machines that train together, and their restarts",
         ("gpus", "nproc", "nnodes", "rdzv_endpoint", "rdzv_timeout", "max_restarts", "sync_bn"),
     ),
-    "performance": ("how fast it runs, and in how much memory", ("micro_batch", "amp", "channels_last", "workers")),
+    "performance": (
+        "how fast it runs, and in how much memory", ("micro_batch", "amp", "channels_last", "compile", "workers")
+    ),
     "run": (
         "the run's folder and checkpoints, resuming, reproducibility, progress bars",
         ("out", "resume", "checkpoint_every", "seed", "deterministic", "progress"),

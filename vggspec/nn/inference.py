@@ -26,7 +26,8 @@ a 2-core AMD EPYC Zen 4 with AVX512-BF16, torch 2.14.1; ratios against torchvisi
   backward pass: saves memory, costs nothing (speed: within noise of ``no_grad``).
 * **``torch.compile``**, opt-in (``compile=True``) — 10–20 % more, but the first call compiles
   for 20–40 s (~4 s once inductor's cache is warm), again for each new input shape, and needs a
-  C compiler: worth it for a long-running service, not for a script.
+  C compiler: worth it for a long-running service, not for a script. Through :class:`Compiled`:
+  where torch cannot compile (no C compiler, say), one warning, and the model runs uncompiled.
 
 The input size is checked before anything runs, so a wrong input raises
 :class:`vggspec.InputSizeError` exactly as the model does. Nothing here is CPU-specific: a model on
@@ -42,6 +43,7 @@ import os
 import platform
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from functools import lru_cache
 from pathlib import Path
 
@@ -50,6 +52,8 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .. import files
+from ..errors import out_of_memory
+from ..logs import log
 from .compiler import VGG
 
 DTypeLike = str | torch.dtype | None
@@ -232,6 +236,113 @@ def resolve_dtype(
     return resolved
 
 
+# -- torch.compile, which may fail ----------------------------------------------------------
+
+_COMPILE_FAILURES_SAID: set[str] = set()  # each reason torch.compile failed for, said once per process
+
+
+class Compiled(nn.Module):
+    """``module`` run through :func:`torch.compile`, and run as it is where torch cannot compile it.
+
+    Compiling is for speed, never a reason to stop: where it fails — no C compiler for inductor's CPU
+    kernels, a platform or Python that dynamo does not support, an operation inductor cannot lower — one
+    line says why (a warning, once per process for each reason) and ``module`` runs uncompiled from then
+    on. torch compiles at the first call, and again at an input shape it has not seen: most failures come
+    there, not when this is made.
+
+    ``module`` stays a submodule: the parameters are its own, and DDP wraps this as it would wrap
+    ``module`` (compiling the module inside DDP, as torch's "Where to apply torch.compile?" advises; DDP
+    still splits the graph at its gradient buckets). State-dict keys gain ``module.``: save ``module``'s.
+    The compiled wrapper is kept out of the submodules (no ``_orig_mod.`` keys anywhere).
+
+    ``dynamic``: torch.compile's (None: the first shape compiled static, a dimension seen to change compiled
+    again as dynamic; True: dynamic from the start). ``backward``: lower the backward pass with the forward at
+    the first call (torch does it lazily, at the first backward), so that its compile time and its failures
+    come with that call too. ``on_first_call(seconds)``: told how long the first compiled call took,
+    compiling included; ``say``: where the warning goes.
+    """
+
+    def __init__(
+        self,
+        module: nn.Module,
+        *,
+        dynamic: bool | None = None,
+        backward: bool = False,
+        on_first_call: Callable[[float], None] | None = None,
+        say: Callable[[str], None] = log.warning,
+    ) -> None:
+        super().__init__()
+        self.module = module
+        self.backward = backward
+        self.first_call_seconds: float | None = None
+        self._on_first_call = on_first_call
+        self._say = say
+        try:
+            compiled: Callable[..., torch.Tensor] | None = torch.compile(module, dynamic=dynamic)
+        except Exception as err:  # noqa: BLE001 - what torch.compile's own checks raise (RuntimeError mostly)
+            compiled = None
+            self._failed(err)
+        object.__setattr__(self, "_compiled", compiled)  # not a submodule: see above
+
+    @property
+    def compiled(self) -> bool:
+        """Whether calls go through torch.compile (False once it failed)."""
+        return self._compiled is not None
+
+    def forward(self, *args: object, **kwargs: object) -> torch.Tensor:
+        compiled = self._compiled
+        if compiled is None:
+            return self.module(*args, **kwargs)
+        first = self.first_call_seconds is None
+        start = time.perf_counter()
+        try:
+            with _backward_lowered_now() if first and self.backward else nullcontext():
+                out = compiled(*args, **kwargs)
+        except Exception as err:
+            if not compile_failure(err):
+                raise
+            self._failed(err)
+            object.__setattr__(self, "_compiled", None)
+            return self.module(*args, **kwargs)
+        if first:
+            self.first_call_seconds = time.perf_counter() - start
+            if self._on_first_call is not None:
+                self._on_first_call(self.first_call_seconds)
+        return out
+
+    def _failed(self, err: BaseException) -> None:
+        """Say once per process why torch.compile failed (its first line: torch's own come with a traceback)."""
+        first_line = (str(err).strip().splitlines() or [""])[0][:200]
+        reason = f"{type(err).__name__}: {first_line}" if first_line else type(err).__name__
+        if reason not in _COMPILE_FAILURES_SAID:
+            _COMPILE_FAILURES_SAID.add(reason)
+            self._say(f"warning: torch.compile failed ({reason}); running uncompiled")
+
+    def extra_repr(self) -> str:
+        return f"compiled={self.compiled}"
+
+
+def compile_failure(err: BaseException) -> bool:
+    """Whether ``err`` is torch failing to compile (dynamo's and inductor's errors: a missing or broken C
+    compiler comes wrapped in them), not the model's own error nor memory running out (which the caller
+    must hear about as such)."""
+    from torch._dynamo.exc import TorchDynamoException
+    from torch._inductor.exc import CppCompileError, InvalidCxxCompiler
+
+    return isinstance(err, (TorchDynamoException, CppCompileError, InvalidCxxCompiler)) and not out_of_memory(err)
+
+
+def _backward_lowered_now():
+    """torch.compile lowering the backward with the forward (not at the first backward), while this lasts;
+    nothing where this torch has no such setting."""
+    try:
+        from torch._functorch import config as functorch_config
+
+        return functorch_config.patch(force_non_lazy_backward_lowering=True)
+    except (ImportError, AttributeError):  # pragma: no cover - another torch: lazily lowered, as by default
+        return nullcontext()
+
+
 # -- the fast path ---------------------------------------------------------------------------
 
 
@@ -239,8 +350,9 @@ class InferenceModel(nn.Module):
     """A :class:`VGG` converted for inference: call it like the model, get the model's scores.
 
     ``model`` is the converted copy (eval mode, batch norm folded, in ``dtype`` and the chosen
-    memory format); ``dtype``, ``channels_last`` and ``compiled`` say what was applied;
-    ``output_dtype`` is the original model's dtype, which scores are returned in.
+    memory format); ``dtype``, ``channels_last`` and ``compiled`` say what was applied (``compiled``:
+    through torch.compile, False again once compiling failed: :class:`Compiled`); ``output_dtype`` is
+    the original model's dtype, which scores are returned in.
     """
 
     def __init__(
@@ -251,17 +363,21 @@ class InferenceModel(nn.Module):
         channels_last: bool,
         compiled: bool,
         output_dtype: torch.dtype,
+        dynamic: bool | None = None,
     ) -> None:
         super().__init__()
         self.model = model
         self.dtype = dtype
         self.channels_last = channels_last
-        self.compiled = compiled
         self.output_dtype = output_dtype
         self.spec = model.spec
         # Not a submodule (it is ``model`` again, or wraps it): kept out of state_dict() and repr.
-        run: Callable[[torch.Tensor], torch.Tensor] = torch.compile(model) if compiled else model
+        run: Callable[[torch.Tensor], torch.Tensor] = Compiled(model, dynamic=dynamic) if compiled else model
         object.__setattr__(self, "_run", run)
+
+    @property
+    def compiled(self) -> bool:
+        return isinstance(self._run, Compiled) and self._run.compiled
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Checked here, before the conversion below (which fails differently on a 3-d tensor)
@@ -292,6 +408,7 @@ def optimize_for_inference(
     channels_last: bool = True,
     dtype: DTypeLike = "auto",
     compile: bool = False,
+    dynamic: bool | None = None,
     fold_batch_norm: bool = True,
     inplace: bool = False,
 ) -> InferenceModel:
@@ -300,7 +417,9 @@ def optimize_for_inference(
     ``dtype``: ``"auto"`` (default) computes in bfloat16 where the model's device does so natively
     (:func:`bf16_supported`) and in the model's dtype elsewhere; ``None`` keeps the model's dtype;
     or name one (``torch.float32``, ``"bfloat16"``, ...). ``channels_last``: NHWC activations
-    (faster convolutions on CPU and GPU). ``compile``: ``torch.compile`` the copy (slow first call).
+    (faster convolutions on CPU and GPU). ``compile``: ``torch.compile`` the copy (slow first call; where
+    torch cannot compile, a warning and the copy runs uncompiled), with torch.compile's ``dynamic`` (None: a
+    second input shape compiles again, its changed dimensions dynamic; True: dynamic from the first).
     ``fold_batch_norm``: fold each eval-mode batch norm into its convolution.
 
     The copy costs the memory of the model's weights again (half of it in bf16); ``inplace``
@@ -325,7 +444,12 @@ def optimize_for_inference(
     for parameter in fast.parameters():
         parameter.requires_grad_(False)
     return InferenceModel(
-        fast, dtype=target, channels_last=channels_last, compiled=compile, output_dtype=reference.dtype
+        fast,
+        dtype=target,
+        channels_last=channels_last,
+        compiled=compile,
+        output_dtype=reference.dtype,
+        dynamic=dynamic,
     ).eval()
 
 

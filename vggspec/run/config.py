@@ -239,6 +239,13 @@ class TrainConfig(BaseModel):
     workers: int = Field(default=2, ge=0, description="data loader workers per process")
     amp: Literal["bf16", "fp16"] | None = Field(default=None, description="mixed precision; by default float32")
     channels_last: bool = Field(default=False, description="channels-last memory format (faster on many GPUs)")
+    compile: bool = Field(
+        default=False,
+        description="torch.compile the network that trains: the first step compiles (tens of seconds to minutes on a "
+        "CPU, said when done; a C compiler needed there), later ones may run faster (on a CPU 1.5× for a narrow D "
+        "with batch norm, 0.75× for a narrow A without: BENCHMARKS.md); where torch cannot compile, a warning and "
+        "the run goes on uncompiled. Checkpoints are the same either way",
+    )
     sync_bn: bool = Field(
         default=False,
         description="batch-norm statistics over all GPU processes' images (SyncBatchNorm, CUDA only); "
@@ -364,6 +371,13 @@ class EvaluateConfig(BaseModel):
     )
     progress: bool = Field(default=True, description="a progress bar")
     dtype: DType = Field(default="float32", description=DTYPE_HELP)
+    compile: bool = Field(
+        default=False,
+        description="torch.compile the networks: faster batches, but each network compiles at its first batch "
+        "and again at a new input shape (each test scale, the dense network at a new image size), tens of "
+        "seconds each on a CPU: worth it for many images. Needs a C compiler on the CPU; where torch cannot "
+        "compile, a warning and the evaluation goes on uncompiled",
+    )
 
     @field_validator("checkpoints", "data", "json_path", "save_probs", mode="before")
     @classmethod

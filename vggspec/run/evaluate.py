@@ -14,7 +14,8 @@ count every image exactly once, with one process or several.
 Both networks run through :func:`vggspec.optimize_for_inference` (batch norm folded,
 channels-last), in float32 unless ``dtype`` says otherwise: ``"auto"`` takes bfloat16 where the
 hardware computes it natively (about 2.5× on such a CPU), at the cost of bf16's rounding in the
-posteriors.
+posteriors. ``compile`` adds torch.compile (:class:`~vggspec.nn.inference.Compiled`): the same
+posteriors to float tolerance, a compile at each new input shape.
 """
 
 from __future__ import annotations
@@ -53,6 +54,11 @@ from .runlog import progress_bar
 from .runs import checkpoint_path
 
 GRID = 5  # crops per side in multi-crop evaluation
+# With --compile, the dense network compiled for dynamic shapes from its first batch: its inputs change size with
+# each test scale and aspect ratio. Measured on A-narrow-32's, 7 batches of 7 shapes (3 scales, several aspect ratios,
+# a batch of one): 3 compiles (again for the batch of one, and for a score map no longer 1×1: torch specialises sizes
+# of 1), against 5 with the default (the first shape static, then dynamic where it changed).
+DENSE_DYNAMIC = True
 
 
 # -- the networks -------------------------------------------------------------------------
@@ -100,6 +106,7 @@ def load_network(
     *,
     weights: str | Path | None = None,
     num_classes: int | None = None,
+    compile: bool = False,
 ) -> Network:
     """A checkpoint written by ``vggspec train`` (it knows its preprocessing, scale and classes), or by
     ``vggspec compile -o`` from weights that record their preprocessing; or, with ``weights``
@@ -107,10 +114,11 @@ def load_network(
     every layer must fit, and the weights must say how their inputs are prepared. ``num_classes``: with
     ``weights``, the classes they classify into, where the spec's last FC layer says another number.
 
-    ``dtype``: what the networks compute in (see :func:`vggspec.optimize_for_inference`).
+    ``dtype``: what the networks compute in (see :func:`vggspec.optimize_for_inference`); ``compile``: both
+    networks under torch.compile (:func:`_network`).
     """
     if weights is not None:
-        return _network_from_weights(path, weights, device, dtype, num_classes)
+        return _network_from_weights(path, weights, device, dtype, num_classes, compile=compile)
     if num_classes is not None:
         raise SpecError(
             f"{path} classifies into the classes it was trained for: num_classes applies to a spec and its weights"
@@ -131,6 +139,7 @@ def load_network(
         model,
         str(path),
         dtype,
+        compile=compile,
         preprocessing=preprocessing,
         train_scale=TrainingScale.from_checkpoint(data, model.spec.input.size),
         classes=list(data.get("classes") or preprocessing.classes),
@@ -139,7 +148,13 @@ def load_network(
 
 
 def _network_from_weights(
-    spec: str | Path, weights: str | Path, device: torch.device | str, dtype: DTypeLike, num_classes: int | None
+    spec: str | Path,
+    weights: str | Path,
+    device: torch.device | str,
+    dtype: DTypeLike,
+    num_classes: int | None,
+    *,
+    compile: bool = False,
 ) -> Network:
     """``spec`` built with ``weights``, all of them: a network that drew some layers anew would classify at random."""
     model = build(load(spec), weights=weights, strict_weights=True, device=device, num_classes=num_classes).eval()
@@ -154,6 +169,7 @@ def _network_from_weights(
         model,
         str(weights),
         dtype,
+        compile=compile,
         preprocessing=model.preprocessing,
         train_scale=TrainingScale.default(model.spec.input.size),
         classes=list(model.preprocessing.classes),
@@ -161,12 +177,14 @@ def _network_from_weights(
     )
 
 
-def _network(model: VGG, path: str, dtype: DTypeLike, **facts: Any) -> Network:
+def _network(model: VGG, path: str, dtype: DTypeLike, *, compile: bool = False, **facts: Any) -> Network:
     """The classifier and its dense twin on the inference fast path, converted in place: the plain model
     and its dense twin are not kept, so they need no second copies (loading D held four copies of its
-    weights at once that way)."""
-    dense = optimize_for_inference(to_dense(model), dtype=dtype, inplace=True)
-    classifier = optimize_for_inference(model, dtype=dtype, inplace=True)
+    weights at once that way). With ``compile``, each under torch.compile, with dynamic shapes where they
+    vary: DENSE_DYNAMIC for the dense network, the default for the classifier (crops of one size; only the
+    batch's length changes, dynamic from its second)."""
+    dense = optimize_for_inference(to_dense(model), dtype=dtype, inplace=True, compile=compile, dynamic=DENSE_DYNAMIC)
+    classifier = optimize_for_inference(model, dtype=dtype, inplace=True, compile=compile)
     return Network(name=model.spec.display_name, path=path, classifier=classifier, dense=dense, **facts)
 
 
@@ -449,6 +467,11 @@ class Results:
         self.rows = rows
         return rows
 
+    def document(self) -> dict[str, Any]:
+        """What ``--json FILE`` writes and ``--format json`` prints: ``{images, rows: [{network, method, scales,
+        flip, top1_err, top5_err, paper}]}``, the rows as the table shows them (errors as fractions)."""
+        return {"images": len(self.paths), "rows": [row.to_dict() for row in self.rows]}
+
     def unreadable(self) -> list[str]:
         """The images a network could not read (NaN posteriors): counted as errors in every row."""
         missing = torch.zeros(len(self.paths), dtype=torch.bool)
@@ -624,9 +647,12 @@ def _networks_and_images(
     """The networks (rows told apart), each one's test scales, and the folder of images, all checked before
     any image is read."""
     networks = [
-        load_network(path, env.device, config.dtype, weights=config.weights, num_classes=config.num_classes)
+        load_network(
+            path, env.device, config.dtype, weights=config.weights, num_classes=config.num_classes,
+            compile=config.compile,
+        )
         for path in config.checkpoints
-    ]
+    ]  # fmt: skip
     seen: dict[str, int] = defaultdict(int)
     for net in networks:  # the same network twice (or two runs of one spec): tell the rows apart
         seen[net.name] += 1
@@ -656,6 +682,11 @@ def _evaluate_here(config: EvaluateConfig, env) -> Results | None:
     # Machines of several started with other settings or data would each evaluate their share of another table.
     protocol = {key: getattr(config, key) for key in ("split", "scales", "method", "flip", "dtype")}
     env.agree({"networks": [net.name for net in networks], "images": len(paths), **protocol}, "the evaluation")
+    if config.compile and env.main:
+        log.info(
+            "torch.compile: each network compiles at its first batch, and again at some new shapes (a new test scale, "
+            "a batch of one image): tens of seconds each on a CPU, a few times in all"
+        )
     labels = torch.tensor([label for _, label in folder.samples])
     mine = by_aspect_ratio(paths, range(env.rank, len(paths), env.world))
     local: dict[str, dict[str, torch.Tensor]] = {}
@@ -709,10 +740,7 @@ def _write_outputs(results: Results, config: EvaluateConfig) -> None:
     import json
 
     if config.json_path:
-        files.write_text(
-            config.json_path,
-            json.dumps({"images": len(results.paths), "rows": [r.to_dict() for r in results.rows]}, indent=2) + "\n"
-        )
+        files.write_text(config.json_path, json.dumps(results.document(), indent=2) + "\n")
         if not files.is_stdout(config.json_path):
             log.info(f"wrote {config.json_path}")
     if config.save_probs:

@@ -26,13 +26,13 @@ NOT_THE_RUNS = ("spec", "out", "resume", "progress")  # settings of this invocat
 # its recipe, which its optimizer, schedule and data position carry on (a new --lr would be ignored).
 CHANGEABLE_ON_RESUME = (
     "data", "epochs", "early_stop", "micro_batch", "gpus", "nproc", "max_restarts", "workers", "amp", "channels_last",
-    "sync_bn", "deterministic", "checkpoint_every",
+    "sync_bn", "deterministic", "checkpoint_every", "compile",
 )  # fmt: skip
 # What each machine of several may set for itself: where its copy of the data is, how its processes load and
 # compute. The rest, and the spec, every process must share (:meth:`Distributed.agree`).
 PER_MACHINE = (
     "spec", "data", "micro_batch", "gpus", "nproc", "max_restarts", "rdzv_timeout", "workers", "channels_last",
-    "progress",
+    "compile", "progress",
 )  # fmt: skip
 
 

@@ -1,8 +1,8 @@
 """The network one process trains: built from the spec (random weights drawn by ``--init``, or
 ``--weights``, or the layers of a trained A by ``--init-from``), what its inputs are (its
 preprocessing: the weights' own, or the training set's statistics), the layers ``--freeze`` holds
-fixed, and the form it trains in (channels-last, SyncBatchNorm, DistributedDataParallel over several
-processes). With it, the word of advice said before training from random weights.
+fixed, and the form it trains in (channels-last, SyncBatchNorm, torch.compile, DistributedDataParallel
+over several processes). With it, the word of advice said before training from random weights.
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ from torch import nn
 from ..data.colour import ColourStats
 from ..data.preprocessing import Preprocessing
 from ..errors import SpecError, did_you_mean
+from ..logs import log as messages
 from ..nn.compiler import VGG, build
 from ..nn.devices import free_memory
+from ..nn.inference import Compiled
 from ..plan.budget import TrainSettings, auto_micro_batch, train_budget
 from ..spec.analysis import (
     EXPLODING_SCALE,
@@ -35,7 +37,7 @@ from ..spec.analysis import (
 )
 from ..spec.graph import layer_nodes, to_graph
 from ..spec.spec import Spec
-from ..units import human_bytes
+from ..units import human_bytes, human_duration
 from .config import TrainConfig
 from .distributed import Distributed
 from .runlog import RunLog
@@ -49,7 +51,8 @@ GLOROT_TRAINED_LR = 1e-3
 @dataclass
 class TrainingModel:
     """The network of one process: ``model`` holds the weights a checkpoint saves, ``net`` runs forward and
-    backward (``model`` itself, or wrapped by DDP with several processes)."""
+    backward (``model`` itself, or wrapped: by :class:`~vggspec.nn.inference.Compiled` with ``--compile``, by DDP
+    with several processes, DDP outside)."""
 
     model: VGG
     net: nn.Module
@@ -102,10 +105,10 @@ class TrainingModel:
             if advice and not config.init_from:
                 log.note(advice)
         frozen = _freeze(model, spec, config.freeze, log)  # before DDP, which hooks only the parameters with gradients
-        net = model
+        net: nn.Module = _compiled(model, env, log) if config.compile else model
         if env.world > 1:
             net = nn.parallel.DistributedDataParallel(
-                model, device_ids=[env.local_rank] if env.device.type == "cuda" else None
+                net, device_ids=[env.local_rank] if env.device.type == "cuda" else None
             )
         return cls(model, net, init, input_rms, frozen, _new_layers(config, model, resumed, log))
 
@@ -162,6 +165,26 @@ def _preprocessing(
         log.note(f"inputs divided by their std{why} ({standardised.describe()})")
         return standardised
     return Preprocessing.paper(stats.mean, classes)
+
+
+def _compiled(model: VGG, env: Distributed, log: RunLog) -> nn.Module:
+    """--compile: ``model`` under torch.compile, to be wrapped by DDP (torch's advice: compile the module inside
+    DDP, whose bucketed all-reduces dynamo still splits the graph for; compiling DDP itself traces its
+    internals). Checkpoints save ``model``, whose state-dict keys are unchanged. The first step's forward lowers
+    the backward too, so its time is the compile's, said once it is done; a failure to compile is a warning
+    (each machine's first process says it), and the run goes on uncompiled."""
+
+    def first_step(seconds: float) -> None:
+        log.note(
+            f"torch.compile: the first step took {human_duration(seconds)} to compile; later steps run compiled "
+            "(this epoch's images/s counts the compile)"
+        )
+
+    return Compiled(model, backward=True, on_first_call=first_step, say=messages.warning if env.speaks else _quiet)
+
+
+def _quiet(message: str) -> None:
+    """Say nothing: another process of this machine says it."""
 
 
 def _init_note(config: TrainConfig, spec: Spec, init: str, pixel_rms: float) -> str:
