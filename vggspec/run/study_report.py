@@ -268,13 +268,13 @@ class Report:
         )
 
     # -- the plot -------------------------------------------------------------------------------------
-    def best_by_network(self) -> list[tuple[str, float, float]]:
-        """(network, forward GFLOPs, its lowest top-1 error in %) for each network, in the study's order."""
-        best: dict[str, tuple[str, float, float]] = {}
+    def best_by_network(self) -> list[tuple[CellResults, float]]:
+        """Each network (its best run) and its lowest top-1 error in % (any run, any protocol), in the study's order."""
+        best: dict[str, tuple[CellResults, float]] = {}
         for cell in self.cells:
             top1 = 100 * min(row["top1_err"] for row in cell.rows)
-            if cell.network not in best or top1 < best[cell.network][2]:
-                best[cell.network] = (cell.network, cell.forward_flops / 1e9, top1)
+            if cell.network not in best or top1 < best[cell.network][1]:
+                best[cell.network] = (cell, top1)
         return list(best.values())
 
     def plot(self, path: str | Path) -> bool:
@@ -284,20 +284,25 @@ class Report:
             from matplotlib.figure import Figure
         except ImportError:
             return False
-        points = self.best_by_network()
+        points = [(c.network, c.weight_layers, c.forward_flops / 1e9, top1) for c, top1 in self.best_by_network()]
         fig = Figure(figsize=(6.4, 4.2))
         FigureCanvasAgg(fig)
         ax = fig.add_subplot()
-        ax.scatter([p[1] for p in points], [p[2] for p in points], zorder=3)
-        for name, gflops, top1 in points:
-            ax.annotate(f"{name} ({top1:.1f}%)", (gflops, top1), textcoords="offset points", xytext=(6, 4))
-        flops = [p[1] for p in points if p[1] > 0]
+        ax.scatter([p[2] for p in points], [p[3] for p in points], zorder=3)
+        flops = [p[2] for p in points if p[2] > 0]
         if flops and max(flops) / min(flops) > 10:
             ax.set_xscale("log")
+        middle = (min(flops) * max(flops)) ** 0.5 if flops else 0  # labels of the points right of it go to their left
+        for name, layers, gflops, top1 in points:
+            left = gflops > middle
+            ax.annotate(f"{name}, {layers} layers: {top1:.1f}%", (gflops, top1), textcoords="offset points",
+                        xytext=(-6 if left else 6, 5), ha="right" if left else "left")  # fmt: skip
         ax.set(xlabel="forward GFLOPs per image", ylabel="best top-1 val. error (%)",
                title="what depth buys: error against compute")  # fmt: skip
         ax.grid(alpha=0.3)
-        ax.margins(x=0.25, y=0.2)
+        ax.margins(x=0.3, y=0.2)
+        low, high = ax.get_ylim()
+        ax.set_ylim(max(low, -0.04 * (high - low)), high)  # no room for errors below 0, but for a point at 0
         fig.tight_layout()
         with files.writing(path) as f:
             fig.savefig(f, format="png", dpi=100)
