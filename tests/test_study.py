@@ -159,8 +159,9 @@ def test_bad_input_is_one_line_before_anything_runs(tmp_path, capsys, shapes):
         ([a, a], "is given twice"),
         ([a, "--config", str(config)], "a study sets scale itself"),
         ([a, b, "--init-from-first", "--init-from", a], "--init-from-first and --init-from both"),
+        ([a, "--data", str(tmp_path / "nowhere")], "the data directory"),
     ):
-        assert main(["study", *args, "--data", str(shapes), "--out", out, *RECIPE]) == 2, args
+        assert main(["study", "--data", str(shapes), *args, "--out", out, *RECIPE]) == 2, args
         err = capsys.readouterr().err
         assert said in err and len(err.strip().splitlines()) <= 2, err  # the error and its hint
     assert not Path(out).exists()

@@ -210,7 +210,7 @@ def plan_cells(config: StudyConfig, notes: list[str] | None = None) -> list[Cell
     scales become for other inputs goes to ``notes``. Bad input is a SpecError before anything runs."""
     notes = [] if notes is None else notes
     if not config.specs:
-        raise SpecError("which specs? give two or more to compare: vggspec study A D --data DIR --out STUDY")
+        raise SpecError("which specs? give those to compare: vggspec study A D --data DIR --out STUDY")
     if taken := sorted(set(config.recipe) & {*STUDY_DECIDES, *MACHINE_SETTINGS}):
         raise SpecError(
             f"a study sets {', '.join(taken)} itself: leave {'them' if len(taken) > 1 else 'it'} out",
@@ -245,7 +245,7 @@ def plan_cells(config: StudyConfig, notes: list[str] | None = None) -> list[Cell
             recipe.update(network=network_fingerprint(spec), scale=str(scale), data=str(Path(config.data).resolve()))
             if source is not None:
                 recipe["init_from"] = f"{source.key} (recipe {source.recipe_hash})"
-            single, multi = test_scales(spec, scale, notes)
+            single, multi = paper_test_scales(spec, scale, notes)
             cell = Cell(len(cells) + 1, key, path, spec, scale, study / key, source, recipe, single, multi)
             cells.append(cell)
             if number == 0:
@@ -254,7 +254,7 @@ def plan_cells(config: StudyConfig, notes: list[str] | None = None) -> list[Cell
     return cells
 
 
-def test_scales(spec: Spec, scale: TrainingScale, notes: list[str]) -> tuple[list[int], list[int]]:
+def paper_test_scales(spec: Spec, scale: TrainingScale, notes: list[str]) -> tuple[list[int], list[int]]:
     """Table 3's Q and Table 4's three for a network trained at ``scale``; a Q below the network's input (S at the
     input itself) is left out, said in ``notes``."""
     size = spec.input.size
@@ -416,6 +416,10 @@ def run_study(config: StudyConfig) -> Report:
     cells = plan_cells(config, notes)
     study = Path(config.out)
     given = {**config.recipe}
+    if not Path(config.data).is_dir():  # said before the study's folder is made (train would say it in its cell)
+        from ..data.folders import LAYOUT_HINT
+
+        raise SpecError(f"the data directory {config.data} does not exist or is not a directory", hint=LAYOUT_HINT)
     with runs.held(study):  # one study in a folder at a time; a killed one leaves nothing that stops the next
         state = StudyState.load(study)
         for note in notes:
