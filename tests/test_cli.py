@@ -471,9 +471,9 @@ def test_every_evaluate_setting_has_a_flag_that_says_its_description():
     "option, commands",
     [
         ("--dtype", {"evaluate", "predict"}),
-        ("--no-flip", {"train", "evaluate", "predict"}),
+        ("--no-flip", {"train", "evaluate", "predict", "study"}),
         ("--input", {"analyze", "compile", "graph"}),
-        ("--init", {"analyze", "compile", "train"}),
+        ("--init", {"analyze", "compile", "train", "study"}),
     ],
 )
 def test_a_flag_that_several_commands_have_reads_the_same_in_each(option, commands):

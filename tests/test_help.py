@@ -38,7 +38,10 @@ def _groups(command: argparse.ArgumentParser) -> dict[str, list[str]]:
 
 # -- help: every command, groups, defaults said once ---------------------------------------------------------
 
-COMMANDS = ["list", "analyze", "compile", "train", "evaluate", "predict", "fmt", "table", "diff", "graph", "completion"]
+COMMANDS = [
+    "list", "analyze", "compile", "train", "evaluate", "study", "predict",
+    "fmt", "table", "diff", "graph", "completion",
+]  # fmt: skip
 
 
 def test_every_command_is_listed():

@@ -14,6 +14,7 @@ returns an exit code:
     train.py      train
     evaluate.py   evaluate
     predict.py    predict
+    study.py      study (train and evaluate specs as the paper's Tables 3-6)
     fmt.py        fmt
     table.py      table
     diff.py       diff
@@ -35,7 +36,7 @@ from typing import TextIO
 from .. import __version__
 from ..errors import ExitCode, SpecError
 from ..logs import show_messages
-from . import analyze, compile, completion, diff, evaluate, fmt, graph, predict, table, train
+from . import analyze, compile, completion, diff, evaluate, fmt, graph, predict, study, table, train
 from .common import file_in_the_way
 
 
@@ -178,6 +179,7 @@ def _parser() -> argparse.ArgumentParser:
     compile.add(commands)
     train.add(commands)
     evaluate.add(commands)
+    study.add(commands)
     predict.add(commands)
     fmt.add(commands)
     table.add(commands)

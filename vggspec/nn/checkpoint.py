@@ -9,7 +9,6 @@ file read already), :func:`checkpoint_spec` and :func:`stored_spec` (the network
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,7 +19,7 @@ import torch
 from ..data.preprocessing import Preprocessing
 from ..errors import CheckpointError, SpecError
 from ..spec.analysis import analyze, classifier_spec
-from ..spec.formatter import format_spec
+from ..spec.formatter import format_spec, spec_hash  # noqa: F401  (spec_hash: imported from here too)
 from ..spec.parser import parse
 from ..spec.spec import Spec
 from .compiler import VGG, build
@@ -40,12 +39,6 @@ from .weights_file import (  # noqa: F401
     verify_checksums,
     write_checkpoint,
 )
-
-
-def spec_hash(spec: Spec) -> str:
-    """A fingerprint of the network: its canonical text without comments (formatting-proof)."""
-    bare = spec.model_copy(update={"comments": (), "source": None})
-    return hashlib.sha256(format_spec(bare).encode()).hexdigest()
 
 
 def save_checkpoint(model: VGG, path: str | Path, *, safetensors: bool | None = None, **extra: Any) -> Path:

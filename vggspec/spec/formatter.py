@@ -8,6 +8,8 @@ layers they were written beside.
 
 from __future__ import annotations
 
+import hashlib
+
 from ..errors import source_lines
 from .layers import LayerSpec
 from .spec import Spec
@@ -78,3 +80,10 @@ def _name_line(spec: Spec) -> int:
 
 def _with_comment(text: str, comment: str | None) -> str:
     return f"{text}  {comment}" if comment else text
+
+
+def spec_hash(spec: Spec) -> str:
+    """A fingerprint of the network: its canonical text without comments (formatting-proof), so that a renamed
+    file or a new comment is the same network. Checkpoints store it; a study keys its cells by it."""
+    bare = spec.model_copy(update={"comments": (), "source": None})
+    return hashlib.sha256(format_spec(bare).encode()).hexdigest()
