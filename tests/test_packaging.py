@@ -78,3 +78,15 @@ def test_fvcore_is_for_the_tests_not_for_users(tmp_path):
     imports = re.compile(r"^\s*(from|import) fvcore\b", re.MULTILINE)
     importing = [p for p in (ROOT / "vggspec").rglob("*.py") if imports.search(p.read_text())]
     assert not importing, importing
+
+
+def test_torch_is_bounded_below_only_so_a_newer_torch_is_kept(tmp_path):
+    """`pip install 'vggspec[torch]'` next to a newer torch (2.15) must not downgrade it: a library states lower
+    bounds; the versions the tests ran with are pinned in constraints.txt, which the test line installs with."""
+    metadata = HeaderParser().parsestr(dist_info(contents(tmp_path, "standard"), "METADATA"))
+    requires = metadata.get_all("Requires-Dist")
+    for package in ("torch", "torchvision"):
+        requirements = [r.split(";")[0] for r in requires if re.match(rf"{package}[<>=!~ ]", r)]
+        assert requirements and all(">=" in r and "<" not in r.replace(">=", "") for r in requirements), requirements
+    pinned = (ROOT / "constraints.txt").read_text()
+    assert re.search(r"^torch==\d", pinned, re.MULTILINE) and "-c constraints.txt" in (ROOT / ".ci/run").read_text()
