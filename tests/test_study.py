@@ -13,7 +13,7 @@ import pytest
 
 import vggspec
 from vggspec.cli import main
-from vggspec.data.scales import TrainingScale
+from vggspec.data.scales import TrainingScale, parse_train_scales
 from vggspec.errors import SpecError
 from vggspec.plan.budget import TrainSettings, train_budget
 from vggspec.run.study import (
@@ -22,7 +22,6 @@ from vggspec.run.study import (
     StudyConfig,
     StudyState,
     next_step,
-    parse_train_scales,
     plan_cells,
 )
 from vggspec.run.study_report import CSV_COLUMNS, CellResults, fusion_groups

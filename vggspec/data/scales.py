@@ -184,3 +184,44 @@ def check_test_scales(scales: Sequence[int], input_size: int, name: str = "the n
                 hint=f"Q is the smallest side of the rescaled image, at most {MAX_TEST_SCALE} "
                 "(the paper used 224 to 512)",
             )
+
+
+def parse_train_scales(text: str | None, input_size: int) -> list[TrainingScale]:
+    """``--train-scales`` for a network of ``input_size`` pixels: fixed and jittered scales as the paper writes them
+    (``256,384,256-512``; ``256:512`` too), for 224-pixel inputs and in proportion for others (rounded, as the
+    default S is: 256 → 37 for 32 pixels). None: the spec's own S (the paper's 256, in proportion)."""
+    if text is None:
+        return [TrainingScale.default(input_size)]
+    scales: dict[TrainingScale, str] = {}  # each scale and the token that gave it
+    for token in text.split(","):
+        token = token.strip()
+        match = re.fullmatch(r"(\d+)\s*(?:[-:]\s*(\d+))?", token)
+        if not match:
+            raise SpecError(
+                f"--train-scales: cannot read '{token}'",
+                hint="fixed and jittered scales as the paper writes them: --train-scales 256,384,256-512",
+            )
+        low, high = int(match.group(1)), int(match.group(2) or match.group(1))
+        if low > high:
+            raise SpecError(f"--train-scales {token}: a jittered scale is S_min-S_max with S_min ≤ S_max")
+        scale = TrainingScale(in_proportion(low, input_size), in_proportion(high, input_size))
+        said = f"--train-scales {token}" + (
+            f" (S = {scale} for {input_size}-pixel inputs)" if scale != (low, high) else ""
+        )
+        try:
+            scale.check(input_size)
+        except SpecError as err:
+            raise SpecError(f"{said}: {err.message}", hint=err.hint) from None
+        if scale in scales:
+            here = f" for {input_size}-pixel inputs" if input_size != PAPER_INPUT else ""
+            raise SpecError(
+                f"--train-scales {scales[scale]} and {token} are both S = {scale}{here}",
+                hint="give each training scale once",
+            )
+        scales[scale] = token
+    return list(scales)
+
+
+def in_proportion(size: int, input_size: int) -> int:
+    """A scale the paper gives for 224-pixel inputs, for ``input_size`` pixels (as the default S is rounded)."""
+    return size if input_size == PAPER_INPUT else max(1, round(size * input_size / PAPER_INPUT))
