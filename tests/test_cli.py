@@ -576,3 +576,17 @@ def test_an_output_suffix_vggspec_does_not_know_is_refused(tmp_path):
     assert written.returncode == 0 and output.is_file(), written.stderr
     stdout = run("compile", "small/A-narrow-32", "-o", "-")
     assert stdout.returncode == 2 and "--format" in stdout.stderr
+
+
+def test_compile_prints_its_check_as_json(capsys):
+    """Every command that reports has a JSON form: compile's is the check of each layer against the analysis."""
+    assert main(["compile", "small/A-narrow-32", "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] and report["mismatches"] == [] and report["name"] == "A narrow 32"
+    import vggspec
+
+    analysis = vggspec.analyze(vggspec.load("small/A-narrow-32"))
+    assert [layer["name"] for layer in report["layers"]] == [layer.name for layer in analysis.layers]
+    assert sum(layer["params"] for layer in report["layers"]) == analysis.params
+    assert main(["compile", "small/A-narrow-32", "--format", "json", "-o", "x.pt"]) == 2
+    assert "--format json is the check's report" in capsys.readouterr().err

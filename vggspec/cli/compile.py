@@ -5,6 +5,7 @@ after the spec has been read."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import typing
@@ -47,9 +48,10 @@ def add(commands: Commands) -> None:
     )
     p.add_argument(
         "--format",
-        choices=("checkpoint", "safetensors", "pt2", "torchscript", "onnx", "python"),
+        choices=("checkpoint", "safetensors", "pt2", "torchscript", "onnx", "python", "json"),
         help="output format (default: from FILE's suffix: .pt checkpoint, .safetensors, .pt2 torch.export program, "
-        ".ts torchscript (legacy: PyTorch deprecates it for torch.export), .onnx, .py python)",
+        ".ts torchscript (legacy: PyTorch deprecates it for torch.export), .onnx, .py python); without -o, json "
+        "prints the check (each layer's real output shape and parameters beside the analysis') as JSON",
     )
     p.add_argument("--dense", action="store_true", help="the fully-convolutional network (Section 3.2)")
     p.add_argument(
@@ -121,7 +123,7 @@ def _compile(args: argparse.Namespace) -> int:
         from ..nn.verify import verify
 
         result = verify(model, args.input)
-        print(result)
+        print(json.dumps(result.to_dict(), indent=2) if args.format == "json" else result)
         return ExitCode.OK if result.ok else ExitCode.DIFFERS
     return _write_compiled(model, args)
 
@@ -183,6 +185,11 @@ def _write_compiled(model: VGG, args: argparse.Namespace, **facts: object) -> in
 def output_format(output: str, chosen: str | None) -> str:
     """The format --format names, else the one ``output``'s suffix says: an unknown suffix (``x.safetensor``)
     is refused, not written as a pickle."""
+    if chosen == "json":
+        raise SpecError(
+            "--format json is the check's report, printed without -o: it writes no network",
+            hint="leave -o out to print the check as JSON, or name a network format (--format checkpoint, ...)",
+        )
     if chosen:
         return chosen
     if files.is_stdout(output):

@@ -43,6 +43,32 @@ class Verification:
     def ok(self) -> bool:
         return not self.mismatches()
 
+    def to_dict(self) -> dict:
+        """What ``vggspec compile SPEC --format json`` prints: each layer's real output shape and parameters
+        beside the analysis', and the verdict."""
+        layers = [
+            {
+                "name": layer.name,
+                "spelling": format_layer(self.analysis.spec.layers[layer.index]),
+                "output_shape": list(self.shapes[layer.name]) if layer.name in self.shapes else None,
+                "analysed_output_shape": list(layer.output_shape),
+                "params": self.params.get(layer.name, 0),
+                "analysed_params": layer.params,
+                "macs": layer.macs,
+            }
+            for layer in self.analysis.layers
+        ]
+        return {
+            "name": self.analysis.spec.display_name,
+            "dense": self.analysis.spec.is_dense,
+            "input_shape": list(self.input_shape),
+            "output_shape": list(self.output_shape),
+            "layers": layers,
+            "ok": self.ok,
+            "mismatches": self.mismatches(),
+            "seconds": self.seconds,
+        }
+
     def __str__(self) -> str:
         spec = self.analysis.spec
         rows = []
