@@ -23,7 +23,8 @@ command printed alike):
    its last drawing.
 2. What differs from run to run is replaced by a placeholder: durations (``350 ms``, ``4.2 s``,
    ``3m07s``, ``2h05m00s``) by ``<time>``, rates (``780 images/s``) by ``<rate>``, the share of time spent
-   waiting for data (``data wait 37%``) by ``data wait <n>%``, and the page's folder by ``.``.
+   waiting for data (``data wait 37%``) by ``data wait <n>%``, the page's folder by ``.``, and the
+   repository's folder is dropped from paths (``/home/me/vggspec/specs/D.vgg`` reads ``specs/D.vgg``).
 3. ``...`` in the page matches anything within its line; a line that is just ``...`` matches any number
    of lines, none included. Everything else must be equal, every number included.
 """
@@ -151,6 +152,7 @@ def normalise(text: str, folder: Path | None = None) -> str:
     if folder is not None:
         for spelling in {str(folder), str(folder.resolve())}:
             text = text.replace(spelling + os.sep, "").replace(spelling, ".")
+    text = text.replace(str(ROOT) + os.sep, "")
     lines = [line.rsplit("\r", 1)[-1].rstrip() for line in text.replace("\r\n", "\n").split("\n")]
     text = "\n".join(lines).rstrip("\n")
     text = _DURATION.sub("<time>", text)
