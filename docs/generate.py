@@ -61,9 +61,11 @@ GALLERY_RUN = {
 
 
 # The site's few rules of its own (docs/conf.py links _static/vggspec.css): a flag or value stays on one line
-# in the reference's tables, and the notebook views look as in Jupyter.
+# in the reference's tables, a drawing keeps its white paper in the dark theme, and the notebook views look as
+# in Jupyter.
 STYLE = """\
 article table code.literal { white-space: nowrap; }
+article img[src$=".svg"] { background: #fff; border-radius: 4px; }
 .vggspec-notebook { overflow-x: auto; margin-bottom: 1.5em; }
 .vggspec-notebook table { border-collapse: collapse; font-size: 0.8em; font-variant-numeric: tabular-nums; }
 .vggspec-notebook caption { caption-side: top; text-align: left; padding: 0.3em 0; }
