@@ -11,6 +11,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from pygments.lexer import RegexLexer, bygroups
+from pygments.token import Comment, Keyword, Name, Number, Operator, Punctuation, String, Text, Whitespace
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # this tree's vggspec, installed or not
 sys.path.insert(0, str(HERE))
@@ -37,9 +40,39 @@ autodoc_default_options = {"members": False}
 
 html_theme = "furo"
 html_title = f"vggspec {version}"
-html_static_path: list[str] = []
+html_static_path = ["generated/_static"]  # written by generate.py: vggspec.css
+html_css_files = ["vggspec.css"]
 copybutton_prompt_text = r"\$ |>>> |\.\.\. "  # the copy button copies commands, not prompts or output
 copybutton_prompt_is_regexp = True
 copybutton_only_copy_prompt_lines = True
+
+
+class VggLexer(RegexLexer):
+    """The .vgg language, for ```` ```vgg ```` blocks: comments, ``name:``/``input:``, layer words, attributes
+    (``[bn]``), repeats (``×3``). Colours only: vggspec's parser (vggspec/spec/grammar.lark) is the language."""
+
+    name = "vgg"
+    aliases = ["vgg"]
+    filenames = ["*.vgg"]
+    tokens = {
+        "root": [
+            (r"#.*?$", Comment.Single),
+            (r"^(name)(\s*:\s*)([^#\n]*)", bygroups(Keyword, Punctuation, String)),
+            (r"^input\b", Keyword),
+            (r"\b(?i:rgb|gray|grey|grayscale|greyscale|channels?|image)\b", Keyword.Type),
+            (r"\[[^\]\n]*\]", Name.Attribute),
+            (r"(?<=\s)[x×*]\s*\d+", Operator),
+            (r"\d+(?:[x×]\d+)?", Number),
+            (r"[A-Za-z][\w.-]*", Name.Function),
+            (r"[,:()×]", Punctuation),
+            (r"\s+", Whitespace),
+            (r".", Text),
+        ]
+    }
+
+
+def setup(app) -> None:
+    app.add_lexer("vgg", VggLexer)
+
 
 generate.write_pages(HERE / "generated")
