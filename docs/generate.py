@@ -123,37 +123,16 @@ def root_page(name: str) -> str:
 
 
 def write_command_pages(out: Path) -> None:
-    """commands/index.md (the program and a table of its commands) and commands/NAME.md for each command."""
-    from vggspec.cli import _parser
+    """commands/index.md (the program and a table of its commands) and commands/NAME.md for each command,
+    each with its exit codes as ``vggspec.cli.exit_codes`` says them (and --help ends with them)."""
+    from vggspec.cli import _parser, exit_codes
     from vggspec.cli.completion import commands_of
     from vggspec.cli.reference import markdown_commands, markdown_reference
 
     parser = _parser()
-    write(out / "index.md", markdown_commands(parser, stated_exit_codes(parser.epilog or "")))
+    write(out / "index.md", markdown_commands(parser, exit_codes()))
     for name, (_, command) in commands_of(parser).items():
-        write(out / f"{name}.md", markdown_reference(command, name, exit_codes(name, command)))
-
-
-def exit_codes(name: str, command: object) -> dict[int, str]:
-    """What the command's exit statuses mean: ``vggspec.cli.exit_codes`` where it exists, else what its
-    description or epilog says ("Exit codes: 0 done, 2 bad input, ..."), else success and bad input."""
-    import vggspec.cli
-
-    told = getattr(vggspec.cli, "exit_codes", None)
-    if told is not None:
-        return dict(told(name))
-    text = f"{getattr(command, 'description', None) or ''} {getattr(command, 'epilog', None) or ''}"
-    return stated_exit_codes(text) or {0: "success", 2: "bad input"}
-
-
-def stated_exit_codes(text: str) -> dict[int, str]:
-    """The statuses of an "Exit codes: 0 done, 2 bad input, 3 the loss diverged." sentence (also "Exit codes
-    as diff(1): ..."), each with what it means; none without such a sentence."""
-    sentence = re.search(r"Exit codes[^:.]*:\s*(?P<list>.+?)(?:\.\s|\.?$)", " ".join(text.split()))
-    if not sentence:
-        return {}
-    items = re.split(r",\s*(?=\d+ )", sentence["list"])
-    return {int(number): meaning for number, meaning in (item.split(" ", 1) for item in items)}
+        write(out / f"{name}.md", markdown_reference(command, name, exit_codes(name)))
 
 
 # -- bundled specs ----------------------------------------------------------------------------------------

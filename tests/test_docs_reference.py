@@ -18,6 +18,7 @@ from myst_parser.parsers.mdit import create_md_parser
 from vggspec import cli
 from vggspec.cli.completion import commands_of
 from vggspec.cli.reference import code, escape, markdown_commands, markdown_reference, prose
+from vggspec.errors import ExitCode
 
 from .conftest import ROOT
 
@@ -173,21 +174,26 @@ def test_the_commands_page_links_every_command():
         assert f"\n{name}\n" in toctree
 
 
-# -- exit codes, until vggspec.cli.exit_codes says them ----------------------------------------------------
+# -- exit codes: vggspec.cli.exit_codes, as --help says them ---------------------------------------------
 
 
-def test_exit_codes_are_read_from_the_description():
-    assert generate.exit_codes("train", COMMANDS["train"][1]).keys() == {0, 2, 3, 4, 5, 130}
-    assert generate.exit_codes("diff", COMMANDS["diff"][1]) == {0: "the same network", 1: "they differ", 2: "bad input"}
-    assert generate.exit_codes("fmt", argparse.ArgumentParser(description="no word of them")) == {
-        0: "success",
-        2: "bad input",
-    }
+def test_each_command_page_lists_the_exit_codes_its_help_ends_with():
+    from vggspec.cli import exit_codes
+
+    for name, (_, command) in COMMANDS.items():
+        page = markdown_reference(command, name, exit_codes(name))
+        rows = table_rows(page[page.index("## Exit codes") :])[1:]
+        assert [int(row[0]) for row in rows] == list(exit_codes(name)), name
+        assert {ExitCode.OK, ExitCode.BAD_INPUT} <= set(exit_codes(name)), name
 
 
-def test_exit_codes_come_from_the_cli_where_it_says_them(monkeypatch):
-    monkeypatch.setattr(cli, "exit_codes", lambda name: {0: f"{name} done", 7: "seven"}, raising=False)
-    assert generate.exit_codes("diff", COMMANDS["diff"][1]) == {0: "diff done", 7: "seven"}
+def test_the_commands_page_lists_every_code_any_command_returns():
+    from vggspec.cli import _parser, exit_codes
+
+    every = exit_codes()
+    assert set(every) == {code for name in COMMANDS for code in exit_codes(name)}
+    page = markdown_commands(_parser(), every)
+    assert [int(row[0]) for row in table_rows(page[page.index("Exit codes") :])[1:]] == sorted(every)
 
 
 # -- a bundled spec's page ----------------------------------------------------------------------------------

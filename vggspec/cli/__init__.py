@@ -19,6 +19,7 @@ returns one of its exit codes:
     diff.py       diff
     graph.py      graph
     completion.py completion: the shell completion scripts, written from the parser
+    reference.py  the parser as Markdown: the docs' page per command (docs/generate.py writes them)
     common.py     the arguments several commands share, the flags generated from the configuration
                   models, and the helpers the handlers call (load_all, need_torch, ...)
 """
@@ -218,10 +219,14 @@ def _every_command(tables: dict[str, ExitCodes]) -> dict[int, list[str]]:
     }
 
 
-def exit_codes(command: str) -> ExitCodes:
+def exit_codes(command: str | None = None) -> ExitCodes:
     """The exit codes ``command`` (``"diff"``) can return, in order, and what each means for it: its module's
-    ``EXIT_CODES``, which its ``--help`` ends with."""
+    ``EXIT_CODES``, which its ``--help`` ends with. Without a command, the program's: every code any command
+    returns, as ``vggspec --help`` ends with them."""
     sub = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    if command is None:
+        every = _every_command({name: p.get_default("exit_codes") or {} for name, p in sub.choices.items()})
+        return {code: "; ".join(every[code]) for code in sorted(every)}
     if command not in sub.choices:
         raise ValueError(f"vggspec has no command {command!r}: its commands are {', '.join(sub.choices)}")
     table = sub.choices[command].get_default("exit_codes") or {}
