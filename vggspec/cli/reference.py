@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 
 from .completion import commands_of
+from .common import EXIT_CODES_TITLE
 
 USAGE_WIDTH = 88  # the synopsis's lines, as a terminal this wide shows them
 
@@ -82,7 +83,8 @@ def markdown_reference(parser: argparse.ArgumentParser, name: str, exit_codes: M
         if group.description:
             lines += [prose(group.description, options), ""]
         lines += arguments_table(parser, shown, options) + [""]
-    lines += _text_block(parser, parser.epilog, options)
+    if parser.epilog and not parser.epilog.startswith(EXIT_CODES_TITLE):  # those are the table below
+        lines += _text_block(parser, parser.epilog, options)
     lines += exit_codes_table(exit_codes or {}, options)
     return "\n".join(lines)
 
