@@ -389,8 +389,20 @@ def test_the_default_test_scale_uses_every_pixel(trained, capfd):
     net = load_network(checkpoint)
     assert evaluation_scales(net, None, dense=True, say=False) == [20]
     assert evaluation_scales(net, "S", dense=True) == [21]
+    assert "(--scales S tests at S)" in err  # what evaluate takes
     assert predict(checkpoint, [next(iter(folders.scan(data, "val").samples))[0]], top=1)  # predict too, at 20
-    assert "at Q = 20, not its S = 21" in capfd.readouterr().err
+    err = capfd.readouterr().err
+    assert "at Q = 20, not its S = 21" in err
+    assert "(--scale 21 tests at S)" in err and "--scales" not in err  # predict takes --scale Q, not --scales
+
+
+def test_the_table_and_the_json_call_the_mirror_images_flip_as_the_flag_does():
+    from vggspec.run.evaluate import Row, render_rows
+
+    row = Row("D", "dense", [256], 0.25, 0.1, flip=True)
+    header = render_rows([row]).splitlines()[0].split("  ")
+    assert "flip" in [cell.strip() for cell in header] and "flip" in row.to_dict()
+    assert "flips" not in render_rows([row]) and "--flip" in EvaluateConfig.model_fields["flip"].description
 
 
 def test_a_test_scale_that_leaves_pixels_unused_is_said(trained, capfd):

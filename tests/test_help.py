@@ -1,6 +1,7 @@
 """--help as a manual (flags in groups, each default said once) and the shell completion scripts."""
 
 import argparse
+import importlib
 import re
 import shlex
 import shutil
@@ -10,7 +11,10 @@ import sys
 import pytest
 
 from vggspec import cli
-from vggspec.cli import common, completion, evaluate, main, train
+from vggspec.cli import analyze, common, completion, evaluate, main, train
+from vggspec.cli import compile as compile_command
+from vggspec.errors import ExitCode
+from vggspec.plan.batch import batch_split, default_batch
 from vggspec.run.config import EvaluateConfig, TrainConfig
 from vggspec.spec.bundled import bundled_names
 
@@ -124,6 +128,131 @@ def test_a_default_not_said_in_the_description_is_still_noted(capsys):
     assert "(default: False)" in text and "(default: True)" in text  # the switches whose help does not say it
     assert common.says_its_default("at most this many epochs (the paper: 74)", 74)
     assert not common.says_its_default("at most this many epochs (the paper: 74)", 20)
+
+
+# -- exit codes: each command's table, its --help's end, the program's summary -------------------------------
+
+REGISTERED = list(_commands())  # whatever commands the parser has, new ones included
+
+
+def _exit_code_lines(text: str) -> dict[int, str]:
+    """The ``exit codes:`` paragraph of a --help: code → its meaning, as printed (wrapped lines joined)."""
+    table = text[text.index("\nexit codes:\n") + len("\nexit codes:\n") :]
+    found: dict[int, str] = {}
+    code = None
+    for line in table.splitlines():
+        head = line[: common.CODE_COLUMN].strip()
+        if head:
+            code = int(head)
+            found[code] = ""
+        found[code] = f"{found[code]} {line[common.CODE_COLUMN :].strip()}".strip()
+    return found
+
+
+@pytest.mark.parametrize("command", REGISTERED)
+def test_every_command_declares_its_exit_codes(command):
+    codes = cli.exit_codes(command)
+    assert codes and {0, 2} <= set(codes) <= {int(code) for code in ExitCode}, codes
+    assert all(isinstance(meaning, str) and meaning.strip() for meaning in codes.values())
+    assert list(codes) == sorted(codes)
+    module = importlib.import_module(f"vggspec.cli.{command}") if command != "list" else None
+    table = analyze.LIST_EXIT_CODES if command == "list" else module.EXIT_CODES  # the module's, one home
+    assert {int(code): meaning for code, meaning in table.items()} == codes
+
+
+@pytest.mark.parametrize("command", REGISTERED)
+def test_the_help_of_every_command_ends_with_its_exit_codes(capsys, monkeypatch, command):
+    monkeypatch.setenv("COLUMNS", "80")
+    text = _help(capsys, command)
+    assert text.count("\nexit codes:\n") == 1
+    table = cli.exit_codes(command)
+    assert _exit_code_lines(text) == {code: " ".join(meaning.split()) for code, meaning in table.items()}
+    assert "Exit codes" not in text and "exit 1" not in text  # said once: in the table
+
+
+def test_the_program_help_sums_up_every_commands_exit_codes(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    found = _exit_code_lines(_help(capsys))
+    every = {name: cli.exit_codes(name) for name in REGISTERED}
+    assert set(found) == {code for codes in every.values() for code in codes}
+    for code, said in found.items():
+        if code in cli.SHARED_MEANINGS:
+            assert said == " ".join(cli.SHARED_MEANINGS[code].split())
+            continue
+        for name, codes in every.items():  # each command that returns it, named, with what it means by it
+            assert (f"{name}:" in said) == (code in codes), (code, name, said)
+            if code in codes:
+                assert " ".join(codes[code].split()) in said
+
+
+def test_exit_codes_of_an_unknown_command_are_refused():
+    with pytest.raises(ValueError, match="no command 'nosuch'"):
+        cli.exit_codes("nosuch")
+
+
+def test_an_exit_codes_paragraph_is_laid_out_a_line_per_code():
+    text = common.exit_codes_text({2: "bad input " * 12, 0: "done", 1: ["a: one", "b: another"]})
+    parser = argparse.ArgumentParser(prog="x", epilog="Before.\n\n" + text, formatter_class=common.ExitCodesLayout)
+    shown = parser._get_formatter()
+    shown._width = 40
+    shown.add_text(parser.epilog)
+    lines = shown.format_help().splitlines()
+    assert lines[:5] == ["Before.", "", "exit codes:", "  0    done", "  1    a: one"]
+    assert lines[5] == "       b: another" and lines[6].startswith("  2    bad input")
+    assert all(len(line) <= 40 for line in lines) and all(line.startswith(" " * 7) for line in lines[7:])
+
+
+SPEC_A = "conv3-8\nmaxpool\nFC-10\n"
+SPEC_B = "conv3-8\nconv3-8\nmaxpool\nFC-10\n"
+
+
+@pytest.mark.parametrize(
+    "args, command, code",
+    [
+        (["diff", "{a}", "{b}"], "diff", ExitCode.DIFFERS),
+        (["diff", "{a}", "{a}"], "diff", ExitCode.OK),
+        (["diff", "{a}", "{missing}"], "diff", ExitCode.BAD_INPUT),
+        (["fmt", "--check", "{a}"], "fmt", ExitCode.DIFFERS),  # written without its input line: not canonical
+        (["list", "no-such-spec*"], "list", ExitCode.NO_MATCH),
+        (["analyze", "--train", "--memory", "64MiB", "D"], "analyze", ExitCode.DOES_NOT_FIT),
+        (["table", "{a}", "{missing}"], "table", ExitCode.BAD_INPUT),
+    ],
+)
+def test_a_command_exits_with_a_code_its_table_lists(tmp_path, capsys, args, command, code):
+    (tmp_path / "a.vgg").write_text(SPEC_A)
+    (tmp_path / "b.vgg").write_text(SPEC_B)
+    paths = {"a": tmp_path / "a.vgg", "b": tmp_path / "b.vgg", "missing": tmp_path / "missing.vgg"}
+    assert main([arg.format(**paths) for arg in args]) == code
+    assert code in cli.exit_codes(command)
+
+
+# -- what the help says, against what the code does ------------------------------------------------------------
+
+
+def test_compile_help_names_every_format_and_suffix_it_writes(capsys, monkeypatch):
+    from vggspec.nn.export import FORMATS
+
+    assert compile_command.NETWORK_FORMATS[2:] == FORMATS  # the exports, named without importing torch
+    assert set(compile_command.SUFFIX_FORMATS.values()) == set(compile_command.NETWORK_FORMATS)
+    format_flag = next(a for a in _commands()["compile"]._actions if "--format" in a.option_strings)
+    assert tuple(format_flag.choices) == (*compile_command.NETWORK_FORMATS, "json")
+    monkeypatch.setenv("COLUMNS", "200")
+    text = " ".join(_help(capsys, "compile").split())
+    said = re.findall(r"(?<![\w.])(\.[a-z0-9]+)\b", format_flag.help)  # .pt, not torch.export
+    assert sorted(set(said)) == sorted(compile_command.SUFFIX_FORMATS)  # every suffix, and no other
+    assert all(words in text for words in compile_command.FORMAT_WORDS.values())
+    summary = dict(completion.commands_of(cli._parser()).items())["compile"][0]
+    for word in ("checkpoint", "safetensors", "torch.export", "TorchScript", "ONNX", "Python"):
+        assert word in summary and word in format_flag.help + text
+
+
+def test_the_gpus_help_says_how_a_batch_they_do_not_divide_is_split(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    text = " ".join(_help(capsys, "train").split())
+    assert "where N does not divide it, the first batch % N processes take one image more" in text
+    assert "rounded up to a multiple of the processes" in text
+    assert [batch_split(10, 3, None, rank).share for rank in range(3)] == [4, 3, 3]  # as said
+    assert default_batch(100_000, 3) == 258 and default_batch(100_000, 1) == 256
 
 
 # -- completion ----------------------------------------------------------------------------------------------

@@ -15,19 +15,20 @@ from enum import IntEnum
 
 
 class ExitCode(IntEnum):
-    """The vggspec program's exit statuses: one table for the command line, the trainer and the
-    processes it launches."""
+    """The vggspec program's exit statuses: the numbers, one table for the command line, the trainer and the
+    processes it launches. What each means for a command, and which a command can return, that command says:
+    the ``EXIT_CODES`` its module in :mod:`vggspec.cli` declares (:func:`vggspec.cli.exit_codes`), which its
+    ``--help`` ends with."""
 
     OK = 0
-    DIFFERS = 1  # fmt --check: a file is not canonical; compile: the network disagrees with the analysis;
-    # diff: the two networks differ
-    NO_MATCH = 1  # list: the pattern matched no bundled spec (grep's 1; an alias of DIFFERS)
-    DOES_NOT_FIT = 1  # analyze --memory: a spec's batch does not fit even at one image a pass (an alias of DIFFERS)
+    DIFFERS = 1  # a check's answer is no: what was compared differs
+    NO_MATCH = 1  # a search found nothing (grep's 1; an alias of DIFFERS)
+    DOES_NOT_FIT = 1  # a plan found no way to fit (an alias of DIFFERS)
     BAD_INPUT = 2  # a spec error, a missing or unwritable file, a setting that cannot work: said in one line
-    DIVERGED = 3  # train: the loss became NaN or infinite (the last good checkpoint is kept)
-    LOST = 4  # train: a process died or lost the others, and no restart was left (the last checkpoint is kept)
-    OUT_OF_MEMORY = 5  # train: a device ran out of memory (what was finished is kept)
-    INTERRUPTED = 130  # Ctrl-C or SIGTERM (a training run saves first)
+    DIVERGED = 3  # a training run's loss became NaN or infinite
+    LOST = 4  # a process died or lost the others, and no restart was left
+    OUT_OF_MEMORY = 5  # a device ran out of memory
+    INTERRUPTED = 130  # Ctrl-C (or, to a training run, SIGTERM)
 
 
 def out_of_memory(err: BaseException) -> bool:

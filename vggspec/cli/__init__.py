@@ -1,13 +1,12 @@
 """The ``vggspec`` command: a thin shell over the Python API.
 
-Exit codes (:class:`vggspec.errors.ExitCode`): 0 success, 1 ``fmt --check`` found files to reformat
-(``compile``: the network disagrees with the analysis; ``diff``: the networks differ; ``list``: the pattern
-matched nothing; ``analyze --memory``: a batch does not fit), 2 bad input (a spec error, a missing file) —
-reported as ``file:line:col: error: ...``, never as a traceback —, 3 a training run diverged, 4 a process
-died with no restart left, 5 it ran out of memory, 130 interrupted.
+Exit codes: the numbers are :class:`vggspec.errors.ExitCode`'s; each command's module declares which it can
+return and what each means for it (``EXIT_CODES``, given to its parser as the default ``exit_codes``), which its
+``--help`` ends with; :func:`exit_codes` returns a command's table, and the program's ``--help`` sums them up.
+Bad input is reported as ``file:line:col: error: ...``, never as a traceback.
 
 A module per command, its flags (``add(commands)``) next to its handler, which calls the Python API and
-returns an exit code:
+returns one of its exit codes:
 
     analyze.py    list and analyze (no torch)
     compile.py    compile
@@ -37,7 +36,7 @@ from .. import __version__
 from ..errors import ExitCode, SpecError
 from ..logs import show_messages
 from . import analyze, compile, completion, diff, evaluate, fmt, graph, predict, study, table, train
-from .common import file_in_the_way
+from .common import ExitCodes, exit_codes_text, file_in_the_way, with_exit_codes_layout
 
 
 def run() -> None:
@@ -168,9 +167,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="vggspec",
         description="Describe VGG networks the way Table 1 of Simonyan & Zisserman writes them, "
         "and check them: shapes, parameters, FLOPs, memory, receptive fields.",
-        epilog="Run 'vggspec COMMAND --help' for a command's options. Exit codes: 0 ok, "
-        "1 'fmt --check' would reformat, 'diff' found differences, 'list' matched nothing or 'analyze --memory' "
-        "found a batch that does not fit, 2 bad input.",
+        formatter_class=with_exit_codes_layout(argparse.HelpFormatter),
     )
     parser.add_argument("--version", action="version", version=f"vggspec {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
@@ -186,6 +183,46 @@ def _parser() -> argparse.ArgumentParser:
     diff.add(commands)
     graph.add(commands)
     completion.add(commands, parser)
-    for command in commands.choices.values():  # an unknown flag gets the command's usage, not vggspec's
-        command.set_defaults(command_parser=command)
+    tables = {}
+    for name, command in commands.choices.items():
+        command.set_defaults(command_parser=command)  # an unknown flag gets the command's usage, not vggspec's
+        tables[name] = command.get_default("exit_codes") or {}
+        if tables[name]:  # the end of its --help
+            command.epilog = exit_codes_text(tables[name])
+            command.formatter_class = with_exit_codes_layout(command.formatter_class)
+    parser.epilog = "Run 'vggspec COMMAND --help' for a command's options, and what its exit codes mean.\n\n"
+    parser.epilog += exit_codes_text(_every_command(tables))
     return parser
+
+
+# What the codes every command can return mean, in the program's --help (each command's says more).
+SHARED_MEANINGS = {
+    ExitCode.OK: "success",
+    ExitCode.BAD_INPUT: "bad input (a spec error, a missing file, a setting that cannot work), said in one line",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C; a training run saves first)",
+}
+
+
+def _every_command(tables: dict[str, ExitCodes]) -> dict[int, list[str]]:
+    """The program's table of exit codes, from the commands' own: a shared code's meaning in general words, any
+    other code's with the commands that return it (those that mean the same by it together)."""
+    found: dict[int, dict[str, list[str]]] = {}  # code → meaning → commands
+    for name, codes in tables.items():
+        for code, meaning in codes.items():
+            found.setdefault(int(code), {}).setdefault(meaning, []).append(name)
+    return {
+        code: [SHARED_MEANINGS[code]]
+        if code in SHARED_MEANINGS
+        else [f"{', '.join(names)}: {meaning}" for meaning, names in by_meaning.items()]
+        for code, by_meaning in found.items()
+    }
+
+
+def exit_codes(command: str) -> ExitCodes:
+    """The exit codes ``command`` (``"diff"``) can return, in order, and what each means for it: its module's
+    ``EXIT_CODES``, which its ``--help`` ends with."""
+    sub = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    if command not in sub.choices:
+        raise ValueError(f"vggspec has no command {command!r}: its commands are {', '.join(sub.choices)}")
+    table = sub.choices[command].get_default("exit_codes") or {}
+    return {int(code): table[code] for code in sorted(table)}

@@ -46,7 +46,9 @@ from ..spec.bundled import matching, spec_path
 from ..spec.parser import load
 from ..units import human_count
 from .common import (
+    INTERRUPTED,
     Commands,
+    ExitCodes,
     add_init_option,
     add_input_option,
     add_num_classes_option,
@@ -57,14 +59,20 @@ from .common import (
 
 # -- list ----------------------------------------------------------------------------------
 
+LIST_EXIT_CODES: ExitCodes = {
+    ExitCode.OK: "the bundled specs (those PATTERN matches) listed",
+    ExitCode.NO_MATCH: "PATTERN matched no bundled spec (as grep's 1: a script can tell 'no such spec' from a listing)",
+    ExitCode.BAD_INPUT: "bad input: a flag or value it does not take",
+    ExitCode.INTERRUPTED: INTERRUPTED,
+}
+
 
 def add_list(commands: Commands) -> None:
     p = commands.add_parser(
         "list",
         help="the bundled specs: name, input, classes, parameters, MACs",
         description="List the specs that ship with vggspec, each by the name every other command takes "
-        "(vggspec analyze small/A-narrow-32). Torch is not imported. A PATTERN that matches none exits 1, "
-        "as grep does, so that a script can tell 'no such spec' from a listing.",
+        "(vggspec analyze small/A-narrow-32). Torch is not imported.",
     )
     p.add_argument(
         "pattern",
@@ -73,7 +81,7 @@ def add_list(commands: Commands) -> None:
         help="keep the names containing PATTERN, or matching it as a glob (small/*, [DE]); case-insensitive",
     )
     p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
-    p.set_defaults(run=_list)
+    p.set_defaults(run=_list, exit_codes=LIST_EXIT_CODES)
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -102,6 +110,15 @@ def _list_json(name: str, analysis: Analysis) -> dict:
 
 
 # -- analyze -------------------------------------------------------------------------------
+
+EXIT_CODES: ExitCodes = {
+    ExitCode.OK: "the numbers printed (with --train and --memory: every spec's training step fits)",
+    ExitCode.DOES_NOT_FIT: "with --train and --memory: a spec's training step does not fit the memory even at one "
+    "image a forward pass (the budget is still printed)",
+    ExitCode.BAD_INPUT: "bad input: a spec that cannot be read or does not fit its input (the others are still "
+    "analysed), a value that cannot work",
+    ExitCode.INTERRUPTED: INTERRUPTED,
+}
 
 
 def add(commands: Commands) -> None:
@@ -165,7 +182,12 @@ def add(commands: Commands) -> None:
     )
     train.add_argument("--train", action="store_true", help="a training step's budget (SGD with momentum)")
     train.add_argument("--batch", metavar="N", help=f"the global batch (default: the paper's {PAPER_BATCH})")
-    train.add_argument("--gpus", metavar="N", help="processes (GPUs) the batch is split over (default: 1)")
+    train.add_argument(
+        "--gpus",
+        metavar="N",
+        help="processes (GPUs) the batch is split over; where N does not divide it, the budget is of the largest "
+        "share, one image more than the smallest (default: 1)",
+    )
     train.add_argument(
         "--micro-batch", metavar="N", help="images per forward pass, gradients accumulated (default: a GPU's share)"
     )
@@ -184,7 +206,7 @@ def add(commands: Commands) -> None:
         help=f"images an epoch, for the time bound (default: ImageNet's {IMAGENET_TRAIN_IMAGES:,})",
     )
     p.set_defaults(check_values=_training_request)
-    p.set_defaults(run=_analyze)
+    p.set_defaults(run=_analyze, exit_codes=EXIT_CODES)
 
 
 def _analyze(args: argparse.Namespace) -> int:

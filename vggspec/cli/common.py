@@ -6,9 +6,10 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import textwrap
 import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,60 @@ from ..spec.spec import Spec
 
 Commands = argparse._SubParsersAction  # what add_subparsers returns: add_parser(name, ...) per command
 Arguments = argparse.ArgumentParser | argparse._ArgumentGroup  # where add_argument adds: a parser or a group of it
+
+
+# -- exit codes: each command's table (its module's EXIT_CODES), the end of its --help -------
+
+ExitCodes = dict[int, str]
+"""A command's exit codes (:class:`~vggspec.errors.ExitCode` values) → what each means for that command."""
+
+EXIT_CODES_TITLE = "exit codes:"
+CODE_COLUMN = 7  # where a code's meaning starts: "  130  interrupted (Ctrl-C)"
+INTERRUPTED = "interrupted (Ctrl-C)"  # what 130 means to a command that stops at once, having written nothing
+
+
+def exit_codes_text(table: Mapping[int, str | Sequence[str]]) -> str:
+    """The ``exit codes:`` paragraph of a --help: a line per code, in order (several lines where a code means
+    another thing to each of several commands), wrapped by :class:`ExitCodesLayout`."""
+    lines = [EXIT_CODES_TITLE]
+    for code in sorted(table):
+        meanings = [table[code]] if isinstance(table[code], str) else list(table[code])
+        for i, meaning in enumerate(meanings):
+            lines.append(f"  {int(code) if i == 0 else '':<{CODE_COLUMN - 2}}{meaning}")
+    return "\n".join(lines)
+
+
+class ExitCodesLayout(argparse.HelpFormatter):
+    """argparse's help, but for a closing ``exit codes:`` paragraph (:func:`exit_codes_text`): kept a line per
+    code, each meaning wrapped beside its code, where argparse would run the table into one paragraph."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        before, title, table = text.partition(EXIT_CODES_TITLE)
+        if not title or (before and not before.endswith("\n\n")):
+            return super()._fill_text(text, width, indent)
+        parts = [super()._fill_text(before, width, indent)] if before.strip() else []
+        lines = [indent + title]
+        for line in table.strip("\n").split("\n"):
+            lines.append(
+                textwrap.fill(
+                    line[CODE_COLUMN:],
+                    width,
+                    initial_indent=indent + line[:CODE_COLUMN],
+                    subsequent_indent=indent + " " * CODE_COLUMN,
+                    break_long_words=False,
+                    break_on_hyphens=False,
+                )
+            )
+        return "\n\n".join([*parts, "\n".join(lines)])
+
+
+def with_exit_codes_layout(formatter: type[argparse.HelpFormatter]) -> type[argparse.HelpFormatter]:
+    """``formatter`` (a command's own: completion's keeps its description's lines) that lays out exit codes too."""
+    if issubclass(formatter, ExitCodesLayout):
+        return formatter
+    if formatter is argparse.HelpFormatter:
+        return ExitCodesLayout
+    return type(f"ExitCodes{formatter.__name__}", (ExitCodesLayout, formatter), {})
 
 
 # -- arguments that several commands share: one definition and one help text each -----------

@@ -18,8 +18,10 @@ from ..run import runs
 from ..spec.bundled import spec_path
 from ..spec.parser import load
 from .common import (
+    INTERRUPTED,
     SPEC_HELP,
     Commands,
+    ExitCodes,
     add_init_option,
     add_input_option,
     add_num_classes_option,
@@ -31,16 +33,28 @@ if typing.TYPE_CHECKING:
     from ..nn.compiler import VGG
 
 
+EXIT_CODES: ExitCodes = {
+    ExitCode.OK: "without -o: every layer's real output shape and parameters agree with the analysis; with -o: "
+    "the network written",
+    ExitCode.DIFFERS: "without -o: a layer's real output shape or parameters disagree with the analysis",
+    ExitCode.BAD_INPUT: "bad input: a spec error, weights that do not fit, an output suffix or format it does not "
+    "know, a file that cannot be written",
+    ExitCode.INTERRUPTED: INTERRUPTED,
+}
+
+
 def add(commands: Commands) -> None:
     p = commands.add_parser(
         "compile",
-        help="build a spec with PyTorch: check it, or save it as a checkpoint, TorchScript, ONNX or Python",
+        help="build a spec with PyTorch: check it, or save it as a checkpoint, safetensors, torch.export, "
+        "TorchScript, ONNX or Python",
         description="Compile SPEC into a PyTorch module. Without -o: build it, run one forward pass at the "
         "spec's input size (or --input's, with --dense) and print each layer's real output shape and parameters "
         "next to the analysis. With -o: write a vggspec checkpoint (load it with vggspec.load_model), a "
-        ".safetensors file (the weights, with the spec, its hash and the preprocessing in its metadata), "
-        "TorchScript, ONNX, or a standalone PyTorch source file that does not need vggspec. SPEC may also be a "
-        "checkpoint or run folder: 'vggspec compile RUN -o model.safetensors' converts a trained network.",
+        ".safetensors file (the weights, with the spec, its hash and the preprocessing in its metadata), a "
+        "torch.export program (.pt2: torch.export.load(FILE).module() runs it without vggspec), TorchScript, "
+        "ONNX, or a standalone PyTorch source file that does not need vggspec. SPEC may also be a checkpoint or "
+        "run folder: 'vggspec compile RUN -o model.safetensors' converts a trained network.",
     )
     p.add_argument("spec", metavar="SPEC", help=SPEC_HELP + "; or a checkpoint or run folder (its best.pt)")
     p.add_argument(
@@ -48,10 +62,9 @@ def add(commands: Commands) -> None:
     )
     p.add_argument(
         "--format",
-        choices=("checkpoint", "safetensors", "pt2", "torchscript", "onnx", "python", "json"),
-        help="output format (default: from FILE's suffix: .pt checkpoint, .safetensors, .pt2 torch.export program, "
-        ".ts torchscript (legacy: PyTorch deprecates it for torch.export), .onnx, .py python); without -o, json "
-        "prints the check (each layer's real output shape and parameters beside the analysis') as JSON",
+        choices=(*NETWORK_FORMATS, "json"),
+        help=f"output format (default: from FILE's suffix: {_suffixes_text()}); without -o, json prints the check "
+        "(each layer's real output shape and parameters beside the analysis') as JSON",
     )
     p.add_argument("--dense", action="store_true", help="the fully-convolutional network (Section 3.2)")
     p.add_argument(
@@ -76,7 +89,7 @@ def add(commands: Commands) -> None:
     )
     add_input_option(p)
     add_num_classes_option(p)
-    p.set_defaults(run=_compile)
+    p.set_defaults(run=_compile, exit_codes=EXIT_CODES)
 
 
 SUFFIX_FORMATS = {
@@ -92,6 +105,27 @@ SUFFIX_FORMATS = {
     ".py": "python",
 }
 FORMAT_SUFFIXES = {fmt: suffix for suffix, fmt in reversed(SUFFIX_FORMATS.items())}  # each format's first suffix
+# What -o writes: vggspec's own formats, then nn.export.FORMATS (named here, as that module imports torch;
+# tests/test_help.py keeps them equal).
+NETWORK_FORMATS = ("checkpoint", "safetensors", "pt2", "torchscript", "onnx", "python")
+# What --help calls each format after its suffixes (none: the suffix says it).
+FORMAT_WORDS = {
+    "checkpoint": "a vggspec checkpoint",
+    "pt2": "a torch.export program",
+    "torchscript": "TorchScript (legacy: PyTorch deprecates it for torch.export)",
+    "python": "Python source",
+}
+
+
+def _suffixes_text() -> str:
+    """``.pt, .pth, .ckpt: a vggspec checkpoint; .safetensors; ...``: every suffix -o knows, by format."""
+    by_format: dict[str, list[str]] = {}
+    for suffix, fmt in SUFFIX_FORMATS.items():
+        by_format.setdefault(fmt, []).append(suffix)
+    return "; ".join(
+        ", ".join(suffixes) + (f": {FORMAT_WORDS[fmt]}" if fmt in FORMAT_WORDS else "")
+        for fmt, suffixes in by_format.items()
+    )
 
 
 def _compile(args: argparse.Namespace) -> int:
@@ -179,7 +213,7 @@ def _write_compiled(model: VGG, args: argparse.Namespace, **facts: object) -> in
         print(f"its metadata records the inputs: {model.preprocessing.describe()}", file=sys.stderr)
     elif model.preprocessing is not None and fmt != "checkpoint":
         print(f"it takes raw pixels 0-255 and normalises them: {model.preprocessing.describe()}", file=sys.stderr)
-    return 0
+    return ExitCode.OK
 
 
 def output_format(output: str, chosen: str | None) -> str:

@@ -12,10 +12,11 @@ import shlex
 import textwrap
 from dataclasses import dataclass
 
+from ..errors import ExitCode
 from ..plan.gpus import GPUS
 from ..spec.bundled import bundled_names
 from ..spec.initialisation import INIT_NAMES
-from .common import Commands
+from .common import INTERRUPTED, Commands, ExitCodes
 
 SHELLS = ("bash", "zsh", "fish")
 
@@ -38,6 +39,12 @@ VALUE_KINDS = {
 # Values that are words vggspec knows, though argparse has no choices for them (they take more spellings).
 KNOWN_WORDS = {"INIT": INIT_NAMES, "GPU": tuple(GPUS)}
 
+EXIT_CODES: ExitCodes = {
+    ExitCode.OK: "the script printed",
+    ExitCode.BAD_INPUT: "bad input: a shell it has no script for",
+    ExitCode.INTERRUPTED: INTERRUPTED,
+}
+
 
 def add(commands: Commands, parser: argparse.ArgumentParser) -> None:
     """``vggspec completion SHELL``: the script for ``parser``, the whole command line."""
@@ -56,12 +63,12 @@ def add(commands: Commands, parser: argparse.ArgumentParser) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,  # one line per shell
     )
     p.add_argument("shell", choices=SHELLS, help="the shell the script is for")
-    p.set_defaults(run=lambda args: _print_script(parser, args.shell))
+    p.set_defaults(run=lambda args: _print_script(parser, args.shell), exit_codes=EXIT_CODES)
 
 
 def _print_script(parser: argparse.ArgumentParser, shell: str) -> int:
     print(script(parser, shell), end="")
-    return 0
+    return ExitCode.OK
 
 
 def script(parser: argparse.ArgumentParser, shell: str) -> str:

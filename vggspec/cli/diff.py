@@ -1,4 +1,4 @@
-"""``vggspec diff``: two networks layer by layer, exit 1 when they differ. A checkpoint's or run folder's spec is
+"""``vggspec diff``: two networks layer by layer, its exit code as diff(1)'s. A checkpoint's or run folder's spec is
 read with torch, imported only then."""
 
 from __future__ import annotations
@@ -12,7 +12,14 @@ from ..nn.weights_file import is_weights_file
 from ..plan.diff import diff
 from ..spec.parser import load
 from ..spec.spec import Spec
-from .common import Commands, need_torch
+from .common import INTERRUPTED, Commands, ExitCodes, need_torch
+
+EXIT_CODES: ExitCodes = {
+    ExitCode.OK: "the networks are the same",
+    ExitCode.DIFFERS: "the networks differ (as diff(1) says of files)",
+    ExitCode.BAD_INPUT: "bad input: a spec error, a file that is neither a spec nor a checkpoint",
+    ExitCode.INTERRUPTED: INTERRUPTED,
+}
 
 
 def add(commands: Commands) -> None:
@@ -22,7 +29,7 @@ def add(commands: Commands) -> None:
         description="Align the layers of OLD and NEW (edit distance: a layer kept, changed within its kind, "
         "added or removed) and print a row per layer with the change in parameters, MACs and activations, the "
         "receptive field at each stage's end, and a summary. Names, comments and spelling (conv3-64 ×2 or two "
-        "lines) do not count. Exit codes as diff(1): 0 the same network, 1 they differ, 2 bad input.",
+        "lines) do not count.",
     )
     for name in ("old", "new"):
         p.add_argument(
@@ -37,7 +44,7 @@ def add(commands: Commands) -> None:
         help="text: a table and a summary line; json: {old, new, same, input, layers: [{status, old, new, "
         "delta, receptive_field}], total: {params, macs, activations: {old, new, delta}}} (default: text)",
     )
-    p.set_defaults(run=_diff)
+    p.set_defaults(run=_diff, exit_codes=EXIT_CODES)
 
 
 def _diff(args: argparse.Namespace) -> int:

@@ -5,11 +5,20 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import SpecError
+from ..errors import ExitCode, SpecError
 from ..files import is_stdout
 from ..logs import quiet_torch_native_logs
 from ..run.config import EvaluateConfig, machines, validated
-from .common import Commands, FlagGroups, add_model_options, given, need_torch, told_to_the_machines
+from .common import (
+    INTERRUPTED,
+    Commands,
+    ExitCodes,
+    FlagGroups,
+    add_model_options,
+    given,
+    need_torch,
+    told_to_the_machines,
+)
 
 # How --help groups evaluate's flags (EvaluateConfig's fields): every field in one group, or tests/test_help.py
 # fails.
@@ -23,6 +32,15 @@ FLAG_GROUPS: FlagGroups = {
         ("gpus", "nproc", "nnodes", "rdzv_endpoint", "rdzv_timeout"),
     ),
     "performance": ("how fast it runs, and in how much memory", ("batch_size", "dtype", "compile")),
+}
+
+EXIT_CODES: ExitCodes = {
+    ExitCode.OK: "the table printed (images that could not be read are counted as errors, and named)",
+    ExitCode.BAD_INPUT: "bad input: a checkpoint or folder that cannot be read, a setting that cannot work, "
+    "networks trained on other classes (not fused)",
+    ExitCode.LOST: "with --gpus, --nproc or --nnodes: a process died or lost the others (an evaluation is not "
+    "restarted)",
+    ExitCode.INTERRUPTED: INTERRUPTED,
 }
 
 
@@ -47,7 +65,7 @@ def add(commands: Commands) -> None:
         "writes ({images, rows: [{network, method, scales, flip, top1_err, top5_err, paper}]}, errors as "
         "fractions), the table and the notes on standard error (default: text)",
     )
-    p.set_defaults(run=_evaluate)
+    p.set_defaults(run=_evaluate, exit_codes=EXIT_CODES)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -62,7 +80,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from ..run.evaluate import evaluate
 
     evaluate(config)
-    return 0
+    return ExitCode.OK
 
 
 def _json_to_standard_output(values: dict[str, object]) -> str:

@@ -10,7 +10,15 @@ from ..errors import ExitCode, SpecError
 from ..spec.bundled import spec_path
 from ..spec.formatter import format_spec
 from ..spec.parser import load, parse
-from .common import Commands
+from .common import INTERRUPTED, Commands, ExitCodes
+
+EXIT_CODES: ExitCodes = {
+    ExitCode.OK: "the specs printed or rewritten; with --check: every one is canonical",
+    ExitCode.DIFFERS: "with --check: a spec is not canonical (each is named: would reformat FILE)",
+    ExitCode.BAD_INPUT: "bad input: a spec that cannot be read or a file that cannot be written (the others are "
+    "still done), --check with --write",
+    ExitCode.INTERRUPTED: INTERRUPTED,
+}
 
 
 def add(commands: Commands) -> None:
@@ -21,9 +29,13 @@ def add(commands: Commands) -> None:
         "parse(fmt(spec)) is the same network.",
     )
     p.add_argument("specs", nargs="+", metavar="SPEC", help="spec files or bundled names ('-' reads standard input)")
-    p.add_argument("--check", action="store_true", help="change nothing; exit 1 if a file is not canonical")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="change nothing; name the files that are not canonical (the exit code says whether any is)",
+    )
     p.add_argument("-w", "--write", action="store_true", help="rewrite the files in place")
-    p.set_defaults(run=_fmt)
+    p.set_defaults(run=_fmt, exit_codes=EXIT_CODES)
 
 
 def _fmt(args: argparse.Namespace) -> int:

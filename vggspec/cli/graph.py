@@ -7,10 +7,18 @@ import sys
 from pathlib import Path
 
 from .. import files
+from ..errors import ExitCode
 from ..spec.analysis import analyze
 from ..spec.bundled import spec_path
 from ..spec.parser import load
-from .common import Commands, add_input_option, add_spec_argument
+from .common import INTERRUPTED, Commands, ExitCodes, add_input_option, add_spec_argument
+
+EXIT_CODES: ExitCodes = {
+    ExitCode.OK: "the drawing written",
+    ExitCode.BAD_INPUT: "bad input: a spec error, a format it cannot draw, no Graphviz 'dot' program for SVG, PNG "
+    "or PDF, a file that cannot be written",
+    ExitCode.INTERRUPTED: INTERRUPTED,
+}
 
 
 def add(commands: Commands) -> None:
@@ -29,7 +37,7 @@ def add(commands: Commands) -> None:
     )
     p.add_argument("--format", choices=("svg", "png", "pdf", "dot"), help="default: from -o's suffix, else svg")
     add_input_option(p)
-    p.set_defaults(run=_graph)
+    p.set_defaults(run=_graph, exit_codes=EXIT_CODES)
 
 
 def _graph(args: argparse.Namespace) -> int:
@@ -41,4 +49,4 @@ def _graph(args: argparse.Namespace) -> int:
     written = draw(analyze(spec, input_size=args.input), output, args.format)
     if not files.is_stdout(written):
         print(f"wrote {written}", file=sys.stderr)
-    return 0
+    return ExitCode.OK

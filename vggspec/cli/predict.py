@@ -10,7 +10,9 @@ import sys
 from ..errors import ExitCode, SpecError
 from ..run.config import NUM_CLASSES_WITHOUT_WEIGHTS, PREDICT_METHODS
 from .common import (
+    INTERRUPTED,
     Commands,
+    ExitCodes,
     add_dtype_option,
     add_flip_option,
     add_weights_classes_option,
@@ -19,6 +21,12 @@ from .common import (
     positive_int,
 )
 
+EXIT_CODES: ExitCodes = {
+    ExitCode.OK: "every image classified",
+    ExitCode.BAD_INPUT: "bad input, or an image that could not be read (said, and the others are still classified)",
+    ExitCode.INTERRUPTED: INTERRUPTED,
+}
+
 
 def add(commands: Commands) -> None:
     p = commands.add_parser(
@@ -26,9 +34,9 @@ def add(commands: Commands) -> None:
         help="the top classes of images, with probabilities",
         description="Classify images with a trained checkpoint, or a spec and --weights (vggspec predict D "
         "--weights torchvision:vgg16 cat.jpg): dense evaluation at the training scale (or --scale), averaged "
-        "with the flipped image if the network was trained with flips; class names from the training run or "
-        "the weights. Inputs are prepared as the weights were trained on (the paper's mean subtraction, or "
-        "torchvision's normalisation).",
+        "with the flipped image if the network was trained with --flip (or --flip says so); class names from the "
+        "training run or the weights. Inputs are prepared as the weights were trained on (the paper's mean "
+        "subtraction, or torchvision's normalisation).",
     )
     p.add_argument(
         "checkpoint",
@@ -54,7 +62,15 @@ def add(commands: Commands) -> None:
         "at the default Q = 256: resize 256, centre crop 224, its probabilities); multi-crop: 50 crops; both: "
         "dense and multi-crop averaged (default: dense)",
     )
-    p.add_argument("--scale", type=positive_int, metavar="Q", help="rescale the smallest side to Q (default: S)")
+    p.add_argument(
+        "--scale",
+        type=positive_int,
+        metavar="Q",
+        help="rescale the smallest side to Q (default: the training scale S, the middle of a jittered one; for a "
+        "network vggspec did not train, 256 at 224-pixel inputs, in proportion for others; where S leaves a "
+        "border of pixels outside every pooling window of the dense evaluation, the nearest scale that uses "
+        "them all, said in a note)",
+    )
     p.add_argument("--top", type=positive_int, default=5, metavar="K", help="how many classes (default: 5)")
     p.add_argument(
         "--format",
@@ -65,7 +81,7 @@ def add(commands: Commands) -> None:
     )
     add_flip_option(p)
     add_dtype_option(p)
-    p.set_defaults(run=_predict)
+    p.set_defaults(run=_predict, exit_codes=EXIT_CODES)
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -93,4 +109,4 @@ def _predict(args: argparse.Namespace) -> int:
             sys.stdout.flush()
     if args.format == "json":
         print(json.dumps({**found.describe(), "images": images}, indent=2))
-    return ExitCode.BAD_INPUT if failed else 0
+    return ExitCode.BAD_INPUT if failed else ExitCode.OK

@@ -7,11 +7,22 @@ import argparse
 import importlib.util
 import sys
 
+from ..errors import ExitCode
 from ..plan.budget import parse_flops
 from ..plan.gpus import GPUS
 from ..run.config import TrainConfig, load_config_file
 from ..run.study import DEFAULT_DEVICE, GPU_CHOICE, MACHINE_SETTINGS, STUDY_DECIDES, StudyConfig
-from .common import Commands, add_field_option, need_torch
+from .common import Commands, ExitCodes, add_field_option, need_torch
+
+EXIT_CODES: ExitCodes = {
+    ExitCode.OK: "every cell trained and evaluated, the tables written (with --dry-run: the plan printed)",
+    ExitCode.BAD_INPUT: "bad input: a spec error, a setting that cannot work, a folder that cannot be written",
+    ExitCode.DIVERGED: "a cell's training diverged: the study stops there",
+    ExitCode.LOST: "with --gpus or --nproc: a process of a cell's training or evaluation died, and no restart was "
+    "left",
+    ExitCode.OUT_OF_MEMORY: "a cell's training ran out of memory: the study stops there",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C; a cell in training saves first): the same command continues",
+}
 
 
 def add(commands: Commands) -> None:
@@ -73,7 +84,7 @@ def add(commands: Commands) -> None:
     recipe.add_argument("--config", metavar="FILE", help="settings from a .json or .toml file; flags override them")
     for name in recipe_flags():
         add_field_option(recipe, name, TrainConfig.model_fields[name])
-    p.set_defaults(run=_study)
+    p.set_defaults(run=_study, exit_codes=EXIT_CODES)
 
 
 def _study(args: argparse.Namespace) -> int:
@@ -94,14 +105,14 @@ def _study(args: argparse.Namespace) -> int:
 
         plan = plan_study(config)
         print(plan.text() if args.format == "text" else _json(plan.to_dict()))
-        return 0
+        return ExitCode.OK
     if importlib.util.find_spec("torch") is None:  # not imported: a study whose cells are all done needs none
         need_torch("vggspec study")
     from ..run.study import run_study
 
     report = run_study(config)
     sys.stdout.write(report.markdown() if args.format == "text" else _json(report.to_dict()) + "\n")
-    return 0
+    return ExitCode.OK
 
 
 def recipe_flags() -> list[str]:

@@ -9,7 +9,14 @@ from .. import files
 from ..errors import ExitCode
 from ..plan.diff import new_layers
 from ..plan.report import table1
-from .common import Commands, add_specs_argument, load_all
+from .common import INTERRUPTED, Commands, ExitCodes, add_specs_argument, load_all
+
+EXIT_CODES: ExitCodes = {
+    ExitCode.OK: "the table written",
+    ExitCode.BAD_INPUT: "bad input: a spec that cannot be read (the others' table is still written), a file that "
+    "cannot be written",
+    ExitCode.INTERRUPTED: INTERRUPTED,
+}
 
 
 def add(commands: Commands) -> None:
@@ -27,7 +34,7 @@ def add(commands: Commands) -> None:
         help="set in bold (**conv3-256**) each column's layers that are added or changed against the column "
         "before it, as the paper does (aligned as 'vggspec diff' aligns them)",
     )
-    p.set_defaults(run=_table)
+    p.set_defaults(run=_table, exit_codes=EXIT_CODES)
 
 
 def _table(args: argparse.Namespace) -> int:
@@ -41,4 +48,4 @@ def _table(args: argparse.Namespace) -> int:
                 print(f"wrote {args.output}", file=sys.stderr)
         else:
             sys.stdout.write(markdown)
-    return ExitCode.BAD_INPUT if failed else 0
+    return ExitCode.BAD_INPUT if failed else ExitCode.OK

@@ -12,7 +12,7 @@ from ..logs import quiet_torch_native_logs
 from ..run.config import TrainConfig, load_config_file, machines, validated
 from ..run.runs import SUMMARY, started_data
 from ..spec.parser import load
-from .common import Commands, FlagGroups, add_model_options, given, need_torch, told_to_the_machines
+from .common import Commands, ExitCodes, FlagGroups, add_model_options, given, need_torch, told_to_the_machines
 
 # How --help groups train's flags (TrainConfig's fields): every field in one group, or tests/test_help.py fails.
 FLAG_GROUPS: FlagGroups = {
@@ -43,6 +43,16 @@ FLAG_GROUPS: FlagGroups = {
     ),
 }  # fmt: skip
 
+EXIT_CODES: ExitCodes = {
+    ExitCode.OK: "the run is done: its epochs trained, or stopped early (--early-stop)",
+    ExitCode.BAD_INPUT: "bad input, or a run folder that cannot be written",
+    ExitCode.DIVERGED: "the loss became NaN or infinite (the last good checkpoint is kept)",
+    ExitCode.LOST: "a process died or lost the others, and no restart was left (RUN/last.pt kept: --resume "
+    "continues)",
+    ExitCode.OUT_OF_MEMORY: "a device ran out of memory (the finished steps saved)",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C or SIGTERM; saved first: --resume continues)",
+}
+
 # The stops after which the run has written RUN/summary.json (when rank 0 stopped too): bad input comes before.
 SUMMARISED_STOPS = (ExitCode.DIVERGED, ExitCode.OUT_OF_MEMORY, ExitCode.INTERRUPTED)
 
@@ -58,9 +68,7 @@ def add(commands: Commands) -> None:
         "each with --nnodes M --rdzv-endpoint HOST:PORT (HOST one of them) and the same --out, on a folder they "
         "all reach (or under torchrun, one per machine: README, 'Training on several machines'). Checkpoints go "
         "to RUN/last.pt and RUN/best.pt every epoch; 'vggspec train --out RUN --resume' continues a run, mid-epoch "
-        "included, with its spec and settings. Exit codes: 0 done, 2 bad input or a run folder that cannot be "
-        "written, 3 the loss diverged, 4 a process died and no restart was left (last.pt kept), 5 out of memory "
-        "(finished steps saved), 130 interrupted (saved).",
+        "included, with its spec and settings.",
     )
     p.add_argument("--config", metavar="FILE", help="settings from a .json or .toml file; flags override them")
     groups = add_model_options(p, TrainConfig, FLAG_GROUPS)
@@ -73,7 +81,7 @@ def add(commands: Commands) -> None:
         "stopped, epochs, the best epoch's errors and losses, the run folder and its files, seconds; progress and "
         "notes stay on standard error",
     )
-    p.set_defaults(run=_train)
+    p.set_defaults(run=_train, exit_codes=EXIT_CODES)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -100,7 +108,7 @@ def _train(args: argparse.Namespace) -> int:
         raise
     if args.format == "json":
         _print_summary(run_dir)
-    return 0
+    return ExitCode.OK
 
 
 def _print_summary(run_dir: Path) -> None:

@@ -45,8 +45,8 @@ PREDICT_METHODS = ("dense", "center", "multi-crop", "both")  # what predict take
 # Help of flags that several commands have: one text each, so that they read the same everywhere.
 FLIP_HELP = (
     "horizontal flips: train flips images at random; evaluate and predict average each image's posteriors "
-    "with its mirror image's, by default when the network was trained with flips (a network trained on digits "
-    "or text with --no-flip is not shown mirror images)"
+    "with its mirror image's, by default when the network was trained with --flip (train's default; a network "
+    "trained on digits or text with --no-flip is not shown mirror images)"
 )
 DTYPE_HELP = (
     "what the network computes in; auto: bfloat16 where it is faster than float32 (measured once on a CPU with "
@@ -120,12 +120,12 @@ class TrainConfig(BaseModel):
     batch_size: int | None = Field(
         default=None,
         ge=1,
-        description="global batch, whatever the number of processes",
+        description="global batch, whatever the number of processes (they split it: --gpus)",
         **command_line(
             metavar="N",
             default_note=f"(default: the paper's {PAPER_BATCH}; for fewer than {PAPER_BATCH * MIN_STEPS_PER_EPOCH} "
             f"training images the power of two that gives at least {MIN_STEPS_PER_EPOCH} steps an epoch, at least "
-            f"{MIN_BATCH}: one step an epoch learns nothing)",
+            f"{MIN_BATCH}: one step an epoch learns nothing; rounded up to a multiple of the processes)",
         ),
     )
     micro_batch: Annotated[int, Field(ge=1)] | Literal["auto"] | None = Field(
@@ -216,12 +216,19 @@ class TrainConfig(BaseModel):
     )
     seed: int = Field(default=0, description="seed of the initialisation, the data order and the augmentation")
 
-    gpus: int = Field(default=0, ge=0, description="data-parallel processes on GPUs (NCCL)")
+    gpus: int = Field(
+        default=0,
+        ge=0,
+        description="data-parallel processes on GPUs (NCCL), one a GPU, which split the global batch (--batch-size): "
+        "where N does not divide it, the first batch % N processes take one image more",
+        **command_line(metavar="N"),
+    )
     nproc: int = Field(
         default=1,
         ge=1,
-        description="data-parallel processes on the CPU (gloo); under torchrun, its --nproc-per-node (leave --nproc "
-        "out: torchrun's parser takes it for its own unless a -- comes before the command)",
+        description="data-parallel processes on the CPU (gloo), which split the global batch as --gpus's do; under "
+        "torchrun, its --nproc-per-node (leave --nproc out: torchrun's parser takes it for its own unless a -- "
+        "comes before the command)",
     )
     nnodes: NodeCounts
     rdzv_endpoint: Endpoint
@@ -339,7 +346,8 @@ class EvaluateConfig(BaseModel):
         default=None,
         description="test scales: numbers (256,384,512), relative to the training scale S (S-32,S,S+32; for a "
         "jittered S: S_min,S,S_max), or 'paper': Table 4's three (S-32,S,S+32, or S_min,S,S_max when S was "
-        "jittered); by default S",
+        "jittered); by default S (for dense evaluation where S leaves a border of pixels outside every pooling "
+        "window, the nearest scale that uses them all, said in a note: --scales S keeps S)",
         **command_line(metavar="Q,..."),
     )
     method: Method = Field(

@@ -188,11 +188,14 @@ def _network(model: VGG, path: str, dtype: DTypeLike, *, compile: bool = False, 
     return Network(name=model.spec.display_name, path=path, classifier=classifier, dense=dense, **facts)
 
 
-def evaluation_scales(net: Network, text: str | None, *, dense: bool, say: bool = True) -> list[int]:
+def evaluation_scales(
+    net: Network, text: str | None, *, dense: bool, say: bool = True, keep: str = "--scales S"
+) -> list[int]:
     """The test scales ``text`` asks of ``net`` (:func:`~vggspec.data.scales.parse_test_scales`). By default
     that is S; but where S leaves a border of pixels outside every pooling window of a dense evaluation
     (S = 37 for a 32-pixel network of stride 32: 5 rows), the nearest scale that uses every pixel instead,
-    said in a note (``--scales S`` keeps S)."""
+    said in a note that names ``keep``, how the caller's user asks for S itself (``{S}``: its value; evaluate's
+    ``--scales S``, predict's ``--scale {S}``)."""
     scales = parse_test_scales(text, net.train_scale, net.input_size, say=say)
     spec = net.classifier.spec
     if text is not None or not dense or not (unused := unused_pixels(spec, scales[0])):
@@ -205,7 +208,7 @@ def evaluation_scales(net: Network, text: str | None, *, dense: bool, say: bool 
     if say:
         log.warning(
             f"note: testing {net.name} at Q = {nearest}, not its S = {q}: at {q} the dense evaluation leaves the "
-            f"last {unused} rows and columns outside every pooling window (--scales S tests at S)"
+            f"last {unused} rows and columns outside every pooling window ({keep.format(S=q)} tests at S)"
         )
     return [nearest]
 
@@ -538,7 +541,7 @@ def render_rows(rows: Sequence[Row]) -> str:
     from ..plan.report import render_table
 
     show_paper = any(r.paper for r in rows)
-    header = ["network", "method", "test scales Q", "flips", "top-1 err (%)", "top-5 err (%)"]
+    header = ["network", "method", "test scales Q", "flip", "top-1 err (%)", "top-5 err (%)"]  # flip: as in JSON
     if show_paper:
         header += ["paper top-1", "paper top-5"]
     body = []
@@ -850,7 +853,7 @@ def predictions(
         raise SpecError(f"unknown method {method!r}: the methods are {', '.join(PREDICT_METHODS)}")
     paths = image_paths(images)
     net = load_network(checkpoint, dtype=dtype, weights=weights, num_classes=num_classes)
-    q = scale or evaluation_scales(net, None, dense=uses_dense(method))[0]
+    q = scale or evaluation_scales(net, None, dense=uses_dense(method), keep="--scale {S}")[0]
     check_test_scales([q], net.input_size, net.name)
     if method != "center":
         note_unused_pixels(net, [q])
