@@ -100,7 +100,7 @@ class Verification:
 
 
 def verify(model: VGG, size: int | None = None, *, batch: int = 1, seed: int = 0) -> Verification:
-    """One forward pass of ``batch`` random images (``size``×``size``; default: the declared size); a SpecError
+    """One forward pass of ``batch`` random images (``size`` × ``size``; default: the declared size); a SpecError
     with the numbers, before the images are made, when the pass cannot fit in the device's free memory."""
     spec = model.spec
     c, h, w = spec.input.shape

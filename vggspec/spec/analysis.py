@@ -132,7 +132,7 @@ class Analysis:
 
 
 def analyze(spec: Spec, input_size: int | None = None, *, dense: bool = False) -> Analysis:
-    """Analyse ``spec`` at its declared input size, or at ``input_size``×``input_size``.
+    """Analyse ``spec`` at its declared input size, or at ``input_size`` × ``input_size``.
 
     At another input size the network is taken as if declared for it: the first FC layer
     flattens whatever map reaches it. With ``dense``, the FC layers are applied as

@@ -16,6 +16,8 @@ from .spec import Spec
 
 
 def format_spec(spec: Spec) -> str:
+    """``spec`` as canonical text, what ``vggspec fmt`` prints: header comments, ``name:``, ``input:``, then a line
+    per run of equal layers (``conv3-512 ×3``), other comments beside their layers."""
     standalone = [c for c in spec.comments if not c.trailing and not c.leading]
     trailing = {c.line: c.text for c in spec.comments if c.trailing}
     out = [c.text for c in spec.comments if c.leading]

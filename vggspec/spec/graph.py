@@ -21,6 +21,8 @@ INPUT = "input"
 
 
 def to_graph(spec: Spec) -> nx.DiGraph:
+    """``spec`` as a networkx chain from an ``input`` node, a node per layer named the Caffe way, each with
+    its ``layer``, ``index`` and ``kind`` (and an FC layer's resolved ``dropout`` and ``classifier``)."""
     graph = nx.DiGraph(name=spec.display_name, spec=spec)
     graph.add_node(INPUT, index=-1, layer=None, kind="input", shape=spec.input.shape)
     previous = INPUT

@@ -413,7 +413,7 @@ class FC(LayerSpec):
     Dropout defaults to the paper's 0.5 on every other FC layer; ``[dropout=0]`` turns it off.
 
     For dense evaluation (Section 3.2) :meth:`Spec.dense` sets ``kernel``: the layer is then
-    applied as a ``kernel``×``kernel`` convolution without padding (the first FC layer's kernel
+    applied as a ``kernel`` × ``kernel`` convolution without padding (the first FC layer's kernel
     is the map size that reaches it at the training input, the others' 1), so it slides over
     larger maps and yields a class score map. Not written in specs.
     """

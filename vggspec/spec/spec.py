@@ -118,7 +118,7 @@ class Spec(BaseModel):
         return any(isinstance(layer, FC) and layer.kernel for layer in self.layers)
 
     def with_input_size(self, size: int) -> Spec:
-        """The same network declared for ``size``×``size`` inputs."""
+        """The same network declared for ``size`` × ``size`` inputs."""
         return self.model_copy(update={"input": self.input.model_copy(update={"size": size})})
 
     def with_classes(self, classes: int, *, note: str | None = None) -> Spec:
