@@ -19,9 +19,6 @@ sys.path.insert(0, str(HERE.parent))  # this tree's vggspec, installed or not
 sys.path.insert(0, str(HERE))
 
 import generate  # noqa: E402
-from pygments.lexer import RegexLexer  # noqa: E402
-from pygments.token import Comment, Keyword, Name, Number, Operator, Punctuation, Text, Whitespace  # noqa: E402
-from sphinx.highlighting import lexers  # noqa: E402
 
 import vggspec  # noqa: E402
 
@@ -42,27 +39,6 @@ autodoc_typehints = "signature"
 autodoc_default_options: dict[str, object] = {}  # members only where a directive lists them
 
 
-class VggLexer(RegexLexer):
-    """The .vgg language for ```vgg blocks: comments, the name and input lines, layer words, attributes, ×N."""
-
-    name, aliases, filenames = "vgg", ["vgg"], ["*.vgg"]
-    tokens = {
-        "root": [
-            (r"#.*$", Comment.Single),
-            (r"^(name|input)\b", Keyword),
-            (r"(conv[0-9]+-[0-9]+|FC-[0-9]+|maxpool|LRN|soft-max)(?![\w-])", Name.Builtin),
-            (r"[×x*]\s*[0-9]+\b", Operator),
-            (r"[A-Za-z_]\w*(?=\s*=)", Name.Attribute),
-            (r"[-+]?[0-9.]+(?:[eE][-+]?[0-9]+)?", Number),
-            (r"[A-Za-z_][\w.-]*", Name),
-            (r"[\[\],:=()]", Punctuation),
-            (r"\s+", Whitespace),
-            (r".", Text),
-        ]
-    }
-
-
-lexers["vgg"] = VggLexer()  # Sphinx highlights ```vgg blocks with it
 
 html_theme = "furo"
 html_title = f"vggspec {version}"
