@@ -286,6 +286,7 @@ class Page:
         report: list[str] = []
         with self._here():
             runner.run(test, out=report.append, clear_globs=False)
+        self.namespace.update(test.globs)  # the runner works on a copy: the page's next examples see its names
         if runner.failures:
             raise ExampleFailed("".join(report))
 
