@@ -91,6 +91,7 @@ def test_examples_not_run_still_meet_the_parser(tmp_path: Path) -> None:
 
 def test_pycon_examples_are_doctests(tmp_path: Path) -> None:
     _page(tmp_path, "```pycon\n>>> 6 * 7\n42\n```\n").run()
+    _page(tmp_path, "```pycon\n>>> x = 6\n```\n\n```pycon\n>>> x * 7\n42\n```\n").run()  # one namespace a page
     with pytest.raises(ExampleFailed):
         _page(tmp_path, "```pycon\n>>> 6 * 7\n43\n```\n").run()
 
