@@ -78,6 +78,10 @@ def test_files_the_page_shows_are_written_before_the_commands(tmp_path: Path) ->
     _page(tmp_path, page).run()
 
 
+def test_a_command_continued_with_a_backslash_is_one_command(tmp_path: Path) -> None:
+    _page(tmp_path, "```console\n$ echo one \\\n  two\none two\n```\n").run()
+
+
 def test_examples_not_run_still_meet_the_parser(tmp_path: Path) -> None:
     good = Block(tmp_path / "p.md", 1, "bash", "torchrun --nproc-per-node 8 -m vggspec train D --data imagenet\n")
     assert check_flags(good) == 1

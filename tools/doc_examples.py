@@ -130,9 +130,9 @@ def console_commands(block: Block) -> list[Command]:
             continue
         line = block.line + 1 + i
         text = lines[i][2:]
-        while text.endswith("\\") and i + 1 < len(lines):
+        while text.endswith("\\") and i + 1 < len(lines):  # bash reads the backslash-newline as a space
             i += 1
-            text = text[:-1] + "\n" + lines[i]
+            text += "\n" + lines[i]
         exits = _EXITS.search(text)
         code = int(exits["code"]) if exits else 0
         commands.append(Command(line, text[: exits.start()] if exits else text, "", code))
