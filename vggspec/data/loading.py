@@ -27,12 +27,15 @@ def loader(
     collate: Callable[[Any], Any],
     batches: Iterable[Sequence[int]] | None = None,
     pin_memory: bool = False,
-    seed: int | None = None,
+    seed: int = 0,
 ) -> torch.utils.data.DataLoader:
     """``dataset`` read by ``workers`` processes (0: in this one), in the given ``batches`` of indices (None:
-    an item at a time, unbatched). ``seed`` gives the loader a generator of its own: a DataLoader otherwise
-    draws its workers' base seed from the global RNG, which dropout also uses, and a resumed run would drift
-    from the original."""
+    an item at a time, unbatched).
+
+    Every loader has a generator of its own (``seed``): a DataLoader otherwise draws its workers' base seed
+    from the global RNG, which the initial weights and dropout also use, so a resumed run would drift from
+    the original, and a run whose colour statistics were read by workers would start from other weights
+    than one that read them in this process."""
     return torch.utils.data.DataLoader(
         dataset,
         batch_sampler=batches,
@@ -41,5 +44,5 @@ def loader(
         collate_fn=collate,
         pin_memory=pin_memory,
         multiprocessing_context=worker_start_method(workers),
-        generator=None if seed is None else torch.Generator().manual_seed(seed),
+        generator=torch.Generator().manual_seed(seed),
     )
