@@ -3,6 +3,7 @@
 Nothing is downloaded: each test points TORCH_HOME at a temporary folder, places a state dict at the
 exact path torchvision's weights API caches its download at, and makes any download fail."""
 
+import json
 import os
 import urllib.error
 
@@ -404,6 +405,24 @@ def test_torchvisions_own_files_are_taken_to_expect_its_normalisation(tmp_path):
     assert model.preprocessing.scale == 1 and model.preprocessing.mean == pytest.approx(IMAGENET_MEAN)
     assert model.preprocessing.classes[0] == "tench"
     assert "torchvision's normalisation assumed" in str(model.weights_report)
+
+
+def test_a_download_speaks_on_standard_error_and_leaves_standard_output_to_the_result(hub, monkeypatch, capsys):
+    """torch.hub writes "Downloading: ..." to standard output, where ``compile --format json`` and
+    ``predict --format json > out.json`` write their result: the first run with a name would be unreadable."""
+    source = vggspec.build(vggspec.load(NARROW_A), init="glorot", seed=5).state_dict()
+
+    def download(url, path, *args, **kwargs):  # as torch's: a file in the cache, and words on standard output
+        print(f"fetched {url}")
+        torch.save(source, path)
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", download)
+    for run in ("downloads", "reads the cache"):
+        assert main(["compile", str(NARROW_A), "--weights", "torchvision:vgg11", "--format", "json"]) == 0, run
+        out, err = capsys.readouterr()
+        assert json.loads(out), run
+        said = 'Downloading: "https://download.pytorch.org/models/vgg11-' in err and "fetched https://" in err
+        assert said == (run == "downloads"), err
 
 
 def test_a_corrupt_cached_file_and_another_architecture_each_get_one_line(hub, tmp_path, capsys):

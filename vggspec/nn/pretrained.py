@@ -8,7 +8,9 @@ is imported only when such a name is loaded: ``vggspec analyze`` never imports t
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -76,12 +78,16 @@ def pretrained_preprocessing(weights: str) -> Preprocessing:
 
 
 def load_pretrained(weights: str, *, progress: bool = True) -> Mapping[str, torch.Tensor]:
-    """The state dict that ``torchvision:NAME[:ENUM]`` names, from the hub cache or downloaded once."""
+    """The state dict that ``torchvision:NAME[:ENUM]`` names, from the hub cache or downloaded once.
+
+    torch.hub writes "Downloading: URL to PATH" to standard output: it goes to standard error with the
+    progress bar, where it does not end up in ``predict --format json > out.json`` or ``compile -o -``."""
     chosen = _weights_entry(weights)
     path = cache_path(chosen.url)
     cached = path.is_file()
     try:
-        return chosen.get_state_dict(progress=progress, map_location="cpu", weights_only=True)
+        with contextlib.redirect_stdout(sys.stderr):
+            return chosen.get_state_dict(progress=progress, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - urllib, http and torch.load raise many types
         if cached:
             raise WeightsError(
