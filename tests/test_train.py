@@ -524,7 +524,9 @@ def test_freeze_keeps_the_frozen_layers_and_their_batch_norm_statistics_bit_for_
     start = torch.load(best, weights_only=True)["state_dict"]
     cfg = tiny_config(tmp_path, shapes, WIDER_FC, epochs=1, weights=str(best), freeze="pool1", new_layer_lr_mult=10)
     run = train(cfg)
-    assert "frozen: conv1_1 to pool1" in capfd.readouterr().err
+    frozen = [line for line in capfd.readouterr().err.splitlines() if "frozen:" in line]
+    said = "frozen: conv1_1 to pool1 (240 parameters), batch norm's statistics too"  # 3·8·9 + 8, and bn's 8 + 8
+    assert len(frozen) == 1 and frozen[0].endswith(said), frozen
     saved = torch.load(run / "last.pt", weights_only=True)
     after = saved["state_dict"]
     for key in [k for k in after if k.startswith("features.")]:
@@ -543,6 +545,14 @@ def test_freeze_keeps_the_frozen_layers_and_their_batch_norm_statistics_bit_for_
     assert_same_weights(final_weights(tmp_path / "res"), final_weights(reference))
     statistics = "features.conv1_1.bn.running_mean"
     assert torch.equal(final_weights(reference)[statistics], start[statistics])
+
+
+def test_freezing_layers_without_batch_norm_speaks_of_no_batch_norm(tmp_path, shapes, capfd):
+    from vggspec.run.train import train
+
+    train(tiny_config(tmp_path, shapes, SMALL_SPEC, epochs=1, freeze="pool1"))
+    frozen = [line for line in capfd.readouterr().err.splitlines() if "frozen:" in line]
+    assert len(frozen) == 1 and frozen[0].endswith("frozen: conv1_1 to pool1 (224 parameters)"), frozen
 
 
 def test_the_parameter_groups_come_from_the_settings():

@@ -115,10 +115,8 @@ class TrainingModel:
     def train_mode(self) -> None:
         """Training mode, but for the frozen layers' batch norm: its running statistics must not move either."""
         self.model.train()
-        for module in self.frozen:
-            for bn in module.modules():
-                if isinstance(bn, nn.modules.batchnorm._BatchNorm):
-                    bn.eval()
+        for bn in _batch_norms(self.frozen):
+            bn.eval()
 
     def decided(self, config: TrainConfig) -> dict[str, str]:
         """What the run made of the settings left to auto, as the configuration shows them."""
@@ -205,8 +203,14 @@ def _freeze(model: VGG, spec: Spec, freeze: str | None, log: RunLog) -> list[nn.
         module.requires_grad_(False)
     if modules:
         count = sum(p.numel() for module in modules for p in module.parameters())
-        log.note(f"frozen: {names[0]} to {names[-1]} ({count:,} parameters), batch norm's statistics too")
+        statistics = ", batch norm's statistics too" if _batch_norms(modules) else ""
+        log.note(f"frozen: {names[0]} to {names[-1]} ({count:,} parameters){statistics}")
     return modules
+
+
+def _batch_norms(modules: list[nn.Module]) -> list[nn.Module]:
+    """The batch norms in ``modules``: frozen, their running statistics stay as loaded too."""
+    return [bn for module in modules for bn in module.modules() if isinstance(bn, nn.modules.batchnorm._BatchNorm)]
 
 
 def _new_layers(config: TrainConfig, model: VGG, resumed: dict[str, Any] | None, log: RunLog) -> list[str]:
