@@ -190,6 +190,29 @@ def test_a_dry_run_shows_the_plan_trains_nothing_and_needs_no_torch(tmp_path, sh
     assert not study.exists()
 
 
+def test_a_dry_run_refuses_a_network_whose_classes_are_not_the_folders_as_its_run_would(tmp_path, shapes):
+    """The second spec ends in FC-5 for 3 class folders: the run of its first cell would stop at its start; the
+    dry run says so in the run's words (exit 2), and --num-classes auto makes it a plan that trains."""
+    a, b = write_specs(tmp_path / "specs", DEEP.replace("FC-3", "FC-5"))
+    line = DEEP.splitlines().index("FC-3") + 1
+    study = tmp_path / "study"
+    args = ["study", a, b, "--data", str(shapes), "--out", str(study), "--dry-run", *RECIPE]
+    no_torch = without_torch(tmp_path)
+    refused = run(*args, env=no_torch)
+    assert refused.returncode == 2 and refused.stdout == "", refused.stderr
+    err = refused.stderr.splitlines()
+    said = f"{b}:{line}:1: error: {b} ends in FC-5 (5 classes) but {shapes / 'train'} has 3 class folders"
+    assert err[0] == said, err
+    assert err[-1] == "hint: change the last FC layer to FC-3 or give --num-classes 3 (or auto), or train on the " \
+        "data it was written for"  # fmt: skip
+    assert "Traceback" not in refused.stderr and not study.exists()
+
+    planned = run(*args, "--num-classes", "auto", env=no_torch)
+    assert planned.returncode == 0, planned.stderr
+    assert "note: tiny B's FC-5 becomes FC-3 (--num-classes auto: 3 classes)" in planned.stdout.splitlines()
+    assert all(line.rstrip().endswith("trains") for line in planned.stdout.splitlines() if line.startswith("b/S"))
+
+
 def test_fusions_are_the_two_best_networks_and_all_of_them():
     def cell(network: str, key: str, top1: float) -> CellResults:
         rows = [{"protocol": "multi-scale", "method": "both", "test_scales": [1], "top1_err": top1, "top5_err": 0.0}]

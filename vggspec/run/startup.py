@@ -1,6 +1,6 @@
 """A run's start, before any of its processes: which settings it runs with (a resumed run's own, a
-restarted one's), its spec (with the classes of ``--num-classes``) and its training scale S, read once here,
-and what cannot work, refused now rather than after the minutes of colour statistics.
+restarted one's), its spec (with the classes of ``--num-classes``: :mod:`.classes`) and its training scale S,
+read once here, and what cannot work, refused now rather than after the minutes of colour statistics.
 """
 
 from __future__ import annotations
@@ -8,14 +8,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..data import folders
 from ..data.scales import TrainingScale
 from ..errors import CheckpointError, SpecError
 from ..logs import log
-from ..nn.checkpoint import checkpoint_spec, read_checkpoint
+from ..nn.checkpoint import read_checkpoint
 from ..spec.parser import load
 from ..spec.spec import Spec
 from . import runs
+from .classes import with_classes
 from .config import TrainConfig, validated
 from .distributed import Attempt
 from .runs import checkpoint_path
@@ -53,36 +53,6 @@ def prepare(config: TrainConfig, given: set[str]) -> tuple[TrainConfig, Spec, Tr
     _check_devices(config)
     _check_start_files(config)
     return config, spec, scale
-
-
-def with_classes(config: TrainConfig, spec: Spec) -> Spec:
-    """The network the run trains: ``spec`` classifying into ``--num-classes``' classes (auto: as many as the
-    training split has class folders; a resumed run's own, as its checkpoint holds it), the classifier's line of its
-    text saying so, for RUN/spec.vgg."""
-    asked = config.num_classes
-    if asked is None:
-        return spec
-    if asked != "auto":
-        classes, how = asked, f"--num-classes {asked}"
-    else:
-        classes = _run_classes(config) if config.resume else len(_training_classes(config))
-        how = f"--num-classes auto: {classes} class{'es' if classes != 1 else ''}"
-    written = spec.classifier.word() if spec.classifier is not None else None
-    changed = spec.with_classes(classes, note=f"trained with {how} (the spec says {written})")
-    if changed is not spec and not config.resume and os.environ.get("RANK", "0") == "0":
-        log.info(f"note: {spec.display_name}'s {written} becomes {changed.classifier.word()} ({how})")
-    return changed
-
-
-def _training_classes(config: TrainConfig) -> tuple[str, ...]:
-    """The class folders of the training split, which every process scans again: checked as they will be."""
-    return folders.scan(config.data, config.train_split, say=False).classes
-
-
-def _run_classes(config: TrainConfig) -> int:
-    """The classes a resumed run trains for: its network's, as its last checkpoint holds it."""
-    path = Path(config.out) / runs.LAST
-    return checkpoint_spec(read_checkpoint(path, mmap=True), path).classifier.features
 
 
 def restarted(config: TrainConfig, *, restart: bool | None = None) -> TrainConfig:

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import files
+from ..data.folders import ImageFolder
 from ..data.scales import (
     PAPER_INPUT,
     PAPER_OFFSET,
@@ -59,6 +60,7 @@ from ..spec.parser import load
 from ..spec.spec import Spec
 from ..units import human_bytes, human_count, human_duration
 from . import runs
+from .classes import check_classes, with_classes
 from .config import TrainConfig, validated
 from .study_report import MULTI_SCALE, SINGLE_SCALE, CellResults, FusionResult, Report, fusion_groups, scale_text
 
@@ -646,9 +648,31 @@ def plan_study(config: StudyConfig) -> StudyPlan:
         )
     state = StudyState.load(Path(config.out))
     planned = []
+    checked: set[Path] = set()
     for cell in cells:
+        step = next_step(cell, state)
+        if step.train in ("new", "anew") and cell.spec_file not in checked:  # a resumed run's classes are its own
+            checked.add(cell.spec_file)
+            _check_classes(cell, config, train_folder, notes)
         budget = train_budget(cell.spec, settings)
         bound = time_bound(budget, conv, fc, device=device, images=images)
-        planned.append(PlannedCell(cell, next_step(cell, state), budget.peak_bytes, batch,
-                                   bound.epoch_seconds * base.epochs))  # fmt: skip
+        planned.append(PlannedCell(cell, step, budget.peak_bytes, batch, bound.epoch_seconds * base.epochs))
     return StudyPlan(planned, device, images, len(val_folder.samples), len(train_folder.classes), notes)
+
+
+def _check_classes(cell: Cell, config: StudyConfig, train: ImageFolder, notes: list[str]) -> None:
+    """The classes ``cell``'s run will train for, checked against the training split as the run checks them at its
+    start (:mod:`.classes`): a SpecError now, not the same one when the study reaches the cell. What
+    ``--num-classes`` makes of the network goes to ``notes``."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        notes.append(record.getMessage())
+        return False
+
+    run_config = cell.train_config(config.recipe, config.data, resume=False)
+    log.addFilter(keep)
+    try:
+        spec = with_classes(run_config, cell.spec)
+    finally:
+        log.removeFilter(keep)
+    check_classes(run_config, spec, train)
