@@ -13,8 +13,8 @@ import argparse
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
-from .completion import commands_of
 from .common import EXIT_CODES_TITLE
+from .completion import commands_of
 
 USAGE_WIDTH = 88  # the synopsis's lines, as a terminal this wide shows them
 
