@@ -40,7 +40,7 @@ def _groups(command: argparse.ArgumentParser) -> dict[str, list[str]]:
 
 COMMANDS = [
     "list", "analyze", "compile", "train", "evaluate", "study", "predict",
-    "fmt", "table", "diff", "graph", "completion",
+    "fmt", "table", "diff", "graph", "samples", "completion",
 ]  # fmt: skip
 
 
@@ -63,6 +63,7 @@ def test_help_of_every_command_exits_0(capsys, monkeypatch, command):
         ("train", ["data", "schedule", "augmentation", "weights", "machines", "performance", "run"]),
         ("evaluate", ["networks", "data", "protocol", "output", "machines", "performance"]),
         ("analyze", ["numbers", "network", "output", "training budget"]),
+        ("samples", ["images", "output"]),
     ],
 )
 def test_the_flags_of_the_long_commands_are_in_groups(capsys, monkeypatch, command, titles):
@@ -240,6 +241,8 @@ def test_bash_completes_paths_where_a_path_goes(bash_script, tmp_path):
         ("list", "PATTERN", "name"),
         ("analyze", "--device", "words"),
         ("analyze", "--params", ""),
+        ("samples", "DIR", "dir"),
+        ("samples", "--classes", "text"),
     ],
 )
 def test_what_each_argument_completes(command, argument, kind):

@@ -19,6 +19,7 @@ returns an exit code:
     table.py      table
     diff.py       diff
     graph.py      graph
+    samples.py    samples (a generated image folder to try the others on)
     completion.py completion: the shell completion scripts, written from the parser
     common.py     the arguments several commands share, the flags generated from the configuration
                   models, and the helpers the handlers call (load_all, need_torch, ...)
@@ -36,7 +37,7 @@ from typing import TextIO
 from .. import __version__
 from ..errors import ExitCode, SpecError
 from ..logs import show_messages
-from . import analyze, compile, completion, diff, evaluate, fmt, graph, predict, study, table, train
+from . import analyze, compile, completion, diff, evaluate, fmt, graph, predict, samples, study, table, train
 from .common import file_in_the_way
 
 
@@ -185,6 +186,7 @@ def _parser() -> argparse.ArgumentParser:
     table.add(commands)
     diff.add(commands)
     graph.add(commands)
+    samples.add(commands)
     completion.add(commands, parser)
     for command in commands.choices.values():  # an unknown flag gets the command's usage, not vggspec's
         command.set_defaults(command_parser=command)
