@@ -120,7 +120,8 @@ def test_a_default_not_said_in_the_description_is_still_noted(capsys):
     text = " ".join(_help(capsys, "train").split())
     assert "--epochs EPOCHS at most this many epochs (the paper: 74) --early-stop" in text
     assert "--lr-drops DROPS at most this many lr drops (the paper: 3) augmentation:" in text
-    assert "SGD learning rate (default: 0.01)" in text and "(default: 0.0005)" in text
+    lr = "SGD learning rate (default: the paper's 0.01 for its batch of 256, times √(batch / 256): 0.0025 at 16)"
+    assert lr in text and "(default: 0.0005)" in text
     assert "output RMS so initialised --init-from" in text  # "auto (the default)" said it
     assert "(default: False)" in text and "(default: True)" in text  # the switches whose help does not say it
     assert common.says_its_default("at most this many epochs (the paper: 74)", 74)

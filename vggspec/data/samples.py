@@ -18,7 +18,7 @@ import io
 import os
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import numpy as np
@@ -112,12 +112,20 @@ def _drawn_files(
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    for split, count in (("train", train), ("val", val)):
-        for shape in SHAPES[:classes]:
-            for i in range(count):
-                encoded = io.BytesIO()
-                shape_image(shape, size, rng).save(encoded, format=image_format)
-                yield PurePosixPath(split, shape, f"{i:04d}{suffix}"), encoded.getvalue()
+    for relative in _layout(classes, train, val, suffix):
+        encoded = io.BytesIO()
+        shape_image(relative.parent.name, size, rng).save(encoded, format=image_format)
+        yield relative, encoded.getvalue()
+
+
+def _layout(classes: int, train: int, val: int, suffix: str) -> list[PurePosixPath]:
+    """The files of a folder, in the order they are drawn: ``train/<shape>/0000.png``, ..."""
+    return [
+        PurePosixPath(split, shape, f"{i:04d}{suffix}")
+        for split, count in (("train", train), ("val", val))
+        for shape in SHAPES[:classes]
+        for i in range(count)
+    ]
 
 
 def check_request(*, classes: int, train: int, val: int, size: int) -> None:
@@ -158,15 +166,31 @@ def image_folder(
     return root
 
 
-def holds_samples(root: str | os.PathLike[str], **request: Any) -> bool:
-    """Whether ROOT holds what ``image_folder(ROOT, **request)`` writes, byte for byte, and no other file:
-    writing it again would change nothing."""
+def holds_samples(
+    root: str | os.PathLike[str],
+    *,
+    classes: int = DEFAULT_CLASSES,
+    train: int = DEFAULT_TRAIN,
+    val: int = DEFAULT_VAL,
+    size: int = DEFAULT_SIZE,
+    seed: int = 0,
+    suffix: str = ".png",
+) -> bool:
+    """Whether ROOT holds what ``image_folder(ROOT, ...)`` writes with these settings, byte for byte, and nothing
+    else: writing it again would change nothing. The names are compared first, a folder at a time, so that a
+    folder of other images is told apart without reading it whole or drawing anything."""
     root = Path(root)
-    found = {PurePosixPath(path.relative_to(root).as_posix()) for path in root.rglob("*") if not path.is_dir()}
-    expected = sample_files(**request)
-    count = 0
-    for relative, data in expected:
-        count += 1
-        if relative not in found or (root / relative).read_bytes() != data:
+    expected = _layout(classes, train, val, suffix)
+    folders: dict[PurePosixPath, set[str]] = {PurePosixPath("."): set()}
+    for relative in expected:
+        for folder in reversed(relative.parents[:-1]):  # train, then train/ellipse
+            folders.setdefault(folder, set())
+            folders[folder.parent].add(folder.name)
+        folders[relative.parent].add(relative.name)
+    try:
+        if any(set(os.listdir(root / folder)) != names for folder, names in folders.items()):
             return False
-    return count == len(found)
+    except (NotADirectoryError, FileNotFoundError):
+        return False
+    drawn = sample_files(classes=classes, train=train, val=val, size=size, seed=seed, suffix=suffix)
+    return all((root / relative).read_bytes() == data for relative, data in drawn)
