@@ -8,7 +8,18 @@ import importlib.util
 import shutil
 from pathlib import Path
 
-from ..data import samples as drawing
+# Names from the module, not 'from ..data import samples': that asks vggspec.data for the attribute first, whose
+# look-up of the torch names (datasets.py) would import torch at every start of the program.
+from ..data.samples import (
+    DEFAULT_CLASSES,
+    DEFAULT_SIZE,
+    DEFAULT_TRAIN,
+    DEFAULT_VAL,
+    SHAPES,
+    check_request,
+    holds_samples,
+    image_folder,
+)
 from ..errors import ExitCode, SpecError
 from .common import Commands, positive_int
 
@@ -30,31 +41,30 @@ def add(commands: Commands) -> None:
     images.add_argument(
         "--classes",
         type=int,
-        default=drawing.DEFAULT_CLASSES,
+        default=DEFAULT_CLASSES,
         metavar="N",
-        help=f"the first N of the {len(drawing.SHAPES)} shapes: {', '.join(drawing.SHAPES)} (default: "
-        f"{drawing.DEFAULT_CLASSES})",
+        help=f"the first N of the {len(SHAPES)} shapes: {', '.join(SHAPES)} (default: {DEFAULT_CLASSES})",
     )
     images.add_argument(
         "--train",
         type=positive_int,
-        default=drawing.DEFAULT_TRAIN,
+        default=DEFAULT_TRAIN,
         metavar="K",
-        help=f"training images a class (default: {drawing.DEFAULT_TRAIN})",
+        help=f"training images a class (default: {DEFAULT_TRAIN})",
     )
     images.add_argument(
         "--val",
         type=positive_int,
-        default=drawing.DEFAULT_VAL,
+        default=DEFAULT_VAL,
         metavar="K",
-        help=f"validation images a class (default: {drawing.DEFAULT_VAL})",
+        help=f"validation images a class (default: {DEFAULT_VAL})",
     )
     images.add_argument(
         "--size",
         type=int,
-        default=drawing.DEFAULT_SIZE,
+        default=DEFAULT_SIZE,
         metavar="PX",
-        help=f"images of PX×PX pixels; the bundled small specs take 32×32 (default: {drawing.DEFAULT_SIZE})",
+        help=f"images of PX×PX pixels; the bundled small specs take 32×32 (default: {DEFAULT_SIZE})",
     )
     images.add_argument("--seed", type=int, default=0, metavar="S", help="other seeds draw other images (default: 0)")
     output = p.add_argument_group("output", "a folder that is not empty")
@@ -72,7 +82,7 @@ def _samples(args: argparse.Namespace) -> int:
         raise SpecError("vggspec samples draws with numpy and Pillow: pip install 'vggspec[torch]'")
     request = {"classes": args.classes, "train": args.train, "val": args.val, "size": args.size, "seed": args.seed}
     try:
-        drawing.check_request(classes=args.classes, train=args.train, val=args.val, size=args.size)
+        check_request(classes=args.classes, train=args.train, val=args.val, size=args.size)
     except ValueError as err:
         raise SpecError(f"--classes, --train, --val, --size: {err}") from None
     root = Path(args.dir)
@@ -87,7 +97,7 @@ def _samples(args: argparse.Namespace) -> int:
             elif path.exists() or path.is_symlink():  # a file, or a link: itself, not what it points to
                 path.unlink()
     elif held:
-        if drawing.holds_samples(root, **request):
+        if holds_samples(root, **request):
             print(f"{root} holds these samples already: nothing written")
             _say_next(root)
             return ExitCode.OK
@@ -96,12 +106,12 @@ def _samples(args: argparse.Namespace) -> int:
             f"{root} is not empty ({shown}) and holds no samples of these settings: give a new folder, or --force "
             f"to delete {root / 'train'} and {root / 'val'} and write anew"
         )
-    drawing.image_folder(root, **request)
+    image_folder(root, **request)
     print(
         f"wrote {args.classes * (args.train + args.val)} images of {args.size}×{args.size} pixels to {root}: "
         f"{args.classes} classes × ({args.train} in {root / 'train'} + {args.val} in {root / 'val'}), seed {args.seed}"
     )
-    print(f"classes: {', '.join(sorted(drawing.SHAPES[: args.classes]))}")  # sorted, as the trainer numbers them
+    print(f"classes: {', '.join(sorted(SHAPES[: args.classes]))}")  # sorted, as the trainer numbers them
     _say_next(root)
     return ExitCode.OK
 
