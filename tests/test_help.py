@@ -44,7 +44,7 @@ def _groups(command: argparse.ArgumentParser) -> dict[str, list[str]]:
 
 COMMANDS = [
     "list", "analyze", "compile", "train", "evaluate", "study", "predict",
-    "fmt", "table", "diff", "graph", "completion",
+    "fmt", "table", "diff", "graph", "samples", "completion",
 ]  # fmt: skip
 
 
@@ -67,6 +67,7 @@ def test_help_of_every_command_exits_0(capsys, monkeypatch, command):
         ("train", ["data", "schedule", "augmentation", "weights", "machines", "performance", "run"]),
         ("evaluate", ["networks", "data", "protocol", "output", "machines", "performance"]),
         ("analyze", ["numbers", "network", "output", "training budget"]),
+        ("samples", ["images", "output"]),
     ],
 )
 def test_the_flags_of_the_long_commands_are_in_groups(capsys, monkeypatch, command, titles):
@@ -123,7 +124,8 @@ def test_a_default_not_said_in_the_description_is_still_noted(capsys):
     text = " ".join(_help(capsys, "train").split())
     assert "--epochs EPOCHS at most this many epochs (the paper: 74) --early-stop" in text
     assert "--lr-drops DROPS at most this many lr drops (the paper: 3) augmentation:" in text
-    assert "SGD learning rate (default: 0.01)" in text and "(default: 0.0005)" in text
+    lr = "SGD learning rate (default: the paper's 0.01 for its batch of 256, times √(batch / 256): 0.0025 at 16)"
+    assert lr in text and "(default: 0.0005)" in text
     assert "output RMS so initialised --init-from" in text  # "auto (the default)" said it
     assert "(default: False)" in text and "(default: True)" in text  # the switches whose help does not say it
     assert common.says_its_default("at most this many epochs (the paper: 74)", 74)
@@ -369,6 +371,8 @@ def test_bash_completes_paths_where_a_path_goes(bash_script, tmp_path):
         ("list", "PATTERN", "name"),
         ("analyze", "--device", "words"),
         ("analyze", "--params", ""),
+        ("samples", "DIR", "dir"),
+        ("samples", "--classes", "text"),
     ],
 )
 def test_what_each_argument_completes(command, argument, kind):

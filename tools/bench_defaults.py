@@ -2,13 +2,16 @@
 
 The evidence behind the small-set defaults (README, "The recipe"): on a folder of a few hundred
 images, the paper's batch of 256 takes one step an epoch, and the plateau schedule spends its three
-drops before anything is learned. Side by side, on the same generated folder (4 classes of shapes,
-``--train`` images each, 40×40 JPEGs) and the same bundled spec with a 4-class classifier, this
-trains with the defaults (the batch from the set's size, the lr drops waiting for learning to begin)
-and with ``--batch-size 256``, and prints each run's best validation error, its last lr and the epoch
-learning began; chance is 75%.
+drops before anything is learned; the smaller batch the trainer takes instead needs a smaller rate
+than the paper's 10⁻² (``--also-lr 0.01`` shows what that rate does there). Side by side, on the
+same generated folder (4 classes of shapes, ``--train`` images each, 40×40 JPEGs) and the same
+bundled spec with a 4-class classifier, this trains with the defaults (the batch from the set's
+size, the lr from the batch, the lr drops waiting for learning to begin), with each ``--also-lr``,
+and with ``--batch-size 256``, and prints each run's best and last validation error, its last lr
+and the epoch learning began; chance is 75%.
 
     python tools/bench_defaults.py                                  # A-narrow-32, 30 epochs: ~2 min
+    python tools/bench_defaults.py --also-lr 0.01 --defaults-only --seed 1
     python tools/bench_defaults.py --spec D-narrow-32-bn --epochs 30
     python tools/bench_defaults.py --spec vgg11-gray-10-narrow --epochs 10 --defaults-only  # 224 px: slow
 
@@ -43,7 +46,10 @@ def run(spec: Path, data: Path, out: Path, epochs: int, **settings: object) -> d
     checkpoint = torch.load(folder / "last.pt", weights_only=True, map_location="cpu")
     return {
         "batch": checkpoint["config"]["batch_size"],
+        "lr": checkpoint["config"]["lr"],
         "best error": min(r["val_top1_err"] for r in records),
+        "last error": records[-1]["val_top1_err"],
+        "epochs": len(records),
         "last lr": records[-1]["lr"],
         "learning began": checkpoint.get("learning_began"),
     }
@@ -54,6 +60,16 @@ def main() -> None:
     parser.add_argument("--spec", default="A-narrow-32", help="a bundled small spec (default: A-narrow-32)")
     parser.add_argument("--epochs", type=int, default=30, help="epochs of each run (default: 30)")
     parser.add_argument("--train", type=int, default=100, help="training images per class (default: 100)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the folder and of the runs (default: 0)")
+    parser.add_argument(
+        "--also-lr",
+        type=float,
+        action="append",
+        default=[],
+        metavar="LR",
+        help="also train with the defaults but this lr (0.01: the paper's rate at any batch, the default before it "
+        "followed the batch); repeatable",
+    )
     parser.add_argument(
         "--defaults-only", action="store_true", help="skip the run at the paper's batch (for the 224-pixel specs)"
     )
@@ -64,18 +80,25 @@ def main() -> None:
         spec = root / f"{args.spec}.vgg"
         spec.write_text(re.sub(r"\bFC-10\b", "FC-4", text))
         size = round(1.25 * load(spec).input.size)
-        data = image_folder(root / "data", classes=4, train=args.train, val=25, size=size, suffix=".jpg")
-        rows = {"defaults": run(spec, data, root / "defaults", args.epochs)}
+        data = image_folder(
+            root / "data", classes=4, train=args.train, val=25, size=size, suffix=".jpg", seed=args.seed
+        )
+        rows = {"defaults": run(spec, data, root / "defaults", args.epochs, seed=args.seed)}
+        for lr in args.also_lr:
+            rows[f"--lr {lr:g}"] = run(spec, data, root / f"lr-{lr:g}", args.epochs, seed=args.seed, lr=lr)
         if not args.defaults_only:
-            rows["--batch-size 256"] = run(spec, data, root / "paper-batch", args.epochs, batch_size=256)
+            rows["--batch-size 256"] = run(
+                spec, data, root / "paper-batch", args.epochs, seed=args.seed, batch_size=256
+            )
     print(
-        f"{args.spec}, {4 * args.train} training images of {size}×{size} in 4 classes, {args.epochs} epochs "
-        "(chance: 75% error)"
+        f"{args.spec}, {4 * args.train} training images of {size}×{size} in 4 classes, seed {args.seed}, at most "
+        f"{args.epochs} epochs (chance: 75% error)"
     )
     for name, row in rows.items():
         print(
-            f"  {name:<17} batch {row['batch']:>3}  best val top-1 error {row['best error']:6.1%}  "
-            f"last lr {row['last lr']:.0e}  learning began in epoch {row['learning began']}"
+            f"  {name:<17} batch {row['batch']:>3}  lr {row['lr']:<7.3g} val top-1 error: best {row['best error']:6.1%}"
+            f", last {row['last error']:6.1%} (epoch {row['epochs']})  last lr {row['last lr']:.0e}  learning began "
+            f"in epoch {row['learning began']}"
         )
     if args.defaults_only:
         return

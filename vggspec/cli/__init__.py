@@ -18,6 +18,7 @@ returns one of its exit codes:
     table.py      table
     diff.py       diff
     graph.py      graph
+    samples.py    samples (a generated image folder to try the others on)
     completion.py completion: the shell completion scripts, written from the parser
     reference.py  the parser as Markdown: the docs' page per command (docs/generate.py writes them)
     common.py     the arguments several commands share, the flags generated from the configuration
@@ -36,7 +37,7 @@ from typing import TextIO
 from .. import __version__
 from ..errors import ExitCode, SpecError
 from ..logs import show_messages
-from . import analyze, compile, completion, diff, evaluate, fmt, graph, predict, study, table, train
+from . import analyze, compile, completion, diff, evaluate, fmt, graph, predict, samples, study, table, train
 from .common import ExitCodes, exit_codes_text, file_in_the_way, with_exit_codes_layout
 
 
@@ -183,6 +184,7 @@ def _parser() -> argparse.ArgumentParser:
     table.add(commands)
     diff.add(commands)
     graph.add(commands)
+    samples.add(commands)
     completion.add(commands, parser)
     tables = {}
     for name, command in commands.choices.items():

@@ -1,4 +1,5 @@
-"""Batch arithmetic: the global batch, and how it splits over processes and micro-batches.
+"""Batch arithmetic: the global batch, the learning rate that goes with it, and how the batch splits over
+processes and micro-batches.
 
 The trainer, the training-step budget (``analyze --train``) and the run log all count images the same
 way, from here. Torch-free.
@@ -15,7 +16,8 @@ PAPER_BATCH = 256
 # A default batch leaves at least this many steps in an epoch: at 256, a folder of 400 images took one
 # step an epoch, and the plateau schedule had spent its three drops before anything was learned.
 MIN_STEPS_PER_EPOCH = 20
-MIN_BATCH = 16  # at 8, A-narrow-32 diverged at the default lr of 10⁻² (16 trains)
+MIN_BATCH = 16  # at 8, A-narrow-32 diverged at the paper's lr of 10⁻² (before the lr followed the batch)
+PAPER_LR = 1e-2  # the paper's rate, for its batch of PAPER_BATCH
 
 
 def default_batch(images: int, world: int = 1) -> int:
@@ -26,6 +28,17 @@ def default_batch(images: int, world: int = 1) -> int:
     while batch > MIN_BATCH and images // batch < MIN_STEPS_PER_EPOCH:
         batch //= 2
     return -(-batch // world) * world
+
+
+def default_lr(batch: int) -> float:
+    """The paper's 10⁻² for its batch of 256, times the square root of ``batch`` / 256 (Krizhevsky 2014, "One weird
+    trick"; Hoffer et al. 2017): each step's noise as large as in the paper's recipe, whatever the batch. A small
+    training set gets a small batch (:func:`default_batch`), and at 10⁻² and a batch of 16 A-narrow-32 learned a
+    folder of 256 shapes and then lost it in one epoch, as one batch's large gradient, carried on by the
+    momentum, threw the weights out; at 2.5·10⁻³ it learned the folder (0 to 6% error on two seeds). In proportion
+    to the batch (6.25·10⁻⁴, Goyal et al. 2017), it was as stable but learned too slowly for the plateau schedule
+    (28% on one of the seeds, where it stopped; tools/bench_defaults.py, BENCHMARKS.md)."""
+    return PAPER_LR * math.sqrt(batch / PAPER_BATCH)
 
 
 class BatchSplit(NamedTuple):

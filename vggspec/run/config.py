@@ -27,7 +27,7 @@ from pydantic_core import PydanticCustomError
 
 from ..data.scales import TrainingScale
 from ..errors import SpecError, did_you_mean
-from ..plan.batch import MIN_BATCH, MIN_STEPS_PER_EPOCH, PAPER_BATCH, BatchSplit, batch_split
+from ..plan.batch import MIN_BATCH, MIN_STEPS_PER_EPOCH, PAPER_BATCH, PAPER_LR, BatchSplit, batch_split, default_lr
 from ..plan.budget import PLANNING_MARGIN_PERCENT
 from ..spec.initialisation import INIT_HELP, parse_init
 from . import runs
@@ -136,7 +136,15 @@ class TrainConfig(BaseModel):
         "not needed: the whole share",
         **command_line(metavar="N|auto"),
     )
-    lr: float = Field(default=1e-2, gt=0, description="SGD learning rate")
+    lr: float | None = Field(
+        default=None,
+        gt=0,
+        description="SGD learning rate",
+        **command_line(
+            default_note=f"(default: the paper's {PAPER_LR:g} for its batch of {PAPER_BATCH}, times √(batch / "
+            f"{PAPER_BATCH}): {default_lr(16):g} at 16)",
+        ),
+    )
     momentum: float = Field(default=0.9, ge=0, lt=1, description="SGD momentum")
     weight_decay: float = Field(default=5e-4, ge=0, description="weight decay (L2 penalty)")
     decay_biases: bool = Field(

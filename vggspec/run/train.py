@@ -11,9 +11,10 @@ starts is :mod:`.startup`'s and :mod:`.launch`'s.
 
 The recipe: softmax cross-entropy, SGD with momentum 0.9 and weight decay 5e-4, a global batch
 of 256 whatever the number of processes (each process takes its share of every batch, in
-micro-batches with gradient accumulation), learning rate 1e-2 divided by 10 when validation
-accuracy stops improving (at most three times), at most 74 epochs: the run ends where the schedule would
-lower it a fourth time (``--no-early-stop`` trains on to ``--epochs``).
+micro-batches with gradient accumulation; a smaller one for a small training set), learning rate
+1e-2 (for another batch, times √(batch / 256)) divided by 10 when validation accuracy stops
+improving (at most three times), at most 74 epochs: the run ends where the schedule would lower it a
+fourth time (``--no-early-stop`` trains on to ``--epochs``).
 
 Never losing work: checkpoints hold everything needed to continue bit for bit (weights,
 optimizer, plateau schedule, AMP scaler, RNG states, the position in the epoch, the spec and the
@@ -56,7 +57,7 @@ from .metrics import top_k_correct
 from .optimizer import LEARNING_BEGAN, LEARNING_BEGAN_ERROR, TrainingState, has_begun_to_learn, param_groups
 from .runlog import RunLog, stopped_on_a_plateau
 from .startup import PER_MACHINE, prepare, restarted
-from .training_data import TrainingData, colour_stats, scan, steps_per_epoch, with_batch
+from .training_data import TrainingData, colour_stats, scan, steps_per_epoch, with_batch_and_lr
 from .training_model import TrainingModel, check_the_step_fits, frozen_layers, init_advice, micro_batch_that_fits
 
 __all__ = [
@@ -445,7 +446,7 @@ def _set_up(config: TrainConfig, env: Distributed, spec: Spec, scale: TrainingSc
         resumed = checkpoints.resumable(config, spec)
         checkpoints.make_folder(resumed=resumed is not None)
         train_folder, val_folder = scan(config, spec, env)
-        config = with_batch(config, train_folder, env, log)
+        config = with_batch_and_lr(config, train_folder, env, log)
     except SpecError as problem:
         env.agree({}, "the run", problem=problem)
         raise

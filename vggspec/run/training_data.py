@@ -21,7 +21,7 @@ from ..data.loading import loader
 from ..data.scales import TrainingScale
 from ..errors import SpecError
 from ..logs import log
-from ..plan.batch import PAPER_BATCH, BatchSplit, default_batch
+from ..plan.batch import PAPER_BATCH, PAPER_LR, BatchSplit, default_batch, default_lr
 from ..spec.spec import Spec
 from . import runs
 from .checkpointing import writing
@@ -66,19 +66,25 @@ def _class_hint(config: TrainConfig, found: int, classes: int) -> str:
     return f"give --num-classes {found} (or auto), or train on data of {classes} classes"
 
 
-def with_batch(config: TrainConfig, train: folders.ImageFolder, env: Distributed, log: RunLog) -> TrainConfig:
-    """``config`` with its batch: the one given, or one decided by the training set's size (the same in every
-    process), said when it is not the paper's."""
-    if config.batch_size is not None:
-        return config
-    images = len(train.samples)
-    batch = default_batch(images, env.world)
-    if batch != PAPER_BATCH:
-        steps = images // PAPER_BATCH
-        give = "less than one step" if steps == 0 else f"{steps} step{'s' if steps != 1 else ''}"
-        log.note(f"batch {batch}: the paper's {PAPER_BATCH} would give {give} an epoch on {images} images "
-                 "(--batch-size sets it)")  # fmt: skip
-    return config.model_copy(update={"batch_size": batch})
+def with_batch_and_lr(config: TrainConfig, train: folders.ImageFolder, env: Distributed, log: RunLog) -> TrainConfig:
+    """``config`` with its batch and its learning rate: those given, or the batch decided by the training set's
+    size (the same in every process) and the rate by the batch (:func:`~vggspec.plan.batch.default_lr`), each
+    said when it is not the paper's."""
+    batch, lr = config.batch_size, config.lr
+    if batch is None:
+        images = len(train.samples)
+        batch = default_batch(images, env.world)
+        if batch != PAPER_BATCH:
+            steps = images // PAPER_BATCH
+            give = "less than one step" if steps == 0 else f"{steps} step{'s' if steps != 1 else ''}"
+            log.note(f"batch {batch}: the paper's {PAPER_BATCH} would give {give} an epoch on {images} images "
+                     "(--batch-size sets it)")  # fmt: skip
+    if lr is None:
+        lr = default_lr(batch)
+        if batch != PAPER_BATCH:
+            log.note(f"lr {lr:.3g}: the paper's {PAPER_LR:g} for a batch of {PAPER_BATCH}, times √({batch} / "
+                     f"{PAPER_BATCH}) (--lr sets it)")  # fmt: skip
+    return config.model_copy(update={"batch_size": batch, "lr": lr})
 
 
 def steps_per_epoch(train: folders.ImageFolder, batch_size: int) -> int:
