@@ -555,6 +555,14 @@ def test_freezing_layers_without_batch_norm_speaks_of_no_batch_norm(tmp_path, sh
     assert len(frozen) == 1 and frozen[0].endswith("frozen: conv1_1 to pool1 (224 parameters)"), frozen
 
 
+def test_an_epoch_of_one_step_says_one_step(tmp_path, shapes, capfd):
+    from vggspec.run.train import train
+
+    train(tiny_config(tmp_path, shapes, SMALL_SPEC, epochs=1, batch_size=96))  # 3 classes × 32 images
+    said = [line for line in capfd.readouterr().err.splitlines() if "per epoch" in line]
+    assert len(said) == 1 and "; 1 step of 96 per epoch (" in said[0], said
+
+
 def test_the_parameter_groups_come_from_the_settings():
     """One function builds the groups: frozen parameters out, new layers at their multiplier, vectors
     undecayed under --no-decay-biases; the base lr's decayed group first."""

@@ -81,7 +81,8 @@ class RunLog:
         micro = batches.micro
         self.note(
             f"{spec.display_name}: {len(train_folder.samples)} training images in {len(train_folder.classes)} classes, "
-            f"{len(val_folder.samples)} validation images; {steps_per_epoch} steps of {config.batch_size} per epoch "
+            f"{len(val_folder.samples)} validation images; {steps_per_epoch} step{'s' if steps_per_epoch != 1 else ''} "
+            f"of {config.batch_size} per epoch "
             f"({world} process{'es' if world > 1 else ''} × {shares_text(config.batch_size, world)}, micro-batches of "
             f"{micro}; "
             f"{threads} CPU thread{'s' if threads > 1 else ''}{' each' if world > 1 else ''}); "

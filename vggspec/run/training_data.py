@@ -25,6 +25,7 @@ from ..plan.batch import PAPER_BATCH, PAPER_LR, BatchSplit, default_batch, defau
 from ..spec.spec import Spec
 from . import runs
 from .checkpointing import writing
+from .classes import check_classes
 from .config import TrainConfig
 from .distributed import Distributed
 from .runlog import RunLog
@@ -36,34 +37,8 @@ def scan(config: TrainConfig, spec: Spec, env: Distributed) -> tuple[folders.Ima
     val = folders.scan(config.data, config.val_split, classes=train.classes, say=env.speaks)
     if env.main:
         folders.note_shared(train, val)
-    classifier, found = spec.classifier, len(train.classes)
-    if classifier.features != found:
-        network = (
-            f"{config.spec} ends in {classifier.word()}"
-            if config.num_classes is None
-            else f"--num-classes {config.num_classes} makes the network end in {classifier.word()}"
-        )
-        raise SpecError(
-            f"{network} ({classifier.features} classes) but {train.root} has {found} class folders",
-            line=classifier.line,
-            column=classifier.column,
-            filename=config.spec,
-            text=spec.text,
-            hint=_class_hint(config, found, classifier.features),
-        )
+    check_classes(config, spec, train)
     return train, val
-
-
-def _class_hint(config: TrainConfig, found: int, classes: int) -> str:
-    """What to do about a network of ``classes`` classes for data of ``found``."""
-    if config.num_classes is None:
-        return (
-            f"change the last FC layer to FC-{found} or give --num-classes {found} (or auto), or train on the data "
-            "it was written for"
-        )
-    if config.resume:  # its classes are the run's
-        return "resume with the data the run was started on (--data), or start a new run"
-    return f"give --num-classes {found} (or auto), or train on data of {classes} classes"
 
 
 def with_batch_and_lr(config: TrainConfig, train: folders.ImageFolder, env: Distributed, log: RunLog) -> TrainConfig:
