@@ -36,7 +36,7 @@ SHAPES = (
 # What a folder holds unless told otherwise: the tutorial's (vggspec samples DIR). The default run of A-narrow-32 on
 # it (vggspec train small/A-narrow-32 --data DIR --num-classes auto) learns it, 0% error by epoch 13, and stops at 22.
 # More classes or fewer images an epoch take longer: on 10 classes of 32 images, 7% after 46 epochs; on 4 of 64, 0%
-# after 26 (BENCHMARKS.md, "The tutorial's folder").
+# after 26 (BENCHMARKS.md, "... the tutorial's folder").
 DEFAULT_CLASSES, DEFAULT_TRAIN, DEFAULT_VAL, DEFAULT_SIZE = 6, 96, 16, 32
 MIN_SIZE = 8  # a shape spans spans half the side to all but 2 pixels of it: at 4 pixels, no extent is left
 
