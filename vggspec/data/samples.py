@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
 
-__all__ = ["SHAPES", "holds_samples", "image_folder", "sample_files", "shape_image"]
+__all__ = ["SHAPES", "check_request", "holds_samples", "image_folder", "sample_files", "shape_image"]
 
 # Ten shapes a narrow network tells apart at 32×32 pixels; a folder of N classes takes the first N. The first
 # four came first and draw as they always did: a new shape goes at the end, and draws from the same random
