@@ -109,7 +109,7 @@ def test_the_command_draws_the_same_bytes_for_the_same_settings(tmp_path, capsys
     one, two, other = tmp_path / "one", tmp_path / "two", tmp_path / "other"
     for root, seed in ((one, "0"), (two, "0"), (other, "1")):
         assert main(["samples", str(root), "--classes", "10", "--train", "2", "--val", "1", "--seed", seed]) == 0
-    assert _files(one) == _files(two) == _files(samples.image_folder(tmp_path / "api", train=2, val=1))
+    assert _files(one) == _files(two) == _files(samples.image_folder(tmp_path / "api", classes=10, train=2, val=1))
     assert len(_files(one)) == 30 and _files(one) != _files(other)
     images = list(_files(one).values())  # ten classes, every image its own
     assert len(set(images)) == len(images)

@@ -578,7 +578,9 @@ def test_the_parameter_groups_come_from_the_settings():
     ]  # fmt: skip
     # conv2_1's and fc3's weights, then their biases; fc4's weight, then its bias and conv2_1's bn scale and shift
     assert [len(g["params"]) for g in groups] == [2, 2, 1, 3]
-    assert sum(len(g["params"]) for g in param_groups(model, TrainConfig(data="d"), [])) == 8
+    assert sum(len(g["params"]) for g in param_groups(model, TrainConfig(data="d", lr=0.01), [])) == 8
+    with pytest.raises(ValueError, match="the default lr is decided by the batch"):
+        param_groups(model, TrainConfig(data="d"), [])
 
 
 def test_fine_tuning_settings_that_cannot_work_are_one_line_and_exit_2(tmp_path, shapes, capfd):

@@ -28,6 +28,8 @@ def param_groups(model: nn.Module, config: TrainConfig, new_layers: Collection[s
     rebuilds them as they were: frozen parameters (no gradient) left out, the ``new_layers`` at
     ``new_layer_lr_mult`` times the lr (``lr_mult`` in the group), vectors (biases, batch norm's scale and
     shift) without weight decay under ``--no-decay-biases``. The base lr's decayed group comes first."""
+    if config.lr is None:
+        raise ValueError("the default lr is decided by the batch: resolve it first (training_data.with_batch_and_lr)")
     new = set(new_layers)
     groups: dict[tuple[float, bool], list[nn.Parameter]] = {}
     for name, param in model.named_parameters():
